@@ -1,0 +1,202 @@
+"""The flow contract shared by every paper folder.
+
+Direction convention, used everywhere in this repository:
+
+* ``forward(x, context=None) -> (z, ladj)`` maps **data to noise** (the density direction);
+* ``inverse(z, context=None) -> (x, ladj)`` maps **noise to data** (the sampling direction);
+* ``ladj`` is ``log|det d(out)/d(in)|`` of the map just applied, shape ``(batch,)``.
+
+So ``log p(x) = log N(z) + ladj_forward`` and a sample ``x = inverse(z)`` has
+``log p(x) = log N(z) - ladj_inverse``.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+class Transform(nn.Module):
+    """A bijection. Subclasses implement ``forward`` (data -> noise) and ``inverse`` (noise -> data)."""
+
+    def forward(self, x, context=None):
+        """Map data ``x`` (batch, D) to noise; return ``(z, log|det dz/dx|)``."""
+        raise NotImplementedError
+
+    def inverse(self, z, context=None):
+        """Map noise ``z`` (batch, D) to data; return ``(x, log|det dx/dz|)``."""
+        raise NotImplementedError
+
+
+class Inverse(Transform):
+    """Swap the two directions of ``transform``: its ``inverse`` becomes this ``forward``.
+
+    IAF is MAF's layer wrapped in ``Inverse``; planar flows are written in the sampling direction
+    and wrapped the same way.
+    """
+
+    def __init__(self, transform):
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, x, context=None):
+        return self.transform.inverse(x, context)
+
+    def inverse(self, z, context=None):
+        return self.transform.forward(z, context)
+
+
+class Compose(Transform):
+    """Chain transforms: ``forward`` applies them in order (data -> noise) and sums the ``ladj``."""
+
+    def __init__(self, *transforms):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x, context=None):
+        ladj = x.new_zeros(x.shape[0])
+        for t in self.transforms:
+            x, l = t(x, context)
+            ladj = ladj + l
+        return x, ladj
+
+    def inverse(self, z, context=None):
+        ladj = z.new_zeros(z.shape[0])
+        for t in reversed(self.transforms):
+            z, l = t.inverse(z, context)
+            ladj = ladj + l
+        return z, ladj
+
+
+class Permute(Transform):
+    """Reorder features (volume preserving, ``ladj = 0``); ``Permute.reverse(D)`` flips the order."""
+
+    def __init__(self, permutation):
+        super().__init__()
+        permutation = torch.as_tensor(permutation)
+        self.register_buffer("perm", permutation)
+        self.register_buffer("inv_perm", torch.argsort(permutation))
+
+    @classmethod
+    def reverse(cls, features):
+        return cls(torch.arange(features - 1, -1, -1))
+
+    def forward(self, x, context=None):
+        return x[:, self.perm], x.new_zeros(x.shape[0])
+
+    def inverse(self, z, context=None):
+        return z[:, self.inv_perm], z.new_zeros(z.shape[0])
+
+
+class Logit(Transform):
+    """Data in [0, 1]^D -> R^D through ``logit(alpha + (1 - 2 alpha) x)`` (Real NVP, Sec. 4.1).
+
+    Used before every image model so that bits/dim count this Jacobian too.
+    """
+
+    def __init__(self, alpha=0.05):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x, context=None):
+        s = self.alpha + (1 - 2 * self.alpha) * x
+        z = torch.log(s) - torch.log1p(-s)
+        ladj = (math.log(1 - 2 * self.alpha) - torch.log(s) - torch.log1p(-s)).sum(-1)
+        return z, ladj
+
+    def inverse(self, z, context=None):
+        s = torch.sigmoid(z)
+        x = (s - self.alpha) / (1 - 2 * self.alpha)
+        ladj = (torch.log(s) + torch.log1p(-s) - math.log(1 - 2 * self.alpha)).sum(-1)
+        return x, ladj
+
+
+class StandardNormal(nn.Module):
+    """N(0, I_D) whose mean and scale are buffers, so ``.to(device)`` and ``.double()`` move it."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(features))
+
+    @property
+    def features(self):
+        return self.loc.shape[0]
+
+    def log_prob(self, z):
+        return -0.5 * (z**2).sum(-1) - 0.5 * self.features * math.log(2 * math.pi)
+
+    def rsample(self, n):
+        return torch.randn(n, self.features, dtype=self.loc.dtype, device=self.loc.device)
+
+
+def check_input(x, features, dtype=None, what="x"):
+    """Raise a ValueError naming what was expected when ``x`` is not a (batch, features) float tensor."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{what} must be a torch.Tensor of shape (batch, {features}), got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[1] != features:
+        raise ValueError(f"{what} must have shape (batch, {features}), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"{what} has dtype {x.dtype} but the flow's parameters are {dtype}; "
+                         f"call .to({dtype}) on one of them")
+
+
+class Flow(nn.Module):
+    """A normalizing flow: ``transforms`` (data -> noise in ``forward``) on top of a ``base`` density.
+
+    >>> flow = Flow([Permute.reverse(2)], features=2)
+    >>> flow.log_prob(torch.zeros(3, 2)).shape
+    torch.Size([3])
+    """
+
+    def __init__(self, transforms, base=None, features=None, context=0):
+        super().__init__()
+        self.transform = transforms if isinstance(transforms, Transform) else Compose(*transforms)
+        if base is None:
+            if features is None:
+                raise ValueError("Flow needs either a base distribution or the number of features")
+            base = StandardNormal(features)
+        self.base = base
+        self.features = base.features
+        self.context = context
+
+    def _dtype(self):
+        return self.base.loc.dtype
+
+    def _context(self, context, batch):
+        """Check ``context`` and broadcast a single vector (context,) to (batch, context)."""
+        if self.context == 0:
+            if context is not None:
+                raise ValueError("this flow was built with context=0 but a context was given")
+            return None
+        if context is None:
+            raise ValueError(f"this flow needs a context of size {self.context}, got None")
+        if context.dim() == 1:
+            context = context.expand(batch, -1)
+        check_input(context, self.context, self._dtype(), what="context")
+        if context.shape[0] != batch:
+            raise ValueError(f"context has batch size {context.shape[0]} but {batch} points were given")
+        return context
+
+    def log_prob(self, x, context=None):
+        """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``."""
+        check_input(x, self.features, self._dtype())
+        z, ladj = self.transform(x, self._context(context, x.shape[0]))
+        return self.base.log_prob(z) + ladj  # change of variables: log p(x) = log N(z) + log|det dz/dx|
+
+    def rsample_and_log_prob(self, n, context=None):
+        """Reparameterised samples (n, D) and their log-density (n,): one pass of ``inverse``."""
+        if context is not None and context.dim() == 2:
+            n = context.shape[0] if n is None else n
+        z = self.base.rsample(n)
+        x, ladj = self.transform.inverse(z, self._context(context, n))
+        return x, self.base.log_prob(z) - ladj  # log p(x) = log N(z) - log|det dx/dz|
+
+    def rsample(self, n, context=None):
+        return self.rsample_and_log_prob(n, context)[0]
+
+    @torch.no_grad()
+    def sample(self, n, context=None):
+        """``n`` samples (n, D) without gradients."""
+        return self.rsample(n, context)
