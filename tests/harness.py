@@ -45,7 +45,8 @@ def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0
         layer.zero_grad()
         z, ladj_f = layer(x, c)
         (z.square().sum() + ladj_f.sum()).backward()
-        missing = [n for n, p in layer.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+        missing = [name for name, p in layer.named_parameters()
+                   if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
         assert not missing, f"no gradient reaches {missing}"
 
 
