@@ -50,7 +50,10 @@ class MADE(nn.Module):
         deg_in = torch.cat([order + 1, torch.zeros(context, dtype=torch.long)])
         layers, deg_prev = [], deg_in
         for h in hidden_features:
-            deg_h = torch.arange(h) % max(features - 1, 1) + 1
+            # hidden degrees cycle over 1..D-1 (Sec. 4); with a context over 0..D-1, so that units of
+            # degree 0 (context only) let the first feature's parameters depend on the context too
+            low = 0 if context or features == 1 else 1
+            deg_h = torch.arange(h) % (features - low) + low
             layers += [MaskedLinear(deg_h[:, None] >= deg_prev[None, :]), activation()]  # hidden mask: >=
             deg_prev = deg_h
         deg_out = (order + 1).repeat_interleave(params)  # output laid out as (features, params)

@@ -1,0 +1,178 @@
+"""The contract in common/: Flow, Inverse, Compose, Permute, Logit, MADE, the training guard, metrics."""
+
+import math
+
+import pytest
+import torch
+from harness import check_flow_normalised, check_transform, perturb
+
+from common.flows import Compose, Flow, Inverse, Logit, Permute, Transform
+from common.metrics import bits_per_dim
+from common.nets import MADE, MLP
+from common.train import NonFiniteLoss, load_checkpoint, save_checkpoint, train_forward_kl, train_reverse_kl
+
+
+class ElementwiseAffine(Transform):
+    """z = (x - shift) * exp(-log_scale): a tiny test layer with parameters and a context."""
+
+    def __init__(self, features, context=0):
+        super().__init__()
+        self.net = MLP(max(context, 1), 2 * features, (8,))
+
+    def _params(self, x, context):
+        h = context if context is not None else x.new_ones(x.shape[0], 1)
+        shift, log_scale = self.net(h).chunk(2, -1)
+        return shift, torch.tanh(log_scale)
+
+    def forward(self, x, context=None):
+        shift, log_scale = self._params(x, context)
+        return (x - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+
+    def inverse(self, z, context=None):
+        shift, log_scale = self._params(z, context)
+        return z * torch.exp(log_scale) + shift, log_scale.sum(-1)
+
+
+def _affine(features, context):
+    return perturb(ElementwiseAffine(features, context).double())
+
+
+HARNESS_CASES = [
+    ("permute", lambda d, c: Permute(torch.randperm(d, generator=torch.Generator().manual_seed(d))).double(), (0,)),
+    ("inverse-compose", lambda d, c: Compose(Inverse(_affine(d, c)), Permute.reverse(d), _affine(d, c)), (0, 3)),
+    ("logit", lambda d, c: Logit(0.05), (0,)),
+]
+
+
+@pytest.mark.parametrize("features", [1, 2, 3, 6])
+@pytest.mark.parametrize("name,factory,contexts", HARNESS_CASES, ids=[c[0] for c in HARNESS_CASES])
+def test_harness(name, factory, contexts, features):
+    for context in contexts:
+        layer = factory(features, context)
+        x = torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None  # data in (0, 1)
+        check_transform(layer, features, context, x=x)
+
+
+def test_harness_catches_a_wrong_log_det():
+    class Wrong(ElementwiseAffine):
+        def forward(self, x, context=None):
+            z, ladj = super().forward(x, context)
+            return z, ladj + 1e-3
+    with pytest.raises(AssertionError):
+        check_transform(perturb(Wrong(2).double()), 2)
+
+
+def test_inverse_swaps_directions():
+    layer = _affine(3, 0)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    assert torch.equal(Inverse(layer)(x)[0], layer.inverse(x)[0])
+    assert torch.equal(Inverse(layer).inverse(x)[0], layer(x)[0])
+
+
+def test_flow_log_prob_sample_and_normalisation():
+    flow = Flow([_affine(2, 0), Permute.reverse(2), _affine(2, 0)], features=2).double()
+    check_flow_normalised(flow, lim=25.0, n=800)
+    x, log_q = flow.rsample_and_log_prob(7)
+    assert torch.allclose(log_q, flow.log_prob(x), atol=1e-10)
+    assert flow.sample(5).shape == (5, 2) and not flow.sample(5).requires_grad
+
+
+def test_flow_with_context_broadcasts_a_single_vector():
+    flow = Flow([_affine(2, 3)], features=2, context=3).double()
+    c = torch.randn(3, dtype=torch.float64)
+    x, log_q = flow.rsample_and_log_prob(6, c)
+    assert torch.allclose(log_q, flow.log_prob(x, c.expand(6, 3)), atol=1e-10)
+    assert not torch.allclose(log_q, flow.log_prob(x, -c), atol=1e-3)  # the context matters
+
+
+def test_bad_input_names_what_was_expected():
+    flow = Flow([_affine(2, 0)], features=2).double()
+    with pytest.raises(ValueError, match=r"\(batch, 2\).*\(4, 3\)"):
+        flow.log_prob(torch.zeros(4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        flow.log_prob(torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="float32"):
+        flow.log_prob(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="floating"):
+        flow.log_prob(torch.zeros(4, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="context=0"):
+        flow.log_prob(torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64))
+    cflow = Flow([_affine(2, 3)], features=2, context=3).double()
+    with pytest.raises(ValueError, match="context"):
+        cflow.log_prob(torch.zeros(4, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\(batch, 3\).*\(4, 2\)"):
+        cflow.log_prob(torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64))
+
+
+def test_double_moves_the_base():
+    flow = Flow([Permute.reverse(2)], features=2).double()
+    assert flow.sample(3).dtype == torch.float64
+
+
+@pytest.mark.parametrize("context", [0, 2])
+@pytest.mark.parametrize("features", [1, 2, 5])
+def test_made_is_autoregressive(features, context):
+    """d output_i / d input_j is zero unless j comes before i in the order (Germain et al. 2015)."""
+    order = torch.randperm(features, generator=torch.Generator().manual_seed(features))
+    made = perturb(MADE(features, 3, (16, 16), context=context, order=order).double())
+    x = torch.randn(64, features, dtype=torch.float64)  # many points, so no connection hides behind a dead ReLU
+    c = torch.randn(64, context, dtype=torch.float64) if context else None
+    J = torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))  # (D, D)
+    allowed = order[None, :] < order[:, None]  # allowed[i, j]: feature j precedes feature i
+    assert torch.all(J[~allowed] == 0)
+    assert torch.all(J[allowed] > 0)  # and every permitted connection exists
+    if context:
+        Jc = torch.autograd.functional.jacobian(lambda c: made(x, c).sum(0), c).abs().sum((1, 2, 3))
+        assert torch.all(Jc > 0)  # every feature sees the context, the first in the order too
+
+
+def test_made_rejects_a_bad_order():
+    with pytest.raises(ValueError, match="permutation"):
+        MADE(3, 2, order=[0, 0, 1])
+
+
+class Exploding(ElementwiseAffine):
+    """Returns a NaN log-det from the 4th call on: the guard must stop and keep finite weights."""
+    calls = 0
+
+    def forward(self, x, context=None):
+        Exploding.calls += 1
+        z, ladj = super().forward(x, context)
+        return z, ladj * (float("nan") if Exploding.calls >= 4 else 1.0)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_finite_weights():
+    torch.manual_seed(0)
+    flow = Flow([Exploding(2)], features=2)
+    data = torch.randn(64, 2)
+    with pytest.raises(NonFiniteLoss, match="at step 4"):
+        train_forward_kl(flow, data, steps=10, batch_size=16, progress=False)
+    assert all(torch.isfinite(p).all() for p in flow.parameters())
+    Exploding.calls = 0
+    assert torch.isfinite(flow.log_prob(data)).all()
+
+
+def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
+    torch.manual_seed(0)
+    flow = Flow([ElementwiseAffine(2)], features=2)
+    data = torch.randn(512, 2) * 0.3 + 2.0
+    history = train_forward_kl(flow, data, steps=300, batch_size=128, lr=1e-2, val=data[:100], progress=False)
+    assert history["loss"][-1] < history["loss"][0] - 1.0
+    save_checkpoint(flow, tmp_path / "flow.pt", steps=300)
+    other = Flow([ElementwiseAffine(2)], features=2)
+    assert load_checkpoint(other, tmp_path / "flow.pt") == {"steps": 300}
+    assert torch.equal(other.log_prob(data), flow.log_prob(data))
+
+
+def test_reverse_kl_fits_a_gaussian_energy():
+    torch.manual_seed(0)
+    flow = Flow([ElementwiseAffine(2)], features=2)
+    history = train_reverse_kl(flow, lambda x: 0.5 * ((x - 1.0) ** 2).sum(-1) / 0.25, steps=400, lr=1e-2,
+                               anneal=100, progress=False)
+    assert history["beta"][0] == pytest.approx(0.02) and history["beta"][-1] == 1.0
+    assert flow.sample(4000).mean(0).sub(1.0).abs().max() < 0.05
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(0.0, dims=64, levels=17) == pytest.approx(math.log2(17))
+    assert bits_per_dim(-64 * math.log(17), dims=64, levels=17) == pytest.approx(0.0)
