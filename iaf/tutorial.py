@@ -1,0 +1,187 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Inverse Autoregressive Flow
+#
+# Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, *Improved Variational Inference with Inverse
+# Autoregressive Flow*, NeurIPS 2016 ([arXiv:1606.04934](https://arxiv.org/abs/1606.04934)).
+#
+# This notebook runs top to bottom in under a minute with `FLOWS_FAST=1`; without it, the training runs
+# are longer and the numbers better. The full experiments are `python -m iaf`.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+
+from common.flows import Flow
+from common.metrics import reverse_kl
+from common.nets import MADE
+from common.plot import flow_log_prob, show_density
+from common.targets import get_target
+from common.train import fast_mode, seed_everything, train_reverse_kl
+from iaf import IAF, GatedAutoregressive
+
+FAST = fast_mode()
+seed_everything(0)
+
+# %% [markdown]
+# ## 1. What variational inference asks of a density
+#
+# We know a target only up to its normalising constant, $p(z) = e^{-U(z)}/Z$, and we fit $q$ by
+# minimising the reverse KL divergence
+#
+# $$\mathrm{KL}(q \,\|\, p) = \mathbb{E}_{z \sim q}\big[\log q(z) + U(z)\big] + \log Z .$$
+#
+# $\log Z$ is a constant, so the loss is a Monte-Carlo average over **samples drawn from $q$**, of
+# **$\log q$ at those same samples**. With reparameterised samples $z = f(\varepsilon)$,
+# $\varepsilon \sim \mathcal N(0, I)$, the gradient goes through $f$. So VI needs two things to be cheap:
+#
+# 1. drawing $z = f(\varepsilon)$, differentiably;
+# 2. $\log q(z)$ for the $z$ it just drew — never for an arbitrary new point.
+#
+# The second is much weaker than density estimation. For a flow,
+# $\log q(z) = \log \mathcal N(\varepsilon) - \log|\det \partial f / \partial \varepsilon|$: if we
+# keep $\varepsilon$ we never need $f^{-1}$. IAF is designed for exactly this: its sampling pass
+# computes the log-determinant along the way, in one network evaluation per step.
+#
+# ## 2. The IAF step and its gate
+#
+# Each step reads the previous sample $z$ (and a context $h$; in the paper, a feature vector from the
+# VAE's encoder), and an autoregressive network (MADE) outputs, for every dimension $i$, two numbers that
+# depend only on $z_{<i}$ and $h$ (Algorithm 1 of the paper):
+#
+# $$[m, s] = \mathrm{AutoregressiveNN}(z, h), \qquad \sigma = \mathrm{sigmoid}(s), \qquad
+#   z' = \sigma \odot z + (1 - \sigma) \odot m .$$
+#
+# Since $\partial z'_i/\partial z_j = 0$ for $j$ after $i$ in the order and
+# $\partial z'_i / \partial z_i = \sigma_i$, the Jacobian is triangular and
+#
+# $$\log\left|\det \frac{\partial z'}{\partial z}\right| = \sum_i \log \sigma_i .$$
+#
+# All $D$ outputs come from one pass of the network, because $m$ and $\sigma$ are functions of the
+# *input* $z$, which we have in full. The form $\sigma z + (1-\sigma) m$ is an LSTM-style update: the
+# gate $\sigma \in (0, 1)$ decides how much of $z$ to keep. Its bias is initialised at $+2$
+# ($\sigma \approx 0.88$), so each step starts close to the identity, and a deep chain trains stably.
+
+# %%
+layer = GatedAutoregressive(features=4, hidden_features=(32, 32))
+z = torch.randn(3, 4)
+m, s = layer.gate(z)
+print("sigma at initialisation:\n", torch.sigmoid(s).detach())
+J = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], z[0])
+print("Jacobian dz'/dz (lower triangular in the order 0, 1, 2, 3; diagonal = sigma):\n", J)
+print("sum log sigma =", layer(z[:1])[1].item(), " log|det J| =", torch.linalg.slogdet(J)[1].item())
+
+# %% [markdown]
+# ## 3. IAF and MAF are one layer, run in opposite directions
+#
+# This repository's contract: a layer's `forward` maps **data to noise** (used by `log_prob`) and its
+# `inverse` maps **noise to data** (used by `rsample_and_log_prob`).
+#
+# `GatedAutoregressive.forward` is the one-pass map above. Read under the contract, that makes the
+# layer, as it stands, a **MAF** layer (Papamakarios et al. 2017): the density of a data point is
+# one pass, and a sample needs the inverse, which must recover $z_1, z_2, \dots$ one at a time:
+# $z_i = (z'_i - (1-\sigma_i) m_i) / \sigma_i$ needs $z_{<i}$ first, so $D$ passes.
+#
+# IAF is the same chain of layers wrapped in `Inverse`, which swaps the two methods: now *sampling* is
+# the one-pass map and the density of a **new** point is the $D$-pass recursion:
+#
+# ```python
+# steps = [DiagonalAffine(D), GatedAutoregressive(D, order=0..D-1), GatedAutoregressive(D, order=D-1..0), ...]
+# IAF = Flow(Inverse(Compose(*steps)))     # sampling: Compose.forward, one pass per step
+# ```
+#
+# (`DiagonalAffine` is Algorithm 1's start, $z_0 = \mu_0 + \sigma_0 \odot \varepsilon$.) Let us count MADE
+# passes with a hook.
+
+# %%
+def count_made_passes(flow, fn):
+    calls = []
+    hooks = [mod.register_forward_hook(lambda *a: calls.append(1)) for mod in flow.modules() if isinstance(mod, MADE)]
+    with torch.no_grad():
+        fn()
+    for h in hooks:
+        h.remove()
+    return len(calls)
+
+
+D, T = 8, 5
+iaf = IAF(D, transforms=T)
+maf_reading = Flow(iaf.transform.transform, features=D)  # the same layers, not inverted
+x_new = torch.randn(100, D)
+print(f"D = {D}, {T} steps")
+print("IAF  sample + log q :", count_made_passes(iaf, lambda: iaf.rsample_and_log_prob(100)), "passes")
+print("IAF  log_prob(new)  :", count_made_passes(iaf, lambda: iaf.log_prob(x_new)), "passes")
+print("MAF  log_prob(new)  :", count_made_passes(maf_reading, lambda: maf_reading.log_prob(x_new)), "passes")
+print("MAF  sample         :", count_made_passes(maf_reading, lambda: maf_reading.sample(100)), "passes")
+
+# %% [markdown]
+# And in seconds (no gradients). The ratio grows like $D$: the price IAF pays for cheap sampling.
+# `python -m iaf --example cost` prints the same table for 100k points at $D$ = 2, 16, 64.
+
+# %%
+n = 2_000 if FAST else 20_000
+for d in (2, 16):
+    flow = IAF(d)
+    x = torch.randn(n, d)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        flow.rsample_and_log_prob(n)
+        t1 = time.perf_counter()
+        flow.log_prob(x)
+        t2 = time.perf_counter()
+    print(f"D = {d:>2}: sample + log q {t1 - t0:.3f} s   log_prob of new points {t2 - t1:.3f} s")
+
+# %% [markdown]
+# ## 4. Results: fitting 2-D energies by reverse KL
+#
+# The energies of Rezende & Mohamed (2015); $U_2$–$U_4$ are confined to $|z_1| \le 4$ so that they are
+# normalisable, and $\log Z$ is computed by quadrature, so the printed KL is the true divergence
+# (ceiling 0). Training uses only samples and their $\log q$: one pass per step.
+
+# %%
+steps = 150 if FAST else 2000
+names = ("U2", "sine") if FAST else ("U1", "U2", "U3", "U4", "sine")
+fig, axes = plt.subplots(2, len(names), figsize=(2.8 * len(names), 5.6))
+for j, name in enumerate(names):
+    seed_everything(0)
+    energy = get_target(name)
+    flow = IAF(2)
+    train_reverse_kl(flow, energy, steps, progress=False)
+    kl = reverse_kl(flow, energy, n=5_000 if FAST else 100_000)
+    print(f"{name:>5}: KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats (log Z = {kl['log_z']:.3f})")
+    show_density(axes[0, j], energy.log_prob, energy.bounds, f"{name}: target", n=80 if FAST else 150)
+    show_density(axes[1, j], flow_log_prob(flow), energy.bounds, "IAF", n=80 if FAST else 150)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# In the fast mode above the fit has barely started. With 2000 steps (`python -m iaf`, seed 0) the
+# KL is about 0.09 nats on $U_2$, 0.28 on $U_3$, 0.36 on $U_4$ and 0.18 on the sine ring: better than
+# planar flows at the same budget (0.2–0.9 in `/work/shared/reference/peers.md`), short of an inverted
+# spline flow (0.02–0.08). On $U_1$ it is 0.76: reverse KL is *mode-seeking*, and $q$ settled on one
+# of the two symmetric lobes, which alone costs $\log 2 \approx 0.69$ nats. An affine step moves
+# mass only by shifting and shrinking each conditional, so splitting one Gaussian into two lobes is hard.
+#
+# The forward-KL example (`python -m iaf --example gauss`) goes the other way: it *trains by
+# density* on samples of $\mathcal N([5, 5], 0.5 I)$, paying $D$ passes per step, and reaches the exact
+# entropy within noise (gap 0.004 ± 0.003 nats).
+#
+# **Take-aways.** IAF is a MAF run backwards. Choose the direction by what the objective evaluates:
+# samples and their own $\log q$ (variational inference, IAF) or the density of given data (density
+# estimation, MAF). The gate $\sigma\,z + (1-\sigma)\,m$ with $\sigma$ started near 1 is what lets many
+# steps be stacked stably in the paper's VAE.
+

@@ -1,0 +1,136 @@
+"""IAF (Kingma et al. 2016): the gated step, its direction under the contract, and the pre-built flow."""
+
+import pytest
+import torch
+from harness import check_flow_normalised, check_transform, perturb
+from torch.autograd.functional import jacobian
+
+from common.flows import Inverse
+from common.nets import MADE
+from iaf import IAF, DiagonalAffine, GatedAutoregressive
+
+
+def _order(d):
+    return torch.randperm(d, generator=torch.Generator().manual_seed(d))
+
+
+def _iaf(d, c, transforms=3, scale=0.25, seed=0):
+    return perturb(IAF(d, transforms, (16, 16), c).double(), scale, seed)
+
+
+HARNESS_CASES = [
+    ("gated-autoregressive", lambda d, c: perturb(GatedAutoregressive(d, (16, 16), c, _order(d)).double()), (0, 3)),
+    ("diagonal-affine", lambda d, c: perturb(DiagonalAffine(d, c).double()), (0, 3)),
+    ("iaf-chain", lambda d, c: _iaf(d, c).transform, (0, 3)),  # Inverse(Compose(DiagonalAffine, steps...))
+]
+
+
+@pytest.mark.parametrize("features", [1, 2, 3, 6])
+@pytest.mark.parametrize("name,factory,contexts", HARNESS_CASES, ids=[c[0] for c in HARNESS_CASES])
+def test_harness(name, factory, contexts, features):
+    for context in contexts:
+        if features == 1 and context == 0 and name != "diagonal-affine":
+            continue  # MADE with D = 1 and no context masks its whole first layer: no gradient can reach it
+        check_transform(factory(features, context), features, context)
+
+
+@pytest.mark.parametrize("context", [0, 2])
+def test_jacobian_is_triangular_in_the_layer_order_with_gates_on_the_diagonal(context):
+    d = 5
+    layer = perturb(GatedAutoregressive(d, (32, 32), context, _order(d)).double(), scale=1.0)
+    gen = torch.Generator().manual_seed(3)
+    z = 2 * torch.randn(4, d, generator=gen, dtype=torch.float64)
+    c = torch.randn(4, context, generator=gen, dtype=torch.float64) if context else None
+    order = layer.made.order
+    later = order[None, :] > order[:, None]  # later[i, j]: z_j comes after z_i in the order
+    earlier = order[None, :] < order[:, None]
+    _, s = layer.gate(z, c)
+    for i in range(4):
+        J = jacobian(lambda zi: layer(zi[None], None if c is None else c[i:i + 1])[0][0], z[i])
+        assert torch.all(J[later] == 0), "output i depends on a variable after i in the order"
+        assert J[earlier].abs().max() > 1e-3, "no autoregressive dependence at all"
+        sigma = torch.diagonal(J)
+        assert torch.allclose(sigma, torch.sigmoid(s[i]), atol=1e-12)  # dz'_i/dz_i = sigma_i (Eq. 14)
+        assert torch.all((sigma > 0) & (sigma < 1)), f"gate outside (0, 1): {sigma.tolist()}"
+
+
+def test_sigma_stays_in_the_open_unit_interval_for_large_parameters_and_inputs():
+    layer = perturb(GatedAutoregressive(4, (16,)).double(), scale=1.0)
+    z = 3 * torch.randn(1000, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    _, s = layer.gate(z)
+    sigma = torch.sigmoid(s)
+    assert s.abs().max() > 5  # the test is not vacuous: the gate is pushed towards 0 and 1
+    assert torch.all((sigma > 0) & (sigma < 1))
+    _, ladj = layer(z)
+    assert torch.isfinite(ladj).all() and torch.all(ladj < 0)  # sum of log sigma < 0: a contraction
+
+
+@pytest.mark.parametrize("context", [0, 3])
+def test_rsample_and_log_prob_agrees_with_log_prob(context):
+    torch.manual_seed(0)
+    flow = _iaf(4, context, transforms=4)
+    c = torch.randn(200, context, dtype=torch.float64) if context else None
+    x, log_q = flow.rsample_and_log_prob(200, c)
+    assert torch.allclose(flow.log_prob(x, c), log_q, atol=1e-8, rtol=0)
+    assert x.requires_grad  # reparameterised: gradients reach the parameters through the samples
+
+
+def test_density_integrates_to_one():
+    check_flow_normalised(_iaf(2, 0, transforms=3))
+    c = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    check_flow_normalised(_iaf(2, 2, transforms=3), context=c)
+
+
+def _count_made_passes(flow, fn):
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in flow.modules() if isinstance(m, MADE)]
+    fn()
+    for h in hooks:
+        h.remove()
+    return len(calls)
+
+
+def test_sampling_is_one_pass_per_step_and_density_is_d_passes_per_step():
+    d, steps = 6, 3
+    flow = _iaf(d, 0, transforms=steps)
+    assert isinstance(flow.transform, Inverse)  # IAF = the one-pass layers run through Inverse
+    x = torch.randn(10, d, dtype=torch.float64)
+    assert _count_made_passes(flow, lambda: flow.rsample_and_log_prob(10)) == steps
+    assert _count_made_passes(flow, lambda: flow.log_prob(x)) == steps * d
+
+
+def test_init_gate_is_near_one_so_each_step_starts_near_the_identity():
+    torch.manual_seed(0)
+    layer = GatedAutoregressive(8)  # fresh, not perturbed
+    z = torch.randn(2000, 8)
+    _, s = layer.gate(z)
+    sigma = torch.sigmoid(s)
+    assert sigma.min() > 0.75 and abs(sigma.mean() - torch.sigmoid(torch.tensor(2.0))) < 0.05
+    y, _ = layer(z)
+    assert (y - z).pow(2).mean() < 0.1 * z.pow(2).mean()  # z' = sigma z + (1 - sigma) m stays close to z
+    no_bias = GatedAutoregressive(8, gate_bias=0.0)
+    assert abs(torch.sigmoid(no_bias.gate(z)[1]).mean() - 0.5) < 0.05  # without the bias the gate is ~0.5
+
+
+def test_order_is_reversed_between_steps():
+    steps = IAF(4, transforms=3).transform.transform.transforms
+    orders = [t.made.order.tolist() for t in steps if isinstance(t, GatedAutoregressive)]
+    assert orders == [[0, 1, 2, 3], [3, 2, 1, 0], [0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(features=0), dict(features=2.5), dict(features=2, transforms=0), dict(features=2, context=-1),
+    dict(features=2, hidden_features=()), dict(features=2, hidden_features=(64, 0)),
+    dict(features=2, hidden_features=64),
+])
+def test_bad_hyperparameters_raise(kwargs):
+    with pytest.raises(ValueError, match="must be"):
+        IAF(**kwargs)
+
+
+def test_bad_inputs_raise():
+    flow = IAF(3, 2, (8,), context=2)
+    with pytest.raises(ValueError):
+        flow.log_prob(torch.randn(5, 4), torch.randn(5, 2))  # wrong number of features
+    with pytest.raises(ValueError):
+        flow.rsample_and_log_prob(5)  # context missing
