@@ -236,7 +236,8 @@ class NoisyCurves(Target):
 
 
 def moons(u):
-    """Two interleaved half circles (scikit-learn's make_moons before noise), centred: (2, len(u), 2)."""
+    """Two interleaved half circles, t = pi u: (cos t, sin t) and (1 - cos t, 1/2 - sin t) (scikit-learn's
+    make_moons before noise), shifted by (-1/2, -1/4) to centre them: (2, len(u), 2)."""
     t = math.pi * u
     upper = torch.stack([t.cos(), t.sin()], -1)
     lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], -1)
@@ -305,15 +306,10 @@ def _confine(z):
     return 0.5 * (torch.relu(z[:, 0].abs() - 4) / 0.1) ** 2
 
 
-def _neg_log_sum_exp(a, b):
-    """-log(exp(a) + exp(b)), computed stably."""
-    return -torch.logaddexp(a, b)
-
-
 def u1(z):
     """U1 = 0.5 ((|z| - 2) / 0.4)^2 - log(exp(-0.5 ((z1 - 2) / 0.6)^2) + exp(-0.5 ((z1 + 2) / 0.6)^2))."""
     ring = 0.5 * ((z.norm(dim=-1) - 2) / 0.4) ** 2
-    return ring + _neg_log_sum_exp(-0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2)
+    return ring - torch.logaddexp(-0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2)
 
 
 def u2(z):
@@ -324,13 +320,13 @@ def u2(z):
 def u3(z):
     """U3 = -log(exp(-0.5 ((z2 - w1) / 0.35)^2) + exp(-0.5 ((z2 - w1 + w2) / 0.35)^2)) (+ confinement)."""
     d = z[:, 1] - _w1(z)
-    return _neg_log_sum_exp(-0.5 * (d / 0.35) ** 2, -0.5 * ((d + _w2(z)) / 0.35) ** 2) + _confine(z)
+    return -torch.logaddexp(-0.5 * (d / 0.35) ** 2, -0.5 * ((d + _w2(z)) / 0.35) ** 2) + _confine(z)
 
 
 def u4(z):
     """U4 = -log(exp(-0.5 ((z2 - w1) / 0.4)^2) + exp(-0.5 ((z2 - w1 + w3) / 0.35)^2)) (+ confinement)."""
     d = z[:, 1] - _w1(z)
-    return _neg_log_sum_exp(-0.5 * (d / 0.4) ** 2, -0.5 * ((d + _w3(z)) / 0.35) ** 2) + _confine(z)
+    return -torch.logaddexp(-0.5 * (d / 0.4) ** 2, -0.5 * ((d + _w3(z)) / 0.35) ** 2) + _confine(z)
 
 
 def sine(z):

@@ -1,0 +1,196 @@
+"""Experiments of Papamakarios et al. (2017), Masked Autoregressive Flow.
+
+    python -m maf                  # Figure 1: one MADE with the unfavourable order fails, MAF with 5 layers fits
+    python -m maf --target moons   # a 5-layer MAF on any sample-based target of common/targets.py
+    python -m maf --data digits    # 8x8 digits: MAF and a class-conditional MAF, test NLL and bits/dim
+    python -m maf --quick          # any of the above in seconds (also: FLOWS_FAST=1)
+
+Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target (>= 0, it is
+KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit Jacobian included).
+"""
+
+import argparse
+import math
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import plot
+from common.data import LEVELS, dequantize, load_digits_split
+from common.flows import Compose, Flow, Logit
+from common.metrics import bits_per_dim, dataset_nll, nll_gap
+from common.plot import plt
+from common.targets import SAMPLE_TARGETS, get_target
+from common.train import fast_mode, seed_everything, train_forward_kl
+from maf import MAF, MAFLayer, set_batch_norm_stats
+
+
+class Figure1Target:
+    """The target of the paper's Figure 1: p(x1, x2) = N(x2 | 0, 4) N(x1 | x2^2 / 4, 1) (4 is a variance).
+
+    Its entropy is exact: H = H(x2) + E[H(x1 | x2)] = 0.5 log(2 pi e 4) + 0.5 log(2 pi e) = log(2 pi e) + log 2.
+    Same interface as the sample-based targets of common/targets.py.
+    """
+
+    name, dim, bounds = "figure1", 2, (-6.0, 10.0)
+
+    def sample(self, n):
+        x2 = 2 * torch.randn(n)
+        return torch.stack([x2**2 / 4 + torch.randn(n), x2], -1)
+
+    def log_prob(self, x):
+        x1, x2 = x[:, 0], x[:, 1]
+        log_p_x2 = -0.5 * (x2 / 2) ** 2 - math.log(2) - 0.5 * math.log(2 * math.pi)
+        return log_p_x2 - 0.5 * (x1 - x2**2 / 4) ** 2 - 0.5 * math.log(2 * math.pi)
+
+    def entropy(self):
+        return math.log(2 * math.pi * math.e) + math.log(2), 0.0
+
+
+def parameters(flow):
+    return sum(p.numel() for p in flow.parameters())
+
+
+def fit(flow, target, args, label):
+    """Maximum likelihood on fresh target samples, then the test NLL on fresh samples and its gap to H."""
+    flow.to(args.device)
+    history = train_forward_kl(flow, target, steps=args.steps, batch_size=512, lr=1e-3)
+    result = nll_gap(flow, target, n=args.n_test)
+    print(f"  {label:<38} {parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
+          f"{result['gap']:8.4f}  {history['seconds']:6.1f}")
+    return history, result
+
+
+def header(target):
+    entropy, err = target.entropy()
+    print(f"target {target.name}: exact entropy H = {entropy:.4f} ± {err:.4f} nats")
+    print(f"  {'model':<38} {'params':>7}  {'test NLL (nats)':>17}  {'NLL - H':>8}  {'train s':>6}")
+
+
+def figure1(args):
+    """Figure 1: a MADE with Gaussian conditionals (= a 1-layer MAF) learns x1 first, whose marginal is not
+    Gaussian, and fails; reading the same data in the other order it would succeed; a 5-layer MAF, every layer
+    with the same kind of Gaussian conditionals, fits the target in the unfavourable order too."""
+    target = Figure1Target()
+    header(target)
+    models = {
+        "MADE, order x1 -> x2 (unfavourable)": MAF(2, transforms=1),
+        "MADE, order x2 -> x1 (favourable)": Flow([MAFLayer(2, order=[1, 0])], features=2),
+        "MAF 5 layers, first order x1 -> x2": MAF(2, transforms=5),
+    }
+    for label, flow in models.items():
+        fit(flow, target, args, label)
+    made, maf = models["MADE, order x1 -> x2 (unfavourable)"], models["MAF 5 layers, first order x1 -> x2"]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
+    plot.show_density(axes[0], target.log_prob, target.bounds, "target")
+    plot.show_density(axes[1], plot.flow_log_prob(made), target.bounds, "MADE, x1 first")
+    with torch.no_grad():  # the random numbers u the MADE would need to generate the data: not N(0, I)
+        u, _ = made.transform(target.sample(2000).to(args.device))
+    axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
+    axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
+    plot.show_density(axes[3], plot.flow_log_prob(maf), target.bounds, "MAF 5 layers")
+    fig.savefig(os.path.join(args.out, "figure1.png"), dpi=120, bbox_inches="tight")
+    print(f"  figure: {os.path.join(args.out, 'figure1.png')}")
+
+
+def on_target(args):
+    target = get_target(args.target)
+    header(target)
+    flow = MAF(2, transforms=5)
+    history, _ = fit(flow, target, args, "MAF 5 layers, MADE 2 x 64")
+    plot.plot_density_comparison(flow, target, os.path.join(args.out, f"{target.name}.png"), title=target.name)
+    plot.plot_loss(history, os.path.join(args.out, f"{target.name}_loss.png"), "NLL (nats)", target.entropy()[0], "H")
+    print(f"  figures: {args.out}/{target.name}.png, {target.name}_loss.png")
+
+
+def digits_flow(context, args):
+    """MAF on the logit of the dequantised pixels: Logit(0.05) is the first layer, so its Jacobian counts."""
+    maf = MAF(64, args.transforms, (args.hidden, args.hidden), context, batch_norm=True)
+    return Flow(Compose(Logit(0.05), maf.transform), features=64, context=context).to(args.device)
+
+
+def dataset_log_prob(flow, x, context):
+    """log p(x | context), (n,), on the CPU."""
+    param = next(flow.parameters())
+    return flow.log_prob(x.to(param), context.to(param)).cpu()
+
+
+def digits(args):
+    """MAF and the class-conditional MAF (Sec. 3.4) on the 8x8 digits: test NLL in nats and bits/dim."""
+    split = load_digits_split(args.seed)
+    onehot = {k: F.one_hot(split[f"{k}_labels"], 10).float() for k in ("train", "val", "test")}
+    gen = torch.Generator().manual_seed(args.seed)
+    test = dequantize(split["test"], gen)  # one fixed dequantisation of the test set for every model
+    print(f"8x8 digits: {len(split['train'])} train / {len(split['val'])} val / {len(test)} test images, "
+          f"{LEVELS} grey levels; MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm")
+    print("  bits/dim = (NLL + 64 log 17) / (64 log 2): the density of the integer pixels (dequantisation bound);"
+          " 4.09 = uniform over the 17 levels")
+    print(f"  {'model':<44} {'params':>7}  {'test NLL (nats)':>17}  {'bits/dim':>8}  {'train s':>6}")
+    results = {}
+    for label, context in (("MAF, log p(x)", 0), ("conditional MAF, log p(x | y)", 10)):
+        flow = digits_flow(context, args)
+        c = onehot["train"] if context else None
+        history = train_forward_kl(flow, split["train"], steps=args.steps, batch_size=args.batch_size, lr=1e-3,
+                                   context=c, val=split["val"], val_context=onehot["val"] if context else None,
+                                   preprocess=dequantize)
+        set_batch_norm_stats(flow, dequantize(split["train"], gen), c)  # Appendix B: whole training set
+        nll, se = dataset_nll(flow, test, onehot["test"] if context else None)
+        print(f"  {label:<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  {bits_per_dim(nll):8.3f}  "
+              f"{history['seconds']:6.1f}")
+        results[label] = flow
+        plot.plot_loss(history, os.path.join(args.out, f"digits_{'conditional' if context else 'maf'}_loss.png"),
+                       "NLL (nats)")
+    # log p(x) of the conditional model: sum over the classes, log sum_y p(y) p(x | y), p(y) = training frequencies
+    flow = results["conditional MAF, log p(x | y)"]
+    log_prior = torch.log(torch.bincount(split["train_labels"], minlength=10).float() / len(split["train"]))
+    with torch.no_grad():
+        per_class = torch.stack([dataset_log_prob(flow, test, F.one_hot(torch.full((len(test),), y), 10).float())
+                                 for y in range(10)], -1)
+        log_px = torch.logsumexp(per_class + log_prior, -1)
+    nll = -log_px.mean().item()
+    se = log_px.std().item() / math.sqrt(len(test))
+    print(f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
+          f"{bits_per_dim(nll):8.3f}")
+    print("  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size; a paper folder may not "
+          "import realnvp/, so that comparison is not made here)")
+    with torch.no_grad():
+        labels = torch.arange(10).repeat_interleave(10)
+        samples = flow.sample(100, F.one_hot(labels, 10).float().to(args.device))
+    plot.plot_image_grid(samples, os.path.join(args.out, "digits_conditional_samples.png"), rows=10,
+                         title="conditional MAF: 10 samples per class (rows 0-9)", row_labels=list(range(10)))
+    plot.plot_image_grid(results["MAF, log p(x)"].sample(100), os.path.join(args.out, "digits_samples.png"),
+                         rows=10, title="MAF samples")
+    print(f"  figures: {args.out}/digits_samples.png, digits_conditional_samples.png")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=SAMPLE_TARGETS, help="train a 5-layer MAF on this target")
+    parser.add_argument("--data", choices=["digits"], help="train on 8x8 digits instead")
+    parser.add_argument("--steps", type=int,
+                        help="training steps per model (default 2000; digits 1000, it overfits after ~600)")
+    parser.add_argument("--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)")
+    parser.add_argument("--out", default=os.path.join("runs", "maf"), help="directory for the figures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    quick = args.quick or fast_mode()
+    args.steps = args.steps or (100 if quick else 1000 if args.data else 2000)
+    args.n_test = 10_000 if quick else 100_000
+    args.transforms, args.hidden, args.batch_size = (2, 32, 128) if quick else (5, 128, 128)
+    os.makedirs(args.out, exist_ok=True)
+    seed_everything(args.seed)
+    start = time.perf_counter()
+    if args.data == "digits":
+        digits(args)
+    elif args.target:
+        on_target(args)
+    else:
+        figure1(args)
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

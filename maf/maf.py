@@ -1,0 +1,154 @@
+"""Masked Autoregressive Flow (Papamakarios, Pavlakou & Murray, NeurIPS 2017). arXiv:1705.07057.
+
+An autoregressive density with Gaussian conditionals, p(x_i | x_<i) = N(x_i | mu_i, exp(alpha_i)^2), is
+already a flow: it generates x_i = u_i exp(alpha_i) + mu_i from noise u ~ N(0, I) (Eq. 3), and the
+noise that generated a point is u_i = (x_i - mu_i) exp(-alpha_i) (Eq. 4). MAF stacks such layers, each
+one modelling the noise of the next, with (mu, alpha) from a MADE (common/nets.py) and the variable order
+reversed between layers.
+
+Direction, under the repository's contract: ``forward`` is Eq. 4 (data -> noise, the density, ONE MADE
+pass), ``inverse`` is Eq. 3 (noise -> data, sampling, D MADE passes). IAF (Kingma et al. 2016) is the
+same layer run the other way round: ``common.flows.Inverse(MAFLayer(...))`` samples in one pass and needs
+D passes for the density of a new point.
+
+Also here: the paper's batch-normalisation layer (Appendix B; placed after every MADE, as the authors'
+code does) and the conditional MAF of Sec. 3.4 (a context y enters every MADE: p(x | y)).
+"""
+
+import torch
+from torch import nn
+
+from common.flows import Compose, Flow, Transform
+from common.nets import MADE
+
+
+class MAFLayer(Transform):
+    """One MAF layer: u_i = (x_i - mu_i) exp(-alpha_i), with (mu_i, alpha_i) = MADE(x_<i, y) (Eq. 4).
+
+    ``forward(x, context) -> (u, -sum_i alpha_i)`` maps data to noise; ``inverse(u, context) -> (x,
+    sum_i alpha_i)`` maps noise to data. ``order[i]`` is the position of x_i in the autoregressive order
+    (MADE's argument). Shapes: x, u (batch, D); context (batch, C); ladj (batch,).
+
+    alpha is used raw, as in the paper: no clamp or soft bound. Every run of ``python -m maf`` (2-D targets,
+    digits with and without batch norm) trains without a non-finite loss, so a bound was not needed.
+    """
+
+    def __init__(self, features, hidden_features=(64, 64), context=0, order=None):
+        super().__init__()
+        self.features = features
+        self.made = MADE(features, 2, hidden_features, context, order)  # Sec. 3.4: y enters every MADE
+
+    def conditioner(self, x, context=None):
+        """(mu, alpha), each (batch, D): mu_i = f_mu(x_<i), alpha_i = f_alpha(x_<i) (Eq. 2), one MADE pass."""
+        return self.made(x, context).unbind(-1)
+
+    def forward(self, x, context=None):
+        # Cost: ONE MADE pass. All of x is given, and MADE's masks let (mu_i, alpha_i) see only x_<i, so
+        # every u_i comes out of the same pass, in parallel. This is why MAF trains fast.
+        mu, alpha = self.conditioner(x, context)
+        u = (x - mu) * torch.exp(-alpha)  # Eq. 4
+        return u, -alpha.sum(-1)  # Eq. 5: du/dx is triangular with diagonal exp(-alpha_i)
+
+    def inverse(self, u, context=None):
+        # Cost: D MADE passes. x_i = u_i exp(alpha_i) + mu_i needs mu_i, alpha_i, which need x_<i, which
+        # are themselves outputs: pass k fixes the k-th variable of the order, so sampling is sequential.
+        x = torch.zeros_like(u)
+        for _ in range(self.features):
+            mu, alpha = self.conditioner(x, context)
+            x = u * torch.exp(alpha) + mu  # Eq. 3
+        return x, alpha.sum(-1)  # the last pass saw the exact x_<i of every i: alpha is exact
+
+
+class BatchNorm(Transform):
+    """The paper's batch normalisation as a bijection (Appendix B): u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta.
+
+    ``forward(x) -> (u, sum_i [gamma_i - 0.5 log(v_i + eps)])`` maps data to noise. In training mode m, v
+    are the minibatch mean and variance (and a running average is kept for validation during training);
+    in evaluation mode they are buffers, which ``set_batch_norm_stats`` sets to the statistics of the
+    whole training set, as the paper prescribes. ``inverse`` exists only in evaluation mode: in training
+    mode the map depends on the very batch it is applied to. Shapes: x (batch, D); ladj (batch,).
+    """
+
+    def __init__(self, features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.gamma = nn.Parameter(torch.zeros(features))  # log-scale
+        self.beta = nn.Parameter(torch.zeros(features))  # shift
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("var", torch.ones(features))
+
+    def _log_scale(self, var):
+        return self.gamma - 0.5 * torch.log(var + self.eps)  # log of (v + eps)^(-1/2) exp(gamma)
+
+    def forward(self, x, context=None):
+        if self.training:
+            m, v = x.mean(0), x.var(0, unbiased=False)  # minibatch statistics (Appendix B)
+            with torch.no_grad():
+                self.mean.lerp_(m, self.momentum), self.var.lerp_(v, self.momentum)
+        else:
+            m, v = self.mean, self.var
+        log_scale = self._log_scale(v)
+        u = (x - m) * torch.exp(log_scale) + self.beta  # Appendix B
+        return u, log_scale.sum().expand(x.shape[0])  # log det = sum(gamma - 0.5 log(v + eps))
+
+    def inverse(self, u, context=None):
+        if self.training:
+            raise RuntimeError("BatchNorm.inverse needs fixed statistics, but the layer is in training mode, where it "
+                               "normalises each batch by that batch's own mean and variance. Call flow.eval() (and "
+                               "set_batch_norm_stats(flow, train_data)) before sampling.")
+        log_scale = self._log_scale(self.var)
+        return (u - self.beta) * torch.exp(-log_scale) + self.mean, -log_scale.sum().expand(u.shape[0])
+
+
+@torch.no_grad()
+def set_batch_norm_stats(flow, data, context=None):
+    """Set every BatchNorm's evaluation statistics to those of the whole training set ``data`` (N, D) as it
+    arrives at that layer (Appendix B): the data are pushed through the flow in order, layer by layer.
+    Leaves ``flow`` in evaluation mode and returns it. ``context``: (N, C) or None.
+    """
+    flow.eval()
+    param = next(flow.parameters())
+    x = data.to(param)
+    context = flow._context(None if context is None else context.to(param), x.shape[0])
+
+    def push(transform, x):
+        if isinstance(transform, Compose):
+            for t in transform.transforms:
+                x = push(t, x)
+            return x
+        if isinstance(transform, BatchNorm):
+            transform.mean.copy_(x.mean(0)), transform.var.copy_(x.var(0, unbiased=False))
+        return transform(x, context)[0]
+
+    push(flow.transform, x)
+    return flow
+
+
+def _check(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def MAF(features, transforms=5, hidden_features=(64, 64), context=0, batch_norm=False):
+    """A masked autoregressive flow on R^features: ``transforms`` MAF layers, the order reversed between
+    successive layers, optionally a BatchNorm after each (Appendix B), on a N(0, I) base.
+
+    ``log_prob`` costs one MADE pass per layer; ``sample`` costs D per layer. ``context`` > 0 gives the
+    conditional MAF p(x | y) of Sec. 3.4. Returns a ``common.flows.Flow``.
+    """
+    _check("features", features, 1)
+    _check("transforms", transforms, 1)
+    _check("context", context, 0)
+    if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
+        raise ValueError(f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}")
+    for h in hidden_features:
+        _check("every hidden_features entry", h, 1)
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
+    layers = []
+    for t in range(transforms):
+        order = torch.arange(features) if t % 2 == 0 else torch.arange(features).flip(0)  # reversed between layers
+        layers.append(MAFLayer(features, hidden_features, context, order))
+        if batch_norm:
+            layers.append(BatchNorm(features))
+    return Flow(layers, features=features, context=context)

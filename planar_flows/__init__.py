@@ -1,0 +1,5 @@
+"""Rezende & Mohamed (2015): planar and radial flows. ``python -m planar_flows`` reproduces Figure 3."""
+
+from .planar import Planar, PlanarFlow, Radial, solve_increasing
+
+__all__ = ["PlanarFlow", "Planar", "Radial", "solve_increasing"]

@@ -1,0 +1,198 @@
+"""Real NVP (Dinh, Sohl-Dickstein & Bengio 2017, "Density estimation using Real NVP", arXiv 1605.08803).
+
+An affine coupling layer keeps the dimensions selected by a binary mask ``b`` and scales and shifts the
+others by functions of the kept ones, so its Jacobian is triangular and its log-determinant is a sum.
+Stacking couplings with alternating masks (and, for images, squeezing and factoring out half the
+dimensions at every scale) gives an expressive flow with one-pass density *and* one-pass sampling.
+
+Every layer here maps **data to noise** in ``forward`` and takes flattened inputs (batch, D); image
+layers reshape to (batch, C, H, W) internally. Conditioners: an MLP for vectors, a small plain CNN for
+images (the paper uses deep ResNets with weight normalisation; a 3-layer CNN is enough for 8x8 digits).
+"""
+
+import torch
+from torch import nn
+
+from common.flows import Compose, Flow, Logit, Permute, Transform
+from common.nets import MLP
+
+
+class AffineCoupling(Transform):
+    """Affine coupling with a mask (Sec. 3.3-3.4), forward = data -> noise:
+    ``z = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))`` and ``log|det dz/dx| = sum (1 - b) s``.
+
+    Args:
+        mask: 0/1 tensor of one sample's shape, (D,) for vectors or (C, H, W) for images; 1 = kept.
+        net: conditioner mapping ``b * x`` (batch, *mask.shape), with a context concatenated along
+            dim 1 if given, to (batch, 2 * mask.shape[0], ...): the raw log-scale and the shift.
+    """
+
+    def __init__(self, mask, net):
+        super().__init__()
+        self.register_buffer("mask", mask.float().contiguous())
+        self.net = net
+        self.scale = nn.Parameter(torch.ones(mask.shape[0], *[1] * (mask.dim() - 1)))  # per feature / channel
+
+    def _s_t(self, x, context):
+        b = self.mask
+        s, t = self.net(b * x if context is None else torch.cat([b * x, context], 1)).chunk(2, 1)
+        s = self.scale * torch.tanh(s)  # Sec. 4.1: s is a tanh times a learned scale (bounded log-scale)
+        return (1 - b) * s, (1 - b) * t  # Eq. 9: kept dimensions (b = 1) are left alone
+
+    def forward(self, x, context=None):
+        x = x.reshape(x.shape[0], *self.mask.shape)
+        s, t = self._s_t(x, context)
+        z = x * torch.exp(s) + t  # Eq. 4-5 in the mask form of Eq. 9
+        return z.flatten(1), s.flatten(1).sum(1)  # Eq. 6: triangular Jacobian, log det = sum_j s_j
+
+    def inverse(self, z, context=None):
+        z = z.reshape(z.shape[0], *self.mask.shape)
+        s, t = self._s_t(z, context)  # Eq. 7: b * z = b * x, so s and t are recomputed exactly
+        x = (z - t) * torch.exp(-s)  # Eq. 8
+        return x.flatten(1), -s.flatten(1).sum(1)
+
+
+def checkerboard(shape, parity=0):
+    """Sec. 3.4 spatial checkerboard mask of shape (C, H, W): 1 where (h + w + parity) is even."""
+    c, h, w = shape
+    return ((torch.arange(h)[:, None] + torch.arange(w) + parity) % 2 == 0).float().expand(c, h, w)
+
+
+def channel_mask(shape, parity=0):
+    """Sec. 3.4 channel-wise mask of shape (C, H, W): the first half of the channels is kept (parity 0)."""
+    c, h, w = shape
+    return ((torch.arange(c) < c // 2) != bool(parity)).float()[:, None, None].expand(c, h, w)
+
+
+class BatchNorm(Transform):
+    """Batch normalisation as a flow layer (Sec. 3.7), forward = data -> noise, per channel:
+    ``z = (x - mean) / sqrt(var + eps) * exp(log_gamma) + beta``.
+
+    Training mode uses the minibatch statistics (and updates running averages); eval mode uses the
+    running averages. ``inverse`` always uses the running averages (a batch of noise says nothing about
+    the data's statistics), so call ``flow.eval()`` before sampling. Input (batch, channels * N) is viewed
+    as (batch, channels, N): N = 1 for vectors, H * W for images.
+    """
+
+    def __init__(self, channels, momentum=0.1, eps=1e-5):
+        super().__init__()
+        self.channels, self.momentum, self.eps = channels, momentum, eps
+        self.log_gamma = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def _affine(self, mean, var, n):
+        scale = torch.exp(self.log_gamma) / torch.sqrt(var + self.eps)
+        return scale[:, None], n * torch.log(scale).sum()  # Sec. 3.7: det = prod_i (var_i + eps)^(-1/2) exp(gamma_i)
+
+    def forward(self, x, context=None):
+        x = x.reshape(x.shape[0], self.channels, -1)  # (B, C, N)
+        mean, var = self.running_mean, self.running_var
+        if self.training:  # Sec. 3.7: minibatch statistics while training, running averages kept for eval
+            mean, var = x.mean((0, 2)), x.var((0, 2), unbiased=False)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var, self.momentum)
+        scale, ladj = self._affine(mean, var, x.shape[2])
+        z = (x - mean[:, None]) * scale + self.beta[:, None]
+        return z.flatten(1), ladj.expand(x.shape[0])
+
+    def inverse(self, z, context=None):
+        z = z.reshape(z.shape[0], self.channels, -1)
+        scale, ladj = self._affine(self.running_mean, self.running_var, z.shape[2])
+        x = (z - self.beta[:, None]) / scale + self.running_mean[:, None]
+        return x.flatten(1), -ladj.expand(z.shape[0])
+
+
+class Squeeze(Permute):
+    """Sec. 3.6 squeeze, forward = data -> noise: (C, H, W) -> (4C, H/2, W/2), every 2 x 2 block of a channel
+    becomes 4 channels. On flattened images it is a permutation of the pixels, so ``ladj = 0``."""
+
+    def __init__(self, shape):
+        c, h, w = shape
+        index = torch.arange(c * h * w).view(c, h // 2, 2, w // 2, 2)  # (C, H/2, 2, W/2, 2)
+        super().__init__(index.permute(0, 2, 4, 1, 3).flatten())  # (C, 2, 2, H/2, W/2): new channel = 4c + 2i + j
+
+
+class FactorOut(Transform):
+    """Sec. 3.6 multi-scale step, forward = data -> noise: ``(z_i, h_i) = block(h_{i-1})`` keeps the first half
+    of the output as final noise ``z_i`` and sends the second half through ``rest`` (the next scales)."""
+
+    def __init__(self, block, rest):
+        super().__init__()
+        self.block, self.rest = block, rest
+
+    def forward(self, x, context=None):
+        h, ladj = self.block(x, context)
+        z1, h = h.chunk(2, 1)  # factor out half of the dimensions (the first half of the channels)
+        z2, ladj_rest = self.rest(h, context)
+        return torch.cat([z1, z2], 1), ladj + ladj_rest
+
+    def inverse(self, z, context=None):
+        z1, z2 = z.chunk(2, 1)
+        h, ladj_rest = self.rest.inverse(z2, context)
+        x, ladj = self.block.inverse(torch.cat([z1, h], 1), context)
+        return x, ladj + ladj_rest
+
+
+def _zero_last(net):
+    """Zero the last layer: every coupling starts as the identity (a training default, tests perturb it)."""
+    nn.init.zeros_(net[-1].weight), nn.init.zeros_(net[-1].bias)
+    return net
+
+
+def conv_net(channels, hidden):
+    """Conditioner for images: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv to 2C channels (log-scale, shift)."""
+    return _zero_last(nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2 * channels, 3, padding=1)))
+
+
+def multiscale(shape, scales, hidden=32, batch_norm=False):
+    """Sec. 3.6: per scale 3 checkerboard couplings, squeeze, 3 channel couplings, factor out half;
+    the last scale has 4 checkerboard couplings. Returns a Transform over flattened (C, H, W) inputs."""
+    c, h, w = shape
+
+    def couplings(masks):
+        layers = []
+        for m in masks:
+            layers.append(AffineCoupling(m, conv_net(m.shape[0], hidden)))
+            layers += [BatchNorm(m.shape[0])] if batch_norm else []
+        return layers
+    if scales == 1:
+        return Compose(*couplings([checkerboard(shape, i % 2) for i in range(4)]))
+    squeezed = (4 * c, h // 2, w // 2)
+    block = Compose(*couplings([checkerboard(shape, i % 2) for i in range(3)]), Squeeze(shape),
+                    *couplings([channel_mask(squeezed, i % 2) for i in range(3)]))
+    return FactorOut(block, multiscale((2 * c, h // 2, w // 2), scales - 1, hidden, batch_norm))
+
+
+def _check(name, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_norm=False):
+    """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating masks,
+    each conditioned by an MLP on ``b * x`` (and the context), optional batch norm between couplings.
+    With one feature there is nothing to condition on: every coupling is an affine map of the context."""
+    for name, value, low in (("features", features, 1), ("transforms", transforms, 1), ("context", context, 0),
+                             *(("every hidden_features entry", h, 1) for h in hidden_features)):
+        _check(name, value, low)
+    layers = []
+    for i in range(transforms):
+        mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)  # Sec. 3.4: alternate
+        layers.append(AffineCoupling(mask, _zero_last(MLP(features + context, 2 * features, hidden_features))))
+        layers += [BatchNorm(features)] if batch_norm and i < transforms - 1 else []
+    return Flow(layers, features=features, context=context)
+
+
+def RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32, batch_norm=False, alpha=0.05):
+    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in [0, 1]:
+    a logit with ``alpha`` first (Sec. 4.1, its Jacobian counts in the likelihood), then ``scales`` scales."""
+    _check("scales", scales), _check("hidden_channels", hidden_channels)
+    if len(shape) != 3 or min(shape) < 1 or shape[1] % 2 ** (scales - 1) or shape[2] % 2 ** (scales - 1):
+        raise ValueError(f"shape must be (C, H, W) with H and W divisible by 2^(scales - 1) = {2 ** (scales - 1)}, "
+                         f"got {shape!r}")
+    features = shape[0] * shape[1] * shape[2]
+    return Flow([Logit(alpha), multiscale(tuple(shape), scales, hidden_channels, batch_norm)], features=features)

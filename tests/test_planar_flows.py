@@ -1,0 +1,129 @@
+"""Planar and radial flows (Rezende & Mohamed 2015): both directions, the constraints, normalisation."""
+
+import pytest
+import torch
+from harness import check_flow_normalised, check_transform, perturb
+
+from planar_flows import Planar, PlanarFlow, Radial, solve_increasing
+
+TOL = 1e-8  # the 1-D inverses are solved to about 1e-13 in float64; this is the accuracy the tests demand
+
+
+def planar(features, context):
+    return perturb(Planar(features).double())
+
+
+def planar_violating(features, context):
+    """Raw u with w^T u = -5 < -1: the unconstrained map would fold; u_hat must keep it invertible."""
+    layer = perturb(Planar(features).double(), seed=1)
+    with torch.no_grad():
+        w = layer.w
+        layer.u.add_((-5 - w @ layer.u) * w / (w @ w))
+        layer.b.fill_(0.3)
+    assert layer.w @ layer.u < -1
+    return layer
+
+
+def radial(features, context):
+    layer = perturb(Radial(features).double(), scale=1.0, seed=2)
+    with torch.no_grad():
+        layer.beta_raw.fill_(-3.0)  # beta close to its bound -alpha: a strong contraction towards z0
+    return layer
+
+
+HARNESS_CASES = [("planar", planar, (0,)), ("planar_violating", planar_violating, (0,)), ("radial", radial, (0,))]
+
+
+@pytest.mark.parametrize("features", [1, 2, 3, 6])
+@pytest.mark.parametrize("name,factory,contexts", HARNESS_CASES)
+def test_harness(name, factory, contexts, features):
+    for context in contexts:
+        check_transform(factory(features, context), features, context, tol=TOL)
+
+
+def test_far_points_and_root_accuracy():
+    """Points far out on either side of the hyperplane (tanh saturated), and a flat spot of the 1-D map."""
+    torch.manual_seed(0)
+    layer = planar_violating(3, 0)
+    x = 20 * torch.randn(200, 3, dtype=torch.float64)
+    z, ladj = layer(x)
+    x_back, ladj_i = layer.inverse(z)
+    assert (x_back - x).abs().max() < TOL and (ladj + ladj_i).abs().max() < TOL
+    g = lambda a: (a - torch.tanh(a), 1 - (1 - torch.tanh(a) ** 2))  # w^T u_hat = -1: slope 0 at a = 0
+    target = torch.tensor([-3.0, -1e-9, 0.0, 1e-9, 2.0], dtype=torch.float64)
+    a = solve_increasing(g, target, target - 1, target + 1, start=target)
+    assert (g(a)[0] - target).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_steep_layers_do_not_cycle(dtype):
+    """Newton on a + c tanh(a + b) can bounce between the two flat tails; the safeguard must stop that.
+    (A trained 2-layer flow on U1 had |w| = 7 and w^T u_hat = 5.3: plain safeguarded Newton cycled.)"""
+    for c in (5.2578, 20.0, 200.0):
+        s = torch.linspace(-40, 40, 4001, dtype=dtype)
+        g = lambda a: (a + c * torch.tanh(a - 0.0949), 1 + c * (1 - torch.tanh(a - 0.0949) ** 2))
+        a = solve_increasing(g, s, s - c, s + c, start=s - c * torch.tanh(s - 0.0949))
+        scale = 64 * torch.finfo(dtype).eps * (1 + s.abs() + 2 * c)
+        assert (g(a)[0] - s).abs().max() <= scale.max(), c
+    layer = Planar(2).to(dtype)
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([7.0206, 0.1581]))
+        layer.u.copy_(5.2578 * layer.w / (layer.w @ layer.w))
+        layer.b.fill_(-0.0949)
+    t = torch.linspace(-4, 4, 101, dtype=dtype)
+    x = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
+    x_back, _ = layer.inverse(layer(x)[0])
+    assert (x_back - x).abs().max() < (TOL if dtype == torch.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("dtype,rel", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_planar_constraint_adversarial(dtype, rel):
+    """w^T u_hat = m(w^T u) >= -1 for huge negative or positive w^T u and tiny ||w|| (up to rounding in |w^T u|)."""
+    torch.manual_seed(0)
+    for wu in (-1e6, -1e3, -50.0, -1.0, 0.0, 30.0, 1e4):
+        for norm in (1e-6, 1e-3, 1.0, 1e3):
+            layer = Planar(4).to(dtype)
+            with torch.no_grad():
+                layer.w.mul_(norm / layer.w.norm())
+                layer.u.add_((wu - layer.w @ layer.u) * layer.w / (layer.w @ layer.w))
+            c = layer.w @ layer.u_hat()
+            assert torch.isfinite(c) and c >= -1 - rel * (1 + abs(wu)), (wu, norm, c.item())
+    # an inverse still converges where the constraint is nearly tight (w^T u_hat ~ -1): a fold would break it
+    layer = Planar(2).double()
+    with torch.no_grad():
+        layer.u.copy_(-1e3 * layer.w / (layer.w @ layer.w))
+    x = torch.linspace(-3, 3, 101, dtype=torch.float64)[:, None] * layer.w / layer.w.norm()
+    x_back, _ = layer.inverse(layer(x)[0])
+    assert (x_back - x).abs().max() < 1e-6
+
+
+def test_radial_constraint():
+    """beta >= -alpha (and alpha > 0) for any raw parameters, so the radial map never folds."""
+    layer = Radial(2)
+    for a, b in ((-30.0, -30.0), (-5.0, 5.0), (0.0, -50.0), (10.0, -10.0), (3.0, 40.0)):
+        with torch.no_grad():
+            layer.alpha_raw.fill_(a)
+            layer.beta_raw.fill_(b)
+        alpha, beta = layer.alpha_beta()
+        assert alpha > 0 and beta >= -alpha, (a, b, alpha.item(), beta.item())
+
+
+@pytest.mark.parametrize("kind", ["planar", "radial"])
+def test_flow_normalised_and_consistent(kind):
+    """A 2-D flow's density integrates to 1, and log_prob (1-D inverses) agrees with rsample_and_log_prob."""
+    torch.manual_seed(0)
+    flow = perturb(PlanarFlow(2, transforms=4, kind=kind).double(), seed=3)
+    check_flow_normalised(flow, lim=10.0, n=300)
+    x, log_q = flow.rsample_and_log_prob(500)
+    assert torch.allclose(flow.log_prob(x), log_q, atol=TOL, rtol=0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="kind"):
+        PlanarFlow(2, kind="sylvester")
+    with pytest.raises(ValueError, match="transforms"):
+        PlanarFlow(2, transforms=0)
+    with pytest.raises(ValueError, match="features"):
+        PlanarFlow(0)
+    with pytest.raises(ValueError):
+        PlanarFlow(2).log_prob(torch.zeros(3, 3))
