@@ -31,8 +31,8 @@ class Transform(nn.Module):
 class Inverse(Transform):
     """Swap the two directions of ``transform``: its ``inverse`` becomes this ``forward``.
 
-    IAF is MAF's layer wrapped in ``Inverse``; planar flows are written in the sampling direction
-    and wrapped the same way.
+    IAF is the masked autoregressive layer wrapped in ``Inverse``, so that sampling is its one-pass
+    direction. (Planar and radial layers instead put the paper's map in ``inverse`` directly.)
     """
 
     def __init__(self, transform):

@@ -110,7 +110,8 @@ def on_target(args):
         result = nll_gap(flow, target, n=args.n_test)
         print(f"  {label:<42} {parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
               f"{result['gap']:8.4f}  {history['seconds']:7.1f}")
-        plot.show_density(ax, plot.flow_log_prob(flow), target.bounds, f"{label.split(':')[0]}: gap {result['gap']:.3f}")
+        title = f"{label.split(':')[0]}: gap {result['gap']:.3f}"
+        plot.show_density(ax, plot.flow_log_prob(flow), target.bounds, title)
     print("  A monotone spline can put several bumps of density into one conditional with one layer; an affine layer\n"
           "  only shifts and scales a unimodal one, so it needs many layers to carve out cells and rings.")
     fig.tight_layout()

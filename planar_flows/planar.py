@@ -29,7 +29,7 @@ def solve_increasing(g, target, lo, hi, start, iters=100):
 
     ``g(a)`` returns ``(value, slope)``. Safeguarded Newton: bisect instead when the Newton step would leave
     the bracket or the last step did not halve the residual (Newton alone can bounce between the flat tails of
-    ``tanh`` forever). Every step thus halves the bracket or the residual. Tolerance-based: stops when every
+    ``tanh`` forever): Newton is used only while it keeps halving the residual. Tolerance-based: stops when every
     ``|g(a) - target| <= 64 eps (1 + |target| + |lo - hi|)`` (eps of the dtype) or after ``iters`` steps.
     Returns ``a`` without gradients; see ``Planar.forward`` for how gradients are restored.
     """

@@ -111,9 +111,9 @@ print(inspect.getsource(Planar.inverse))
 
 # %%
 z = torch.randn(3000, 2)
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
 axes[0].scatter(*z.T, s=2, alpha=0.4)
-axes[0].set_title("base N(0, I)")
+axes[0].set_title("base N(0, I)\n", fontsize=10)
 for ax, scale in zip(axes[1:], (3.0, -0.9)):
     layer = Planar(2)
     with torch.no_grad():
@@ -122,7 +122,7 @@ for ax, scale in zip(axes[1:], (3.0, -0.9)):
         layer.b.zero_()
         x, ladj = layer.inverse(z)
     ax.scatter(*x.T, s=2, alpha=0.4, c=ladj, cmap="coolwarm")
-    ax.set_title(f"one planar layer, w^T u_hat = {(layer.w @ layer.u_hat()).item():.2f}")
+    ax.set_title(f"one planar layer\nw^T u_hat = {(layer.w @ layer.u_hat()).item():.2f}", fontsize=10)
 for ax in axes:
     ax.set_xlim(-5, 5), ax.set_ylim(-5, 5), ax.set_aspect("equal")
 plt.show()

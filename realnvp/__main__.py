@@ -69,9 +69,8 @@ def run_digits(args):
     data = {k: v.to(args.device) for k, v in load_digits_split(seed=0).items()}
     steps = args.steps or (300 if args.quick else 3000)
     flow = RealNVPImage((1, 8, 8), args.scales, args.hidden_channels, batch_norm=args.batch_norm).to(args.device)
-    val = dequantize(data["val"], torch.Generator(args.device).manual_seed(1))  # one fixed dequantisation
-    history = train_forward_kl(flow, data["train"], steps, args.batch_size or 128, args.lr, val=val,
-                               preprocess=dequantize)  # fresh dequantisation noise for every batch
+    history = train_forward_kl(flow, data["train"], steps, args.batch_size or 128, args.lr, val=data["val"],
+                               preprocess=dequantize)  # fresh dequantisation noise for every batch (and val)
     test = dequantize(data["test"], torch.Generator(args.device).manual_seed(2))
     nll, stderr = dataset_nll(flow, test)
     params = sum(p.numel() for p in flow.parameters())

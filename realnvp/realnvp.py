@@ -144,8 +144,8 @@ def _zero_last(net):
 
 def conv_net(channels, hidden):
     """Conditioner for images: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv to 2C channels (log-scale, shift)."""
-    return _zero_last(nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(),
-                                    nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2 * channels, 3, padding=1)))
+    return _zero_last(nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1),
+                                    nn.ReLU(), nn.Conv2d(hidden, 2 * channels, 3, padding=1)))
 
 
 def multiscale(shape, scales, hidden=32, batch_norm=False):

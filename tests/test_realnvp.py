@@ -6,8 +6,18 @@ from harness import check_flow_normalised, check_transform, perturb
 from torch.autograd.functional import jacobian
 
 from common.nets import MLP
-from realnvp import (AffineCoupling, BatchNorm, FactorOut, RealNVP, RealNVPImage, Squeeze, channel_mask,
-                     checkerboard, conv_net, multiscale)
+from realnvp import (
+    AffineCoupling,
+    BatchNorm,
+    FactorOut,
+    RealNVP,
+    RealNVPImage,
+    Squeeze,
+    channel_mask,
+    checkerboard,
+    conv_net,
+    multiscale,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
