@@ -29,8 +29,9 @@ class MAFLayer(Transform):
     sum_i alpha_i)`` maps noise to data. ``order[i]`` is the position of x_i in the autoregressive order
     (MADE's argument). Shapes: x, u (batch, D); context (batch, C); ladj (batch,).
 
-    alpha is used raw, as in the paper: no clamp or soft bound. Every run of ``python -m maf`` (2-D targets,
-    digits with and without batch norm) trains without a non-finite loss, so a bound was not needed.
+    alpha is used raw, as in the paper: no clamp or soft bound. No run of ``python -m maf`` met a non-finite
+    loss, and zuko's soft bound alpha / (1 + |alpha| / 6.9), tried on ua_nb (4 seeds), gauss8 and checker,
+    changed the gap by less than the seed-to-seed noise, so the bound was not needed.
     """
 
     def __init__(self, features, hidden_features=(64, 64), context=0, order=None):

@@ -185,12 +185,24 @@ print("in eval mode:", flow.eval().sample(3).shape, [type(t).__name__ for t in f
 #
 # | model | params | test NLL - H (nats) |
 # |---|---|---|
-# | MADE, order $x_1 \to x_2$ (unfavourable) | 4,612 | RESULT_MADE |
-# | MADE, order $x_2 \to x_1$ (favourable) | 4,612 | RESULT_MADE_FAV |
-# | MAF, 5 layers | 23,060 | RESULT_MAF |
+# | MADE, order $x_1 \to x_2$ (unfavourable) | 4,612 | 0.340 |
+# | MADE, order $x_2 \to x_1$ (favourable) | 4,612 | 0.008 |
+# | MAF, 5 layers | 23,060 | 0.003 |
 #
 # `python -m maf --data digits`: 8x8 digits, 17 levels, dequantised, Logit(0.05) in the flow.
-# RESULT_DIGITS
+#
+# | model | params | test NLL (nats) | bits/dim |
+# |---|---|---|---|
+# | MAF, 5 layers, MADE 2 x 128, batch norm | 207,360 | -82.45 ± 0.74 | 2.229 |
+# | conditional MAF, $\log p(x \mid y)$ | 213,760 | -86.05 ± 0.81 | 2.148 |
+# | conditional MAF, $\log \sum_y p(y)\, p(x \mid y)$ | 213,760 | -84.05 ± 0.78 | 2.193 |
+#
+# (standard errors over the 360 test images; the model overfits after ~600 steps, the weights with the best
+# validation NLL are kept). Knowing the label helps, as in the paper's conditional MAF on MNIST.
+#
+# `python -m maf --target NAME` (5 layers, MADE 2 x 64, 2000 steps): NLL - H = 0.271 on gauss8, 0.273 on
+# checker, 0.13 on ua_nb (its loss spiked in the last steps; 0.02-0.04 for other seeds); zuko's MAF of the same
+# size, same budget: 0.300, 0.316, 0.036.
 #
 # The conditional MAF (Sec. 3.4) feeds the one-hot label to every MADE; `runs/maf/digits_conditional_samples.png`
 # shows 10 samples of each class.
