@@ -23,8 +23,9 @@ class AffineCoupling(Transform):
 
     Args:
         mask: 0/1 tensor of one sample's shape, (D,) for vectors or (C, H, W) for images; 1 = kept.
-        net: conditioner mapping ``b * x`` (batch, *mask.shape), with a context concatenated along
-            dim 1 if given, to (batch, 2 * mask.shape[0], ...): the raw log-scale and the shift.
+        net: the conditioner, returning (batch, 2 * mask.shape[0], ...): raw log-scales and shifts for every
+            dimension (those of kept dimensions are ignored). For vectors it gets the d kept features
+            (batch, d), with the context concatenated if given; for images it gets ``b * x`` (batch, C, H, W).
     """
 
     def __init__(self, mask, net):
@@ -35,7 +36,8 @@ class AffineCoupling(Transform):
 
     def _s_t(self, x, context):
         b = self.mask
-        s, t = self.net(b * x if context is None else torch.cat([b * x, context], 1)).chunk(2, 1)
+        h = x[:, b.bool()] if b.dim() == 1 else b * x  # Eq. 4-5: s, t see x_{1:d} only; Eq. 9 for images
+        s, t = self.net(h if context is None else torch.cat([h, context], 1)).chunk(2, 1)
         s = self.scale * torch.tanh(s)  # Sec. 4.1: s is a tanh times a learned scale (bounded log-scale)
         return (1 - b) * s, (1 - b) * t  # Eq. 9: kept dimensions (b = 1) are left alone
 
@@ -137,7 +139,7 @@ class FactorOut(Transform):
 
 
 def _zero_last(net):
-    """Zero the last layer: every coupling starts as the identity (a training default, tests perturb it)."""
+    """Zero the last layer: every image coupling starts as the identity (tests perturb it)."""
     nn.init.zeros_(net[-1].weight), nn.init.zeros_(net[-1].bias)
     return net
 
@@ -174,15 +176,16 @@ def _check(name, value, low=1):
 
 def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_norm=False):
     """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating masks,
-    each conditioned by an MLP on ``b * x`` (and the context), optional batch norm between couplings.
-    With one feature there is nothing to condition on: every coupling is an affine map of the context."""
+    each conditioned by an MLP on the kept features (and the context), optional batch norm between couplings.
+    With one feature there is nothing to condition on: every coupling is an affine map of the context.
+    The MLPs keep PyTorch's default initialisation: on 2-D targets it trained better than an identity start."""
     for name, value, low in (("features", features, 1), ("transforms", transforms, 1), ("context", context, 0),
                              *(("every hidden_features entry", h, 1) for h in hidden_features)):
         _check(name, value, low)
     layers = []
     for i in range(transforms):
         mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)  # Sec. 3.4: alternate
-        layers.append(AffineCoupling(mask, _zero_last(MLP(features + context, 2 * features, hidden_features))))
+        layers.append(AffineCoupling(mask, MLP(int(mask.sum()) + context, 2 * features, hidden_features)))
         layers += [BatchNorm(features)] if batch_norm and i < transforms - 1 else []
     return Flow(layers, features=features, context=context)
 

@@ -94,10 +94,10 @@ seed_everything(0)
 # %%
 D = 6
 mask = torch.tensor([1, 1, 1, 0, 0, 0.0])  # the paper's split: keep x_{1:3}, transform x_{4:6}
-layer = AffineCoupling(mask, MLP(D, 2 * D, (32, 32))).double()
+layer = AffineCoupling(mask, MLP(3, 2 * D, (32, 32))).double()  # s, t: R^3 -> R^3 (one output pair per dim)
 with torch.no_grad():
     for p in layer.parameters():
-        p.add_(0.3 * torch.randn_like(p))  # the default zero-initialised last layer would be the identity
+        p.add_(0.3 * torch.randn_like(p))  # random weights, far from the identity
 
 x = torch.randn(1, D, dtype=torch.float64)
 J = jacobian(lambda v: layer(v)[0], x)[0, :, 0]  # (D, D): dz_i / dx_j

@@ -35,7 +35,7 @@ def _shape(features):
 
 
 def _coupling(mask, context=0):
-    return AffineCoupling(mask, MLP(mask.numel() + context, 2 * mask.numel(), (16, 16)))
+    return AffineCoupling(mask, MLP(int(mask.sum()) + context, 2 * mask.numel(), (16, 16)))
 
 
 def _image_coupling(shape, mask_fn, parity):
@@ -82,7 +82,7 @@ IMAGE_FEATURES = {"coupling-checkerboard": (4, 8, 16), "coupling-checkerboard-od
                   "coupling-channel": (8, 32), "coupling-channel-odd": (8,), "batchnorm-image-eval": (8, 32),
                   "squeeze": (4, 8, 16), "multiscale": (16, 32), "multiscale-batchnorm": (16,),
                   "realnvp-image": (16, 32)}
-# One feature and no context leaves a coupling nothing to condition on (its first layer only sees zeros).
+# One feature and no context leaves a coupling nothing to condition on (its MLP has no input).
 PARAMS = [(name, factory, context, features) for name, factory, contexts in HARNESS_CASES for context in contexts
           for features in IMAGE_FEATURES.get(name, (1, 2, 3, 6))
           if not (features == 1 and context == 0 and name != "batchnorm-eval")]
