@@ -142,6 +142,24 @@ def check_input(x, features, dtype=None, what="x"):
                          f"call .to({dtype}) on one of them")
 
 
+def check_integer(name, value, low=1):
+    """Raise a ValueError unless ``value`` is an integer >= ``low`` (True and False are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_builder_args(features, transforms, hidden_features=(64,), context=0, **flags):
+    """Validate the zuko-style arguments every paper's model class shares; ``flags`` must be True or False."""
+    check_integer("features", features), check_integer("transforms", transforms), check_integer("context", context, 0)
+    if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
+        raise ValueError(f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}")
+    for h in hidden_features:
+        check_integer("every hidden_features entry", h)
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
+
+
 class Flow(nn.Module):
     """A normalizing flow: ``transforms`` (data -> noise in ``forward``) on top of a ``base`` density.
 

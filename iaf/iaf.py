@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.flows import Compose, Flow, Inverse, Transform
+from common.flows import Compose, Flow, Inverse, Transform, check_builder_args
 from common.nets import MADE
 
 
@@ -93,11 +93,6 @@ class GatedAutoregressive(Transform):
         return z, -F.logsigmoid(s).sum(-1)  # the last pass saw every z_{<i}, so all gates are exact
 
 
-def _check(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2.0):
     """An inverse autoregressive flow on R^features: eps ~ N(0, I), z_0 = mu_0 + sigma_0 eps, then
     ``transforms`` gated steps with the variable order reversed between them (Algorithm 1).
@@ -105,13 +100,7 @@ def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2
     ``rsample_and_log_prob`` costs one MADE pass per step; ``log_prob`` of a new point costs D per step.
     ``context`` is the size of h, fed to every step. Returns a ``common.flows.Flow``.
     """
-    _check("features", features, 1)
-    _check("transforms", transforms, 1)
-    _check("context", context, 0)
-    if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
-        raise ValueError(f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}")
-    for h in hidden_features:
-        _check("every hidden_features entry", h, 1)
+    check_builder_args(features, transforms, hidden_features, context)
     forward_order, reversed_order = list(range(features)), list(range(features))[::-1]
     steps = [DiagonalAffine(features, context)]  # Alg. 1: z <- sigma * eps + mu (the encoder's Gaussian)
     for t in range(transforms):  # Alg. 1: for t = 1..T; the order is reversed between steps

@@ -18,7 +18,7 @@ code does) and the conditional MAF of Sec. 3.4 (a context y enters every MADE: p
 import torch
 from torch import nn
 
-from common.flows import Compose, Flow, Transform
+from common.flows import Compose, Flow, Transform, check_builder_args
 from common.nets import MADE
 
 
@@ -125,11 +125,6 @@ def set_batch_norm_stats(flow, data, context=None):
     return flow
 
 
-def _check(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def MAF(features, transforms=5, hidden_features=(64, 64), context=0, batch_norm=False):
     """A masked autoregressive flow on R^features: ``transforms`` MAF layers, the order reversed between
     successive layers, optionally a BatchNorm after each (Appendix B), on a N(0, I) base.
@@ -137,15 +132,7 @@ def MAF(features, transforms=5, hidden_features=(64, 64), context=0, batch_norm=
     ``log_prob`` costs one MADE pass per layer; ``sample`` costs D per layer. ``context`` > 0 gives the
     conditional MAF p(x | y) of Sec. 3.4. Returns a ``common.flows.Flow``.
     """
-    _check("features", features, 1)
-    _check("transforms", transforms, 1)
-    _check("context", context, 0)
-    if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
-        raise ValueError(f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}")
-    for h in hidden_features:
-        _check("every hidden_features entry", h, 1)
-    if not isinstance(batch_norm, bool):
-        raise ValueError(f"batch_norm must be True or False, got {batch_norm!r}")
+    check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
     for t in range(transforms):
         order = torch.arange(features) if t % 2 == 0 else torch.arange(features).flip(0)  # reversed between layers

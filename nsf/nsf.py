@@ -20,7 +20,7 @@ and gradients stay finite for any input, with no in-place edits and no boolean-m
 import torch
 import torch.nn.functional as F
 
-from common.flows import Flow, Permute, Transform
+from common.flows import Flow, Permute, Transform, check_builder_args, check_integer
 from common.nets import MADE, MLP
 
 MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = 1e-3  # the authors' defaults: no bin or slope collapses to 0
@@ -43,7 +43,7 @@ def rq_spline(x, params, bound=5.0, inverse=False):
     cum = wh.cumsum(-1)
     knots = 2 * bound * F.pad(cum / cum[..., -1:], (1, 0)) - bound  # (..., 2, K+1): x^k, y^k; exactly -B ... B
     d = F.pad(MIN_DERIVATIVE + F.softplus(params[..., 2 * K:]), (1, 1), value=1.0)  # boundary derivatives 1
-    # Clamp BEFORE the formula: tails reach it as the point +-B, where g = +-B and g' = 1.
+    # Clamp BEFORE the formula: tails reach it as the point +-B, where g = +-B and g' = 1 (boundary derivatives).
     xc = x.clamp(-bound, bound)
     k = (xc[..., None] >= knots[..., int(inverse), 1:K]).sum(-1, keepdim=True)  # bin of each point, 0..K-1
     table = torch.cat([knots, d.unsqueeze(-2)], -2)  # (..., 3, K+1): x^k, y^k, delta^k
@@ -66,7 +66,7 @@ def rq_spline(x, params, bound=5.0, inverse=False):
     t = xi * (1 - xi)
     den = s + (d0 + d1 - 2 * s) * t
     # Sec. 3.1, Eq. 5: g'(x) = s^2 [d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2] / den^2
-    log_dg = 2 * torch.log(s) + torch.log(d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2) - 2 * torch.log(den)
+    log_dg = torch.log(d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2) + 2 * torch.log(s / den)
     if inverse:
         return x0 + xi * w + (x - xc), -log_dg  # the tails: identity
     return y0 + h * (s * xi * xi + d0 * t) / den + (x - xc), log_dg  # Sec. 3.1, Eq. 4 (+ identity tails)
@@ -121,11 +121,6 @@ class SplineAutoregressive(Transform):
         return x, log_dg.sum(-1)  # the last pass saw the exact x_{<i} of every i
 
 
-def _check(name, value, low, kind=int):
-    if isinstance(value, bool) or not isinstance(value, kind) or value < low:
-        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'} >= {low}, got {value!r}")
-
-
 def NSF(features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0, coupling=False, context=0):
     """A neural spline flow on R^features: ``transforms`` rational-quadratic layers on a N(0, I) base.
 
@@ -135,19 +130,12 @@ def NSF(features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0, cou
     data. Data outside [-B, B] only see the identity tails, so B should cover the data. ``bins=8`` (K)
     as in the paper. ``context`` > 0 gives p(x | context). Returns a ``common.flows.Flow``.
     """
-    _check("features", features, 1)
-    _check("transforms", transforms, 1)
-    _check("bins", bins, 2)  # K = 1 with boundary derivatives 1 is the identity
-    _check("context", context, 0)
-    _check("bound", bound, 1e-6, (int, float))
+    check_builder_args(features, transforms, hidden_features, context, coupling=coupling)
+    check_integer("bins", bins, 2)  # K = 1 with boundary derivatives 1 is the identity
     if bins * MIN_WIDTH >= 1:
         raise ValueError(f"bins must be < {round(1 / MIN_WIDTH)} (minimum width {MIN_WIDTH}), got {bins}")
-    if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
-        raise ValueError(f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}")
-    for h in hidden_features:
-        _check("every hidden_features entry", h, 1)
-    if not isinstance(coupling, bool):
-        raise ValueError(f"coupling must be True or False, got {coupling!r}")
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+        raise ValueError(f"bound must be a positive number, got {bound!r}")
     layers = []
     for t in range(transforms):
         if coupling:

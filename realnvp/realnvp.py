@@ -13,7 +13,7 @@ images (the paper uses deep ResNets with weight normalisation; a 3-layer CNN is 
 import torch
 from torch import nn
 
-from common.flows import Compose, Flow, Logit, Permute, Transform
+from common.flows import Compose, Flow, Logit, Permute, Transform, check_builder_args, check_integer
 from common.nets import MLP
 
 
@@ -169,19 +169,12 @@ def multiscale(shape, scales, hidden=32, batch_norm=False):
     return FactorOut(block, multiscale((2 * c, h // 2, w // 2), scales - 1, hidden, batch_norm))
 
 
-def _check(name, value, low=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_norm=False):
     """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating masks,
     each conditioned by an MLP on the kept features (and the context), optional batch norm between couplings.
     With one feature there is nothing to condition on: every coupling is an affine map of the context.
     The MLPs keep PyTorch's default initialisation: on 2-D targets it trained better than an identity start."""
-    for name, value, low in (("features", features, 1), ("transforms", transforms, 1), ("context", context, 0),
-                             *(("every hidden_features entry", h, 1) for h in hidden_features)):
-        _check(name, value, low)
+    check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
     for i in range(transforms):
         mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)  # Sec. 3.4: alternate
@@ -193,7 +186,7 @@ def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_n
 def RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32, batch_norm=False, alpha=0.05):
     """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in [0, 1]:
     a logit with ``alpha`` first (Sec. 4.1, its Jacobian counts in the likelihood), then ``scales`` scales."""
-    _check("scales", scales), _check("hidden_channels", hidden_channels)
+    check_integer("scales", scales), check_integer("hidden_channels", hidden_channels)
     if len(shape) != 3 or min(shape) < 1 or shape[1] % 2 ** (scales - 1) or shape[2] % 2 ** (scales - 1):
         raise ValueError(f"shape must be (C, H, W) with H and W divisible by 2^(scales - 1) = {2 ** (scales - 1)}, "
                          f"got {shape!r}")
