@@ -50,44 +50,66 @@ def solve_increasing(g, target, lo, hi, start, iters=100):
     return a
 
 
+def constrain(u, w):
+    """The constrained u with ``w^T u_hat = m(w^T u) > -1``, which makes ``f`` invertible (Appendix A.1).
+    ``u``, ``w``: (D,) for one layer, or (batch, D) for per-point (amortised) parameters."""
+    wu = (w * u).sum(-1, keepdim=True)
+    m = -1 + F.softplus(wu)  # m(x) = -1 + log(1 + e^x) (A.1); F.softplus is linear above 20, so no overflow
+    return u + (m - wu) * w / (w * w).sum(-1, keepdim=True)  # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 (A.1)
+
+
 class Planar(Transform):
     """One planar layer (Sec. 4.1): ``inverse(z) = f(z) = z + u_hat tanh(w^T z + b)`` (noise -> data, Eq. 10);
     ``forward(x) = f^{-1}(x)`` (data -> noise) by a 1-D root find. Inputs (batch, D); ladj (batch,).
+
+    ``context=0``: u, w, b are parameters shared by every point. ``context=C > 0``: the amortised layer of
+    Sec. 4, whose u, w, b are computed for each data point from the encoder's output h (batch, C) by a linear
+    head, the last layer of the inference network.
     """
 
-    def __init__(self, features):
+    def __init__(self, features, context=0):
         super().__init__()
-        self.w = nn.Parameter(torch.randn(features) / math.sqrt(features))
-        self.u = nn.Parameter(0.1 * torch.randn(features) / math.sqrt(features))
-        self.b = nn.Parameter(torch.zeros(()))
+        self.features, self.head = features, nn.Linear(context, 2 * features + 1) if context else None
+        if context:  # start like the shared layer: w of norm ~1, small u, b = 0, all shifted by h
+            with torch.no_grad():
+                self.head.bias.zero_()[:features] = torch.randn(features) / math.sqrt(features)
+                self.head.weight[features:].mul_(0.1)
+        else:
+            self.w = nn.Parameter(torch.randn(features) / math.sqrt(features))
+            self.u = nn.Parameter(0.1 * torch.randn(features) / math.sqrt(features))
+            self.b = nn.Parameter(torch.zeros(()))
 
     def u_hat(self):
-        """The constrained u with ``w^T u_hat = m(w^T u) > -1``, which makes ``f`` invertible (Appendix A.1)."""
-        wu = self.w @ self.u
-        m = -1 + F.softplus(wu)  # m(x) = -1 + log(1 + e^x) (A.1); F.softplus is linear above 20, so no overflow
-        return self.u + (m - wu) * self.w / (self.w @ self.w)  # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 (A.1)
+        return constrain(self.u, self.w)
+
+    def flow_parameters(self, context):
+        """(u_hat, w, b): (D,), (D,), () shared, or (batch, D), (batch, D), (batch,) from h (Sec. 4)."""
+        if self.head is None:
+            return self.u_hat(), self.w, self.b
+        w, u, b = self.head(context).split([self.features, self.features, 1], dim=-1)
+        return constrain(u, w), w, b[:, 0]
 
     def inverse(self, z, context=None):
-        u = self.u_hat()
-        t = torch.tanh(z @ self.w + self.b)  # h(w^T z + b), h = tanh; (batch,)
+        u, w, b = self.flow_parameters(context)
+        t = torch.tanh((z * w).sum(-1) + b)  # h(w^T z + b), h = tanh; (batch,)
         x = z + t[:, None] * u  # f(z) = z + u h(w^T z + b)  (Eq. 10)
         # log|det df/dz| = log|1 + u^T psi(z)| with psi(z) = h'(w^T z + b) w  (Eq. 11-12)
-        ladj = torch.log((1 + (1 - t**2) * (self.w @ u)).abs())
+        ladj = torch.log((1 + (1 - t**2) * (w * u).sum(-1)).abs())
         return x, ladj
 
     def forward(self, x, context=None):
-        u = self.u_hat()
-        c, s = self.w @ u, x @ self.w  # w^T x = a + c tanh(a + b) with a = w^T z and c = w^T u_hat >= -1
+        u, w, b = self.flow_parameters(context)
+        c, s = (w * u).sum(-1), (x * w).sum(-1)  # w^T x = a + c tanh(a + b) with a = w^T z and c = w^T u_hat >= -1
 
         def g(a):  # the increasing 1-D map a -> w^T f(z) and its slope
-            t = torch.tanh(a + self.b)
+            t = torch.tanh(a + b)
             return a + c * t, 1 + c * (1 - t**2)
 
         with torch.no_grad():  # |tanh| < 1 brackets a in [s - |c|, s + |c|]; the start is exact where tanh saturates
-            a = solve_increasing(g, s, s - c.abs(), s + c.abs(), start=s - c * torch.tanh(s + self.b))
+            a = solve_increasing(g, s, s - c.abs(), s + c.abs(), start=s - c * torch.tanh(s + b))
         value, slope = g(a)
         a = a - (value - s) / slope  # one Newton step with autograd: the implicit-function gradient of a(x, params)
-        t = torch.tanh(a + self.b)
+        t = torch.tanh(a + b)
         z = x - t[:, None] * u  # invert Eq. 10 once w^T z is known
         return z, -torch.log((1 + (1 - t**2) * c).abs())  # minus the ladj of f at z (Eq. 11-12)
 

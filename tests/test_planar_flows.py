@@ -10,7 +10,8 @@ TOL = 1e-8  # the 1-D inverses are solved to about 1e-13 in float64; this is the
 
 
 def planar(features, context):
-    return perturb(Planar(features).double())
+    """context > 0: the amortised layer (Sec. 4), u, w, b different for every row of the batch."""
+    return perturb(Planar(features, context).double())
 
 
 def planar_violating(features, context):
@@ -31,7 +32,7 @@ def radial(features, context):
     return layer
 
 
-HARNESS_CASES = [("planar", planar, (0,)), ("planar_violating", planar_violating, (0,)), ("radial", radial, (0,))]
+HARNESS_CASES = [("planar", planar, (0, 3)), ("planar_violating", planar_violating, (0,)), ("radial", radial, (0,))]
 
 
 @pytest.mark.parametrize("features", [1, 2, 3, 6])
