@@ -200,16 +200,22 @@ class Flow(nn.Module):
     def log_prob(self, x, context=None):
         """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``."""
         check_input(x, self.features, self._dtype())
+        # BEGIN SOLUTION common.change_of_variables
+        # HINT: map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det dz/dx|.
         z, ladj = self.transform(x, self._context(context, x.shape[0]))
         return self.base.log_prob(z) + ladj  # change of variables: log p(x) = log N(z) + log|det dz/dx|
+        # END SOLUTION
 
     def rsample_and_log_prob(self, n, context=None):
         """Reparameterised samples (n, D) and their log-density (n,): one pass of ``inverse``."""
         if context is not None and context.dim() == 2:
             n = context.shape[0] if n is None else n
+        # BEGIN SOLUTION common.change_of_variables
+        # HINT: draw z from self.base, map it with self.transform.inverse; log p(x) = log N(z) - log|det dx/dz|.
         z = self.base.rsample(n)
         x, ladj = self.transform.inverse(z, self._context(context, n))
         return x, self.base.log_prob(z) - ladj  # log p(x) = log N(z) - log|det dx/dz|
+        # END SOLUTION
 
     def rsample(self, n, context=None):
         return self.rsample_and_log_prob(n, context)[0]

@@ -46,6 +46,9 @@ class MADE(nn.Module):
             raise ValueError(f"order must be a permutation of range({features}), got {order.tolist()}")
         self.features, self.params, self.context = features, params, context
         self.register_buffer("order", order)
+        # BEGIN SOLUTION common.made
+        # HINT: degrees (Sec. 4): input i has order[i] + 1, context inputs 0, hidden units cycle over [1, D - 1];
+        # HINT: a hidden unit sees degrees <= its own, output i (params numbers each) only degrees < order[i] + 1.
         # Degrees (Sec. 4): inputs 1..D, hidden units in [1, D-1], context inputs 0 (seen by all).
         deg_in = torch.cat([order + 1, torch.zeros(context, dtype=torch.long)])
         layers, deg_prev = [], deg_in
@@ -59,6 +62,7 @@ class MADE(nn.Module):
         deg_out = (order + 1).repeat_interleave(params)  # output laid out as (features, params)
         layers.append(MaskedLinear(deg_out[:, None] > deg_prev[None, :]))  # output mask: strict >
         self.net = nn.Sequential(*layers)
+        # END SOLUTION
 
     def forward(self, x, context=None):
         if self.context:

@@ -79,18 +79,26 @@ class GatedAutoregressive(Transform):
         return self.made(z, context).unbind(-1)  # Alg. 1: [m, s] <- AutoregressiveNN[t](z, h)
 
     def forward(self, z, context=None):
+        # BEGIN SOLUTION iaf.step
+        # HINT: (m, s) = self.gate(z, context), sigma = sigmoid(s), z' = sigma z + (1 - sigma) m (Alg. 1);
+        # HINT: the log-det is sum_i log sigma_i (F.logsigmoid is the stable form).
         m, s = self.gate(z, context)
         sigma = torch.sigmoid(s)  # Alg. 1: sigma <- sigmoid(s)
         z = sigma * z + (1 - sigma) * m  # Alg. 1: z <- sigma * z + (1 - sigma) * m
         return z, F.logsigmoid(s).sum(-1)  # Alg. 1: l <- l - sum(log sigma), i.e. ladj = sum log sigma
+        # END SOLUTION
 
     def inverse(self, y, context=None):
+        # BEGIN SOLUTION iaf.step
+        # HINT: solve z' = sigma z + (1 - sigma) m for z one variable at a time, in the order self.made.order,
+        # HINT: calling self.gate on the z solved so far (D passes).
         z = torch.zeros_like(y)
         for i in torch.argsort(self.made.order).tolist():  # variables in the autoregressive order
             m, s = self.gate(z, context)  # exact for variable i: it sees only the already-solved z_{<i}
             z = z.clone()
             z[:, i] = (y[:, i] - (1 - torch.sigmoid(s[:, i])) * m[:, i]) / torch.sigmoid(s[:, i])  # Alg. 1 solved
         return z, -F.logsigmoid(s).sum(-1)  # the last pass saw every z_{<i}, so all gates are exact
+        # END SOLUTION
 
 
 def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2.0):

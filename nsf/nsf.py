@@ -52,6 +52,9 @@ def rq_spline(x, params, bound=5.0, inverse=False):
     w, h = x1 - x0, y1 - y0
     s = h / w  # s^k = (y^{k+1} - y^k) / (x^{k+1} - x^k)
     if inverse:  # App. A: g(xi) = y is a quadratic a xi^2 + b xi + c = 0 in xi; take its root in [0, 1]
+        # BEGIN SOLUTION nsf.spline_inverse
+        # HINT: set xi, the position in bin k in [0, 1], from a xi^2 + b xi + c = 0 (App. A) with y = xc;
+        # HINT: xi = 2c / (-b - sqrt(b^2 - 4ac)) cancels badly when b < 0: use (-b + sqrt(.)) / 2a there.
         dy, slack = xc - y0, d0 + d1 - 2 * s
         a = h * (s - d0) + dy * slack
         b = h * d0 - dy * slack
@@ -61,8 +64,15 @@ def rq_spline(x, params, bound=5.0, inverse=False):
         # the same root written (-b + sqrt(.)) / 2a there (then a > h s > 0). Neither denominator can be 0.
         xi = torch.where(b < 0, root - b, 2 * c) / torch.where(b < 0, 2 * a, -b - root)
         xi = xi + (xi.clamp(0, 1) - xi).detach()  # clip rounding overshoot, keep the root's gradient (at knots)
+        # END SOLUTION
     else:
+        # BEGIN SOLUTION nsf.spline
+        # HINT: xi = (x - x^k) / (x^{k+1} - x^k), the position of xc in its bin (Sec. 3.1).
         xi = (xc - x0) / w  # Sec. 3.1: xi = (x - x^k) / (x^{k+1} - x^k) in [0, 1]
+        # END SOLUTION
+    # BEGIN SOLUTION nsf.spline
+    # HINT: g = y^k + h [s xi^2 + d^k xi (1 - xi)] / [s + (d^{k+1} + d^k - 2 s) xi (1 - xi)] (Eq. 4), log g' from
+    # HINT: Eq. 5; add the overshoot x - xc back (identity tails). Inverse: return x^k + xi w and -log g'.
     t = xi * (1 - xi)
     den = s + (d0 + d1 - 2 * s) * t
     # Sec. 3.1, Eq. 5: g'(x) = s^2 [d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2] / den^2
@@ -70,6 +80,7 @@ def rq_spline(x, params, bound=5.0, inverse=False):
     if inverse:
         return x0 + xi * w + (x - xc), -log_dg  # the tails: identity
     return y0 + h * (s * xi * xi + d0 * t) / den + (x - xc), log_dg  # Sec. 3.1, Eq. 4 (+ identity tails)
+    # END SOLUTION
 
 
 class SplineCoupling(Transform):

@@ -53,9 +53,12 @@ def solve_increasing(g, target, lo, hi, start, iters=100):
 def constrain(u, w):
     """The constrained u with ``w^T u_hat = m(w^T u) > -1``, which makes ``f`` invertible (Appendix A.1).
     ``u``, ``w``: (D,) for one layer, or (batch, D) for per-point (amortised) parameters."""
+    # BEGIN SOLUTION planar_flows.constraint
+    # HINT: u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1); sum over dim -1.
     wu = (w * u).sum(-1, keepdim=True)
     m = -1 + F.softplus(wu)  # m(x) = -1 + log(1 + e^x) (A.1); F.softplus is linear above 20, so no overflow
     return u + (m - wu) * w / (w * w).sum(-1, keepdim=True)  # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 (A.1)
+    # END SOLUTION
 
 
 class Planar(Transform):
@@ -91,11 +94,14 @@ class Planar(Transform):
 
     def inverse(self, z, context=None):
         u, w, b = self.flow_parameters(context)
+        # BEGIN SOLUTION planar_flows.planar
+        # HINT: f(z) = z + u h(w^T z + b), h = tanh (Eq. 10); log|det| = log|1 + u^T psi(z)|, psi = h' w (Eq. 11-12).
         t = torch.tanh((z * w).sum(-1) + b)  # h(w^T z + b), h = tanh; (batch,)
         x = z + t[:, None] * u  # f(z) = z + u h(w^T z + b)  (Eq. 10)
         # log|det df/dz| = log|1 + u^T psi(z)| with psi(z) = h'(w^T z + b) w  (Eq. 11-12)
         ladj = torch.log((1 + (1 - t**2) * (w * u).sum(-1)).abs())
         return x, ladj
+        # END SOLUTION
 
     def forward(self, x, context=None):
         u, w, b = self.flow_parameters(context)
@@ -131,16 +137,22 @@ class Radial(Transform):
         return alpha, -alpha + F.softplus(self.beta_raw)  # beta >= -alpha keeps f invertible (Appendix A.2)
 
     def _ladj(self, r, alpha, beta):
+        # BEGIN SOLUTION planar_flows.radial
+        # HINT: log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r), h = 1 / (alpha + r) (Eq. 14).
         h = 1 / (alpha + r)
         h_prime = -(h**2)  # h'(alpha, r) = -1 / (alpha + r)^2
         # log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r)  (Eq. 14)
         return (self.z0.shape[0] - 1) * torch.log1p(beta * h) + torch.log1p(beta * h + beta * h_prime * r)
+        # END SOLUTION
 
     def inverse(self, z, context=None):
         alpha, beta = self.alpha_beta()
+        # BEGIN SOLUTION planar_flows.radial
+        # HINT: f(z) = z + beta h(alpha, r) (z - z0) with r = ||z - z0|| (Eq. 14); the log-det is self._ladj.
         r = (z - self.z0).norm(dim=-1)
         x = z + (beta / (alpha + r))[:, None] * (z - self.z0)  # f(z) = z + beta h(alpha, r)(z - z0)  (Eq. 14)
         return x, self._ladj(r, alpha, beta)
+        # END SOLUTION
 
     def forward(self, x, context=None):
         alpha, beta = self.alpha_beta()
