@@ -4,6 +4,7 @@ Both loops: Adam, optional gradient clipping, a progress line on stderr, and a g
 non-finite loss, names the step, and restores the last weights that gave a finite loss.
 """
 
+import argparse
 import copy
 import os
 import random
@@ -28,6 +29,30 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def demo_parser(doc, paper):
+    """An argparse parser with the flags every paper's demo shares: --quick, --out runs/<paper>, --seed, --device."""
+    parser = argparse.ArgumentParser(f"python -m {paper}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)")
+    parser.add_argument("--out", default=os.path.join("runs", paper), help="directory for the figures")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    return parser
+
+
+def parse_demo_args(parser, argv=None):
+    """Parse, check the device, fold FLOWS_FAST into --quick, create --out and seed everything."""
+    args = parser.parse_args(argv)
+    try:
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as error:
+        parser.error(f"--device {args.device!r} is not usable here ({error}); use cpu")
+    args.quick = args.quick or fast_mode()
+    os.makedirs(args.out, exist_ok=True)
+    seed_everything(args.seed)
+    return args
 
 
 class Progress:

@@ -9,7 +9,6 @@ Every number is printed beside its ceiling: the test NLL minus the exact entropy
 KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit Jacobian included).
 """
 
-import argparse
 import math
 import os
 import time
@@ -23,7 +22,7 @@ from common.flows import Compose, Flow, Logit
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.plot import plt
 from common.targets import SAMPLE_TARGETS, get_target
-from common.train import fast_mode, seed_everything, train_forward_kl
+from common.train import demo_parser, parse_demo_args, train_forward_kl
 from maf import MAF, MAFLayer, set_batch_norm_stats
 
 
@@ -166,22 +165,15 @@ def digits(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = demo_parser(__doc__, "maf")
     parser.add_argument("--target", choices=SAMPLE_TARGETS, help="train a 5-layer MAF on this target")
     parser.add_argument("--data", choices=["digits"], help="train on 8x8 digits instead")
     parser.add_argument("--steps", type=int,
                         help="training steps per model (default 2000; digits 1000, it overfits after ~600)")
-    parser.add_argument("--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)")
-    parser.add_argument("--out", default=os.path.join("runs", "maf"), help="directory for the figures")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    quick = args.quick or fast_mode()
-    args.steps = args.steps or (100 if quick else 1000 if args.data else 2000)
-    args.n_test = 10_000 if quick else 100_000
-    args.transforms, args.hidden, args.batch_size = (2, 32, 128) if quick else (5, 128, 128)
-    os.makedirs(args.out, exist_ok=True)
-    seed_everything(args.seed)
+    args = parse_demo_args(parser)
+    args.steps = args.steps or (100 if args.quick else 1000 if args.data else 2000)
+    args.n_test = 10_000 if args.quick else 100_000
+    args.transforms, args.hidden, args.batch_size = (2, 32, 128) if args.quick else (5, 128, 128)
     start = time.perf_counter()
     if args.data == "digits":
         digits(args)

@@ -9,7 +9,6 @@ Every number is printed beside its ceiling: KL(q || p) >= 0 with log Z from quad
 exact entropy of the target (>= 0, it is KL(p || q)); bits/dim of the dequantised 17-level pixels.
 """
 
-import argparse
 import os
 import time
 
@@ -22,7 +21,7 @@ from common.metrics import bits_per_dim, dataset_nll, nll_gap, reverse_kl
 from common.nets import MADE
 from common.plot import plt
 from common.targets import SAMPLE_TARGETS, get_target
-from common.train import fast_mode, seed_everything, train_forward_kl, train_reverse_kl
+from common.train import demo_parser, parse_demo_args, seed_everything, train_forward_kl, train_reverse_kl
 from nsf import NSF
 
 
@@ -93,14 +92,18 @@ def affine_flow(features, transforms, hidden_features):
 
 def on_target(args):
     """Maximum likelihood, fresh samples every step (batch 512, Adam 1e-3): NSF-AR, NSF-C and the affine flow
-    with the same depth (5) and conditioner widths (2 x 64)."""
+    with the same depth (5) and conditioner widths (2 x 64), and one with wider MADEs for as many parameters as NSF-AR
+    (a spline layer's conditioner has 3K - 1 outputs per variable instead of 2, so it is the larger model)."""
     target = get_target(args.target)
     entropy, err = target.entropy()
     print(f"target {target.name}: exact entropy H = {entropy:.4f} ± {err:.4f} nats; {args.steps} steps, batch 512")
     print(f"  {'model':<42} {'params':>7}  {'test NLL (nats)':>17}  {'NLL - H':>8}  {'train s':>7}")
-    models = {"NSF-AR: 5 x RQ spline (8 bins), MADE 2 x 64": NSF(2, 5, (64, 64)),
+    nsf_ar = NSF(2, 5, (64, 64))
+    width = next(h for h in range(64, 1024) if parameters(affine_flow(2, 5, (h, h))) >= parameters(nsf_ar))
+    models = {"NSF-AR: 5 x RQ spline (8 bins), MADE 2 x 64": nsf_ar,
               "NSF-C: 5 x RQ spline coupling, MLP 2 x 64": NSF(2, 5, (64, 64), coupling=True),
-              "affine autoregressive (MAF): 5 x MADE 2 x 64": affine_flow(2, 5, (64, 64))}
+              "affine AR (MAF): 5 x MADE 2 x 64": affine_flow(2, 5, (64, 64)),
+              f"affine AR, equal size: MADE 2 x {width}": affine_flow(2, 5, (width, width))}
     fig, axes = plt.subplots(1, len(models) + 1, figsize=(3.3 * (len(models) + 1), 3.6))
     plot.show_density(axes[0], target.log_prob, target.bounds, f"{target.name}, H = {entropy:.3f}")
     for ax, (label, flow) in zip(axes[1:], models.items()):
@@ -148,22 +151,15 @@ def digits(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = demo_parser(__doc__, "nsf")
     parser.add_argument("--target", choices=SAMPLE_TARGETS, help="maximum likelihood on this 2-D target")
     parser.add_argument("--data", choices=["digits"], help="train on 8x8 digits instead")
     parser.add_argument("--steps", type=int, help="training steps per model (default 2000; digits 1000)")
-    parser.add_argument("--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)")
-    parser.add_argument("--out", default=os.path.join("runs", "nsf"), help="directory for the figures")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line on stderr")
-    args = parser.parse_args()
-    args.quick = args.quick or fast_mode()
+    args = parse_demo_args(parser)
     args.steps = args.steps or (100 if args.quick else 1000 if args.data else 2000)
     args.n_test = 10_000 if args.quick else 100_000
     args.transforms, args.hidden = (2, 32) if args.quick else (5, 128)
-    os.makedirs(args.out, exist_ok=True)
-    seed_everything(args.seed)
     start = time.perf_counter()
     if args.data == "digits":
         digits(args)

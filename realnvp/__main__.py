@@ -6,7 +6,6 @@
     python -m realnvp --quick              # seconds (also when FLOWS_FAST=1)
 """
 
-import argparse
 import math
 import os
 import time
@@ -17,13 +16,12 @@ from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.plot import plot_density_comparison, plot_image_grid, plot_loss, plot_marginals, plot_snapshots
 from common.targets import SAMPLE_TARGETS, get_target
-from common.train import fast_mode, seed_everything, train_forward_kl
+from common.train import demo_parser, parse_demo_args, train_forward_kl
 from realnvp import RealNVP, RealNVPImage
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(prog="python -m realnvp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = demo_parser(__doc__, "realnvp")
     parser.add_argument("--data", choices=("2d", "digits"), default="2d", help="2-D target or 8x8 digits")
     parser.add_argument("--target", default="ua_nb", choices=SAMPLE_TARGETS, help="2-D target (with --data 2d)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 2000 2-D, 3000 digits)")
@@ -34,13 +32,7 @@ def parse_args():
     parser.add_argument("--scales", type=int, default=2, help="scales of the multi-scale model (digits)")
     parser.add_argument("--hidden-channels", type=int, default=32, help="conv conditioner width (digits)")
     parser.add_argument("--batch-norm", action="store_true", help="batch norm after each coupling (Sec. 3.7)")
-    parser.add_argument("--quick", action="store_true", help="a few hundred steps and a small test set")
-    parser.add_argument("--out", default="runs/realnvp", help="directory for the PNG figures")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    args.quick = args.quick or fast_mode()
-    return args
+    return parse_demo_args(parser)
 
 
 def run_2d(args):
@@ -55,7 +47,6 @@ def run_2d(args):
     print(f"  test NLL      {result['nll']:.4f} ± {result['stderr']:.4f} nats")
     print(f"  exact entropy {result['entropy']:.4f} nats (the ceiling: NLL >= H)")
     print(f"  gap           {result['gap']:.4f} nats (= KL(p || q); zuko's coupling flow: 0.028 on ua_nb)")
-    os.makedirs(args.out, exist_ok=True)
     title = f"Real NVP on {args.target}: gap {result['gap']:.3f} nats"
     plot_density_comparison(flow, target, os.path.join(args.out, f"density_{args.target}.png"), title=title)
     plot_marginals(flow, target, os.path.join(args.out, f"marginals_{args.target}.png"))
@@ -80,7 +71,6 @@ def run_digits(args):
     print(f"  test NLL  {nll:.2f} ± {stderr:.2f} nats per image (dequantised, logit Jacobian included)")
     print(f"  bits/dim  {bits_per_dim(nll):.3f} ± {stderr / (64 * math.log(2)):.3f} "
           f"(uniform over 17 levels: {math.log2(17):.3f})")
-    os.makedirs(args.out, exist_ok=True)
     with torch.no_grad():
         samples = flow.sample(64)
     plot_image_grid(samples, os.path.join(args.out, "digits_samples.png"), rows=8,
@@ -91,7 +81,6 @@ def run_digits(args):
 
 def main():
     args = parse_args()
-    seed_everything(args.seed)
     start = time.perf_counter()
     run_digits(args) if args.data == "digits" else run_2d(args)
     print(f"  wall time {time.perf_counter() - start:.1f} s")

@@ -6,10 +6,18 @@ import pytest
 import torch
 from harness import check_flow_normalised, check_transform, perturb
 
-from common.flows import Compose, Flow, Inverse, Logit, Permute, Transform
+from common.flows import Compose, Flow, Inverse, Logit, Permute, Transform, check_builder_args
 from common.metrics import bits_per_dim
 from common.nets import MADE, MLP
-from common.train import NonFiniteLoss, load_checkpoint, save_checkpoint, train_forward_kl, train_reverse_kl
+from common.train import (
+    NonFiniteLoss,
+    demo_parser,
+    load_checkpoint,
+    parse_demo_args,
+    save_checkpoint,
+    train_forward_kl,
+    train_reverse_kl,
+)
 
 
 class ElementwiseAffine(Transform):
@@ -176,3 +184,29 @@ def test_reverse_kl_fits_a_gaussian_energy():
 def test_bits_per_dim():
     assert bits_per_dim(0.0, dims=64, levels=17) == pytest.approx(math.log2(17))
     assert bits_per_dim(-64 * math.log(17), dims=64, levels=17) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(features=0, transforms=2), "features must be an integer >= 1, got 0"),
+    (dict(features=2, transforms=2.0), "transforms must be an integer >= 1, got 2.0"),
+    (dict(features=2, transforms=True), "transforms must be an integer >= 1, got True"),
+    (dict(features=2, transforms=2, context=-1), "context must be an integer >= 0, got -1"),
+    (dict(features=2, transforms=2, hidden_features=64), "hidden_features must be a non-empty tuple"),
+    (dict(features=2, transforms=2, hidden_features=(64, 0)), "every hidden_features entry must be"),
+    (dict(features=2, transforms=2, batch_norm="yes"), "batch_norm must be True or False, got 'yes'"),
+])
+def test_builder_arguments_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        check_builder_args(**kwargs)
+
+
+def test_demo_parser_shared_flags(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FLOWS_FAST", raising=False)
+    parser = demo_parser("doc", "paper")
+    args = parse_demo_args(parser, ["--out", str(tmp_path / "out"), "--seed", "3"])
+    assert (args.quick, args.seed, args.device) == (False, 3, "cpu") and (tmp_path / "out").is_dir()
+    monkeypatch.setenv("FLOWS_FAST", "1")
+    assert parse_demo_args(parser, ["--out", str(tmp_path / "out")]).quick
+    with pytest.raises(SystemExit):
+        parse_demo_args(parser, ["--device", "no-such-device"])
+    assert "--device 'no-such-device' is not usable" in capsys.readouterr().err
