@@ -1,0 +1,110 @@
+"""Which flow when, and at what cost: the five papers' flows against zuko, nflows and normflows.
+
+    python -m benchmarks                      # full run (3 seeds): writes benchmarks/results/results.json + report
+    python -m benchmarks --only cost vi       # some sections; the others' records in the results file are kept
+    python -m benchmarks --report             # tables (results/tables.md) and figures from the results file only
+    python -m benchmarks --quick              # under 2 minutes, 1 seed, writes to runs/benchmarks/
+
+Peers are optional (pip install -r benchmarks/requirements.txt); a missing one is skipped. Every training
+uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same budget for every
+model. The configurations are FULL and QUICK below; the results file records the one used.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from .models import PEERS, available
+from .report import write_report
+from .tasks import SECTIONS
+
+FULL = {  # sized to finish in about 35 minutes on one busy core of a shared 2-core machine
+    "density": {"targets": ["gauss8", "checker"], "steps": 500, "n_test": 100_000},
+    "digits": {"steps": 600, "hidden": 128},
+    "vi": {"energies": ["U1", "U2", "U3", "U4", "sine"], "steps": 500, "n_test": 100_000, "planar_layers": 32},
+    "cost": {"dims": [2, 8, 32, 64], "n": 5_000, "steps": 30, "sample_libraries": ["ours", "zuko"]},
+}
+QUICK = {
+    "density": {"targets": ["gauss8"], "steps": 20, "n_test": 2_000},
+    "digits": {"steps": 10, "hidden": 16},
+    "vi": {"energies": ["sine"], "steps": 20, "n_test": 2_000, "planar_layers": 32},
+    "cost": {"dims": [2, 8], "n": 500, "steps": 3, "sample_libraries": ["ours", "zuko"]},
+}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def load(path):
+    """The results file as a dict {"config": ..., "records": [...]}, or an empty one."""
+    if not os.path.exists(path):
+        return {"config": {}, "records": []}
+    with open(path) as f:
+        return json.load(f)
+
+
+def save(results, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)  # a run stopped half-way never leaves a broken file
+
+
+def environment():
+    versions = {"torch": torch.__version__, "python": platform.python_version()}
+    for library in PEERS:
+        if available(library):
+            versions[library] = getattr(__import__(library), "__version__", "?")
+    return versions
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; --quick: 0)")
+    parser.add_argument("--out", help="results directory (default benchmarks/results; --quick: runs/benchmarks)")
+    parser.add_argument("--report", action="store_true", help="only regenerate tables and figures from the file")
+    parser.add_argument("--device", default="cpu", help="only cpu is measured: timings are the point")
+    args = parser.parse_args(argv)
+    if args.device != "cpu":
+        parser.error(f"--device must be cpu (the benchmark times CPU runs on one thread), got {args.device!r}")
+    out = args.out or (os.path.join("runs", "benchmarks") if args.quick else RESULTS)
+    path = os.path.join(out, "results.json")
+    if args.report:
+        print(write_report(load(path), out))
+        return
+    torch.set_num_threads(1)
+    config = QUICK if args.quick else FULL
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    sections = args.only or list(SECTIONS)
+    missing = [p for p in PEERS if not available(p)]
+    if missing:
+        print(f"not installed, skipped: {', '.join(missing)} (pip install -r benchmarks/requirements.txt)")
+    results = load(path)
+    results["records"] = [r for r in results["records"] if r["section"] not in sections]  # replaced below
+    for name in sections:
+        results["config"][name] = {**config[name], "seeds": seeds, "quick": args.quick}
+    results["config"]["environment"] = environment()
+    start = time.perf_counter()
+
+    def log(record, line):
+        print(f"[{time.perf_counter() - start:6.0f} s] {line}" + (" (diverged)" if "diverged" in record else ""),
+              file=sys.stderr, flush=True)
+
+    for name in sections:
+        section_start = time.perf_counter()
+        for record in SECTIONS[name](config[name], seeds, log):
+            results["records"].append(record)
+            save(results, path)  # after every record: a long run can be stopped and still reported
+        results["config"][name]["seconds"] = round(time.perf_counter() - section_start)
+    save(results, path)
+    print(write_report(results, out))
+    print(f"total {time.perf_counter() - start:.0f} s; results in {path}")
+
+
+if __name__ == "__main__":
+    main()
