@@ -32,24 +32,42 @@ def flow_log_prob(flow, context=None):
     return log_prob
 
 
+def window(bounds):
+    """((x_lo, x_hi), (y_lo, y_hi)) from a square window (lo, hi) or a rectangle given as such a pair."""
+    return tuple(bounds) if isinstance(bounds[0], (tuple, list)) else (tuple(bounds), tuple(bounds))
+
+
+def view(target):
+    """A target's plotting window: its ``view`` rectangle if it has one (long thin densities), else its bounds."""
+    return getattr(target, "view", None) or target.bounds
+
+
+def _extent(bounds):
+    (x_lo, x_hi), (y_lo, y_hi) = window(bounds)
+    return (x_lo, x_hi, y_lo, y_hi)
+
+
 @torch.no_grad()
 def density_grid(log_prob, bounds, n=200):
-    """Evaluate ``exp(log_prob)`` on an n x n grid over the square ``bounds`` = (lo, hi).
+    """Evaluate ``exp(log_prob)`` on an n x n grid over ``bounds``: a square (lo, hi) or ((x_lo, x_hi), (y_lo, y_hi)).
 
     Returns (xs, ys, density) with density of shape (n, n), rows indexed by y, for ``imshow``.
     """
-    lo, hi = bounds
-    t = torch.linspace(lo, hi, n, dtype=torch.float64)
-    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    (x_lo, x_hi), (y_lo, y_hi) = window(bounds)
+    xs = torch.linspace(x_lo, x_hi, n, dtype=torch.float64)
+    ys = torch.linspace(y_lo, y_hi, n, dtype=torch.float64)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack([xx.flatten(), yy.flatten()], -1)
     density = torch.cat([log_prob(p).exp() for p in points.split(20_000)]).view(n, n)
-    return t, t, density.nan_to_num(0.0)
+    return xs, ys, density.nan_to_num(0.0)
 
 
 def show_density(ax, log_prob, bounds, title=None, n=200, cmap="viridis"):
-    """Draw a density as an image on ``ax``."""
+    """Draw a density as an image on ``ax`` (``bounds``: a square (lo, hi) or a rectangle, see ``density_grid``)."""
     _, _, density = density_grid(log_prob, bounds, n)
-    ax.imshow(density.numpy(), origin="lower", extent=(*bounds, *bounds), cmap=cmap, aspect="equal")
+    (x_lo, x_hi), (y_lo, y_hi) = window(bounds)
+    ax.imshow(density.numpy(), origin="lower", extent=_extent(bounds), cmap=cmap,
+              aspect="equal" if x_hi - x_lo == y_hi - y_lo else "auto")
     ax.set_xticks([]), ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=10)
@@ -59,12 +77,12 @@ def show_density(ax, log_prob, bounds, title=None, n=200, cmap="viridis"):
 def plot_density_comparison(flow, target, path=None, n=200, title=None):
     """Three panels: the true density, the learned one, and learned minus true."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    true = show_density(axes[0], target.log_prob, target.bounds, "true density", n)
-    learned = show_density(axes[1], flow_log_prob(flow), target.bounds, "learned density", n)
+    true = show_density(axes[0], target.log_prob, view(target), "true density", n)
+    learned = show_density(axes[1], flow_log_prob(flow), view(target), "learned density", n)
     diff = (learned - true).numpy()
     vmax = abs(diff).max() + 1e-12
-    im = axes[2].imshow(diff, origin="lower", extent=(*target.bounds, *target.bounds), cmap="RdBu_r",
-                        vmin=-vmax, vmax=vmax)
+    im = axes[2].imshow(diff, origin="lower", extent=_extent(view(target)), cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                        aspect=axes[0].get_aspect())
     axes[2].set_title("learned - true", fontsize=10)
     axes[2].set_xticks([]), axes[2].set_yticks([])
     fig.colorbar(im, ax=axes[2], fraction=0.046)
@@ -75,14 +93,14 @@ def plot_density_comparison(flow, target, path=None, n=200, title=None):
 
 def plot_marginals(flow, target, path=None, n=400):
     """Both 1-D marginals of the learned density against the exact ones (integrated on a grid)."""
-    xs, ys, true = density_grid(target.log_prob, target.bounds, n)
-    _, _, learned = density_grid(flow_log_prob(flow), target.bounds, n)
-    step = (xs[1] - xs[0]).item()
+    xs, ys, true = density_grid(target.log_prob, view(target), n)
+    _, _, learned = density_grid(flow_log_prob(flow), view(target), n)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for i, (ax, name) in enumerate(zip(axes, ("x1", "x2"))):
+    for i, (ax, name, t, other) in enumerate(zip(axes, ("x1", "x2"), (xs, ys), (ys, xs))):
         dim = 0 if i == 0 else 1  # rows are y: summing over rows gives the x1 marginal
-        ax.plot(xs, true.sum(dim) * step, "k-", lw=2, label="exact")
-        ax.plot(xs, learned.sum(dim) * step, "C1--", lw=2, label="learned")
+        step = (other[1] - other[0]).item()  # the cell width along the axis integrated out
+        ax.plot(t, true.sum(dim) * step, "k-", lw=2, label="exact")
+        ax.plot(t, learned.sum(dim) * step, "C1--", lw=2, label="learned")
         ax.set_xlabel(name), ax.set_title(f"marginal of {name}", fontsize=10)
     axes[0].legend()
     fig.tight_layout()

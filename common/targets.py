@@ -12,7 +12,8 @@ Two kinds, both reached through ``get_target(name)``:
   paper's [-4, 4]^2 window. "sine" is U(x) = -(sin(pi x1) - 2 (x1^2 + x2^2 - 2)^2).
 
 Every object has ``name``, ``dim`` (= 2) and ``bounds`` = (lo, hi), a square plotting window that holds
-essentially all of the mass. ``log_prob`` and ``energy`` work in the dtype and on the device of ``x``.
+essentially all of the mass (a long, thin target may add a rectangular ``view`` for its figures).
+``log_prob`` and ``energy`` work in the dtype and on the device of ``x``.
 """
 
 import math
@@ -122,6 +123,8 @@ class UniformNormal(Target):
 
     H = H(a) + E_a[H(b | a)] = 0 + 0.5 log(2 pi e) + 0.5 E[log a], with E[log a] = 2 log 2 - 1.
     """
+
+    view = ((0.5, 2.5), (-3.5, 7.5))  # plotting window ((a_lo, a_hi), (b_lo, b_hi)): the density is tall and thin
 
     def _sample(self, n, generator):
         a = 1 + torch.rand(n, generator=generator)

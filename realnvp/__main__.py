@@ -14,7 +14,7 @@ import torch
 
 from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
-from common.plot import plot_density_comparison, plot_image_grid, plot_loss, plot_marginals, plot_snapshots
+from common.plot import plot_density_comparison, plot_image_grid, plot_loss, plot_marginals, plot_snapshots, view
 from common.targets import SAMPLE_TARGETS, get_target
 from common.train import demo_parser, parse_demo_args, train_forward_kl
 from realnvp import RealNVP, RealNVPImage
@@ -52,7 +52,7 @@ def run_2d(args):
     plot_marginals(flow, target, os.path.join(args.out, f"marginals_{args.target}.png"))
     plot_loss(history, os.path.join(args.out, f"loss_{args.target}.png"), ylabel="NLL (nats)",
               reference=result["entropy"], reference_label="exact entropy")
-    plot_snapshots(flow, history["snapshots"], target.bounds, os.path.join(args.out, f"snapshots_{args.target}.png"))
+    plot_snapshots(flow, history["snapshots"], view(target), os.path.join(args.out, f"snapshots_{args.target}.png"))
     print(f"  figures in {args.out}/")
 
 
