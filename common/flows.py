@@ -200,9 +200,10 @@ class Flow(nn.Module):
     def log_prob(self, x, context=None):
         """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``."""
         check_input(x, self.features, self._dtype())
+        context = self._context(context, x.shape[0])
         # BEGIN SOLUTION common.change_of_variables
         # HINT: map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det dz/dx|.
-        z, ladj = self.transform(x, self._context(context, x.shape[0]))
+        z, ladj = self.transform(x, context)
         return self.base.log_prob(z) + ladj  # change of variables: log p(x) = log N(z) + log|det dz/dx|
         # END SOLUTION
 
@@ -210,10 +211,12 @@ class Flow(nn.Module):
         """Reparameterised samples (n, D) and their log-density (n,): one pass of ``inverse``."""
         if context is not None and context.dim() == 2:
             n = context.shape[0] if n is None else n
+        context = self._context(context, n)
         # BEGIN SOLUTION common.change_of_variables
-        # HINT: draw z from self.base, map it with self.transform.inverse; log p(x) = log N(z) - log|det dx/dz|.
+        # HINT: draw n points z from self.base, map them with self.transform.inverse (noise -> data);
+        # HINT: log p(x) = log N(z) - log|det dx/dz|.
         z = self.base.rsample(n)
-        x, ladj = self.transform.inverse(z, self._context(context, n))
+        x, ladj = self.transform.inverse(z, context)
         return x, self.base.log_prob(z) - ladj  # log p(x) = log N(z) - log|det dx/dz|
         # END SOLUTION
 
