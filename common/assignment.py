@@ -236,7 +236,8 @@ def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, ro
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser("python -m common.assignment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="directory of the student copy (must be empty unless --force)")
     parser.add_argument("--papers", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="PAPER",
                         help=f"whose parts to strip, among {', '.join(GROUPS)} (default: all); 'common' is the "

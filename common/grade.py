@@ -192,7 +192,8 @@ def graded_parts(weights, root=ROOT, papers=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser("python -m common.grade", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--papers", nargs="+", metavar="PAPER", help="grade only these papers' parts")
     parser.add_argument("--weights", default=None, help=f"the weights file (default: {WEIGHTS})")
     parser.add_argument("--verbose", action="store_true", help="list every test pytest runs")
