@@ -8,7 +8,7 @@ layers, standard-normal base (equal parameter counts, printed). One thread, as i
 Reported: ms per training step (batch 512: log_prob, backward, Adam; drawing the batch not timed), seconds for
 log_prob of 100k points (one MADE pass per layer) and for 100k samples (D MADE passes per layer). The two
 implementations are measured in turn, several rounds, keeping each one's best (the machine may be shared).
-Ratio = zuko / ours: above 1 means this implementation is faster. zuko is optional (pip install zuko==1.6.0).
+Ratio = ours / zuko: below 1 means this implementation is faster. zuko is optional (pip install zuko==1.6.0).
 """
 
 import argparse
@@ -53,7 +53,7 @@ def main():
     n = 10_000 if args.quick else 100_000
     print(f"torch {torch.__version__}, 1 thread, {n} points for log_prob and sample"
           + (f", zuko {zuko.__version__}" if zuko else ""))
-    print(f"{'D':>3} {'params':>7} {'':>14} {'ours':>9} {'zuko':>9} {'zuko/ours':>9}")
+    print(f"{'D':>3} {'params':>7} {'':>14} {'ours':>9} {'zuko':>9} {'ours/zuko':>9}")
     for features in (2, 8) if args.quick else (2, 8, 64):
         torch.manual_seed(0)
         ours = MAF(features, transforms=5, hidden_features=(64, 64))
@@ -67,7 +67,7 @@ def main():
         for i, (name, value) in enumerate(results["ours"].items()):
             head = f"{features:>3} {sum(p.numel() for p in ours.parameters()):>7}" if i == 0 else " " * 11
             theirs = results.get("zuko", {}).get(name)
-            other = f"{theirs:9.3f} {theirs / value:9.2f}" if theirs else ""
+            other = f"{theirs:9.3f} {value / theirs:9.2f}" if theirs else ""
             print(f"{head} {name:>14} {value:9.3f} {other}", flush=True)
 
 if __name__ == "__main__":
