@@ -31,6 +31,7 @@ plus ``assignment.toml``, which names the parts that were set (``python -m commo
 
 import argparse
 import io
+import json
 import os
 import re
 import shutil
@@ -225,8 +226,8 @@ def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, ro
     (out / MANIFEST).write_text(
         "# Written by `python -m common.assignment`: the parts this copy asks you to write.\n"
         "# Each is a `raise NotImplementedError(\"<part>: ...\")` in the code; `python -m common.grade` grades them.\n"
-        f"papers = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in set_papers)}]\n"
-        f"parts = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in set_parts)}]\n")
+        f"papers = {json.dumps(set_papers)}\n"
+        f"parts = {json.dumps(set_parts)}\n")
     if ipynb:
         import jupytext
 
@@ -242,7 +243,8 @@ def main(argv=None):
     parser.add_argument("--papers", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="PAPER",
                         help=f"whose parts to strip, among {', '.join(GROUPS)} (default: all); 'common' is the "
                              "shared code's parts (MADE masks, change of variables, reverse-KL loss)")
-    parser.add_argument("--parts", nargs="+", metavar="PART", help="strip only these parts, e.g. maf.step")
+    parser.add_argument("--parts", nargs="+", metavar="PART",
+                        help="strip only these parts, e.g. maf.step (instead of --papers)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out directory")
     parser.add_argument("--ipynb", action="store_true", help="also write every tutorial.py as tutorial.ipynb")
     parser.add_argument("--list", action="store_true", help="list the marked parts and exit")
