@@ -8,7 +8,6 @@ Every number is printed beside its ceiling: KL(q || p) >= 0 with log Z from quad
 exact entropy of N([5, 5], 0.5 I); wall-clock seconds for sampling against density at D = 2, 16, 64.
 """
 
-import argparse
 import os
 import time
 
@@ -23,7 +22,7 @@ from common.bench import seconds  # noqa: E402
 from common.metrics import nll_gap, reverse_kl  # noqa: E402
 from common.plot import flow_log_prob, plot_loss, show_density  # noqa: E402
 from common.targets import ENERGIES, get_target  # noqa: E402
-from common.train import fast_mode, seed_everything, train_forward_kl, train_reverse_kl  # noqa: E402
+from common.train import demo_parser, parse_demo_args, seed_everything, train_forward_kl, train_reverse_kl  # noqa: E402
 
 from .iaf import IAF  # noqa: E402
 
@@ -118,20 +117,14 @@ def cost(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = demo_parser(__doc__, "iaf")
     parser.add_argument("--example", choices=("all", "energies", "gauss", "cost"), default="all")
-    parser.add_argument("--quick", action="store_true", help="a run of seconds (also when FLOWS_FAST=1)")
     parser.add_argument("--steps", type=int, default=2000, help="reverse-KL training steps per energy")
     parser.add_argument("--anneal", type=int, default=None, help="reverse KL: beta_t = min(1, 0.01 + t / ANNEAL)")
     parser.add_argument("--gauss-steps", type=int, default=3000, help="forward-KL steps for the Gaussian")
     parser.add_argument("--gauss-lr", type=float, default=5e-3, help="Adam learning rate for the Gaussian")
-    parser.add_argument("--out", default="runs/iaf", help="directory for the figures")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    args = parser.parse_args()
-    args.quick = args.quick or fast_mode()
-    os.makedirs(args.out, exist_ok=True)
+    args = parse_demo_args(parser)
     start = time.perf_counter()
     for name, run in (("energies", energies), ("gauss", gauss), ("cost", cost)):
         if args.example in ("all", name):

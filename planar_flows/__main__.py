@@ -11,7 +11,6 @@ error, and writes one figure per kind: the true densities and the learned ones, 
 ``log_prob`` (the layers' 1-D inverses).
 """
 
-import argparse
 import os
 import time
 
@@ -21,7 +20,7 @@ import torch
 from common.metrics import reverse_kl
 from common.plot import flow_log_prob, show_density
 from common.targets import get_target
-from common.train import fast_mode, seed_everything, train_reverse_kl
+from common.train import demo_parser, parse_demo_args, seed_everything, train_reverse_kl
 
 from .planar import PlanarFlow
 
@@ -29,12 +28,7 @@ ENERGIES = ("U1", "U2", "U3", "U4")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m planar_flows", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny run (seconds); also FLOWS_FAST=1")
-    parser.add_argument("--out", default="runs/planar_flows", help="directory for the figures and the table")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser = demo_parser(__doc__, "planar_flows")
     parser.add_argument("--kind", nargs="+", default=["planar", "radial"], choices=["planar", "radial"])
     parser.add_argument("--targets", nargs="+", default=list(ENERGIES), choices=ENERGIES)
     parser.add_argument("--K", nargs="+", type=int, default=[2, 8, 32], help="flow lengths")
@@ -43,8 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=512, help="samples of q per step")
     parser.add_argument("--anneal", type=float, default=0.5, help="T as a fraction of the steps")
     parser.add_argument("--n-eval", type=int, default=100_000, help="samples for the KL estimate")
-    args = parser.parse_args(argv)
-    if args.quick or fast_mode():
+    args = parse_demo_args(parser, argv)
+    if args.quick:
         args.steps, args.n_eval, args.grid = min(args.steps, 60), 5_000, 60
     else:
         args.grid = 200
@@ -67,7 +61,6 @@ def fit(kind, energy, K, args):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    os.makedirs(args.out, exist_ok=True)
     energies = {name: get_target(name) for name in args.targets}
     print(f"KL(q || p) in nats, mean ± standard error over n = {args.n_eval:,} samples of q; log Z by quadrature.")
     print(f"{args.steps} Adam steps per flow, lr {args.lr}, batch {args.batch}, "
