@@ -21,6 +21,7 @@ import argparse
 import copy
 import math
 import os
+import sys
 import time
 
 import torch
@@ -154,7 +155,7 @@ def parse_args(prog, description, argv=None, extra=()):
     parser.add_argument("--seed", type=int, default=0, help="first seed; the runs use seed, seed + 1, ...")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds per posterior")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=4000, help="Adam steps per model (the same for every posterior)")
+    parser.add_argument("--steps", type=int, default=5000, help="Adam steps per model (the same for every posterior)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--latent", type=int, default=8, help="size of z")
@@ -192,6 +193,7 @@ def compare(posteriors, args):
     for name, make in posteriors.items():
         elbos, iws, seconds = [], [], []
         for seed in seeds:
+            print(f"  {name}, seed {seed}", file=sys.stderr)
             seed_everything(seed)
             flow = None if make is None else make()
             vae = VAE(data["train"].shape[1], args.latent, (args.hidden, args.hidden),

@@ -314,3 +314,52 @@ plt.show()
 # log-densities, which is all the free energy needs. They are weak per layer (one hyperplane or one centre
 # each), so they need many layers; the invertibility constraints are easy to enforce; and a density at a new
 # point costs a 1-D root find per layer. The objective, not the flow, decides which modes are found.
+
+# %% [markdown]
+# ## Amortised inference: a planar posterior inside a VAE (Sec. 4 and 6.2)
+#
+# The paper's real target is not a fixed 2-D energy but the posterior $p(z \mid x)$ of a variational
+# autoencoder, a different one for every data point $x$. Fitting a flow per point would be far too slow, so
+# inference is *amortised*: an encoder network reads $x$ and outputs $q_0(z_0 \mid x) = \mathcal N(\mu, \sigma^2)$
+# **and the parameters $u_k, w_k, b_k$ of every planar layer**, for that $x$ (Sec. 4). Here the encoder
+# outputs a context vector $h(x)$ and `Planar(D, context=C)` turns it into $u_k, w_k, b_k$ with its own linear
+# head (the last layer of the inference network). The loss is the negative ELBO (the free energy, Eq. 15):
+#
+# $$-\mathcal L(x) = \mathbb E_{q_0}\Big[\log q_0(z_0 \mid x) - \sum_k \log\big|1 + u_k^\top \psi_k(z_{k-1})\big|
+#   - \log p(x \mid z_K) - \log p(z_K)\Big] \;\ge\; -\log p(x),$$
+#
+# and $\log p(x)$ itself is estimated by importance weighting with $k$ samples of $q$,
+# $\log \frac1k \sum_j p(x, z_j) / q(z_j \mid x)$, which is tighter than the ELBO and rises with $k$.
+# The data are scikit-learn's 8x8 digits, binarised (pixel > 8), with a Bernoulli decoder (`common/vae.py`).
+
+# %%
+from common.flows import Compose
+from common.plot import plot_image_grid
+from common.vae import VAE, binarized_digits, evaluate, train_vae
+
+digits = binarized_digits()
+LATENT, CONTEXT = 8, 32
+VAE_STEPS = 300 if FAST else 5000  # python -m planar_flows.vae uses 5000 steps and 3 seeds
+vaes = {}
+for name, K in (("diagonal Gaussian", 0), ("planar K = 8", 8)):
+    seed_everything(0)
+    posterior = Compose(*[Planar(LATENT, context=CONTEXT) for _ in range(K)]) if K else None
+    vaes[name] = VAE(64, LATENT, (128, 128), CONTEXT if K else 0, posterior)
+    train_vae(vaes[name], digits["train"], digits["val"], steps=VAE_STEPS, progress=False)
+    result = evaluate(vaes[name], digits["test"], k=256)
+    elbo, iw = result["elbo"].mean(), result["iw"].mean()
+    print(f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), gap {iw - elbo:.2f}")
+
+planar_vae = vaes["planar K = 8"]
+with torch.no_grad():  # the per-point parameters really differ between images: w of the first layer, 3 test digits
+    _, _, h = planar_vae.encode(digits["test"][:3])
+    print("w_1 for three test images:\n", planar_vae.posterior.transforms[0].flow_parameters(h)[1].numpy().round(2))
+    samples = torch.sigmoid(planar_vae.decoder(torch.randn(32, LATENT)))
+plot_image_grid(samples, rows=4, title="decoder means at z ~ N(0, I), planar K = 8")
+plt.show()
+
+# %% [markdown]
+# A flow can only make $q$ closer to the true posterior, so the gap $\log p(x) - \text{ELBO}$ (the KL from
+# $q$ to the posterior, up to the estimate's own bias) should shrink and the ELBO rise. On these tiny images
+# the effect is small; `python -m planar_flows.vae` trains the diagonal Gaussian and K = 2, 8, 16 on three
+# seeds each, and the README puts its table beside the paper's MNIST numbers (89.9 nats down to 85.1).
