@@ -152,8 +152,8 @@ def digits(args):
     se = log_px.std().item() / math.sqrt(len(test))
     print(f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
           f"{bits_per_dim(nll):8.3f}")
-    print("  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size; a paper folder may not "
-          "import realnvp/, so that comparison is not made here)")
+    print("  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size: a paper folder does not "
+          "import another, so that comparison is made by `python -m benchmarks --only digits`)")
     with torch.no_grad():
         labels = torch.arange(10).repeat_interleave(10)
         samples = flow.sample(100, F.one_hot(labels, 10).float().to(args.device))
