@@ -210,3 +210,18 @@ def test_demo_parser_shared_flags(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         parse_demo_args(parser, ["--device", "no-such-device"])
     assert "--device 'no-such-device' is not usable" in capsys.readouterr().err
+
+
+def test_readme_line_counts_are_measured():
+    """The README's table of logical lines is what ``python -m common.lines`` counts, paper by paper."""
+    from pathlib import Path
+
+    from common.lines import PAPERS, core_files, logical_lines
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    for paper in PAPERS:
+        row = next(line for line in readme.splitlines() if line.startswith("|") and f"`{paper}/`" in line)
+        claimed = int(row.split("|")[4])
+        measured = sum(logical_lines(f.read_text()) for f in core_files(root / paper))
+        assert claimed == measured, f"README says {paper} has {claimed} logical lines; common.lines counts {measured}"
