@@ -219,6 +219,8 @@ def test_readme_line_counts_are_measured():
     from common.lines import PAPERS, core_files, logical_lines
 
     root = Path(__file__).resolve().parent.parent
+    if (root / "assignment.toml").exists():
+        pytest.skip("a student copy (python -m common.assignment): its stubs are not the counted reference")
     readme = (root / "README.md").read_text()
     for paper in PAPERS:
         row = next(line for line in readme.splitlines() if line.startswith("|") and f"`{paper}/`" in line)
