@@ -59,3 +59,13 @@ def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):
     with torch.no_grad():
         mass = flow.log_prob(grid, ctx).exp().sum() * (t[1] - t[0]) ** 2
     assert abs(mass.item() - 1) < tol, f"density integrates to {mass.item():.4f}, not 1"
+
+
+def count_calls(model, module_type, fn):
+    """How many times ``fn()`` runs a submodule of ``module_type`` in ``model`` (e.g. MADE passes of a flow)."""
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in model.modules() if isinstance(m, module_type)]
+    fn()
+    for hook in hooks:
+        hook.remove()
+    return len(calls)

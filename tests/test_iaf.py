@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from harness import check_flow_normalised, check_transform, perturb
+from harness import check_flow_normalised, check_transform, count_calls, perturb
 from torch.autograd.functional import jacobian
 
 from common.flows import Inverse
@@ -81,22 +81,13 @@ def test_density_integrates_to_one():
     check_flow_normalised(_iaf(2, 2, transforms=3), context=c)
 
 
-def _count_made_passes(flow, fn):
-    calls = []
-    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in flow.modules() if isinstance(m, MADE)]
-    fn()
-    for h in hooks:
-        h.remove()
-    return len(calls)
-
-
 def test_sampling_is_one_pass_per_step_and_density_is_d_passes_per_step():
     d, steps = 6, 3
     flow = _iaf(d, 0, transforms=steps)
     assert isinstance(flow.transform, Inverse)  # IAF = the one-pass layers run through Inverse
     x = torch.randn(10, d, dtype=torch.float64)
-    assert _count_made_passes(flow, lambda: flow.rsample_and_log_prob(10)) == steps
-    assert _count_made_passes(flow, lambda: flow.log_prob(x)) == steps * d
+    assert count_calls(flow, MADE, lambda: flow.rsample_and_log_prob(10)) == steps
+    assert count_calls(flow, MADE, lambda: flow.log_prob(x)) == steps * d
 
 
 def test_init_gate_is_near_one_so_each_step_starts_near_the_identity():

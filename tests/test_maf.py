@@ -4,7 +4,7 @@ import re
 
 import pytest
 import torch
-from harness import check_flow_normalised, check_transform, perturb
+from harness import check_flow_normalised, check_transform, count_calls, perturb
 from torch.autograd.functional import jacobian
 
 from common.nets import MADE
@@ -82,21 +82,12 @@ def test_a_sample_from_the_d_pass_inverse_has_the_density_log_prob_gives_it(cont
     assert x.requires_grad  # reparameterised: gradients reach the parameters through the D passes
 
 
-def _count_made_passes(flow, fn):
-    calls = []
-    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in flow.modules() if isinstance(m, MADE)]
-    fn()
-    for h in hooks:
-        h.remove()
-    return len(calls)
-
-
 def test_density_is_one_pass_per_layer_and_sampling_is_d_passes_per_layer():
     d, layers = 6, 3
     flow = _maf(d, 0, transforms=layers)
     x = torch.randn(10, d, dtype=torch.float64)
-    assert _count_made_passes(flow, lambda: flow.log_prob(x)) == layers
-    assert _count_made_passes(flow, lambda: flow.sample(10)) == layers * d
+    assert count_calls(flow, MADE, lambda: flow.log_prob(x)) == layers
+    assert count_calls(flow, MADE, lambda: flow.sample(10)) == layers * d
 
 
 def test_order_is_reversed_between_layers():
