@@ -24,15 +24,15 @@ from .models import PEERS, available
 from .report import write_report
 from .tasks import SECTIONS
 
-FULL = {  # sized to finish in about 30 minutes on one core of a 2-core machine shared with other jobs
-    "density": {"targets": ["gauss8"], "steps": 500, "n_test": 100_000},
-    "digits": {"steps": 600, "hidden": 128},
+FULL = {  # sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
+    "density": {"targets": ["gauss8", "checker", "rings", "ua_nb"], "steps": 500, "n_test": 100_000},
+    "digits": {"steps": 600, "hidden": 128, "nsf_hidden": 64},
     "vi": {"energies": ["U1", "U2", "U3", "U4", "sine"], "steps": 400, "n_test": 100_000, "planar_layers": 32},
     "cost": {"dims": [2, 8, 32, 64], "n": 5_000, "steps": 30, "sample_libraries": ["ours", "zuko"]},
 }
 QUICK = {
     "density": {"targets": ["gauss8"], "steps": 20, "n_test": 2_000},
-    "digits": {"steps": 10, "hidden": 16},
+    "digits": {"steps": 10, "hidden": 16, "nsf_hidden": 8},
     "vi": {"energies": ["sine"], "steps": 20, "n_test": 2_000, "planar_layers": 32},
     "cost": {"dims": [2, 8], "n": 500, "steps": 3, "sample_libraries": ["ours", "zuko"]},
 }

@@ -237,10 +237,11 @@ def vi_models(planar_layers=32):
 
 
 # ------------------------------------------------------------------------------------------------ digits
-def digits_models(hidden=128):
+def digits_models(hidden=128, nsf_hidden=None):
     """8x8 digits (64-D, Logit(0.05) first): MAF with batch norm beside a Real NVP with batch norm whose MLP width
-    is chosen for about the same parameter count (issue 4, the MAF paper's Table 1), and MAF without batch norm
-    beside zuko's MAF at equal architecture. Returns {label: (library, builder)}."""
+    is chosen for about the same parameter count (issue 4, the MAF paper's Table 1), MAF without batch norm
+    beside zuko's MAF at equal architecture, and (with ``nsf_hidden``) both NSF variants beside zuko's.
+    Returns {label: (library, builder)}."""
     def with_logit(flow):
         return Flow([Logit(0.05), flow.transform], features=64)
 
@@ -256,4 +257,12 @@ def digits_models(hidden=128):
     if available("zuko"):
         models[f"zuko MAF 5 x MADE 2 x {hidden}"] = ("zuko", lambda: PeerFlow(
             "zuko", _zuko("MAF", 64, (hidden, hidden)), logit=Logit(0.05)))
+    if nsf_hidden:
+        h = (nsf_hidden, nsf_hidden)
+        for family, coupling in (("NSF-AR", False), ("NSF-C", True)):
+            models[f"{family} 5 x 8 bins, 2 x {nsf_hidden}"] = (
+                "ours", lambda coupling=coupling: with_logit(NSF(64, 5, h, coupling=coupling)))
+            if available("zuko"):
+                models[f"zuko {family} 5 x 8 bins, 2 x {nsf_hidden}"] = (
+                    "zuko", lambda family=family: PeerFlow("zuko", _zuko(family, 64, h), logit=Logit(0.05)))
     return models

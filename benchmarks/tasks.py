@@ -57,7 +57,7 @@ def digits(config, seeds, log):
     split = load_digits_split(0)  # one fixed split; the seed changes initialisation, batches and dequantisation
     test = dequantize(split["test"], torch.Generator().manual_seed(0))  # one dequantisation of the test set
     for seed in seeds:
-        for label, (library, build) in digits_models(config["hidden"]).items():
+        for label, (library, build) in digits_models(config["hidden"], config.get("nsf_hidden")).items():
             seed_everything(seed)
             flow = build()
             record = dict(section="digits", model=label, library=library, seed=seed, params=parameters(flow),
