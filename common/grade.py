@@ -87,8 +87,9 @@ def load_weights(path):
         weights = tomllib.load(file)
     for part, entry in weights.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("points"), (int, float)) \
-                or not isinstance(entry.get("tests"), list) or not entry["tests"]:
-            raise ValueError(f"{path}: [\"{part}\"] needs points = <number> and tests = [<node id patterns>]")
+                or not isinstance(entry.get("tests"), list) or not (entry["tests"] or entry["points"] == 0):
+            raise ValueError(f"{path}: [\"{part}\"] needs points = <number> and tests = [<node id patterns>] "
+                             "(tests = [] only for an ungraded part, points = 0)")
     return weights
 
 
@@ -144,7 +145,9 @@ def score(weights, parts, recorder):
         points = weights[part]["points"]
         earned = round(points * passed / len(counted), 2) if counted else 0.0
         blockers = sorted({recorder.blocked_by[n] for n in counted if n in recorder.blocked_by})
-        if not counted:
+        if not weights[part]["tests"]:
+            note = "ungraded (a notebook exercise: run the notebook)"
+        elif not counted:
             note = "no test ran"
         elif part in blockers:
             note = "not implemented"

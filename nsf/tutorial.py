@@ -151,10 +151,14 @@ def paper_root_only(y, params):
     x0, x1, y0, y1 = (kn[..., i, :].gather(-1, k + j)[..., 0] for i in (0, 1) for j in (0, 1))
     d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
     h, s = y1 - y0, (y1 - y0) / (x1 - x0)
+    # BEGIN SOLUTION nsf.notebook_quadratic
+    # HINT: the coefficients a, b, c of the cell above (App. A), then xi = 2c / (-b - sqrt(b^2 - 4ac)) with the
+    # HINT: discriminant clamped at 0; return x0 + xi * (x1 - x0).
     a = h * (s - d0) + (y - y0) * (d0 + d1 - 2 * s)
     b = h * d0 - (y - y0) * (d0 + d1 - 2 * s)
     c = -s * (y - y0)
     return x0 + 2 * c / (-b - (b * b - 4 * a * c).clamp(min=0).sqrt()) * (x1 - x0)
+    # END SOLUTION
 
 
 gen = torch.Generator().manual_seed(0)

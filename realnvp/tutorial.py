@@ -100,11 +100,16 @@ with torch.no_grad():
         p.add_(0.3 * torch.randn_like(p))  # random weights, far from the identity
 
 x = torch.randn(1, D, dtype=torch.float64)
+# BEGIN SOLUTION realnvp.notebook_jacobian
+# HINT: J = torch.autograd.functional.jacobian of x -> layer(x)[0] at this one point, reshaped to (D, D);
+# HINT: its log|det| is torch.linalg.slogdet(J)[1]. Name them J and logdet_autograd.
 J = jacobian(lambda v: layer(v)[0], x)[0, :, 0]  # (D, D): dz_i / dx_j
+logdet_autograd = torch.linalg.slogdet(J)[1]
+# END SOLUTION
 torch.set_printoptions(precision=3, sci_mode=False)
 print("Jacobian dz/dx:\n", J)
 z, ladj = layer(x)
-print("log|det J| by slogdet:", torch.linalg.slogdet(J)[1].item())
+print("log|det J| by slogdet:", logdet_autograd.item())
 print("sum of s (the layer):  ", ladj.item())
 x_back, _ = layer.inverse(z)
 print("max |inverse(forward(x)) - x|:", (x_back - x).abs().max().item())
