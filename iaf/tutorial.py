@@ -170,8 +170,8 @@ plt.show()
 
 # %% [markdown]
 # In the fast mode above the fit has barely started. With 2000 steps (`python -m iaf`, seed 0) the
-# KL is about 0.09 nats on $U_2$, 0.28 on $U_3$, 0.36 on $U_4$ and 0.18 on the sine ring: better than
-# planar flows at the same budget (0.2–0.9 in `/work/shared/reference/peers.md`), short of an inverted
+# KL is about 0.09 nats on $U_2$, 0.28 on $U_3$, 0.38 on $U_4$ and 0.19 on the sine ring: better than
+# normflows' planar flows at the same budget (0.2–0.9 in `shared/reference/peers.md`), short of an inverted
 # spline flow (0.02–0.08). On $U_1$ it is 0.76: reverse KL is *mode-seeking*, and $q$ settled on one
 # of the two symmetric lobes, which alone costs $\log 2 \approx 0.69$ nats. An affine step moves
 # mass only by shifting and shrinking each conditional, so splitting one Gaussian into two lobes is hard.
