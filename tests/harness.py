@@ -69,3 +69,17 @@ def count_calls(model, module_type, fn):
     for hook in hooks:
         hook.remove()
     return len(calls)
+
+
+def check_bad_input_raises(flow, features, context):
+    """A flow built with ``context`` > 0 features refuses, with a ValueError naming what was expected, a wrong
+    number of features and a missing context, both in ``log_prob`` and in ``rsample_and_log_prob``."""
+    import pytest
+
+    good_context = torch.zeros(4, context)
+    with pytest.raises(ValueError, match=f"shape \\(batch, {features}\\)"):
+        flow.log_prob(torch.zeros(4, features + 1), good_context)
+    with pytest.raises(ValueError, match="context"):
+        flow.log_prob(torch.zeros(4, features))
+    with pytest.raises(ValueError, match="context"):
+        flow.rsample_and_log_prob(4)

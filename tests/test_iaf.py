@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from harness import check_flow_normalised, check_transform, count_calls, perturb
+from harness import check_bad_input_raises, check_flow_normalised, check_transform, count_calls, perturb
 from torch.autograd.functional import jacobian
 
 from common.flows import Inverse
@@ -120,8 +120,4 @@ def test_bad_hyperparameters_raise(kwargs):
 
 
 def test_bad_inputs_raise():
-    flow = IAF(3, 2, (8,), context=2)
-    with pytest.raises(ValueError):
-        flow.log_prob(torch.randn(5, 4), torch.randn(5, 2))  # wrong number of features
-    with pytest.raises(ValueError):
-        flow.rsample_and_log_prob(5)  # context missing
+    check_bad_input_raises(IAF(3, 2, (8,), context=2), features=3, context=2)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from harness import check_flow_normalised, check_transform, perturb
+from harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 from torch.autograd.functional import jacobian
 
 from common.nets import MLP
@@ -186,10 +186,6 @@ def test_bad_input_raises():
     for kwargs in [dict(shape=(1, 6, 6), scales=3), dict(shape=(8, 8)), dict(scales=0), dict(hidden_channels=0)]:
         with pytest.raises(ValueError):
             RealNVPImage(**kwargs)
-    flow = RealNVP(2, context=1)
-    with pytest.raises(ValueError):
-        flow.log_prob(torch.zeros(4, 3), torch.zeros(4, 1))  # wrong number of features
-    with pytest.raises(ValueError):
-        flow.log_prob(torch.zeros(4, 2))  # missing context
+    check_bad_input_raises(RealNVP(2, context=1), features=2, context=1)
     with pytest.raises(ValueError):
         RealNVPImage((1, 4, 4)).log_prob(torch.rand(2, 1, 4, 4))  # images are passed flattened
