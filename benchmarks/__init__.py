@@ -1,4 +1,6 @@
-"""One benchmark across the five papers and against zuko, nflows and normflows: ``python -m benchmarks``.
+"""One benchmark across the five papers and against zuko, nflows and normflows: ``python -m
+benchmarks``.
 
-Lives outside the paper folders because it imports all of them (a paper folder never imports another).
+Lives outside the paper folders because it imports all of them (a paper folder never imports
+another).
 """

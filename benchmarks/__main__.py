@@ -1,12 +1,15 @@
 """Which flow when, and at what cost: the five papers' flows against zuko, nflows and normflows.
 
-    python -m benchmarks                      # full run (3 seeds): writes benchmarks/results/results.json + report
-    python -m benchmarks --only cost vi       # some sections; the others' records in the results file are kept
-    python -m benchmarks --report             # tables (results/tables.md) and figures from the results file only
-    python -m benchmarks --quick              # under 2 minutes, 1 seed, writes to runs/benchmarks/
+    python -m benchmarks                      # full run (3 seeds): writes
+    benchmarks/results/results.json + report python -m benchmarks --only cost vi       # some
+    sections; the others' records in the results file are kept python -m benchmarks --report
+    # tables (results/tables.md) and figures from the results file only python -m benchmarks --quick
+    # under 2 minutes, 1 seed, writes to runs/benchmarks/
 
-Peers are optional (pip install -r benchmarks/requirements.txt); a missing one is skipped. Every training
-uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same budget for every
+Peers are optional (pip install -r benchmarks/requirements.txt); a missing one is skipped. Every
+    training
+uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same budget for
+    every
 model. The configurations are FULL and QUICK below; the results file records the one used.
 """
 
@@ -25,9 +28,18 @@ from .report import write_report
 from .tasks import SECTIONS
 
 FULL = {  # sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
-    "density": {"targets": ["gauss8", "checker", "rings", "ua_nb"], "steps": 500, "n_test": 100_000},
+    "density": {
+        "targets": ["gauss8", "checker", "rings", "ua_nb"],
+        "steps": 500,
+        "n_test": 100_000,
+    },
     "digits": {"steps": 600, "hidden": 128, "nsf_hidden": 64},
-    "vi": {"energies": ["U1", "U2", "U3", "U4", "sine"], "steps": 400, "n_test": 100_000, "planar_layers": 32},
+    "vi": {
+        "energies": ["U1", "U2", "U3", "U4", "sine"],
+        "steps": 400,
+        "n_test": 100_000,
+        "planar_layers": 32,
+    },
     "cost": {"dims": [2, 8, 32, 64], "n": 5_000, "steps": 30, "sample_libraries": ["ours", "zuko"]},
 }
 QUICK = {
@@ -63,17 +75,30 @@ def environment():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser("python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)")
+    parser = argparse.ArgumentParser(
+        "python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)"
+    )
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; --quick: 0)")
-    parser.add_argument("--out", help="results directory (default benchmarks/results; --quick: runs/benchmarks)")
-    parser.add_argument("--report", action="store_true", help="only regenerate tables and figures from the file")
-    parser.add_argument("--device", default="cpu", help="only cpu is measured: timings are the point")
+    parser.add_argument(
+        "--out", help="results directory (default benchmarks/results; --quick: runs/benchmarks)"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="only regenerate tables and figures from the file"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="only cpu is measured: timings are the point"
+    )
     args = parser.parse_args(argv)
     if args.device != "cpu":
-        parser.error(f"--device must be cpu (the benchmark times CPU runs on one thread), got {args.device!r}")
+        parser.error(
+            f"--device must be cpu (the benchmark times CPU runs on one thread), got {args.device!r}"
+        )
     out = args.out or (os.path.join("runs", "benchmarks") if args.quick else RESULTS)
     path = os.path.join(out, "results.json")
     if args.report:
@@ -85,17 +110,25 @@ def main(argv=None):
     sections = args.only or list(SECTIONS)
     missing = [p for p in PEERS if not available(p)]
     if missing:
-        print(f"not installed, skipped: {', '.join(missing)} (pip install -r benchmarks/requirements.txt)")
+        print(
+            f"not installed, skipped: {', '.join(missing)} (pip install -r benchmarks/requirements.txt)"
+        )
     results = load(path)
-    results["records"] = [r for r in results["records"] if r["section"] not in sections]  # replaced below
+    results["records"] = [
+        r for r in results["records"] if r["section"] not in sections
+    ]  # replaced below
     for name in sections:
         results["config"][name] = {**config[name], "seeds": seeds, "quick": args.quick}
     results["config"]["environment"] = environment()
     start = time.perf_counter()
 
     def log(record, line):
-        print(f"[{time.perf_counter() - start:6.0f} s] {line}" + (" (diverged)" if "diverged" in record else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"[{time.perf_counter() - start:6.0f} s] {line}"
+            + (" (diverged)" if "diverged" in record else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
     for name in sections:
         section_start = time.perf_counter()

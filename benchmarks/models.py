@@ -1,18 +1,21 @@
 """Every model the benchmark trains, this repository's and the peers', built at equal architecture.
 
-A builder takes the number of features D and returns a module with this repository's ``Flow`` interface
-(``log_prob(x)``, ``rsample_and_log_prob(n)``, ``sample(n)``), so that ``common.train`` and
-``common.metrics`` train and score every library alike. Peers are wrapped in ``PeerFlow``.
+A builder takes the number of features D and returns a module with this repository's ``Flow``
+interface (``log_prob(x)``, ``rsample_and_log_prob(n)``, ``sample(n)``), so that ``common.train``
+and ``common.metrics`` train and score every library alike. Peers are wrapped in ``PeerFlow``.
 
-Architectures (those of ``shared/reference/peers.md``), ReLU conditioners and a N(0, I) base everywhere:
+Architectures (those of ``shared/reference/peers.md``), ReLU conditioners and a N(0, I) base
+everywhere:
 
 * MAF: 5 affine autoregressive transforms, MADE 2 x 64, order reversed between transforms;
-* NSF-AR: 5 autoregressive rational-quadratic transforms, 8 bins, linear tails, bound 5, MADE 2 x 64;
-* NSF-C: 5 rational-quadratic couplings, 8 bins, bound 5, MLP 2 x 64, halves swapped between couplings;
+* NSF-AR: 5 autoregressive rational-quadratic transforms, 8 bins, linear tails, bound 5, MADE 2 x
+  64;
+* NSF-C: 5 rational-quadratic couplings, 8 bins, bound 5, MLP 2 x 64, halves swapped between
+  couplings;
 * coupling (Real NVP): 8 affine couplings, alternating masks, MLP 2 x 64 per coupling.
 
-nflows' and normflows' MADE take ``num_blocks=1, use_residual_blocks=False`` (input layer, one hidden block,
-output layer: 2 hidden layers of 64, the same weights as a MADE 2 x 64).
+nflows' and normflows' MADE take ``num_blocks=1, use_residual_blocks=False`` (input layer, one
+hidden block, output layer: 2 hidden layers of 64, the same weights as a MADE 2 x 64).
 """
 
 import importlib
@@ -60,7 +63,8 @@ def match_width(build, target, widths=range(1, 1025)):
 
 
 class PeerFlow(nn.Module):
-    """A peer library's flow behind this repository's interface. ``logit``: a ``common.flows.Logit`` applied
+    """A peer library's flow behind this repository's interface. ``logit``: a ``common.flows.Logit``
+    applied
     first (its Jacobian counted), for image data in [0, 1]."""
 
     def __init__(self, library, module, logit=None):
@@ -72,7 +76,9 @@ class PeerFlow(nn.Module):
         if self.logit is not None:
             x, ladj = self.logit(x)
         if self.library == "zuko":
-            return self.module().log_prob(x) + ladj  # zuko flows are lazy: calling one gives the distribution
+            return (
+                self.module().log_prob(x) + ladj
+            )  # zuko flows are lazy: calling one gives the distribution
         return self.module.log_prob(x) + ladj  # nflows and normflows alike
 
     def rsample_and_log_prob(self, n, context=None):
@@ -93,7 +99,8 @@ class PeerFlow(nn.Module):
         return self.rsample(n)
 
 
-# ------------------------------------------------------------------------------------------------ this repo
+# ------------------------------------------------------------------------------------------------
+# this repo
 def ours(family, features, hidden=HIDDEN):
     """This repository's model of ``family`` on R^features."""
     if family == "MAF":
@@ -114,7 +121,8 @@ def inverted(flow):
     return Flow(Inverse(flow.transform), features=flow.features)
 
 
-# ------------------------------------------------------------------------------------------------ peers
+# ------------------------------------------------------------------------------------------------
+# peers
 def _zuko(family, features, hidden):
     import zuko
 
@@ -134,8 +142,14 @@ class _ConditionerMLP(nn.Sequential):
 
     def __init__(self, in_features, out_features, hidden):
         sizes = (in_features, *hidden)
-        super().__init__(*[m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())],
-                         nn.Linear(sizes[-1], out_features))
+        super().__init__(
+            *[
+                m
+                for a, b in zip(sizes, sizes[1:], strict=False)
+                for m in (nn.Linear(a, b), nn.ReLU())
+            ],
+            nn.Linear(sizes[-1], out_features),
+        )
 
     def forward(self, x, context=None):
         return super().forward(x)
@@ -158,23 +172,41 @@ def _nflows(family, features, hidden):
         if family == "MAF":
             layers.append(transforms.MaskedAffineAutoregressiveTransform(features, **made))
         elif family == "NSF-AR":
-            layers.append(transforms.MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                features, num_bins=8, tails="linear", tail_bound=5.0, **made))
+            layers.append(
+                transforms.MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+                    features, num_bins=8, tails="linear", tail_bound=5.0, **made
+                )
+            )
         elif family == "NSF-C":
-            layers.append(transforms.PiecewiseRationalQuadraticCouplingTransform(
-                _alternating_mask(features, t), _nflows_mlp(hidden), num_bins=8, tails="linear", tail_bound=5.0))
+            layers.append(
+                transforms.PiecewiseRationalQuadraticCouplingTransform(
+                    _alternating_mask(features, t),
+                    _nflows_mlp(hidden),
+                    num_bins=8,
+                    tails="linear",
+                    tail_bound=5.0,
+                )
+            )
         elif family == "coupling":
-            layers.append(transforms.AffineCouplingTransform(_alternating_mask(features, t), _nflows_mlp(hidden)))
+            layers.append(
+                transforms.AffineCouplingTransform(
+                    _alternating_mask(features, t), _nflows_mlp(hidden)
+                )
+            )
         else:
             return None
         if family in ("MAF", "NSF-AR"):
             layers.append(transforms.ReversePermutation(features))
-    return flows.Flow(transforms.CompositeTransform(layers), distributions.StandardNormal([features]))
+    return flows.Flow(
+        transforms.CompositeTransform(layers), distributions.StandardNormal([features])
+    )
 
 
 def _normflows(family, features, hidden):
     import normflows as nf
-    from normflows.flows.neural_spline.autoregressive import MaskedPiecewiseRationalQuadraticAutoregressive
+    from normflows.flows.neural_spline.autoregressive import (
+        MaskedPiecewiseRationalQuadraticAutoregressive,
+    )
 
     made = dict(num_blocks=len(hidden) - 1, use_residual_blocks=False)
     layers = []
@@ -182,10 +214,20 @@ def _normflows(family, features, hidden):
         if family == "MAF":
             layers.append(nf.flows.MaskedAffineAutoregressive(features, hidden[0], **made))
         elif family == "NSF-AR":
-            spline = nf.flows.AutoregressiveRationalQuadraticSpline(features, 1, hidden[0], tail_bound=5)
-            # normflows' wrapper always uses residual blocks; its own inner class takes the plain MADE 2 x 64
+            spline = nf.flows.AutoregressiveRationalQuadraticSpline(
+                features, 1, hidden[0], tail_bound=5
+            )
+            # normflows' wrapper always uses residual blocks; its own inner class takes the plain
+            # MADE 2 x 64
             spline.mprqat = MaskedPiecewiseRationalQuadraticAutoregressive(
-                features, hidden[0], num_bins=8, tails="linear", tail_bound=5.0, activation=nn.ReLU(), **made)
+                features,
+                hidden[0],
+                num_bins=8,
+                tails="linear",
+                tail_bound=5.0,
+                activation=nn.ReLU(),
+                **made,
+            )
             layers.append(spline)
         elif family == "coupling":
             kept = features // 2
@@ -209,14 +251,19 @@ def density_model(library, family, features):
     return ours(family, features) if library == "ours" else peer(library, family, features)
 
 
-# ------------------------------------------------------------------------------------------------ VI models
+# ------------------------------------------------------------------------------------------------
+# VI models
 def vi_models(planar_layers=32):
-    """Reverse-KL models on R^2 by label: (library, builder). The IAF "equal parameters" variant has the
+    """Reverse-KL models on R^2 by label: (library, builder). The IAF "equal parameters" variant has
+    the
     parameter count of the planar flow (issue 5: IAF beside planar flows of about the same size)."""
     width, _ = match_width(lambda h: IAF(2, transforms=5, hidden_features=(h,)), 5 * planar_layers)
     models = {
         f"planar K={planar_layers}": ("ours", lambda: PlanarFlow(2, transforms=planar_layers)),
-        f"IAF 5 x MADE 1 x {width} (= planar params)": ("ours", lambda: IAF(2, 5, hidden_features=(width,))),
+        f"IAF 5 x MADE 1 x {width} (= planar params)": (
+            "ours",
+            lambda: IAF(2, 5, hidden_features=(width,)),
+        ),
         "IAF 5 x MADE 2 x 64": ("ours", lambda: ours("IAF", 2)),
         "inverted NSF-AR": ("ours", lambda: inverted(ours("NSF-AR", 2))),
     }
@@ -226,43 +273,65 @@ def vi_models(planar_layers=32):
         def zuko_inverted(family):
             flow = _zuko(family, 2, HIDDEN)
             return PeerFlow("zuko", zuko.flows.Flow(flow.transform.inv, flow.base))
+
         models["zuko inverted MAF (IAF)"] = ("zuko", lambda: zuko_inverted("MAF"))
         models["zuko inverted NSF-AR"] = ("zuko", lambda: zuko_inverted("NSF-AR"))
     if available("normflows"):
         import normflows as nf
 
-        models[f"normflows planar K={planar_layers}"] = ("normflows", lambda: PeerFlow("normflows", nf.NormalizingFlow(
-            nf.distributions.DiagGaussian(2, trainable=False), [nf.flows.Planar((2,)) for _ in range(planar_layers)])))
+        models[f"normflows planar K={planar_layers}"] = (
+            "normflows",
+            lambda: PeerFlow(
+                "normflows",
+                nf.NormalizingFlow(
+                    nf.distributions.DiagGaussian(2, trainable=False),
+                    [nf.flows.Planar((2,)) for _ in range(planar_layers)],
+                ),
+            ),
+        )
     return models
 
 
-# ------------------------------------------------------------------------------------------------ digits
+# ------------------------------------------------------------------------------------------------
+# digits
 def digits_models(hidden=128, nsf_hidden=None):
-    """8x8 digits (64-D, Logit(0.05) first): MAF with batch norm beside a Real NVP with batch norm whose MLP width
-    is chosen for about the same parameter count (issue 4, the MAF paper's Table 1), MAF without batch norm
-    beside zuko's MAF at equal architecture, and (with ``nsf_hidden``) both NSF variants beside zuko's.
+    """8x8 digits (64-D, Logit(0.05) first): MAF with batch norm beside a Real NVP with batch norm
+    whose MLP width is chosen for about the same parameter count (issue 4, the MAF paper's Table 1),
+    MAF without batch norm beside zuko's MAF at equal architecture, and (with ``nsf_hidden``) both
+    NSF variants beside zuko's.
     Returns {label: (library, builder)}."""
+
     def with_logit(flow):
         return Flow([Logit(0.05), flow.transform], features=64)
 
     maf_params = parameters(MAF(64, 5, (hidden, hidden), batch_norm=True))
     width, _ = match_width(lambda h: RealNVP(64, 5, (h, h), batch_norm=True), maf_params)
     models = {
-        f"MAF 5 x MADE 2 x {hidden}, batch norm": ("ours", lambda: with_logit(MAF(64, 5, (hidden, hidden),
-                                                                                  batch_norm=True))),
+        f"MAF 5 x MADE 2 x {hidden}, batch norm": (
+            "ours",
+            lambda: with_logit(MAF(64, 5, (hidden, hidden), batch_norm=True)),
+        ),
         f"RealNVP 5 x MLP 2 x {width}, batch norm (= MAF params)": (
-            "ours", lambda: with_logit(RealNVP(64, 5, (width, width), batch_norm=True))),
+            "ours",
+            lambda: with_logit(RealNVP(64, 5, (width, width), batch_norm=True)),
+        ),
         f"MAF 5 x MADE 2 x {hidden}": ("ours", lambda: with_logit(MAF(64, 5, (hidden, hidden)))),
     }
     if available("zuko"):
-        models[f"zuko MAF 5 x MADE 2 x {hidden}"] = ("zuko", lambda: PeerFlow(
-            "zuko", _zuko("MAF", 64, (hidden, hidden)), logit=Logit(0.05)))
+        models[f"zuko MAF 5 x MADE 2 x {hidden}"] = (
+            "zuko",
+            lambda: PeerFlow("zuko", _zuko("MAF", 64, (hidden, hidden)), logit=Logit(0.05)),
+        )
     if nsf_hidden:
         h = (nsf_hidden, nsf_hidden)
         for family, coupling in (("NSF-AR", False), ("NSF-C", True)):
             models[f"{family} 5 x 8 bins, 2 x {nsf_hidden}"] = (
-                "ours", lambda coupling=coupling: with_logit(NSF(64, 5, h, coupling=coupling)))
+                "ours",
+                lambda coupling=coupling: with_logit(NSF(64, 5, h, coupling=coupling)),
+            )
             if available("zuko"):
                 models[f"zuko {family} 5 x 8 bins, 2 x {nsf_hidden}"] = (
-                    "zuko", lambda family=family: PeerFlow("zuko", _zuko(family, 64, h), logit=Logit(0.05)))
+                    "zuko",
+                    lambda family=family: PeerFlow("zuko", _zuko(family, 64, h), logit=Logit(0.05)),
+                )
     return models

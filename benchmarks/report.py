@@ -1,4 +1,5 @@
-"""Markdown tables and PNG figures from the results file alone (no training): ``python -m benchmarks --report``.
+"""Markdown tables and PNG figures from the results file alone (no training): ``python -m benchmarks
+--report``.
 
 Every number is the mean over seeds ± the standard deviation over seeds (± — with one seed).
 """
@@ -8,7 +9,7 @@ import os
 import statistics
 from collections import defaultdict
 
-from common.plot import _save, plt
+from common.plot import plt, save_figure
 
 LIBRARY_ORDER = ("ours", "zuko", "nflows", "normflows")
 FAMILY_ORDER = ("MAF", "NSF-AR", "NSF-C", "coupling", "IAF")
@@ -19,7 +20,11 @@ def spread(values):
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return math.nan, math.nan, 0
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan, len(values)
+    return (
+        statistics.fmean(values),
+        statistics.stdev(values) if len(values) > 1 else math.nan,
+        len(values),
+    )
 
 
 def fmt(values, digits=3):
@@ -50,10 +55,14 @@ def _table(header, rows):
 
 def _ordered(keys, position):
     """Sort keys of (family, library, ...) by the declared orders."""
+
     def rank(key):
         family, library = key[position[0]], key[position[1]]
-        return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else 99,
-                LIBRARY_ORDER.index(library) if library in LIBRARY_ORDER else 99)
+        return (
+            FAMILY_ORDER.index(family) if family in FAMILY_ORDER else 99,
+            LIBRARY_ORDER.index(library) if library in LIBRARY_ORDER else 99,
+        )
+
     return sorted(keys, key=rank)
 
 
@@ -69,11 +78,15 @@ def density_table(records):
             cells.append(fmt([r["gap"] for r in rows_]) + _diverged(rows_))
         cells.append(fmt([r["ms_per_step"] for r in timing.get((family, library, 2), [])], 2))
         rows.append(cells)
-    return _table(["family", "library", "params", *(f"{t} gap (nats)" for t in targets), "ms/step (D=2)"], rows)
+    return _table(
+        ["family", "library", "params", *(f"{t} gap (nats)" for t in targets), "ms/step (D=2)"],
+        rows,
+    )
 
 
 def goals_table(records):
-    """Each of our flows against the goals: mean gap no worse than the best peer's mean plus that peer's standard
+    """Each of our flows against the goals: mean gap no worse than the best peer's mean plus that
+    peer's standard
     deviation over seeds, and a training step no slower than zuko's (every D of the cost section)."""
     groups = group(records, "density", "family", "library", "target")
     timing = group(records, "cost", "family", "library", "features")
@@ -82,31 +95,63 @@ def goals_table(records):
         if library != "ours":
             continue
         mine = spread([r["gap"] for r in groups[(family, library, target)]])
-        peers = {lib: spread([r["gap"] for r in rs]) for (f, lib, t), rs in groups.items()
-                 if f == family and t == target and lib != "ours"}
+        peers = {
+            lib: spread([r["gap"] for r in rs])
+            for (f, lib, t), rs in groups.items()
+            if f == family and t == target and lib != "ours"
+        }
         peers = {lib: s for lib, s in peers.items() if s[2]}
         if not peers:
             continue
         best = min(peers, key=lambda lib: peers[lib][0])
-        margin = 0.0 if math.isnan(peers[best][1]) else peers[best][1]  # the best peer's own seed spread
+        margin = (
+            0.0 if math.isnan(peers[best][1]) else peers[best][1]
+        )  # the best peer's own seed spread
         ratios = []
         for (f, lib, d), rs in sorted(timing.items(), key=lambda kv: kv[0][2]):
             if f == family and lib == "ours" and (f, "zuko", d) in timing:
                 theirs = spread([r["ms_per_step"] for r in timing[(f, "zuko", d)]])[0]
                 ratios.append(f"{spread([r['ms_per_step'] for r in rs])[0] / theirs:.2f}")
-        rows.append([family, target, f"{mine[0]:.3f}", f"{peers[best][0]:.3f} ({best})",
-                     "yes" if mine[0] <= peers[best][0] + margin else f"no (+{mine[0] - peers[best][0]:.3f})",
-                     " / ".join(ratios) or "—"])
-    return _table(["family", "target", "our gap", "best peer gap", "within spread",
-                   "ours / zuko ms per step (D = 2 / 8 / 32 / 64)"], rows)
+        rows.append(
+            [
+                family,
+                target,
+                f"{mine[0]:.3f}",
+                f"{peers[best][0]:.3f} ({best})",
+                "yes"
+                if mine[0] <= peers[best][0] + margin
+                else f"no (+{mine[0] - peers[best][0]:.3f})",
+                " / ".join(ratios) or "—",
+            ]
+        )
+    return _table(
+        [
+            "family",
+            "target",
+            "our gap",
+            "best peer gap",
+            "within spread",
+            "ours / zuko ms per step (D = 2 / 8 / 32 / 64)",
+        ],
+        rows,
+    )
 
 
 def digits_table(records):
     rows = []
     for (model, library), rs in group(records, "digits", "model", "library").items():
-        rows.append([model, library, rs[0]["params"], fmt([r["nll"] for r in rs], 2) + _diverged(rs),
-                     fmt([r["bits_per_dim"] for r in rs])])
-    return _table(["model (Logit(0.05) first)", "library", "params", "test NLL (nats)", "bits/dim"], rows)
+        rows.append(
+            [
+                model,
+                library,
+                rs[0]["params"],
+                fmt([r["nll"] for r in rs], 2) + _diverged(rs),
+                fmt([r["bits_per_dim"] for r in rs]),
+            ]
+        )
+    return _table(
+        ["model (Logit(0.05) first)", "library", "params", "test NLL (nats)", "bits/dim"], rows
+    )
 
 
 def vi_table(records):
@@ -122,7 +167,10 @@ def vi_table(records):
         cells.append(fmt([r.get("ms_per_step") for r in all_rows], 2))
         rows.append(cells)
     log_z = {e: f"{groups[k][0]['log_z']:.3f}" for k in groups for e in [k[2]]}
-    return _table(["model", "library", "params", *(f"{e} (log Z {log_z[e]})" for e in energies), "ms/step"], rows)
+    return _table(
+        ["model", "library", "params", *(f"{e} (log Z {log_z[e]})" for e in energies), "ms/step"],
+        rows,
+    )
 
 
 def cost_table(records, key, digits):
@@ -130,7 +178,9 @@ def cost_table(records, key, digits):
     dims = sorted(dict.fromkeys(k[2] for k in groups))
     rows = []
     for family, library in _ordered(dict.fromkeys(k[:2] for k in groups), (0, 1)):
-        cells = [fmt([r.get(key) for r in groups.get((family, library, d), [])], digits) for d in dims]
+        cells = [
+            fmt([r.get(key) for r in groups.get((family, library, d), [])], digits) for d in dims
+        ]
         if any(c != "—" for c in cells):
             rows.append([family, library, *cells])
     return _table(["family", "library", *(f"D = {d}" for d in dims)], rows)
@@ -141,8 +191,14 @@ def _bars(ax, labels, series, title, ylabel):
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, [v[0] for v in values], width, yerr=[0 if math.isnan(v[1]) else v[1] for v in values],
-               label=name, capsize=2)
+        ax.bar(
+            xs,
+            [v[0] for v in values],
+            width,
+            yerr=[0 if math.isnan(v[1]) else v[1] for v in values],
+            label=name,
+            capsize=2,
+        )
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(title=title, ylabel=ylabel)
 
@@ -153,46 +209,62 @@ def plot_density(records, path):
     families = [f for f in FAMILY_ORDER if any(k[0] == f for k in groups)]
     libraries = [lib for lib in LIBRARY_ORDER if any(k[1] == lib for k in groups)]
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
-    for ax, target in zip(axes[0], targets):
-        series = {lib: [spread([r["gap"] for r in groups.get((f, lib, target), [])])[:2] for f in families]
-                  for lib in libraries}
+    for ax, target in zip(axes[0], targets, strict=False):
+        series = {
+            lib: [
+                spread([r["gap"] for r in groups.get((f, lib, target), [])])[:2] for f in families
+            ]
+            for lib in libraries
+        }
         _bars(ax, families, series, f"{target}: test NLL - entropy", "gap (nats)")
         ax.set_yscale("log")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_vi(records, path):
     groups = group(records, "vi", "model", "library", "energy")
     energies = list(dict.fromkeys(k[2] for k in groups))
-    series = {model: [spread([r["kl"] for r in groups.get((model, lib, e), [])])[:2] for e in energies]
-              for model, lib in dict.fromkeys(k[:2] for k in groups)}
+    series = {
+        model: [spread([r["kl"] for r in groups.get((model, lib, e), [])])[:2] for e in energies]
+        for model, lib in dict.fromkeys(k[:2] for k in groups)
+    }
     fig, ax = plt.subplots(figsize=(10, 3.8))
     _bars(ax, energies, series, "reverse KL: KL(q || p) with log Z by quadrature", "KL (nats)")
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_cost(records, path):
     groups = group(records, "cost", "family", "library", "features")
-    keys = (("ms_per_step", "ms per training step (batch 512)"), ("sample_s_per_100k", "s per 100k samples"),
-            ("log_prob_s_per_100k", "s per 100k log_prob"))
+    keys = (
+        ("ms_per_step", "ms per training step (batch 512)"),
+        ("sample_s_per_100k", "s per 100k samples"),
+        ("log_prob_s_per_100k", "s per 100k log_prob"),
+    )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, (key, title) in zip(axes, keys):
+    for ax, (key, title) in zip(axes, keys, strict=False):
         for family, library in _ordered(dict.fromkeys(k[:2] for k in groups), (0, 1)):
-            points = sorted((d, spread([r.get(key) for r in rs])[0]) for (f, lib, d), rs in groups.items()
-                            if f == family and lib == library)
+            points = sorted(
+                (d, spread([r.get(key) for r in rs])[0])
+                for (f, lib, d), rs in groups.items()
+                if f == family and lib == library
+            )
             points = [(d, v) for d, v in points if not math.isnan(v)]
             if points and (library in ("ours", "zuko")):
-                ax.plot(*zip(*points), "o-" if library == "ours" else "x--", label=f"{library} {family}")
+                ax.plot(
+                    *zip(*points, strict=False),
+                    "o-" if library == "ours" else "x--",
+                    label=f"{library} {family}",
+                )
         ax.set(xscale="log", yscale="log", xlabel="D", title=title)
         ax.set_xticks([2, 8, 32, 64], ["2", "8", "32", "64"])
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_report(results, out):
@@ -202,31 +274,46 @@ def write_report(results, out):
     parts = [f"Environment: {config.get('environment', {})}. Mean ± standard deviation over seeds."]
     if "density" in sections:
         c = config["density"]
-        parts += [f"### Density estimation (forward KL), 2-D: gap = test NLL - exact entropy\n\n{c['steps']} steps, "
-                  f"batch 512, Adam 1e-3, fresh samples every step; {c['n_test']} test samples; seeds {c['seeds']}.",
-                  density_table(records), "Against the goals:", goals_table(records)]
+        parts += [
+            f"### Density estimation (forward KL), 2-D: gap = test NLL - exact entropy\n\n{c['steps']} steps, "
+            f"batch 512, Adam 1e-3, fresh samples every step; {c['n_test']} test samples; seeds {c['seeds']}.",
+            density_table(records),
+            "Against the goals:",
+            goals_table(records),
+        ]
         plot_density(records, os.path.join(out, "density.png"))
     if "digits" in sections:
         c = config["digits"]
-        parts += [f"### 8x8 digits: test NLL and bits/dim\n\n{c['steps']} steps, batch 128, Adam 1e-3, best "
-                  f"validation weights kept; seeds {c['seeds']}. **MAF paper, Table 1 (issue 4):** the first two "
-                  "rows, MAF beside a Real NVP whose MLP width gives about the same parameter count, same split and "
-                  "budget (MAF's batch-norm statistics set from the whole training set, Real NVP's running averages). "
-                  "The last two: MAF without batch norm against zuko's at equal architecture.", digits_table(records)]
+        parts += [
+            f"### 8x8 digits: test NLL and bits/dim\n\n{c['steps']} steps, batch 128, Adam 1e-3, best "
+            f"validation weights kept; seeds {c['seeds']}. **MAF paper, Table 1 (issue 4):** the first two "
+            "rows, MAF beside a Real NVP whose MLP width gives about the same parameter count, same split and "
+            "budget (MAF's batch-norm statistics set from the whole training set, Real NVP's running averages). "
+            "The last two: MAF without batch norm against zuko's at equal architecture.",
+            digits_table(records),
+        ]
     if "vi" in sections:
         c = config["vi"]
-        parts += [f"### Variational inference (reverse KL): KL(q || p) in nats\n\n{c['steps']} steps, batch 256, "
-                  f"Adam 1e-3; {c['n_test']} samples of q; seeds {c['seeds']}. "
-                  "**IAF beside planar flows of about the same parameter count (issue 5):** the first two rows. "
-                  "IAF and inverted NSF-AR at the peers' "
-                  "architecture (5 x MADE 2 x 64) against zuko's inverted MAF and NSF.", vi_table(records)]
+        parts += [
+            f"### Variational inference (reverse KL): KL(q || p) in nats\n\n{c['steps']} steps, batch 256, "
+            f"Adam 1e-3; {c['n_test']} samples of q; seeds {c['seeds']}. "
+            "**IAF beside planar flows of about the same parameter count (issue 5):** the first two rows. "
+            "IAF and inverted NSF-AR at the peers' "
+            "architecture (5 x MADE 2 x 64) against zuko's inverted MAF and NSF.",
+            vi_table(records),
+        ]
         plot_vi(records, os.path.join(out, "vi.png"))
     if "cost" in sections:
         c = config["cost"]
-        parts += [f"### Cost, one thread\n\nms per training step (log_prob + backward + Adam, batch 512, median of "
-                  f"{c['steps']}); rounds {c['seeds']}.", cost_table(records, "ms_per_step", 2),
-                  f"Seconds per 100k samples (timed on {c['n']}, scaled):", cost_table(records, "sample_s_per_100k", 2),
-                  "Seconds per 100k log_prob:", cost_table(records, "log_prob_s_per_100k", 2)]
+        parts += [
+            f"### Cost, one thread\n\nms per training step (log_prob + backward + Adam, batch 512, median of "
+            f"{c['steps']}); rounds {c['seeds']}.",
+            cost_table(records, "ms_per_step", 2),
+            f"Seconds per 100k samples (timed on {c['n']}, scaled):",
+            cost_table(records, "sample_s_per_100k", 2),
+            "Seconds per 100k log_prob:",
+            cost_table(records, "log_prob_s_per_100k", 2),
+        ]
         plot_cost(records, os.path.join(out, "cost.png"))
     markdown = "\n\n".join(parts) + "\n"
     os.makedirs(out, exist_ok=True)

@@ -1,15 +1,21 @@
 """One paper's flow against zuko's at equal architecture: speed only (a script, not a test).
 
-    python -m benchmarks.speed realnvp                 # 8 affine couplings, MLP 2 x 64; ms per training step
-    python -m benchmarks.speed maf --sampling          # 5 MAF layers, MADE 2 x 64; also log_prob and sampling
-    python -m benchmarks.speed nsf --features 2 8      # 5 autoregressive RQ splines, 8 bins, MADE 2 x 64
-    python -m benchmarks.speed nsf-c                   # 5 RQ couplings against zuko's NSF(passes=2)
+    python -m benchmarks.speed realnvp                 # 8 affine couplings, MLP 2 x 64; ms per
+    training step python -m benchmarks.speed maf --sampling          # 5 MAF layers, MADE 2 x 64;
+    also log_prob and sampling python -m benchmarks.speed nsf --features 2 8      # 5 autoregressive
+    RQ splines, 8 bins, MADE 2 x 64 python -m benchmarks.speed nsf-c                   # 5 RQ
+    couplings against zuko's NSF(passes=2)
 
-A training step is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), the median of
-``--steps`` after a warm-up; ``--sampling`` adds seconds for log_prob of ``--points`` new points and for drawing
-as many samples. One thread, as in shared/reference/peers.md. The two flows are timed in turn for ``--rounds``
-rounds and each keeps its best round, so that load from other processes hits both alike. Ratio = ours / zuko:
-below 1 means this repository is faster. ``python -m benchmarks --only cost`` times every family and peer.
+A training step is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), the
+    median of
+``--steps`` after a warm-up; ``--sampling`` adds seconds for log_prob of ``--points`` new points and
+    for drawing
+as many samples. One thread, as in shared/reference/peers.md. The two flows are timed in turn for
+    ``--rounds``
+rounds and each keeps its best round, so that load from other processes hits both alike. Ratio =
+    ours / zuko:
+below 1 means this repository is faster. ``python -m benchmarks --only cost`` times every family and
+    peer.
 """
 
 import argparse
@@ -29,16 +35,20 @@ def models(paper, features):
         import zuko
     except ImportError:
         zuko = None
-    ours = {"realnvp": lambda: RealNVP(features, transforms=8, hidden_features=(64, 64)),
-            "maf": lambda: MAF(features, transforms=5, hidden_features=(64, 64)),
-            "nsf": lambda: NSF(features, transforms=5, hidden_features=(64, 64)),
-            "nsf-c": lambda: NSF(features, transforms=5, hidden_features=(64, 64), coupling=True)}[paper]()
+    ours = {
+        "realnvp": lambda: RealNVP(features, transforms=8, hidden_features=(64, 64)),
+        "maf": lambda: MAF(features, transforms=5, hidden_features=(64, 64)),
+        "nsf": lambda: NSF(features, transforms=5, hidden_features=(64, 64)),
+        "nsf-c": lambda: NSF(features, transforms=5, hidden_features=(64, 64), coupling=True),
+    }[paper]()
     if zuko is None:
         return ours, None
-    peer = {"realnvp": lambda: zuko.flows.RealNVP(features, transforms=8, hidden_features=(64, 64)),
-            "maf": lambda: zuko.flows.MAF(features, transforms=5, hidden_features=(64, 64)),
-            "nsf": lambda: zuko.flows.NSF(features, transforms=5, hidden_features=(64, 64)),
-            "nsf-c": lambda: zuko.flows.NSF(features, transforms=5, hidden_features=(64, 64), passes=2)}[paper]()
+    peer = {
+        "realnvp": lambda: zuko.flows.RealNVP(features, transforms=8, hidden_features=(64, 64)),
+        "maf": lambda: zuko.flows.MAF(features, transforms=5, hidden_features=(64, 64)),
+        "nsf": lambda: zuko.flows.NSF(features, transforms=5, hidden_features=(64, 64)),
+        "nsf-c": lambda: zuko.flows.NSF(features, transforms=5, hidden_features=(64, 64), passes=2),
+    }[paper]()
     return ours, peer
 
 
@@ -47,8 +57,11 @@ def measure(flow, features, args):
     ours = isinstance(flow, Flow)  # zuko's flows are distributions built by calling the module
     log_prob = flow.log_prob if ours else lambda x: flow().log_prob(x)
     sample = flow.sample if ours else lambda n: flow().sample((n,))
-    result = {"train ms/step": ms_per_training_step(log_prob, flow.parameters(), lambda: torch.randn(512, features),
-                                                    steps=args.steps)}
+    result = {
+        "train ms/step": ms_per_training_step(
+            log_prob, flow.parameters(), lambda: torch.randn(512, features), steps=args.steps
+        )
+    }
     if args.sampling:
         data = torch.randn(args.points, features)
         result["log_prob s"] = seconds(lambda: log_prob(data), repeat=1)
@@ -57,17 +70,32 @@ def measure(flow, features, args):
 
 
 def main():
-    parser = argparse.ArgumentParser("python -m benchmarks.speed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        "python -m benchmarks.speed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("paper", choices=("realnvp", "maf", "nsf", "nsf-c"))
-    parser.add_argument("--features", type=int, nargs="+", default=[2, 8], help="data dimensions D (default 2 8)")
-    parser.add_argument("--steps", type=int, default=100, help="timed training steps per round (median kept)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of alternating measurements (best kept)")
-    parser.add_argument("--sampling", action="store_true", help="also time log_prob and sampling of --points")
-    parser.add_argument("--points", type=int, default=100_000, help="points for --sampling (default 100k)")
+    parser.add_argument(
+        "--features", type=int, nargs="+", default=[2, 8], help="data dimensions D (default 2 8)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=100, help="timed training steps per round (median kept)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of alternating measurements (best kept)"
+    )
+    parser.add_argument(
+        "--sampling", action="store_true", help="also time log_prob and sampling of --points"
+    )
+    parser.add_argument(
+        "--points", type=int, default=100_000, help="points for --sampling (default 100k)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, {args.steps} steps x {args.rounds} rounds")
+    print(
+        f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, {args.steps} steps x {args.rounds} rounds"
+    )
     print(f"{'D':>3} {'params':>7} {'quantity':>14} {'ours':>9} {'zuko':>9} {'ours/zuko':>9}")
     for features in args.features:
         torch.manual_seed(0)
@@ -81,7 +109,9 @@ def main():
         params = sum(p.numel() for p in ours.parameters())
         for i, (key, value) in enumerate(best["ours"].items()):
             theirs = best.get("zuko", {}).get(key)
-            peer_columns = f"{theirs:9.3f} {value / theirs:9.2f}" if theirs else "  (zuko not installed)"
+            peer_columns = (
+                f"{theirs:9.3f} {value / theirs:9.2f}" if theirs else "  (zuko not installed)"
+            )
             head = f"{features:>3} {params:>7}" if i == 0 else " " * 11
             print(f"{head} {key:>14} {value:9.3f} {peer_columns}", flush=True)
 

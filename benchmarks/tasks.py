@@ -1,10 +1,13 @@
-"""The four sections of the benchmark. Each yields one record (a flat dict) per model, target and seed.
+"""The four sections of the benchmark. Each yields one record (a flat dict) per model, target and
+seed.
 
-* density: forward KL on sample-based 2-D targets; test NLL on fresh samples and its gap to the exact entropy;
-* digits: forward KL on the 8x8 digits (fixed split, dequantised, logit first); test NLL and bits/dim;
+* density: forward KL on sample-based 2-D targets; test NLL on fresh samples and its gap to the
+  exact entropy;
+* digits: forward KL on the 8x8 digits (fixed split, dequantised, logit first); test NLL and
+  bits/dim;
 * vi: reverse KL on the energies U1-U4 and sine; KL(q || p) with log Z from quadrature;
-* cost: ms per training step (log_prob + backward + Adam, batch 512), seconds per 100k samples and per 100k
-  log_prob, at several D.
+* cost: ms per training step (log_prob + backward + Adam, batch 512), seconds per 100k samples and
+  per 100k log_prob, at several D.
 
 Every model sees the same target samples, budget, optimiser (Adam 1e-3, no clipping) and seed.
 """
@@ -25,7 +28,8 @@ LIBRARIES = ("ours", "zuko", "nflows", "normflows")
 
 
 def _train(train, record):
-    """Run ``train()``; on a non-finite loss mark the record as diverged (the model keeps its last finite
+    """Run ``train()``; on a non-finite loss mark the record as diverged (the model keeps its last
+    finite
     weights and is still scored, as a user would see it)."""
     try:
         history = train()
@@ -44,28 +48,69 @@ def density(config, seeds, log):
                     flow = density_model(library, family, 2)
                     if flow is None:
                         continue
-                    record = dict(section="density", target=name, family=family, library=library, seed=seed,
-                                  params=parameters(flow), steps=config["steps"])
-                    _train(lambda: train_forward_kl(flow, target, steps=config["steps"], batch_size=512, lr=1e-3,
-                                                    progress=False), record)
+                    record = dict(
+                        section="density",
+                        target=name,
+                        family=family,
+                        library=library,
+                        seed=seed,
+                        params=parameters(flow),
+                        steps=config["steps"],
+                    )
+                    _train(
+                        lambda: train_forward_kl(
+                            flow,
+                            target,
+                            steps=config["steps"],
+                            batch_size=512,
+                            lr=1e-3,
+                            progress=False,
+                        ),
+                        record,
+                    )
                     record.update(nll_gap(flow, target, n=config["n_test"]))
                     log(record, f"{name} seed {seed} {library} {family}: gap {record['gap']:.3f}")
                     yield record
 
 
 def digits(config, seeds, log):
-    split = load_digits_split(0)  # one fixed split; the seed changes initialisation, batches and dequantisation
-    test = dequantize(split["test"], torch.Generator().manual_seed(0))  # one dequantisation of the test set
+    split = load_digits_split(
+        0
+    )  # one fixed split; the seed changes initialisation, batches and dequantisation
+    test = dequantize(
+        split["test"], torch.Generator().manual_seed(0)
+    )  # one dequantisation of the test set
     for seed in seeds:
-        for label, (library, build) in digits_models(config["hidden"], config.get("nsf_hidden")).items():
+        for label, (library, build) in digits_models(
+            config["hidden"], config.get("nsf_hidden")
+        ).items():
             seed_everything(seed)
             flow = build()
-            record = dict(section="digits", model=label, library=library, seed=seed, params=parameters(flow),
-                          steps=config["steps"])
-            _train(lambda: train_forward_kl(flow, split["train"], steps=config["steps"], batch_size=128, lr=1e-3,
-                                            val=split["val"], preprocess=dequantize, progress=False), record)
+            record = dict(
+                section="digits",
+                model=label,
+                library=library,
+                seed=seed,
+                params=parameters(flow),
+                steps=config["steps"],
+            )
+            _train(
+                lambda: train_forward_kl(
+                    flow,
+                    split["train"],
+                    steps=config["steps"],
+                    batch_size=128,
+                    lr=1e-3,
+                    val=split["val"],
+                    preprocess=dequantize,
+                    progress=False,
+                ),
+                record,
+            )
             if "MAF" in label and "batch norm" in label:
-                set_batch_norm_stats(flow, dequantize(split["train"]))  # MAF paper, Appendix B: whole training set
+                set_batch_norm_stats(
+                    flow, dequantize(split["train"])
+                )  # MAF paper, Appendix B: whole training set
             record["nll"], record["stderr"] = dataset_nll(flow, test)
             record["bits_per_dim"] = bits_per_dim(record["nll"])
             log(record, f"digits seed {seed} {label}: {record['bits_per_dim']:.3f} bits/dim")
@@ -80,10 +125,21 @@ def vi(config, seeds, log):
             for label, (library, build) in models.items():
                 seed_everything(seed)
                 flow = build()
-                record = dict(section="vi", energy=name, model=label, library=library, seed=seed,
-                              params=parameters(flow), steps=config["steps"])
-                _train(lambda: train_reverse_kl(flow, energy, steps=config["steps"], batch_size=256, lr=1e-3,
-                                                progress=False), record)
+                record = dict(
+                    section="vi",
+                    energy=name,
+                    model=label,
+                    library=library,
+                    seed=seed,
+                    params=parameters(flow),
+                    steps=config["steps"],
+                )
+                _train(
+                    lambda: train_reverse_kl(
+                        flow, energy, steps=config["steps"], batch_size=256, lr=1e-3, progress=False
+                    ),
+                    record,
+                )
                 if "train_seconds" in record:
                     record["ms_per_step"] = 1000 * record["train_seconds"] / config["steps"]
                 record.update(reverse_kl(flow, energy, n=config["n_test"]))
@@ -92,7 +148,8 @@ def vi(config, seeds, log):
 
 
 def cost(config, seeds, log):
-    """Timings in rounds (one per seed), every model in turn within a round, so that load from other processes
+    """Timings in rounds (one per seed), every model in turn within a round, so that load from other
+    processes
     hits all alike. Sampling and log_prob are timed on ``n`` points and scaled to 100k (both are linear in n)."""
     n = config["n"]
     for seed in seeds:
@@ -101,20 +158,41 @@ def cost(config, seeds, log):
             for family in (*FAMILIES, "IAF"):
                 for library in filter(available, LIBRARIES):
                     torch.manual_seed(seed)
-                    flow = density_model(library, family, features) if family != "IAF" or library == "ours" else None
+                    flow = (
+                        density_model(library, family, features)
+                        if family != "IAF" or library == "ours"
+                        else None
+                    )
                     if flow is None:
                         continue
-                    record = dict(section="cost", family=family, library=library, features=features, seed=seed,
-                                  params=parameters(flow))
+                    record = dict(
+                        section="cost",
+                        family=family,
+                        library=library,
+                        features=features,
+                        seed=seed,
+                        params=parameters(flow),
+                    )
                     record["ms_per_step"] = ms_per_training_step(
-                        flow.log_prob, flow.parameters(), lambda: torch.randn(512, features), steps=config["steps"],
-                        warmup=3)
+                        flow.log_prob,
+                        flow.parameters(),
+                        lambda: torch.randn(512, features),
+                        steps=config["steps"],
+                        warmup=3,
+                    )
                     if library in config["sample_libraries"]:
                         flow.eval()
                         flow.sample(8), flow.log_prob(data[:8])  # warm-up: first calls allocate
-                        record["sample_s_per_100k"] = seconds(lambda: flow.sample(n), repeat=1) * 100_000 / n
-                        record["log_prob_s_per_100k"] = seconds(lambda: flow.log_prob(data), repeat=1) * 100_000 / n
-                    log(record, f"cost D={features} seed {seed} {library} {family}: {record['ms_per_step']:.2f} ms")
+                        record["sample_s_per_100k"] = (
+                            seconds(lambda: flow.sample(n), repeat=1) * 100_000 / n
+                        )
+                        record["log_prob_s_per_100k"] = (
+                            seconds(lambda: flow.log_prob(data), repeat=1) * 100_000 / n
+                        )
+                    log(
+                        record,
+                        f"cost D={features} seed {seed} {library} {family}: {record['ms_per_step']:.2f} ms",
+                    )
                     yield record
 
 

@@ -9,7 +9,8 @@ import torch
 def ms_per_training_step(log_prob, parameters, sample, steps=100, warmup=10):
     """Median milliseconds of one maximum-likelihood step (forward + backward + Adam).
 
-    ``log_prob(x)`` is the model's density, ``sample()`` returns a batch; drawing the batch is not timed.
+    ``log_prob(x)`` is the model's density, ``sample()`` returns a batch; drawing the batch is not
+    timed.
     """
     optimizer = torch.optim.Adam(list(parameters), lr=1e-3)
     times = []

@@ -132,14 +132,18 @@ class StandardNormal(nn.Module):
 def check_input(x, features, dtype=None, what="x"):
     """Raise a ValueError naming what was expected when ``x`` is not a (batch, features) float tensor."""
     if not torch.is_tensor(x):
-        raise ValueError(f"{what} must be a torch.Tensor of shape (batch, {features}), got {type(x).__name__}")
+        raise ValueError(
+            f"{what} must be a torch.Tensor of shape (batch, {features}), got {type(x).__name__}"
+        )
     if x.dim() != 2 or x.shape[1] != features:
         raise ValueError(f"{what} must have shape (batch, {features}), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
-        raise ValueError(f"{what} has dtype {x.dtype} but the flow's parameters are {dtype}; "
-                         f"call .to({dtype}) on one of them")
+        raise ValueError(
+            f"{what} has dtype {x.dtype} but the flow's parameters are {dtype}; "
+            f"call .to({dtype}) on one of them"
+        )
 
 
 def check_integer(name, value, low=1):
@@ -150,9 +154,15 @@ def check_integer(name, value, low=1):
 
 def check_builder_args(features, transforms, hidden_features=(64,), context=0, **flags):
     """Validate the zuko-style arguments every paper's model class shares; ``flags`` must be True or False."""
-    check_integer("features", features), check_integer("transforms", transforms), check_integer("context", context, 0)
+    (
+        check_integer("features", features),
+        check_integer("transforms", transforms),
+        check_integer("context", context, 0),
+    )
     if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
-        raise ValueError(f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}")
+        raise ValueError(
+            f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}"
+        )
     for h in hidden_features:
         check_integer("every hidden_features entry", h)
     for name, flag in flags.items():
@@ -161,7 +171,8 @@ def check_builder_args(features, transforms, hidden_features=(64,), context=0, *
 
 
 class Flow(nn.Module):
-    """A normalizing flow: ``transforms`` (data -> noise in ``forward``) on top of a ``base`` density.
+    """A normalizing flow: ``transforms`` (data -> noise in ``forward``) on top of a ``base``
+    density.
 
     >>> flow = Flow([Permute.reverse(2)], features=2)
     >>> flow.log_prob(torch.zeros(3, 2)).shape
@@ -194,7 +205,9 @@ class Flow(nn.Module):
             context = context.expand(batch, -1)
         check_input(context, self.context, self._dtype(), what="context")
         if context.shape[0] != batch:
-            raise ValueError(f"context has batch size {context.shape[0]} but {batch} points were given")
+            raise ValueError(
+                f"context has batch size {context.shape[0]} but {batch} points were given"
+            )
         return context
 
     def log_prob(self, x, context=None):
@@ -202,9 +215,12 @@ class Flow(nn.Module):
         check_input(x, self.features, self._dtype())
         context = self._context(context, x.shape[0])
         # BEGIN SOLUTION common.change_of_variables
-        # HINT: map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det dz/dx|.
+        # HINT: map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det
+        # HINT: dz/dx|.
         z, ladj = self.transform(x, context)
-        return self.base.log_prob(z) + ladj  # change of variables: log p(x) = log N(z) + log|det dz/dx|
+        return (
+            self.base.log_prob(z) + ladj
+        )  # change of variables: log p(x) = log N(z) + log|det dz/dx|
         # END SOLUTION
 
     def rsample_and_log_prob(self, n, context=None):
@@ -213,8 +229,8 @@ class Flow(nn.Module):
             n = context.shape[0] if n is None else n
         context = self._context(context, n)
         # BEGIN SOLUTION common.change_of_variables
-        # HINT: draw n points z from self.base, map them with self.transform.inverse (noise -> data);
-        # HINT: log p(x) = log N(z) - log|det dx/dz|.
+        # HINT: draw n points z from self.base, map them with self.transform.inverse (noise ->
+        # HINT: data); log p(x) = log N(z) - log|det dx/dz|.
         z = self.base.rsample(n)
         x, ladj = self.transform.inverse(z, context)
         return x, self.base.log_prob(z) - ladj  # log p(x) = log N(z) - log|det dx/dz|

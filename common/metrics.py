@@ -16,8 +16,13 @@ def dataset_nll(flow, x, context=None, batch_size=10_000):
     """Mean negative log-likelihood (nats) of the rows of ``x`` and its standard error."""
     flow.eval()
     param = next(flow.parameters())
-    parts = [flow.log_prob(x[i:i + batch_size].to(param), None if context is None else context[i:i + batch_size])
-             for i in range(0, x.shape[0], batch_size)]
+    parts = [
+        flow.log_prob(
+            x[i : i + batch_size].to(param),
+            None if context is None else context[i : i + batch_size],
+        )
+        for i in range(0, x.shape[0], batch_size)
+    ]
     return _mean_and_stderr(-torch.cat(parts))
 
 
@@ -29,7 +34,12 @@ def nll_gap(flow, target, n=100_000, batch_size=10_000):
     """
     nll, stderr = dataset_nll(flow, target.sample(n), batch_size=batch_size)
     entropy, entropy_err = target.entropy()
-    return {"nll": nll, "stderr": math.hypot(stderr, entropy_err), "entropy": entropy, "gap": nll - entropy}
+    return {
+        "nll": nll,
+        "stderr": math.hypot(stderr, entropy_err),
+        "entropy": entropy,
+        "gap": nll - entropy,
+    }
 
 
 @torch.no_grad()
@@ -46,7 +56,8 @@ def reverse_kl(flow, energy, n=100_000, batch_size=10_000, context=None):
 
 
 def bits_per_dim(nll_nats, dims=64, levels=17):
-    """Bits per dimension of discrete data with ``levels`` values, from the NLL (nats) of its dequantised
-    version scaled to [0, 1]: -log P(k) <= -log p(x) + D log(levels), so bits/dim = (NLL + D log L) / (D log 2).
+    """Bits per dimension of discrete data with ``levels`` values, from the NLL (nats) of its
+    dequantised version scaled to [0, 1]: -log P(k) <= -log p(x) + D log(levels), so bits/dim = (NLL
+    + D log L) / (D log 2).
     """
     return (nll_nats + dims * math.log(levels)) / (dims * math.log(2))

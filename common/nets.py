@@ -7,7 +7,7 @@ from torch import nn
 def MLP(in_features, out_features, hidden_features=(64, 64), activation=nn.ReLU):
     """A fully connected network ``in -> hidden... -> out`` with ``activation`` between layers."""
     layers, sizes = [], [in_features, *hidden_features]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), activation()]
     layers.append(nn.Linear(sizes[-1], out_features))
     return nn.Sequential(*layers)
@@ -39,25 +39,34 @@ class MADE(nn.Module):
             autoregressive ordering (default ``range(D)``; ``range(D)[::-1]`` reverses it).
     """
 
-    def __init__(self, features, params, hidden_features=(64, 64), context=0, order=None, activation=nn.ReLU):
+    def __init__(
+        self, features, params, hidden_features=(64, 64), context=0, order=None, activation=nn.ReLU
+    ):
         super().__init__()
         order = torch.arange(features) if order is None else torch.as_tensor(order)
         if sorted(order.tolist()) != list(range(features)):
-            raise ValueError(f"order must be a permutation of range({features}), got {order.tolist()}")
+            raise ValueError(
+                f"order must be a permutation of range({features}), got {order.tolist()}"
+            )
         self.features, self.params, self.context = features, params, context
         self.register_buffer("order", order)
         # BEGIN SOLUTION common.made
-        # HINT: degrees (Sec. 4): input i has order[i] + 1, context inputs 0, hidden units cycle over [1, D - 1];
-        # HINT: a hidden unit sees degrees <= its own, output i (params numbers each) only degrees < order[i] + 1.
+        # HINT: degrees (Sec. 4): input i has order[i] + 1, context inputs 0, hidden units cycle
+        # HINT: over [1, D - 1]; a hidden unit sees degrees <= its own, output i (params numbers
+        # HINT: each) only degrees < order[i] + 1.
         # Degrees (Sec. 4): inputs 1..D, hidden units in [1, D-1], context inputs 0 (seen by all).
         deg_in = torch.cat([order + 1, torch.zeros(context, dtype=torch.long)])
         layers, deg_prev = [], deg_in
         for h in hidden_features:
-            # hidden degrees cycle over 1..D-1 (Sec. 4); with a context over 0..D-1, so that units of
-            # degree 0 (context only) let the first feature's parameters depend on the context too
+            # hidden degrees cycle over 1..D-1 (Sec. 4); with a context over 0..D-1, so that units
+            # of degree 0 (context only) let the first feature's parameters depend on the context
+            # too
             low = 0 if context or features == 1 else 1
             deg_h = torch.arange(h) % (features - low) + low
-            layers += [MaskedLinear(deg_h[:, None] >= deg_prev[None, :]), activation()]  # hidden mask: >=
+            layers += [
+                MaskedLinear(deg_h[:, None] >= deg_prev[None, :]),
+                activation(),
+            ]  # hidden mask: >=
             deg_prev = deg_h
         deg_out = (order + 1).repeat_interleave(params)  # output laid out as (features, params)
         layers.append(MaskedLinear(deg_out[:, None] > deg_prev[None, :]))  # output mask: strict >

@@ -2,18 +2,18 @@
 
 Two kinds, both reached through ``get_target(name)``:
 
-* **sample-based** targets (maximum likelihood): ``sample(n)`` -> (n, 2) float32 from torch's global RNG,
-  an exact ``log_prob(x)`` -> (n,), and ``entropy()`` -> ``(H, err)`` in nats. ``H`` is closed-form where
-  one exists, otherwise ``-∫ p log p`` by grid quadrature, with ``err`` = |H(n) - H(n/2)| of two grids.
-  The score of a flow is its test NLL minus ``H`` (>= 0, it is KL(p || q)).
+* **sample-based** targets (maximum likelihood): ``sample(n)`` -> (n, 2) float32 from torch's global
+  RNG, an exact ``log_prob(x)`` -> (n,), and ``entropy()`` -> ``(H, err)`` in nats. ``H`` is
+  closed-form where one exists, otherwise ``-∫ p log p`` by grid quadrature, with ``err`` = |H(n) -
+  H(n/2)| of two grids. The score of a flow is its test NLL minus ``H`` (>= 0, it is KL(p || q)).
 * **energies** p(x) ∝ exp(-U(x)) (reverse KL): ``energy(x)`` = U(x), ``log_z()`` by grid quadrature,
-  ``log_prob(x) = -U(x) - log Z``. Rezende & Mohamed's U2, U3 and U4 do not decay along z1, so they are not
-  normalisable on R^2; here they carry the confinement 0.5 (max(|z1| - 4, 0) / 0.1)^2, which is zero on the
-  paper's [-4, 4]^2 window. "sine" is U(x) = -(sin(pi x1) - 2 (x1^2 + x2^2 - 2)^2).
+  ``log_prob(x) = -U(x) - log Z``. Rezende & Mohamed's U2, U3 and U4 do not decay along z1, so they
+  are not normalisable on R^2; here they carry the confinement 0.5 (max(|z1| - 4, 0) / 0.1)^2, which
+  is zero on the paper's [-4, 4]^2 window. "sine" is U(x) = -(sin(pi x1) - 2 (x1^2 + x2^2 - 2)^2).
 
-Every object has ``name``, ``dim`` (= 2) and ``bounds`` = (lo, hi), a square plotting window that holds
-essentially all of the mass (a long, thin target may add a rectangular ``view`` for its figures).
-``log_prob`` and ``energy`` work in the dtype and on the device of ``x``.
+Every object has ``name``, ``dim`` (= 2) and ``bounds`` = (lo, hi), a square plotting window that
+holds essentially all of the mass (a long, thin target may add a rectangular ``view`` for its
+figures). ``log_prob`` and ``energy`` work in the dtype and on the device of ``x``.
 """
 
 import math
@@ -21,10 +21,13 @@ import math
 import torch
 
 LOG_2PI = math.log(2 * math.pi)
-EXACT = "donot_use_mm_for_euclid_dist"  # cdist without |x|^2 - 2 x.c + |c|^2, which cancels in float32
+EXACT = (
+    "donot_use_mm_for_euclid_dist"  # cdist without |x|^2 - 2 x.c + |c|^2, which cancels in float32
+)
 
 
-# ----------------------------------------------------------------------------------------------- quadrature
+# -----------------------------------------------------------------------------------------------
+# quadrature
 def grid(bounds, n):
     """Cell midpoints of an n x n grid over the square ``bounds`` (float64, (n*n, 2)) and the cell area."""
     lo, hi = bounds
@@ -56,8 +59,9 @@ def grid_entropy(log_p, bounds, n):
 def gauss_legendre(n):
     """Nodes and weights (float64, (n,) each) of n-point Gauss-Legendre quadrature on [0, 1].
 
-    Newton's method on the Legendre polynomial P_n from x_k = cos(pi (k - 1/4) / (n + 1/2)), with P_n from the
-    recurrence (j + 1) P_{j+1} = (2j + 1) x P_j - j P_{j-1}; weights 2 / ((1 - x^2) P_n'(x)^2) on [-1, 1].
+    Newton's method on the Legendre polynomial P_n from x_k = cos(pi (k - 1/4) / (n + 1/2)), with
+    P_n from the recurrence (j + 1) P_{j+1} = (2j + 1) x P_j - j P_{j-1}; weights 2 / ((1 - x^2)
+    P_n'(x)^2) on [-1, 1].
     """
     x = torch.cos(math.pi * (torch.arange(1, n + 1, dtype=torch.float64) - 0.25) / (n + 0.5))
     for _ in range(50):
@@ -69,10 +73,13 @@ def gauss_legendre(n):
         x = x - step
         if step.abs().max() < 1e-15:
             break
-    return (1 - x) / 2, 1 / ((1 - x**2) * slope**2)  # mapped to [0, 1]: nodes ascending, weights halved
+    return (1 - x) / 2, 1 / (
+        (1 - x**2) * slope**2
+    )  # mapped to [0, 1]: nodes ascending, weights halved
 
 
-# ------------------------------------------------------------------------------------------- sample-based
+# -------------------------------------------------------------------------------------------
+# sample-based
 class Target:
     """Base class: subclasses set ``name`` and ``bounds`` and write ``_sample`` and ``log_prob``.
 
@@ -109,10 +116,16 @@ class Gaussian(Target):
         self.mean, self.var = mean, var
 
     def _sample(self, n, generator):
-        return torch.tensor(self.mean) + math.sqrt(self.var) * torch.randn(n, 2, generator=generator)
+        return torch.tensor(self.mean) + math.sqrt(self.var) * torch.randn(
+            n, 2, generator=generator
+        )
 
     def log_prob(self, x):
-        return -0.5 * ((x - x.new_tensor(self.mean)) ** 2).sum(-1) / self.var - LOG_2PI - math.log(self.var)
+        return (
+            -0.5 * ((x - x.new_tensor(self.mean)) ** 2).sum(-1) / self.var
+            - LOG_2PI
+            - math.log(self.var)
+        )
 
     def entropy(self):
         return math.log(2 * math.pi * math.e * self.var), 0.0
@@ -124,7 +137,10 @@ class UniformNormal(Target):
     H = H(a) + E_a[H(b | a)] = 0 + 0.5 log(2 pi e) + 0.5 E[log a], with E[log a] = 2 log 2 - 1.
     """
 
-    view = ((0.5, 2.5), (-3.5, 7.5))  # plotting window ((a_lo, a_hi), (b_lo, b_hi)): the density is tall and thin
+    view = (
+        (0.5, 2.5),
+        (-3.5, 7.5),
+    )  # plotting window ((a_lo, a_hi), (b_lo, b_hi)): the density is tall and thin
 
     def _sample(self, n, generator):
         a = 1 + torch.rand(n, generator=generator)
@@ -161,7 +177,8 @@ class GaussianMixture(Target):
 
 
 class Checkerboard(Target):
-    """Uniform on the 8 dark cells of a 4 x 4 board over [-2, 2]^2 (dark: floor(x1) + floor(x2) even).
+    """Uniform on the 8 dark cells of a 4 x 4 board over [-2, 2]^2 (dark: floor(x1) + floor(x2)
+    even).
 
     p = 1/8 on a dark cell, 0 elsewhere; H = log 8.
     """
@@ -187,7 +204,8 @@ class Rings(Target):
 
     Integrating the angle out gives the Bessel closed form
         p(x) = (1/K) sum_k exp(-(|x|^2 + r_k^2) / (2 std^2)) I0(|x| r_k / std^2) / (2 pi std^2),
-    evaluated with i0e(z) = exp(-z) I0(z) so that the exponent is -(|x| - r_k)^2 / (2 std^2). H by quadrature.
+    evaluated with i0e(z) = exp(-z) I0(z) so that the exponent is -(|x| - r_k)^2 / (2 std^2). H by
+    quadrature.
     """
 
     quad_n = 240
@@ -204,14 +222,19 @@ class Rings(Target):
 
     def log_prob(self, x):
         rho, r, s2 = x.norm(dim=-1, keepdim=True), self.radii.to(x), self.std**2
-        log_k = -0.5 * (rho - r) ** 2 / s2 + torch.log(torch.special.i0e(rho * r / s2)) - math.log(2 * math.pi * s2)
+        log_k = (
+            -0.5 * (rho - r) ** 2 / s2
+            + torch.log(torch.special.i0e(rho * r / s2))
+            - math.log(2 * math.pi * s2)
+        )
         return torch.logsumexp(log_k, -1) - math.log(len(self.radii))
 
 
 class NoisyCurves(Target):
-    """Pick one of A curves c_a(u), u ~ U(0, 1), and add N(0, std^2 I) noise. The density is a 1-D integral,
-        p(x) = (1/A) sum_a ∫_0^1 N(x; c_a(u), std^2 I) du,
-    computed by Gauss-Legendre quadrature with ``nodes`` points (the integrand is smooth in u; ``nodes`` is
+    """Pick one of A curves c_a(u), u ~ U(0, 1), and add N(0, std^2 I) noise. The density is a 1-D
+        integral, p(x) = (1/A) sum_a ∫_0^1 N(x; c_a(u), std^2 I) du,
+    computed by Gauss-Legendre quadrature with ``nodes`` points (the integrand is smooth in u;
+        ``nodes`` is
     chosen so that doubling it changes log p by < 1e-6). H by grid quadrature.
     """
 
@@ -233,13 +256,18 @@ class NoisyCurves(Target):
     def log_prob(self, x):
         c, log_w = self.centres.to(x).flatten(0, 1), self.log_w.to(x).repeat(self.centres.shape[0])
         const = -LOG_2PI - 2 * math.log(self.std) - math.log(self.centres.shape[0])
-        parts = [torch.logsumexp(log_w - 0.5 * torch.cdist(xb, c, compute_mode=EXACT) ** 2 / self.std**2, -1)
-                 for xb in x.split(4096)]  # (batch, A * nodes) per chunk
+        parts = [
+            torch.logsumexp(
+                log_w - 0.5 * torch.cdist(xb, c, compute_mode=EXACT) ** 2 / self.std**2, -1
+            )
+            for xb in x.split(4096)
+        ]  # (batch, A * nodes) per chunk
         return torch.cat(parts) + const
 
 
 def moons(u):
-    """Two interleaved half circles, t = pi u: (cos t, sin t) and (1 - cos t, 1/2 - sin t) (scikit-learn's
+    """Two interleaved half circles, t = pi u: (cos t, sin t) and (1 - cos t, 1/2 - sin t)
+    (scikit-learn's
     make_moons before noise), shifted by (-1/2, -1/4) to centre them: (2, len(u), 2)."""
     t = math.pi * u
     upper = torch.stack([t.cos(), t.sin()], -1)
@@ -260,15 +288,23 @@ def spirals(u, start=0.5, stop=3 * math.pi, scale=1 / math.pi):
 class Pinwheel(Target):
     """K bent arms: an equal mixture of K Gaussians, then a swirl.
 
-    y ~ (1/K) sum_k N(R_k (1, 0), R_k diag(radial_std^2, tangential_std^2) R_k^T), R_k = rotation by 2 pi k / K;
-    x = R(rate |y|^2) y. The swirl turns each circle |y| = r by its own angle, (r, theta) -> (r, theta + rate r^2):
-    a bijection with Jacobian determinant 1 and inverse y = R(-rate |x|^2) x, so p(x) = q(R(-rate |x|^2) x)
-    exactly (and H(x) = H(y)). H by quadrature.
+    y ~ (1/K) sum_k N(R_k (1, 0), R_k diag(radial_std^2, tangential_std^2) R_k^T), R_k = rotation by
+    2 pi k / K; x = R(rate |y|^2) y. The swirl turns each circle |y| = r by its own angle, (r,
+    theta) -> (r, theta + rate r^2): a bijection with Jacobian determinant 1 and inverse y = R(-rate
+    |x|^2) x, so p(x) = q(R(-rate |x|^2) x) exactly (and H(x) = H(y)). H by quadrature.
     """
 
     quad_n = 200
 
-    def __init__(self, name="pinwheel", arms=5, radial_std=0.3, tangential_std=0.1, rate=0.4, bounds=(-2.5, 2.5)):
+    def __init__(
+        self,
+        name="pinwheel",
+        arms=5,
+        radial_std=0.3,
+        tangential_std=0.1,
+        rate=0.4,
+        bounds=(-2.5, 2.5),
+    ):
         super().__init__(name, bounds)
         self.arms, self.std, self.rate = arms, (radial_std, tangential_std), rate
 
@@ -279,19 +315,28 @@ class Pinwheel(Target):
 
     def _sample(self, n, generator):
         k = torch.randint(self.arms, (n,), generator=generator)
-        y = torch.tensor([1.0, 0.0]) + torch.tensor(self.std) * torch.randn(n, 2, generator=generator)
+        y = torch.tensor([1.0, 0.0]) + torch.tensor(self.std) * torch.randn(
+            n, 2, generator=generator
+        )
         y = self._rotate(y, 2 * math.pi * k / self.arms)
         return self._rotate(y, self.rate * (y**2).sum(-1))
 
     def log_prob(self, x):
         y = self._rotate(x, -self.rate * (x**2).sum(-1))  # undo the swirl (|y| = |x|)
         angles = 2 * math.pi * torch.arange(self.arms, dtype=x.dtype, device=x.device) / self.arms
-        local = self._rotate(y[:, None, :], -angles) - x.new_tensor([1.0, 0.0])  # (n, K, 2), arm frame
-        log_n = -0.5 * (local / x.new_tensor(self.std)).pow(2).sum(-1) - LOG_2PI - math.log(self.std[0] * self.std[1])
+        local = self._rotate(y[:, None, :], -angles) - x.new_tensor(
+            [1.0, 0.0]
+        )  # (n, K, 2), arm frame
+        log_n = (
+            -0.5 * (local / x.new_tensor(self.std)).pow(2).sum(-1)
+            - LOG_2PI
+            - math.log(self.std[0] * self.std[1])
+        )
         return torch.logsumexp(log_n, -1) - math.log(self.arms)
 
 
-# ----------------------------------------------------------------------------------------------- energies
+# -----------------------------------------------------------------------------------------------
+# energies
 def _w1(z):
     return torch.sin(2 * math.pi * z[:, 0] / 4)
 
@@ -312,7 +357,9 @@ def _confine(z):
 def u1(z):
     """U1 = 0.5 ((|z| - 2) / 0.4)^2 - log(exp(-0.5 ((z1 - 2) / 0.6)^2) + exp(-0.5 ((z1 + 2) / 0.6)^2))."""
     ring = 0.5 * ((z.norm(dim=-1) - 2) / 0.4) ** 2
-    return ring - torch.logaddexp(-0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2)
+    return ring - torch.logaddexp(
+        -0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2
+    )
 
 
 def u2(z):
@@ -340,8 +387,9 @@ def sine(z):
 class Energy:
     """p(x) = exp(-U(x)) / Z with log Z by midpoint-rule quadrature on ``quad_bounds`` (cached).
 
-    log Z is computed on two grids (``quad_n`` and ``quad_n / 2`` cells a side, about 0.02 and 0.04 apart);
-    a disagreement beyond 1e-4 raises RuntimeError, so a too-coarse grid cannot pass silently.
+    log Z is computed on two grids (``quad_n`` and ``quad_n / 2`` cells a side, about 0.02 and 0.04
+    apart); a disagreement beyond 1e-4 raises RuntimeError, so a too-coarse grid cannot pass
+    silently.
     """
 
     dim = 2
@@ -353,10 +401,14 @@ class Energy:
     def log_z(self):
         """log ∫ exp(-U(x)) dx (float)."""
         if self._log_z is None:
-            fine, coarse = (grid_logsumexp(lambda x: -self.energy(x), self.quad_bounds, n)
-                            for n in (self.quad_n, self.quad_n // 2))
+            fine, coarse = (
+                grid_logsumexp(lambda x: -self.energy(x), self.quad_bounds, n)
+                for n in (self.quad_n, self.quad_n // 2)
+            )
             if abs(fine - coarse) > 1e-4:
-                raise RuntimeError(f"log Z of {self.name} not converged: {coarse:.6f} vs {fine:.6f}")
+                raise RuntimeError(
+                    f"log Z of {self.name} not converged: {coarse:.6f} vs {fine:.6f}"
+                )
             self._log_z = fine
         return self._log_z
 
@@ -367,25 +419,45 @@ class Energy:
         return f"Energy({self.name!r})"
 
 
-# ----------------------------------------------------------------------------------------------- registry
-_TARGETS = {t.name: t for t in (
-    Gaussian("gauss", (5.0, 5.0), 0.5, bounds=(0, 10)),
-    UniformNormal("ua_nb", bounds=(-6, 10)),
-    NoisyCurves("moons", moons, std=0.1, bounds=(-2, 2), nodes=128),
-    GaussianMixture("gauss8", [(2 * math.cos(2 * math.pi * k / 8), 2 * math.sin(2 * math.pi * k / 8))
-                               for k in range(8)], std=0.2, bounds=(-3.5, 3.5)),
-    Checkerboard("checker", bounds=(-2.5, 2.5)),
-    Rings("rings", (0.5, 1.0, 1.5, 2.0), std=0.1, bounds=(-3, 3)),
-    NoisyCurves("spirals", spirals, std=0.1, bounds=(-4, 4), nodes=384),
-    Pinwheel("pinwheel"),
-)}
-_ENERGIES = {e.name: e for e in (
-    Energy("U1", u1, bounds=(-4, 4), quad_bounds=(-5, 5), quad_n=500),
-    Energy("U2", u2, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500),  # the paper plots U1-U4 on [-4, 4]^2;
-    Energy("U3", u3, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500),  # these windows also hold the
-    Energy("U4", u4, bounds=(-5.5, 5.5), quad_bounds=(-7, 7), quad_n=700),  # confined shoulders and U4's tail
-    Energy("sine", sine, bounds=(-3, 3), quad_bounds=(-3.5, 3.5), quad_n=350),
-)}
+# -----------------------------------------------------------------------------------------------
+# registry
+_TARGETS = {
+    t.name: t
+    for t in (
+        Gaussian("gauss", (5.0, 5.0), 0.5, bounds=(0, 10)),
+        UniformNormal("ua_nb", bounds=(-6, 10)),
+        NoisyCurves("moons", moons, std=0.1, bounds=(-2, 2), nodes=128),
+        GaussianMixture(
+            "gauss8",
+            [
+                (2 * math.cos(2 * math.pi * k / 8), 2 * math.sin(2 * math.pi * k / 8))
+                for k in range(8)
+            ],
+            std=0.2,
+            bounds=(-3.5, 3.5),
+        ),
+        Checkerboard("checker", bounds=(-2.5, 2.5)),
+        Rings("rings", (0.5, 1.0, 1.5, 2.0), std=0.1, bounds=(-3, 3)),
+        NoisyCurves("spirals", spirals, std=0.1, bounds=(-4, 4), nodes=384),
+        Pinwheel("pinwheel"),
+    )
+}
+_ENERGIES = {
+    e.name: e
+    for e in (
+        Energy("U1", u1, bounds=(-4, 4), quad_bounds=(-5, 5), quad_n=500),
+        Energy(
+            "U2", u2, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500
+        ),  # the paper plots U1-U4 on [-4, 4]^2;
+        Energy(
+            "U3", u3, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500
+        ),  # these windows also hold the
+        Energy(
+            "U4", u4, bounds=(-5.5, 5.5), quad_bounds=(-7, 7), quad_n=700
+        ),  # confined shoulders and U4's tail
+        Energy("sine", sine, bounds=(-3, 3), quad_bounds=(-3.5, 3.5), quad_n=350),
+    )
+}
 SAMPLE_TARGETS = tuple(_TARGETS)
 ENERGIES = tuple(_ENERGIES)
 
@@ -396,4 +468,6 @@ def get_target(name):
         return _TARGETS[name]
     if name in _ENERGIES:
         return _ENERGIES[name]
-    raise ValueError(f"unknown target {name!r}; expected one of {', '.join(SAMPLE_TARGETS + ENERGIES)}")
+    raise ValueError(
+        f"unknown target {name!r}; expected one of {', '.join(SAMPLE_TARGETS + ENERGIES)}"
+    )

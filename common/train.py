@@ -1,4 +1,5 @@
-"""Training loops shared by every paper: forward KL (maximum likelihood) and reverse KL (from an energy).
+"""Training loops shared by every paper: forward KL (maximum likelihood) and reverse KL (from an
+energy).
 
 Both loops: Adam, optional gradient clipping, a progress line on stderr, and a guard that stops on a
 non-finite loss, names the step, and restores the last weights that gave a finite loss.
@@ -33,12 +34,19 @@ def seed_everything(seed):
 
 def demo_parser(doc, paper):
     """An argparse parser with the flags every paper's demo shares: --quick, --out runs/<paper>, --seed, --device."""
-    parser = argparse.ArgumentParser(f"python -m {paper}", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)")
-    parser.add_argument("--out", default=os.path.join("runs", paper), help="directory for the figures")
+    parser = argparse.ArgumentParser(
+        f"python -m {paper}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)"
+    )
+    parser.add_argument(
+        "--out", default=os.path.join("runs", paper), help="directory for the figures"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
+    )
     return parser
 
 
@@ -67,7 +75,11 @@ class Progress:
             rate = step / (time.perf_counter() - self.start + 1e-9)
             shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
             end = "\n" if step == self.steps else ""
-            print(f"\r  step {step:>6}/{self.steps}  {shown}  ({rate:.0f} steps/s)", end=end, file=sys.stderr)
+            print(
+                f"\r  step {step:>6}/{self.steps}  {shown}  ({rate:.0f} steps/s)",
+                end=end,
+                file=sys.stderr,
+            )
 
 
 class _LastFinite:
@@ -89,8 +101,10 @@ def _step(flow, optimizer, loss, step, last_finite, clip):
     """One optimiser step, guarded: a non-finite loss restores the last finite weights and raises."""
     if not torch.isfinite(loss):
         last_finite.restore()
-        raise NonFiniteLoss(f"loss became {loss.item()} at step {step}; the model keeps the weights "
-                            f"of step {step - 1}, the last whose loss was finite")
+        raise NonFiniteLoss(
+            f"loss became {loss.item()} at step {step}; the model keeps the weights "
+            f"of step {step - 1}, the last whose loss was finite"
+        )
     last_finite.save()  # these weights produced a finite loss
     optimizer.zero_grad()
     loss.backward()
@@ -105,12 +119,25 @@ def _batches(data, context, batch_size, generator=None):
     while True:
         perm = torch.randperm(n, generator=generator, device="cpu")
         for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            idx = perm[i:i + batch_size].to(data.device)
+            idx = perm[i : i + batch_size].to(data.device)
             yield data[idx], None if context is None else context[idx]
 
 
-def train_forward_kl(flow, data, steps=2000, batch_size=512, lr=1e-3, context=None, val=None, val_context=None,
-                     val_every=100, clip=None, preprocess=None, progress=True, snapshots=None):
+def train_forward_kl(
+    flow,
+    data,
+    steps=2000,
+    batch_size=512,
+    lr=1e-3,
+    context=None,
+    val=None,
+    val_context=None,
+    val_every=100,
+    clip=None,
+    preprocess=None,
+    progress=True,
+    snapshots=None,
+):
     """Maximum likelihood: minimise -E_data[log q(x)] with Adam.
 
     Args:
@@ -149,7 +176,9 @@ def train_forward_kl(flow, data, steps=2000, batch_size=512, lr=1e-3, context=No
             history["val"].append((step, nll))
             if nll < best:
                 best, best_state = nll, copy.deepcopy(flow.state_dict())
-        bar.update(step, loss=loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {}))
+        bar.update(
+            step, loss=loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {})
+        )
     if best_state is not None:
         flow.load_state_dict(best_state)  # keep the weights with the best validation NLL
     flow.eval()
@@ -157,13 +186,25 @@ def train_forward_kl(flow, data, steps=2000, batch_size=512, lr=1e-3, context=No
     return history
 
 
-def train_reverse_kl(flow, energy, steps=2000, batch_size=256, lr=1e-3, anneal=None, clip=None, context=None,
-                     progress=True, snapshots=None):
-    """Reverse KL (the free energy of Rezende & Mohamed 2015, Eq. 15): minimise E_q[log q(x) + beta_t U(x)].
+def train_reverse_kl(
+    flow,
+    energy,
+    steps=2000,
+    batch_size=256,
+    lr=1e-3,
+    anneal=None,
+    clip=None,
+    context=None,
+    progress=True,
+    snapshots=None,
+):
+    """Reverse KL (the free energy of Rezende & Mohamed 2015, Eq. 15): minimise E_q[log q(x) +
+    beta_t U(x)].
 
-    Needs only the unnormalised density exp(-U): log Z is a constant. ``energy`` has ``.energy(x)`` or is
-    a callable U. ``anneal=T`` uses beta_t = min(1, 0.01 + t / T) (Rezende & Mohamed, Sec. 6.1).
-    Samples come from ``flow.rsample_and_log_prob`` (reparameterised, one pass of ``inverse``).
+    Needs only the unnormalised density exp(-U): log Z is a constant. ``energy`` has ``.energy(x)``
+    or is a callable U. ``anneal=T`` uses beta_t = min(1, 0.01 + t / T) (Rezende & Mohamed, Sec.
+    6.1). Samples come from ``flow.rsample_and_log_prob`` (reparameterised, one pass of
+    ``inverse``).
     """
     U = energy.energy if hasattr(energy, "energy") else energy
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
@@ -173,7 +214,8 @@ def train_reverse_kl(flow, energy, steps=2000, batch_size=256, lr=1e-3, anneal=N
     for step in range(1, steps + 1):
         beta = 1.0 if anneal is None else min(1.0, 0.01 + step / anneal)
         # BEGIN SOLUTION common.reverse_kl
-        # HINT: draw x ~ q with its log q(x) in one reparameterised pass; the loss is the mean of log q + beta U.
+        # HINT: draw x ~ q with its log q(x) in one reparameterised pass; the loss is the mean of
+        # HINT: log q + beta U.
         x, log_q = flow.rsample_and_log_prob(batch_size, context)
         loss = (log_q + beta * U(x)).mean()
         # END SOLUTION

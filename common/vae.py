@@ -1,20 +1,24 @@
-"""A small variational autoencoder whose approximate posterior is pluggable: the experiment both flow papers run.
+"""A small variational autoencoder whose approximate posterior is pluggable: the experiment both
+flow papers run.
 
-Rezende & Mohamed (2015, Sec. 4) and Kingma et al. (2016, Sec. 3 and 5) improve the approximate posterior
-q(z | x) of a VAE (Kingma & Welling 2014) with a normalizing flow. What they share lives here; the flows live
-in their paper folders and are passed in:
+Rezende & Mohamed (2015, Sec. 4) and Kingma et al. (2016, Sec. 3 and 5) improve the approximate
+posterior q(z | x) of a VAE (Kingma & Welling 2014) with a normalizing flow. What they share lives
+here; the flows live in their paper folders and are passed in:
 
 * encoder: an MLP x -> (mu, log sigma, h): a diagonal Gaussian q_0(z_0 | x) and a context vector h;
-* posterior: ``None`` (q = q_0) or a Transform whose ``inverse`` (the sampling direction of this repository's
-  contract, noise -> data) maps z_0 to z_K given h, so that log q_K(z_K | x) = log q_0(z_0 | x) - ladj;
+* posterior: ``None`` (q = q_0) or a Transform whose ``inverse`` (the sampling direction of this
+  repository's contract, noise -> data) maps z_0 to z_K given h, so that log q_K(z_K | x) = log
+  q_0(z_0 | x) - ladj;
 * decoder: an MLP z -> 64 Bernoulli logits, p(x | z); prior p(z) = N(0, I);
-* ELBO  E_q[log p(x, z) - log q(z | x)]  and the importance-weighted estimate of the marginal likelihood,
-  log p(x) >= log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q (Burda et al. 2016): it rises with k and
-  reaches log p(x) as k -> infinity; the papers report it with k = 128 (IAF) and more.
+* ELBO  E_q[log p(x, z) - log q(z | x)]  and the importance-weighted estimate of the marginal
+  likelihood, log p(x) >= log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q (Burda et al. 2016): it
+  rises with k and reaches log p(x) as k -> infinity; the papers report it with k = 128 (IAF) and
+  more.
 
-Data: ``binarized_digits()``, scikit-learn's 8 x 8 digits with the fixed split of ``common.data`` and the
-fixed threshold binarisation ``common.data.binarize`` (pixel > 8 of 16). ``compare`` trains a dictionary of
-posteriors with equal budgets and seeds and prints the table the two ``vae`` scripts show.
+Data: ``binarized_digits()``, scikit-learn's 8 x 8 digits with the fixed split of ``common.data``
+and the fixed threshold binarisation ``common.data.binarize`` (pixel > 8 of 16). ``compare`` trains
+a dictionary of posteriors with equal budgets and seeds and prints the table the two ``vae`` scripts
+show.
 """
 
 import argparse
@@ -41,7 +45,8 @@ def binarized_digits(seed=0):
 
 
 class VAE(nn.Module):
-    """Encoder MLP -> q_0 = N(mu, diag sigma^2) and context h; optional flow ``posterior``; Bernoulli decoder MLP.
+    """Encoder MLP -> q_0 = N(mu, diag sigma^2) and context h; optional flow ``posterior``;
+    Bernoulli decoder MLP.
 
     Args:
         data_features: pixels per image (64).
@@ -51,16 +56,27 @@ class VAE(nn.Module):
         posterior: None or a Transform with ``inverse(z_0, context=h) -> (z_K, log|det dz_K/dz_0|)``.
     """
 
-    def __init__(self, data_features=64, latent_features=8, hidden_features=(128, 128), context_features=0,
-                 posterior=None):
+    def __init__(
+        self,
+        data_features=64,
+        latent_features=8,
+        hidden_features=(128, 128),
+        context_features=0,
+        posterior=None,
+    ):
         super().__init__()
         for name, value in (("data_features", data_features), ("latent_features", latent_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if posterior is None and context_features:
-            raise ValueError(f"context_features={context_features} feeds a posterior flow, but posterior is None")
-        self.data_features, self.latent_features, self.context_features = data_features, latent_features, \
-            context_features
+            raise ValueError(
+                f"context_features={context_features} feeds a posterior flow, but posterior is None"
+            )
+        self.data_features, self.latent_features, self.context_features = (
+            data_features,
+            latent_features,
+            context_features,
+        )
         self.encoder = MLP(data_features, 2 * latent_features + context_features, hidden_features)
         self.decoder = MLP(latent_features, data_features, tuple(hidden_features)[::-1])
         self.posterior = posterior
@@ -68,23 +84,33 @@ class VAE(nn.Module):
 
     def encode(self, x):
         """x (batch, P) -> mu, log sigma (batch, D) and h (batch, C)."""
-        return self.encoder(x).split([self.latent_features, self.latent_features, self.context_features], dim=-1)
+        return self.encoder(x).split(
+            [self.latent_features, self.latent_features, self.context_features], dim=-1
+        )
 
     def sample_posterior(self, x, k=1):
         """k reparameterised samples z ~ q(z | x) per point, (k, batch, D), and log q(z | x), (k, batch)."""
         mu, log_sigma, h = self.encode(x)
         eps = torch.randn(k, *mu.shape, dtype=mu.dtype, device=mu.device)
         z = mu + log_sigma.exp() * eps  # z_0 = mu + sigma * eps (Kingma & Welling 2014)
-        log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)  # log N(z_0; mu, sigma^2)
-        if self.posterior is not None:  # z_K = f_K(... f_1(z_0)), log q_K = log q_0 - sum log|det df/dz| (Eq. 13)
-            zk, ladj = self.posterior.inverse(z.flatten(0, 1), h.repeat(k, 1) if self.context_features else None)
+        log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(
+            -1
+        )  # log N(z_0; mu, sigma^2)
+        if (
+            self.posterior is not None
+        ):  # z_K = f_K(... f_1(z_0)), log q_K = log q_0 - sum log|det df/dz| (Eq. 13)
+            zk, ladj = self.posterior.inverse(
+                z.flatten(0, 1), h.repeat(k, 1) if self.context_features else None
+            )
             z, log_q = zk.view_as(z), log_q - ladj.view(k, -1)
         return z, log_q
 
     def log_likelihood(self, x, z):
         """log p(x | z) of the Bernoulli decoder: x (batch, P), z (k, batch, D) -> (k, batch)."""
         logits = self.decoder(z)
-        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        return -F.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
 
     def log_weights(self, x, k=1):
         """log p(x, z_j) - log q(z_j | x) for k samples z_j ~ q(z | x) per point: (k, batch)."""
@@ -103,7 +129,8 @@ class VAE(nn.Module):
 
 @torch.no_grad()
 def evaluate(vae, x, k=256, rows=16384):
-    """Per-point ELBO and importance-weighted log p(x), (n,) each, from the SAME k samples per point.
+    """Per-point ELBO and importance-weighted log p(x), (n,) each, from the SAME k samples per
+    point.
 
     Computed in chunks of about ``rows`` = k * points decoder rows. Returns a dict of numpy arrays.
     """
@@ -116,8 +143,19 @@ def evaluate(vae, x, k=256, rows=16384):
     return {"elbo": torch.cat(elbo).cpu().numpy(), "iw": torch.cat(iw).cpu().numpy()}
 
 
-def train_vae(vae, train, val=None, steps=3000, batch_size=100, lr=1e-3, val_every=100, val_k=16, progress=True):
-    """Maximise the ELBO (one sample of q per point) with Adam; keep the weights with the best validation ELBO.
+def train_vae(
+    vae,
+    train,
+    val=None,
+    steps=3000,
+    batch_size=100,
+    lr=1e-3,
+    val_every=100,
+    val_k=16,
+    progress=True,
+):
+    """Maximise the ELBO (one sample of q per point) with Adam; keep the weights with the best
+    validation ELBO.
 
     Stops on a non-finite loss like ``common.train`` (``NonFiniteLoss``, last finite weights kept).
     Returns a history dict: "loss" per step, "val" as (step, ELBO) pairs, "seconds".
@@ -137,7 +175,9 @@ def train_vae(vae, train, val=None, steps=3000, batch_size=100, lr=1e-3, val_eve
             history["val"].append((step, score))
             if score > best:
                 best, best_state = score, copy.deepcopy(vae.state_dict())
-        bar.update(step, elbo=-loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {}))
+        bar.update(
+            step, elbo=-loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {})
+        )
     if best_state is not None:
         vae.load_state_dict(best_state)
     vae.eval()
@@ -146,22 +186,43 @@ def train_vae(vae, train, val=None, steps=3000, batch_size=100, lr=1e-3, val_eve
 
 
 def parse_args(prog, description, argv=None, extra=()):
-    """The options both ``vae`` scripts share, plus ``extra`` (flag, argparse kwargs) pairs; ``--quick`` (or
+    """The options both ``vae`` scripts share, plus ``extra`` (flag, argparse kwargs) pairs;
+    ``--quick`` (or
     FLOWS_FAST=1) shrinks the run to seconds."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny run (seconds); also FLOWS_FAST=1")
-    parser.add_argument("--out", default=f"runs/{prog.split()[-1].replace('.', '_')}", help="directory for the table")
-    parser.add_argument("--seed", type=int, default=0, help="first seed; the runs use seed, seed + 1, ...")
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny run (seconds); also FLOWS_FAST=1"
+    )
+    parser.add_argument(
+        "--out",
+        default=f"runs/{prog.split()[-1].replace('.', '_')}",
+        help="directory for the table",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="first seed; the runs use seed, seed + 1, ..."
+    )
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds per posterior")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=5000, help="Adam steps per model (the same for every posterior)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=5000,
+        help="Adam steps per model (the same for every posterior)",
+    )
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--latent", type=int, default=8, help="size of z")
-    parser.add_argument("--hidden", type=int, default=128, help="width of the encoder's and decoder's 2 layers")
-    parser.add_argument("--context", type=int, default=32, help="size of h, the encoder's context for the flow")
-    parser.add_argument("--k", type=int, default=1024, help="importance samples per test point for log p(x)")
+    parser.add_argument(
+        "--hidden", type=int, default=128, help="width of the encoder's and decoder's 2 layers"
+    )
+    parser.add_argument(
+        "--context", type=int, default=32, help="size of h, the encoder's context for the flow"
+    )
+    parser.add_argument(
+        "--k", type=int, default=1024, help="importance samples per test point for log p(x)"
+    )
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
     args = parser.parse_args(argv)
@@ -174,20 +235,24 @@ def parse_args(prog, description, argv=None, extra=()):
 
 
 def compare(posteriors, args):
-    """Train a VAE per posterior and seed (same steps, batch, lr, seeds) and print a table of test ELBO and
-    importance-weighted log p(x) in nats, mean ± standard deviation over seeds.
+    """Train a VAE per posterior and seed (same steps, batch, lr, seeds) and print a table of test
+    ELBO and importance-weighted log p(x) in nats, mean ± standard deviation over seeds.
 
-    ``posteriors``: name -> None (diagonal Gaussian) or a function returning a fresh posterior Transform
-    that takes a context of size ``args.context``. Returns the rows as a list of dicts.
+    ``posteriors``: name -> None (diagonal Gaussian) or a function returning a fresh posterior
+    Transform that takes a context of size ``args.context``. Returns the rows as a list of dicts.
     """
     data = {name: x.to(args.device) for name, x in binarized_digits().items()}
     seeds = list(range(args.seed, args.seed + args.seeds))
-    print(f"Binarised 8x8 digits (pixel > 8): train {len(data['train'])}, val {len(data['val'])}, "
-          f"test {len(data['test'])}. VAE: latent {args.latent}, MLPs 2 x {args.hidden}, Bernoulli decoder.")
-    print(f"Each posterior: {args.steps} Adam steps (lr {args.lr}, batch {args.batch}), weights with the best "
-          f"validation ELBO kept, seeds {seeds}.\nTest ELBO and importance-weighted log p(x) (k = {args.k}) "
-          f"in nats per image, mean ± sd over seeds; gap = log p(x) - ELBO.\n")
-    header = "| posterior | test ELBO | test log p(x), k = {} | gap | parameters | s / run |".format(args.k)
+    print(
+        f"Binarised 8x8 digits (pixel > 8): train {len(data['train'])}, val {len(data['val'])}, "
+        f"test {len(data['test'])}. VAE: latent {args.latent}, MLPs 2 x {args.hidden}, Bernoulli decoder."
+    )
+    print(
+        f"Each posterior: {args.steps} Adam steps (lr {args.lr}, batch {args.batch}), weights with the best "
+        f"validation ELBO kept, seeds {seeds}.\nTest ELBO and importance-weighted log p(x) (k = {args.k}) "
+        f"in nats per image, mean ± sd over seeds; gap = log p(x) - ELBO.\n"
+    )
+    header = f"| posterior | test ELBO | test log p(x), k = {args.k} | gap | parameters | s / run |"
     print(header + "\n|---|---|---|---|---|---|", flush=True)
     rows = []
     for name, make in posteriors.items():
@@ -196,25 +261,44 @@ def compare(posteriors, args):
             print(f"  {name}, seed {seed}", file=sys.stderr)
             seed_everything(seed)
             flow = None if make is None else make()
-            vae = VAE(data["train"].shape[1], args.latent, (args.hidden, args.hidden),
-                      0 if flow is None else args.context, flow).to(args.device)
-            history = train_vae(vae, data["train"], data["val"], args.steps, args.batch, args.lr, progress=True)
+            vae = VAE(
+                data["train"].shape[1],
+                args.latent,
+                (args.hidden, args.hidden),
+                0 if flow is None else args.context,
+                flow,
+            ).to(args.device)
+            history = train_vae(
+                vae, data["train"], data["val"], args.steps, args.batch, args.lr, progress=True
+            )
             result = evaluate(vae, data["test"], k=args.k)
             elbos.append(result["elbo"].mean())
             iws.append(result["iw"].mean())
             seconds.append(history["seconds"])
         elbo, iw = torch.tensor(elbos, dtype=torch.float64), torch.tensor(iws, dtype=torch.float64)
         sd = (lambda t: t.std().item()) if len(seeds) > 1 else (lambda t: 0.0)
-        row = dict(posterior=name, elbo=elbo.mean().item(), elbo_sd=sd(elbo), iw=iw.mean().item(), iw_sd=sd(iw),
-                   gap=(iw - elbo).mean().item(), parameters=sum(p.numel() for p in vae.parameters()),
-                   seconds=sum(seconds) / len(seconds))
+        row = dict(
+            posterior=name,
+            elbo=elbo.mean().item(),
+            elbo_sd=sd(elbo),
+            iw=iw.mean().item(),
+            iw_sd=sd(iw),
+            gap=(iw - elbo).mean().item(),
+            parameters=sum(p.numel() for p in vae.parameters()),
+            seconds=sum(seconds) / len(seconds),
+        )
         rows.append(row)
-        print(f"| {name} | {row['elbo']:.2f} ± {row['elbo_sd']:.2f} | {row['iw']:.2f} ± {row['iw_sd']:.2f} | "
-              f"{row['gap']:.2f} | {row['parameters']:,} | {row['seconds']:.0f} |", flush=True)
+        print(
+            f"| {name} | {row['elbo']:.2f} ± {row['elbo_sd']:.2f} | {row['iw']:.2f} ± {row['iw_sd']:.2f} | "
+            f"{row['gap']:.2f} | {row['parameters']:,} | {row['seconds']:.0f} |",
+            flush=True,
+        )
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(header + "\n|---|---|---|---|---|---|\n")
         for r in rows:
-            f.write(f"| {r['posterior']} | {r['elbo']:.2f} ± {r['elbo_sd']:.2f} | {r['iw']:.2f} ± {r['iw_sd']:.2f} "
-                    f"| {r['gap']:.2f} | {r['parameters']:,} | {r['seconds']:.0f} |\n")
+            f.write(
+                f"| {r['posterior']} | {r['elbo']:.2f} ± {r['elbo_sd']:.2f} | {r['iw']:.2f} ± {r['iw_sd']:.2f} "
+                f"| {r['gap']:.2f} | {r['parameters']:,} | {r['seconds']:.0f} |\n"
+            )
     return rows

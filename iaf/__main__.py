@@ -1,10 +1,12 @@
-"""IAF experiments: reverse KL on 2-D energies, the FlowTorch forward-KL Gaussian, and sampling vs density cost.
+"""IAF experiments: reverse KL on 2-D energies, the FlowTorch forward-KL Gaussian, and sampling vs
+    density cost.
 
     python -m iaf                      # all three (a few minutes on 2 cores)
     python -m iaf --quick              # seconds (also: FLOWS_FAST=1)
     python -m iaf --example energies   # or gauss, or cost
 
-Every number is printed beside its ceiling: KL(q || p) >= 0 with log Z from quadrature; test NLL minus the
+Every number is printed beside its ceiling: KL(q || p) >= 0 with log Z from quadrature; test NLL
+    minus the
 exact entropy of N([5, 5], 0.5 I); wall-clock seconds for sampling against density at D = 2, 16, 64.
 """
 
@@ -22,7 +24,13 @@ from common.bench import seconds  # noqa: E402
 from common.metrics import nll_gap, reverse_kl  # noqa: E402
 from common.plot import flow_log_prob, plot_loss, show_density  # noqa: E402
 from common.targets import ENERGIES, get_target  # noqa: E402
-from common.train import demo_parser, parse_demo_args, seed_everything, train_forward_kl, train_reverse_kl  # noqa: E402
+from common.train import (  # noqa: E402
+    demo_parser,
+    parse_demo_args,
+    seed_everything,
+    train_forward_kl,
+    train_reverse_kl,
+)
 
 from .iaf import IAF  # noqa: E402
 
@@ -35,9 +43,13 @@ def energies(args):
     """Reverse KL (Rezende & Mohamed 2015, Sec. 6.1) on U1-U4 and the sine ring: what IAF is built for."""
     steps, n_eval = (200, 10_000) if args.quick else (args.steps, 100_000)
     anneal = f", beta_t = min(1, 0.01 + t / {args.anneal})" if args.anneal else ""
-    print(f"\n== Reverse KL: IAF(2, transforms=5, hidden=(64, 64)), {steps} steps, batch 256, Adam 1e-3{anneal} ==")
-    print("KL(q||p) = E_q[log q + U] + log Z >= 0, log Z by quadrature; U2-U4 confined to |z1| <= 4 by "
-          "0.5 (max(|z1| - 4, 0) / 0.1)^2")
+    print(
+        f"\n== Reverse KL: IAF(2, transforms=5, hidden=(64, 64)), {steps} steps, batch 256, Adam 1e-3{anneal} =="
+    )
+    print(
+        "KL(q||p) = E_q[log q + U] + log Z >= 0, log Z by quadrature; U2-U4 confined to |z1| <= 4 by "
+        "0.5 (max(|z1| - 4, 0) / 0.1)^2"
+    )
     fig, axes = plt.subplots(2, len(ENERGIES), figsize=(2.8 * len(ENERGIES), 5.8))
     rows = []
     for j, name in enumerate(ENERGIES):
@@ -48,41 +60,62 @@ def energies(args):
         result = reverse_kl(flow, energy, n=n_eval)
         rows.append((name, result["log_z"], result["kl"], result["stderr"], history["seconds"]))
         show_density(axes[0, j], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z")
-        show_density(axes[1, j], flow_log_prob(flow), energy.bounds, f"IAF, KL = {result['kl']:.3f}")
-    print(f"{'energy':<8}{'log Z':>9}{'KL(q||p)':>11}{'stderr':>9}{'train s':>9}   ceiling: KL = 0 "
-          f"({n_params(IAF(2))} parameters)")
+        show_density(
+            axes[1, j], flow_log_prob(flow), energy.bounds, f"IAF, KL = {result['kl']:.3f}"
+        )
+    print(
+        f"{'energy':<8}{'log Z':>9}{'KL(q||p)':>11}{'stderr':>9}{'train s':>9}   ceiling: KL = 0 "
+        f"({n_params(IAF(2))} parameters)"
+    )
     for name, log_z, kl, err, sec in rows:
         print(f"{name:<8}{log_z:>9.4f}{kl:>11.4f}{err:>9.4f}{sec:>9.1f}")
-    print("(reverse KL is mode-seeking: a q that covers one of U1's two lobes has KL >= log 2 = 0.693)")
+    print(
+        "(reverse KL is mode-seeking: a q that covers one of U1's two lobes has KL >= log 2 = 0.693)"
+    )
     fig.tight_layout()
     path = os.path.join(args.out, "energies.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    print(f"figure: {path} (top: true densities, bottom: learned q, whose log q costs D passes per step)")
+    print(
+        f"figure: {path} (top: true densities, bottom: learned q, whose log q costs D passes per step)"
+    )
 
 
 def gauss(args):
     """The FlowTorch tutorial: one affine autoregressive layer learns N([5, 5], 0.5 I) from samples."""
     steps = 300 if args.quick else args.gauss_steps
-    print(f"\n== Forward KL: one IAF step (after Alg. 1's diagonal start) on N([5, 5], 0.5 I), {steps} steps, "
-          f"batch 1000, Adam {args.gauss_lr} ==")
+    print(
+        f"\n== Forward KL: one IAF step (after Alg. 1's diagonal start) on N([5, 5], 0.5 I), {steps} steps, "
+        f"batch 1000, Adam {args.gauss_lr} =="
+    )
     seed_everything(args.seed)
     target = get_target("gauss")
     flow = IAF(2, transforms=1).to(args.device)
-    val = target.sample(10_000)  # keep the weights with the best validation NLL (Adam's last steps are noisy)
-    history = train_forward_kl(flow, target, steps, batch_size=1000, lr=args.gauss_lr, val=val,
-                               progress=not args.quiet)
+    val = target.sample(
+        10_000
+    )  # keep the weights with the best validation NLL (Adam's last steps are noisy)
+    history = train_forward_kl(
+        flow, target, steps, batch_size=1000, lr=args.gauss_lr, val=val, progress=not args.quiet
+    )
     r = nll_gap(flow, target, n=20_000 if args.quick else 100_000)
-    print(f"test NLL {r['nll']:.4f}   exact entropy {r['entropy']:.4f}   gap {r['gap']:+.4f} +- {r['stderr']:.4f} "
-          f"nats (ceiling: gap = 0){'   [--quick: not converged]' if args.quick else ''}")
+    print(
+        f"test NLL {r['nll']:.4f}   exact entropy {r['entropy']:.4f}   gap {r['gap']:+.4f} +- {r['stderr']:.4f} "
+        f"nats (ceiling: gap = 0){'   [--quick: not converged]' if args.quick else ''}"
+    )
     with torch.no_grad():
         x = flow.sample(100_000).double().cpu()
     mean, cov = x.mean(0), torch.cov(x.T)
     print(f"mean        learned [{mean[0]:.3f}, {mean[1]:.3f}]   true [5.000, 5.000]")
-    print(f"covariance  learned [[{cov[0, 0]:.3f}, {cov[0, 1]:.3f}], [{cov[1, 0]:.3f}, {cov[1, 1]:.3f}]]   "
-          "true [[0.500, 0.000], [0.000, 0.500]]   (from 100k samples, one pass each)")
+    print(
+        f"covariance  learned [[{cov[0, 0]:.3f}, {cov[0, 1]:.3f}], [{cov[1, 0]:.3f}, {cov[1, 1]:.3f}]]   "
+        "true [[0.500, 0.000], [0.000, 0.500]]   (from 100k samples, one pass each)"
+    )
     path = os.path.join(args.out, "gauss_loss.png")
-    plt.close(plot_loss(history, path, ylabel="NLL (nats)", reference=r["entropy"], reference_label="entropy"))
+    plt.close(
+        plot_loss(
+            history, path, ylabel="NLL (nats)", reference=r["entropy"], reference_label="entropy"
+        )
+    )
     print(f"figure: {path}")
 
 
@@ -90,9 +123,13 @@ def cost(args):
     """Seconds to draw n samples with their log q (one pass per step) against log_prob of n new points (D)."""
     n = 10_000 if args.quick else 100_000
     dims = (2, 16) if args.quick else (2, 16, 64)
-    print(f"\n== Cost: IAF(D, transforms=5, hidden=(64, 64)), {n} points, no gradients, "
-          f"{torch.get_num_threads()} threads ==")
-    print(f"{'D':>4}{'sample + log q (s)':>20}{'log_prob new (s)':>18}{'ratio':>8}   (expected ratio ~ D)")
+    print(
+        f"\n== Cost: IAF(D, transforms=5, hidden=(64, 64)), {n} points, no gradients, "
+        f"{torch.get_num_threads()} threads =="
+    )
+    print(
+        f"{'D':>4}{'sample + log q (s)':>20}{'log_prob new (s)':>18}{'ratio':>8}   (expected ratio ~ D)"
+    )
     rows = []
     for d in dims:
         seed_everything(args.seed)
@@ -107,7 +144,11 @@ def cost(args):
     ax.plot(ds, [r[1] for r in rows], "o-", label="sample + log q (1 pass / step)")
     ax.plot(ds, [r[2] for r in rows], "s-", label="log_prob of new points (D passes / step)")
     ax.set_xscale("log", base=2), ax.set_yscale("log")
-    ax.set_xlabel("D"), ax.set_ylabel(f"seconds for {n} points"), ax.set_title("IAF: sampling vs density")
+    (
+        ax.set_xlabel("D"),
+        ax.set_ylabel(f"seconds for {n} points"),
+        ax.set_title("IAF: sampling vs density"),
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(args.out, "cost.png")
@@ -119,10 +160,18 @@ def cost(args):
 def main():
     parser = demo_parser(__doc__, "iaf")
     parser.add_argument("--example", choices=("all", "energies", "gauss", "cost"), default="all")
-    parser.add_argument("--steps", type=int, default=2000, help="reverse-KL training steps per energy")
-    parser.add_argument("--anneal", type=int, default=None, help="reverse KL: beta_t = min(1, 0.01 + t / ANNEAL)")
-    parser.add_argument("--gauss-steps", type=int, default=3000, help="forward-KL steps for the Gaussian")
-    parser.add_argument("--gauss-lr", type=float, default=5e-3, help="Adam learning rate for the Gaussian")
+    parser.add_argument(
+        "--steps", type=int, default=2000, help="reverse-KL training steps per energy"
+    )
+    parser.add_argument(
+        "--anneal", type=int, default=None, help="reverse KL: beta_t = min(1, 0.01 + t / ANNEAL)"
+    )
+    parser.add_argument(
+        "--gauss-steps", type=int, default=3000, help="forward-KL steps for the Gaussian"
+    )
+    parser.add_argument(
+        "--gauss-lr", type=float, default=5e-3, help="Adam learning rate for the Gaussian"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parse_demo_args(parser)
     start = time.perf_counter()

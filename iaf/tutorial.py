@@ -14,11 +14,11 @@
 # %% [markdown]
 # # Inverse Autoregressive Flow
 #
-# Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, *Improved Variational Inference with Inverse
-# Autoregressive Flow*, NeurIPS 2016 ([arXiv:1606.04934](https://arxiv.org/abs/1606.04934)).
+# Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, *Improved Variational Inference with
+# Inverse Autoregressive Flow*, NeurIPS 2016 ([arXiv:1606.04934](https://arxiv.org/abs/1606.04934)).
 #
-# This notebook runs top to bottom in under a minute with `FLOWS_FAST=1`; without it, the training runs
-# are longer and the numbers better. The full experiments are `python -m iaf`.
+# This notebook runs top to bottom in under a minute with `FLOWS_FAST=1`; without it, the training
+# runs are longer and the numbers better. The full experiments are `python -m iaf`.
 
 # %%
 import time
@@ -47,7 +47,8 @@ seed_everything(0)
 #
 # $\log Z$ is a constant, so the loss is a Monte-Carlo average over **samples drawn from $q$**, of
 # **$\log q$ at those same samples**. With reparameterised samples $z = f(\varepsilon)$,
-# $\varepsilon \sim \mathcal N(0, I)$, the gradient goes through $f$. So VI needs two things to be cheap:
+# $\varepsilon \sim \mathcal N(0, I)$, the gradient goes through $f$. So VI needs two things to be
+# cheap:
 #
 # 1. drawing $z = f(\varepsilon)$, differentiably;
 # 2. $\log q(z)$ for the $z$ it just drew — never for an arbitrary new point.
@@ -59,9 +60,9 @@ seed_everything(0)
 #
 # ## 2. The IAF step and its gate
 #
-# Each step reads the previous sample $z$ (and a context $h$; in the paper, a feature vector from the
-# VAE's encoder), and an autoregressive network (MADE) outputs, for every dimension $i$, two numbers that
-# depend only on $z_{<i}$ and $h$ (Algorithm 1 of the paper):
+# Each step reads the previous sample $z$ (and a context $h$; in the paper, a feature vector from
+# the VAE's encoder), and an autoregressive network (MADE) outputs, for every dimension $i$, two
+# numbers that depend only on $z_{<i}$ and $h$ (Algorithm 1 of the paper):
 #
 # $$[m, s] = \mathrm{AutoregressiveNN}(z, h), \qquad \sigma = \mathrm{sigmoid}(s), \qquad
 #   z' = \sigma \odot z + (1 - \sigma) \odot m .$$
@@ -72,9 +73,10 @@ seed_everything(0)
 # $$\log\left|\det \frac{\partial z'}{\partial z}\right| = \sum_i \log \sigma_i .$$
 #
 # All $D$ outputs come from one pass of the network, because $m$ and $\sigma$ are functions of the
-# *input* $z$, which we have in full. The form $\sigma z + (1-\sigma) m$ is an LSTM-style update: the
-# gate $\sigma \in (0, 1)$ decides how much of $z$ to keep. Its bias is initialised at $+2$
-# ($\sigma \approx 0.88$), so each step starts close to the identity, and a deep chain trains stably.
+# *input* $z$, which we have in full. The form $\sigma z + (1-\sigma) m$ is an LSTM-style update:
+# the gate $\sigma \in (0, 1)$ decides how much of $z$ to keep. Its bias is initialised at $+2$
+# ($\sigma \approx 0.88$), so each step starts close to the identity, and a deep chain trains
+# stably.
 
 # %%
 layer = GatedAutoregressive(features=4, hidden_features=(32, 32))
@@ -88,29 +90,35 @@ print("sum log sigma =", layer(z[:1])[1].item(), " log|det J| =", torch.linalg.s
 # %% [markdown]
 # ## 3. IAF and MAF are one layer, run in opposite directions
 #
-# This repository's contract: a layer's `forward` maps **data to noise** (used by `log_prob`) and its
-# `inverse` maps **noise to data** (used by `rsample_and_log_prob`).
+# This repository's contract: a layer's `forward` maps **data to noise** (used by `log_prob`) and
+# its `inverse` maps **noise to data** (used by `rsample_and_log_prob`).
 #
 # `GatedAutoregressive.forward` is the one-pass map above. Read under the contract, that makes the
 # layer, as it stands, a **MAF** layer (Papamakarios et al. 2017): the density of a data point is
 # one pass, and a sample needs the inverse, which must recover $z_1, z_2, \dots$ one at a time:
 # $z_i = (z'_i - (1-\sigma_i) m_i) / \sigma_i$ needs $z_{<i}$ first, so $D$ passes.
 #
-# IAF is the same chain of layers wrapped in `Inverse`, which swaps the two methods: now *sampling* is
-# the one-pass map and the density of a **new** point is the $D$-pass recursion:
+# IAF is the same chain of layers wrapped in `Inverse`, which swaps the two methods: now *sampling*
+# is the one-pass map and the density of a **new** point is the $D$-pass recursion:
 #
 # ```python
-# steps = [DiagonalAffine(D), GatedAutoregressive(D, order=0..D-1), GatedAutoregressive(D, order=D-1..0), ...]
-# IAF = Flow(Inverse(Compose(*steps)))     # sampling: Compose.forward, one pass per step
+# steps = [DiagonalAffine(D), GatedAutoregressive(D, order=0..D-1), GatedAutoregressive(D,
+# order=D-1..0), ...] IAF = Flow(Inverse(Compose(*steps)))     # sampling: Compose.forward, one pass
+# per step
 # ```
 #
-# (`DiagonalAffine` is Algorithm 1's start, $z_0 = \mu_0 + \sigma_0 \odot \varepsilon$.) Let us count MADE
-# passes with a hook.
+# (`DiagonalAffine` is Algorithm 1's start, $z_0 = \mu_0 + \sigma_0 \odot \varepsilon$.) Let us
+# count MADE passes with a hook.
+
 
 # %%
 def count_made_passes(flow, fn):
     calls = []
-    hooks = [mod.register_forward_hook(lambda *a: calls.append(1)) for mod in flow.modules() if isinstance(mod, MADE)]
+    hooks = [
+        mod.register_forward_hook(lambda *a: calls.append(1))
+        for mod in flow.modules()
+        if isinstance(mod, MADE)
+    ]
     with torch.no_grad():
         fn()
     for h in hooks:
@@ -123,10 +131,20 @@ iaf = IAF(D, transforms=T)
 maf_reading = Flow(iaf.transform.transform, features=D)  # the same layers, not inverted
 x_new = torch.randn(100, D)
 print(f"D = {D}, {T} steps")
-print("IAF  sample + log q :", count_made_passes(iaf, lambda: iaf.rsample_and_log_prob(100)), "passes")
+print(
+    "IAF  sample + log q :", count_made_passes(iaf, lambda: iaf.rsample_and_log_prob(100)), "passes"
+)
 print("IAF  log_prob(new)  :", count_made_passes(iaf, lambda: iaf.log_prob(x_new)), "passes")
-print("MAF  log_prob(new)  :", count_made_passes(maf_reading, lambda: maf_reading.log_prob(x_new)), "passes")
-print("MAF  sample         :", count_made_passes(maf_reading, lambda: maf_reading.sample(100)), "passes")
+print(
+    "MAF  log_prob(new)  :",
+    count_made_passes(maf_reading, lambda: maf_reading.log_prob(x_new)),
+    "passes",
+)
+print(
+    "MAF  sample         :",
+    count_made_passes(maf_reading, lambda: maf_reading.sample(100)),
+    "passes",
+)
 
 # %% [markdown]
 # And in seconds (no gradients). The ratio grows like $D$: the price IAF pays for cheap sampling.
@@ -148,8 +166,8 @@ for d in (2, 16):
 # %% [markdown]
 # ## 4. Results: fitting 2-D energies by reverse KL
 #
-# The energies of Rezende & Mohamed (2015); $U_2$–$U_4$ are confined to $|z_1| \le 4$ so that they are
-# normalisable, and $\log Z$ is computed by quadrature, so the printed KL is the true divergence
+# The energies of Rezende & Mohamed (2015); $U_2$–$U_4$ are confined to $|z_1| \le 4$ so that they
+# are normalisable, and $\log Z$ is computed by quadrature, so the printed KL is the true divergence
 # (ceiling 0). Training uses only samples and their $\log q$: one pass per step.
 
 # %%
@@ -162,42 +180,48 @@ for j, name in enumerate(names):
     flow = IAF(2)
     train_reverse_kl(flow, energy, steps, progress=False)
     kl = reverse_kl(flow, energy, n=5_000 if FAST else 100_000)
-    print(f"{name:>5}: KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats (log Z = {kl['log_z']:.3f})")
-    show_density(axes[0, j], energy.log_prob, energy.bounds, f"{name}: target", n=80 if FAST else 150)
+    print(
+        f"{name:>5}: KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats (log Z = {kl['log_z']:.3f})"
+    )
+    show_density(
+        axes[0, j], energy.log_prob, energy.bounds, f"{name}: target", n=80 if FAST else 150
+    )
     show_density(axes[1, j], flow_log_prob(flow), energy.bounds, "IAF", n=80 if FAST else 150)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # In the fast mode above the fit has barely started. With 2000 steps (`python -m iaf`, seed 0) the
-# KL is about 0.09 nats on $U_2$, 0.28 on $U_3$, 0.38 on $U_4$ and 0.19 on the sine ring: better than
-# normflows' planar flows at the same budget (0.2–0.9 in `shared/reference/peers.md`), short of an inverted
-# spline flow (0.02–0.08). On $U_1$ it is 0.76: reverse KL is *mode-seeking*, and $q$ settled on one
-# of the two symmetric lobes, which alone costs $\log 2 \approx 0.69$ nats. An affine step moves
-# mass only by shifting and shrinking each conditional, so splitting one Gaussian into two lobes is hard.
+# KL is about 0.09 nats on $U_2$, 0.28 on $U_3$, 0.38 on $U_4$ and 0.19 on the sine ring: better
+# than normflows' planar flows at the same budget (0.2–0.9 in `shared/reference/peers.md`), short of
+# an inverted spline flow (0.02–0.08). On $U_1$ it is 0.76: reverse KL is *mode-seeking*, and $q$
+# settled on one of the two symmetric lobes, which alone costs $\log 2 \approx 0.69$ nats. An affine
+# step moves mass only by shifting and shrinking each conditional, so splitting one Gaussian into
+# two lobes is hard.
 #
 # The forward-KL example (`python -m iaf --example gauss`) goes the other way: it *trains by
-# density* on samples of $\mathcal N([5, 5], 0.5 I)$, paying $D$ passes per step, and reaches the exact
-# entropy within noise (gap 0.004 ± 0.003 nats).
+# density* on samples of $\mathcal N([5, 5], 0.5 I)$, paying $D$ passes per step, and reaches the
+# exact entropy within noise (gap 0.004 ± 0.003 nats).
 #
 # **Take-aways.** IAF is a MAF run backwards. Choose the direction by what the objective evaluates:
 # samples and their own $\log q$ (variational inference, IAF) or the density of given data (density
-# estimation, MAF). The gate $\sigma\,z + (1-\sigma)\,m$ with $\sigma$ started near 1 is what lets many
-# steps be stacked stably in the paper's VAE.
+# estimation, MAF). The gate $\sigma\,z + (1-\sigma)\,m$ with $\sigma$ started near 1 is what lets
+# many steps be stacked stably in the paper's VAE.
 
 
 # %% [markdown]
 # ## Amortised inference: IAF as the posterior of a VAE (Sec. 3 and 5, Figure 2)
 #
-# The paper builds IAF for one job: the approximate posterior $q(z \mid x)$ of a variational autoencoder. The
-# encoder reads $x$ and outputs $\mu, \sigma$ and an extra context vector $h$; then every IAF step sees $h$
-# in its MADE, $[m_t, s_t] = \mathrm{AutoregressiveNN}_t(z_{t-1}, h)$ (Figure 2), so the flow is different
-# for every data point without one network per point (*amortised* inference). In this repository that is just
-# `IAF(D, T, context=C)` run in its sampling direction with $h$ as the context: one MADE pass per step, and
-# $\log q(z_T \mid x) = \log \mathcal N(z_0; \mu, \sigma^2) - \sum_t \sum_i \log \sigma_{t,i}$ comes for free. The
-# model is trained by the ELBO and scored by the importance-weighted estimate
-# $\log p(x) \ge \log \frac1k \sum_j p(x, z_j) / q(z_j \mid x)$ (the paper uses $k = 128$), on scikit-learn's
-# 8x8 digits binarised at pixel > 8 with a Bernoulli decoder (`common/vae.py`).
+# The paper builds IAF for one job: the approximate posterior $q(z \mid x)$ of a variational
+# autoencoder. The encoder reads $x$ and outputs $\mu, \sigma$ and an extra context vector $h$; then
+# every IAF step sees $h$ in its MADE, $[m_t, s_t] = \mathrm{AutoregressiveNN}_t(z_{t-1}, h)$
+# (Figure 2), so the flow is different for every data point without one network per point
+# (*amortised* inference). In this repository that is just `IAF(D, T, context=C)` run in its
+# sampling direction with $h$ as the context: one MADE pass per step, and $\log q(z_T \mid x) = \log
+# \mathcal N(z_0; \mu, \sigma^2) - \sum_t \sum_i \log \sigma_{t,i}$ comes for free. The model is
+# trained by the ELBO and scored by the importance-weighted estimate $\log p(x) \ge \log \frac1k
+# \sum_j p(x, z_j) / q(z_j \mid x)$ (the paper uses $k = 128$), on scikit-learn's 8x8 digits
+# binarised at pixel > 8 with a Bernoulli decoder (`common/vae.py`).
 
 # %%
 from common.vae import VAE, binarized_digits, evaluate, train_vae
@@ -212,13 +236,16 @@ for name, T in (("diagonal Gaussian", 0), ("IAF, 2 steps", 2)):
     train_vae(vae, digits["train"], digits["val"], steps=VAE_STEPS, progress=False)
     result = evaluate(vae, digits["test"], k=256)
     elbo, iw = result["elbo"].mean(), result["iw"].mean()
-    print(f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), gap {iw - elbo:.2f}")
+    print(
+        f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), gap {iw - elbo:.2f}"
+    )
 
 # %% [markdown]
-# The gap $\log p(x) - \text{ELBO}$ measures how far $q$ is from the true posterior (up to the estimate's own
-# bias); IAF should shrink it and raise the ELBO. In the fast mode (300 steps) the models have barely started.
-# With 5000 steps, `python -m iaf.vae` (diagonal Gaussian and IAF with 1, 2 and 4 steps, three seeds each) finds
-# the test ELBO rising from -18.14 to about -17.95 nats and the gap falling from 1.06 to 0.88 nats, while
-# log p(x) stays within the seed-to-seed spread; the README puts the table beside the paper's MNIST numbers
-# ($-81.08$ nats for the diagonal Gaussian, $-79.10$ for the largest IAF). On 8x8 digits the absolute values
-# are of course different, so only the direction of the change can be compared.
+# The gap $\log p(x) - \text{ELBO}$ measures how far $q$ is from the true posterior (up to the
+# estimate's own bias); IAF should shrink it and raise the ELBO. In the fast mode (300 steps) the
+# models have barely started. With 5000 steps, `python -m iaf.vae` (diagonal Gaussian and IAF with
+# 1, 2 and 4 steps, three seeds each) finds the test ELBO rising from -18.14 to about -17.95 nats
+# and the gap falling from 1.06 to 0.88 nats, while log p(x) stays within the seed-to-seed spread;
+# the README puts the table beside the paper's MNIST numbers ($-81.08$ nats for the diagonal
+# Gaussian, $-79.10$ for the largest IAF). On 8x8 digits the absolute values are of course
+# different, so only the direction of the change can be compared.

@@ -1,4 +1,5 @@
-"""Masked Autoregressive Flow (Papamakarios et al. 2017): ``MAF(features, transforms, hidden_features, context,
+"""Masked Autoregressive Flow (Papamakarios et al. 2017): ``MAF(features, transforms,
+hidden_features, context,
 batch_norm)``."""
 
 from .maf import MAF, BatchNorm, MAFLayer, set_batch_norm_stats

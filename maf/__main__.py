@@ -1,11 +1,13 @@
 """Experiments of Papamakarios et al. (2017), Masked Autoregressive Flow.
 
-    python -m maf                  # Figure 1: one MADE with the unfavourable order fails, MAF with 5 layers fits
-    python -m maf --target moons   # a 5-layer MAF on any sample-based target of common/targets.py
-    python -m maf --data digits    # 8x8 digits: MAF and a class-conditional MAF, test NLL and bits/dim
-    python -m maf --quick          # any of the above in seconds (also: FLOWS_FAST=1)
+    python -m maf                  # Figure 1: one MADE with the unfavourable order fails, MAF with
+    5 layers fits python -m maf --target moons   # a 5-layer MAF on any sample-based target of
+    common/targets.py python -m maf --data digits    # 8x8 digits: MAF and a class-conditional MAF,
+    test NLL and bits/dim python -m maf --quick          # any of the above in seconds (also:
+    FLOWS_FAST=1)
 
-Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target (>= 0, it is
+Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target (>=
+    0, it is
 KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit Jacobian included).
 """
 
@@ -27,10 +29,11 @@ from maf import MAF, MAFLayer, set_batch_norm_stats
 
 
 class Figure1Target:
-    """The target of the paper's Figure 1: p(x1, x2) = N(x2 | 0, 4) N(x1 | x2^2 / 4, 1) (4 is a variance).
+    """The target of the paper's Figure 1: p(x1, x2) = N(x2 | 0, 4) N(x1 | x2^2 / 4, 1) (4 is a
+    variance).
 
-    Its entropy is exact: H = H(x2) + E[H(x1 | x2)] = 0.5 log(2 pi e 4) + 0.5 log(2 pi e) = log(2 pi e) + log 2.
-    Same interface as the sample-based targets of common/targets.py.
+    Its entropy is exact: H = H(x2) + E[H(x1 | x2)] = 0.5 log(2 pi e 4) + 0.5 log(2 pi e) = log(2 pi
+    e) + log 2. Same interface as the sample-based targets of common/targets.py.
     """
 
     name, dim, bounds = "figure1", 2, (-6.0, 10.0)
@@ -57,8 +60,10 @@ def fit(flow, target, args, label):
     flow.to(args.device)
     history = train_forward_kl(flow, target, steps=args.steps, batch_size=512, lr=1e-3)
     result = nll_gap(flow, target, n=args.n_test)
-    print(f"  {label:<38} {parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
-          f"{result['gap']:8.4f}  {history['seconds']:6.1f}")
+    print(
+        f"  {label:<38} {parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
+        f"{result['gap']:8.4f}  {history['seconds']:6.1f}"
+    )
     return history, result
 
 
@@ -69,8 +74,9 @@ def header(target):
 
 
 def figure1(args):
-    """Figure 1: a MADE with Gaussian conditionals (= a 1-layer MAF) learns x1 first, whose marginal is not
-    Gaussian, and fails; reading the same data in the other order it would succeed; a 5-layer MAF, every layer
+    """Figure 1: a MADE with Gaussian conditionals (= a 1-layer MAF) learns x1 first, whose marginal
+    is not Gaussian, and fails; reading the same data in the other order it would succeed; a 5-layer
+    MAF, every layer
     with the same kind of Gaussian conditionals, fits the target in the unfavourable order too."""
     target = Figure1Target()
     header(target)
@@ -81,11 +87,16 @@ def figure1(args):
     }
     for label, flow in models.items():
         fit(flow, target, args, label)
-    made, maf = models["MADE, order x1 -> x2 (unfavourable)"], models["MAF 5 layers, first order x1 -> x2"]
+    made, maf = (
+        models["MADE, order x1 -> x2 (unfavourable)"],
+        models["MAF 5 layers, first order x1 -> x2"],
+    )
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
     plot.show_density(axes[0], target.log_prob, target.bounds, "target")
     plot.show_density(axes[1], plot.flow_log_prob(made), target.bounds, "MADE, x1 first")
-    with torch.no_grad():  # the random numbers u the MADE would need to generate the data: not N(0, I)
+    with (
+        torch.no_grad()
+    ):  # the random numbers u the MADE would need to generate the data: not N(0, I)
         u, _ = made.transform(target.sample(2000).to(args.device))
     axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
     axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
@@ -99,8 +110,16 @@ def on_target(args):
     header(target)
     flow = MAF(2, transforms=5)
     history, _ = fit(flow, target, args, "MAF 5 layers, MADE 2 x 64")
-    plot.plot_density_comparison(flow, target, os.path.join(args.out, f"{target.name}.png"), title=target.name)
-    plot.plot_loss(history, os.path.join(args.out, f"{target.name}_loss.png"), "NLL (nats)", target.entropy()[0], "H")
+    plot.plot_density_comparison(
+        flow, target, os.path.join(args.out, f"{target.name}.png"), title=target.name
+    )
+    plot.plot_loss(
+        history,
+        os.path.join(args.out, f"{target.name}_loss.png"),
+        "NLL (nats)",
+        target.entropy()[0],
+        "H",
+    )
     print(f"  figures: {args.out}/{target.name}.png, {target.name}_loss.png")
 
 
@@ -121,55 +140,104 @@ def digits(args):
     split = load_digits_split(args.seed)
     onehot = {k: F.one_hot(split[f"{k}_labels"], 10).float() for k in ("train", "val", "test")}
     gen = torch.Generator().manual_seed(args.seed)
-    test = dequantize(split["test"], gen)  # one fixed dequantisation of the test set for every model
-    print(f"8x8 digits: {len(split['train'])} train / {len(split['val'])} val / {len(test)} test images, "
-          f"{LEVELS} grey levels; MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm")
-    print("  bits/dim = (NLL + 64 log 17) / (64 log 2): the density of the integer pixels (dequantisation bound);"
-          " 4.09 = uniform over the 17 levels")
-    print(f"  {'model':<44} {'params':>7}  {'test NLL (nats)':>17}  {'bits/dim':>8}  {'train s':>6}")
+    test = dequantize(
+        split["test"], gen
+    )  # one fixed dequantisation of the test set for every model
+    print(
+        f"8x8 digits: {len(split['train'])} train / {len(split['val'])} val / {len(test)} test images, "
+        f"{LEVELS} grey levels; MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm"
+    )
+    print(
+        "  bits/dim = (NLL + 64 log 17) / (64 log 2): the density of the integer pixels (dequantisation bound);"
+        " 4.09 = uniform over the 17 levels"
+    )
+    print(
+        f"  {'model':<44} {'params':>7}  {'test NLL (nats)':>17}  {'bits/dim':>8}  {'train s':>6}"
+    )
     results = {}
     for label, context in (("MAF, log p(x)", 0), ("conditional MAF, log p(x | y)", 10)):
         flow = digits_flow(context, args)
         c = onehot["train"] if context else None
-        history = train_forward_kl(flow, split["train"], steps=args.steps, batch_size=args.batch_size, lr=1e-3,
-                                   context=c, val=split["val"], val_context=onehot["val"] if context else None,
-                                   preprocess=dequantize)
-        set_batch_norm_stats(flow, dequantize(split["train"], gen), c)  # Appendix B: whole training set
+        history = train_forward_kl(
+            flow,
+            split["train"],
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=1e-3,
+            context=c,
+            val=split["val"],
+            val_context=onehot["val"] if context else None,
+            preprocess=dequantize,
+        )
+        set_batch_norm_stats(
+            flow, dequantize(split["train"], gen), c
+        )  # Appendix B: whole training set
         nll, se = dataset_nll(flow, test, onehot["test"] if context else None)
-        print(f"  {label:<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  {bits_per_dim(nll):8.3f}  "
-              f"{history['seconds']:6.1f}")
+        print(
+            f"  {label:<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  {bits_per_dim(nll):8.3f}  "
+            f"{history['seconds']:6.1f}"
+        )
         results[label] = flow
-        plot.plot_loss(history, os.path.join(args.out, f"digits_{'conditional' if context else 'maf'}_loss.png"),
-                       "NLL (nats)")
-    # log p(x) of the conditional model: sum over the classes, log sum_y p(y) p(x | y), p(y) = training frequencies
+        plot.plot_loss(
+            history,
+            os.path.join(args.out, f"digits_{'conditional' if context else 'maf'}_loss.png"),
+            "NLL (nats)",
+        )
+    # log p(x) of the conditional model: sum over the classes, log sum_y p(y) p(x | y), p(y) =
+    # training frequencies
     flow = results["conditional MAF, log p(x | y)"]
-    log_prior = torch.log(torch.bincount(split["train_labels"], minlength=10).float() / len(split["train"]))
+    log_prior = torch.log(
+        torch.bincount(split["train_labels"], minlength=10).float() / len(split["train"])
+    )
     with torch.no_grad():
-        per_class = torch.stack([dataset_log_prob(flow, test, F.one_hot(torch.full((len(test),), y), 10).float())
-                                 for y in range(10)], -1)
+        per_class = torch.stack(
+            [
+                dataset_log_prob(flow, test, F.one_hot(torch.full((len(test),), y), 10).float())
+                for y in range(10)
+            ],
+            -1,
+        )
         log_px = torch.logsumexp(per_class + log_prior, -1)
     nll = -log_px.mean().item()
     se = log_px.std().item() / math.sqrt(len(test))
-    print(f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
-          f"{bits_per_dim(nll):8.3f}")
-    print("  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size: a paper folder does not "
-          "import another, so that comparison is made by `python -m benchmarks --only digits`)")
+    print(
+        f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
+        f"{bits_per_dim(nll):8.3f}"
+    )
+    print(
+        "  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size: a paper folder does not "
+        "import another, so that comparison is made by `python -m benchmarks --only digits`)"
+    )
     with torch.no_grad():
         labels = torch.arange(10).repeat_interleave(10)
         samples = flow.sample(100, F.one_hot(labels, 10).float().to(args.device))
-    plot.plot_image_grid(samples, os.path.join(args.out, "digits_conditional_samples.png"), rows=10,
-                         title="conditional MAF: 10 samples per class (rows 0-9)", row_labels=list(range(10)))
-    plot.plot_image_grid(results["MAF, log p(x)"].sample(100), os.path.join(args.out, "digits_samples.png"),
-                         rows=10, title="MAF samples")
+    plot.plot_image_grid(
+        samples,
+        os.path.join(args.out, "digits_conditional_samples.png"),
+        rows=10,
+        title="conditional MAF: 10 samples per class (rows 0-9)",
+        row_labels=list(range(10)),
+    )
+    plot.plot_image_grid(
+        results["MAF, log p(x)"].sample(100),
+        os.path.join(args.out, "digits_samples.png"),
+        rows=10,
+        title="MAF samples",
+    )
     print(f"  figures: {args.out}/digits_samples.png, digits_conditional_samples.png")
 
 
 def main():
     parser = demo_parser(__doc__, "maf")
-    parser.add_argument("--target", choices=SAMPLE_TARGETS, help="train a 5-layer MAF on this target")
+    parser.add_argument(
+        "--target", choices=SAMPLE_TARGETS, help="train a 5-layer MAF on this target"
+    )
     parser.add_argument("--data", choices=["digits"], help="train on 8x8 digits instead")
-    parser.add_argument("--steps", type=int,
-                        help="training steps per model (default 2000; digits 1000, it overfits after ~600)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="training steps per model (default 2000; digits 1000, it overfits after ~600)",
+    )
     args = parse_demo_args(parser)
     args.steps = args.steps or (100 if args.quick else 1000 if args.data else 2000)
     args.n_test = 10_000 if args.quick else 100_000

@@ -17,19 +17,18 @@
 # Papamakarios, Pavlakou & Murray, *Masked Autoregressive Flow for Density Estimation*, NeurIPS 2017
 # ([arXiv:1705.07057](https://arxiv.org/abs/1705.07057)). The code is in `maf/maf.py`.
 #
-# **Autoregressive densities.** Any density factorises by the chain rule,
-# $p(x) = \prod_i p(x_i \mid x_{<i})$. Choose Gaussian conditionals,
-# $p(x_i \mid x_{<i}) = \mathcal N\big(x_i \mid \mu_i, (e^{\alpha_i})^2\big)$ with
-# $\mu_i = f_{\mu_i}(x_{<i})$, $\alpha_i = f_{\alpha_i}(x_{<i})$ (Eq. 2). To *sample*, draw
-# $u \sim \mathcal N(0, I)$ and set $x_i = u_i e^{\alpha_i} + \mu_i$ one variable after the other (Eq. 3).
-# Read backwards, the noise that produced a point is
+# **Autoregressive densities.** Any density factorises by the chain rule, $p(x) = \prod_i p(x_i \mid
+# x_{<i})$. Choose Gaussian conditionals, $p(x_i \mid x_{<i}) = \mathcal N\big(x_i \mid \mu_i,
+# (e^{\alpha_i})^2\big)$ with $\mu_i = f_{\mu_i}(x_{<i})$, $\alpha_i = f_{\alpha_i}(x_{<i})$ (Eq.
+# 2). To *sample*, draw $u \sim \mathcal N(0, I)$ and set $x_i = u_i e^{\alpha_i} + \mu_i$ one
+# variable after the other (Eq. 3). Read backwards, the noise that produced a point is
 #
 # $$u_i = (x_i - \mu_i)\, e^{-\alpha_i} \qquad \text{(Eq. 4)},$$
 #
-# so the autoregressive model *is* a normalizing flow $x \mapsto u$, with
-# $\log p(x) = \log \mathcal N(u; 0, I) - \sum_i \alpha_i$ (Eq. 5). If the model is good, the $u$ of the data
-# look like $\mathcal N(0, I)$. If they do not, model them with another autoregressive model, and so on:
-# that stack is MAF.
+# so the autoregressive model *is* a normalizing flow $x \mapsto u$, with $\log p(x) = \log \mathcal
+# N(u; 0, I) - \sum_i \alpha_i$ (Eq. 5). If the model is good, the $u$ of the data look like
+# $\mathcal N(0, I)$. If they do not, model them with another autoregressive model, and so on: that
+# stack is MAF.
 
 # %%
 import time
@@ -52,17 +51,20 @@ FAST = fast_mode()
 # %% [markdown]
 # ## MADE: all conditionals in one network pass
 #
-# $f_\mu, f_\alpha$ must not look at $x_i$ or later variables. MADE (Germain et al. 2015) gets this from an
-# ordinary MLP by multiplying its weights with 0/1 masks: input $j$ has degree $j$ (its position in the
-# order), each hidden unit a degree in $[1, D-1]$, a hidden unit may see units of degree $\le$ its own, and
-# output $i$ only units of degree $<i$ (strict). Here are the masks of a MADE with $D = 4$ and two hidden
-# layers of 8 units (white = connection), and their product: which input can reach which output.
+# $f_\mu, f_\alpha$ must not look at $x_i$ or later variables. MADE (Germain et al. 2015) gets this
+# from an ordinary MLP by multiplying its weights with 0/1 masks: input $j$ has degree $j$ (its
+# position in the order), each hidden unit a degree in $[1, D-1]$, a hidden unit may see units of
+# degree $\le$ its own, and output $i$ only units of degree $<i$ (strict). Here are the masks of a
+# MADE with $D = 4$ and two hidden layers of 8 units (white = connection), and their product: which
+# input can reach which output.
 
 # %%
 made = MADE(4, params=1, hidden_features=(8, 8))
 masks = [m.mask for m in made.net if hasattr(m, "mask")]
 fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-for ax, mask, title in zip(axes, masks, ["input -> hidden 1", "hidden 1 -> hidden 2", "hidden 2 -> output"]):
+for ax, mask, title in zip(
+    axes, masks, ["input -> hidden 1", "hidden 1 -> hidden 2", "hidden 2 -> output"], strict=False
+):
     ax.imshow(mask, cmap="gray", vmin=0, vmax=1)
     ax.set(title=title, xlabel="from", ylabel="to")
 reach = (masks[2] @ masks[1] @ masks[0]) > 0
@@ -72,16 +74,16 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Strictly lower triangular: output $i$ sees exactly $x_{<i}$. So **one** pass of MADE on a data point
-# gives every $\mu_i, \alpha_i$ at once.
+# Strictly lower triangular: output $i$ sees exactly $x_{<i}$. So **one** pass of MADE on a data
+# point gives every $\mu_i, \alpha_i$ at once.
 #
 # ## Why the Jacobian is triangular
 #
-# $u_i$ depends on $x_i$ (through $x_i - \mu_i$) and on $x_{<i}$ (through $\mu_i, \alpha_i$), never on later
-# variables. So $\partial u / \partial x$ is lower triangular *in the layer's order*, with diagonal
-# $\partial u_i / \partial x_i = e^{-\alpha_i}$, and its log-determinant is just $-\sum_i \alpha_i$: no
-# $O(D^3)$ determinant. Autograd confirms it for a layer whose order is a random permutation (rows and
-# columns sorted by that order):
+# $u_i$ depends on $x_i$ (through $x_i - \mu_i$) and on $x_{<i}$ (through $\mu_i, \alpha_i$), never
+# on later variables. So $\partial u / \partial x$ is lower triangular *in the layer's order*, with
+# diagonal $\partial u_i / \partial x_i = e^{-\alpha_i}$, and its log-determinant is just $-\sum_i
+# \alpha_i$: no $O(D^3)$ determinant. Autograd confirms it for a layer whose order is a random
+# permutation (rows and columns sorted by that order):
 
 # %%
 D = 5
@@ -101,14 +103,14 @@ print(f"slogdet(J) = {torch.linalg.slogdet(J)[1].item():.6f},  -sum(alpha) = {la
 # ## Density in one pass, sampling in D passes
 #
 # `forward` (data $\to$ noise, Eq. 4) has all of $x$, so one MADE pass gives every $u_i$. `inverse`
-# (noise $\to$ data, Eq. 3) must produce $x_i$ before it can compute $\mu_{i+1}, \alpha_{i+1}$: pass $k$
-# fixes the $k$-th variable, $D$ passes in all.
+# (noise $\to$ data, Eq. 3) must produce $x_i$ before it can compute $\mu_{i+1}, \alpha_{i+1}$: pass
+# $k$ fixes the $k$-th variable, $D$ passes in all.
 #
-# **MAF and IAF are the same layer used in two directions.** IAF (Kingma et al. 2016) samples with Eq. 4's
-# shape: $x = (u - \mu(u)) e^{-\alpha(u)}$, the conditioner reading the *noise*. That is
-# `Inverse(MAFLayer)`: its sampling direction is the one-pass map, and the density of a new point costs $D$
-# passes. MAF is for density estimation (fast `log_prob`, training on data); IAF for variational inference
-# (fast samples whose density is known, but slow density of outside points).
+# **MAF and IAF are the same layer used in two directions.** IAF (Kingma et al. 2016) samples with
+# Eq. 4's shape: $x = (u - \mu(u)) e^{-\alpha(u)}$, the conditioner reading the *noise*. That is
+# `Inverse(MAFLayer)`: its sampling direction is the one-pass map, and the density of a new point
+# costs $D$ passes. MAF is for density estimation (fast `log_prob`, training on data); IAF for
+# variational inference (fast samples whose density is known, but slow density of outside points).
 
 # %%
 D = 32
@@ -124,18 +126,23 @@ def timed(fn):
 
 
 print(f"D = {D}, 2000 points       density (forward)   sampling (inverse)")
-print(f"MAF layer           {timed(lambda: maf_layer(z)):12.1f} ms {timed(lambda: maf_layer.inverse(z)):14.1f} ms")
-print(f"IAF = Inverse(MAF)  {timed(lambda: iaf_layer(z)):12.1f} ms {timed(lambda: iaf_layer.inverse(z)):14.1f} ms")
+print(
+    f"MAF layer           {timed(lambda: maf_layer(z)):12.1f} ms {timed(lambda: maf_layer.inverse(z)):14.1f} ms"
+)
+print(
+    f"IAF = Inverse(MAF)  {timed(lambda: iaf_layer(z)):12.1f} ms {timed(lambda: iaf_layer.inverse(z)):14.1f} ms"
+)
 
 # %% [markdown]
 # ## Figure 1: a single MADE fails where MAF fits
 #
-# The target $p(x_1, x_2) = \mathcal N(x_2 \mid 0, 4)\, \mathcal N(x_1 \mid x_2^2/4, 1)$ is *exactly*
-# autoregressive with Gaussian conditionals in the order $x_2 \to x_1$. In the order $x_1 \to x_2$, a MADE must
-# model $p(x_1)$ with one Gaussian, but that marginal is skewed, so the fit fails. The noise $u$ it needs to
-# explain the data is then visibly not $\mathcal N(0, I)$. A MAF of 5 such layers, starting in the same
-# unfavourable order, models that noise with the next layers and fits. Its exact entropy is
-# $H = \log(2\pi e) + \log 2 = 3.5310$ nats, so the test NLL minus $H$ is the KL divergence left.
+# The target $p(x_1, x_2) = \mathcal N(x_2 \mid 0, 4)\, \mathcal N(x_1 \mid x_2^2/4, 1)$ is
+# *exactly* autoregressive with Gaussian conditionals in the order $x_2 \to x_1$. In the order $x_1
+# \to x_2$, a MADE must model $p(x_1)$ with one Gaussian, but that marginal is skewed, so the fit
+# fails. The noise $u$ it needs to explain the data is then visibly not $\mathcal N(0, I)$. A MAF of
+# 5 such layers, starting in the same unfavourable order, models that noise with the next layers and
+# fits. Its exact entropy is $H = \log(2\pi e) + \log 2 = 3.5310$ nats, so the test NLL minus $H$ is
+# the KL divergence left.
 
 # %%
 target = Figure1Target()
@@ -148,35 +155,46 @@ for name, flow in models.items():
 
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
 plot.show_density(axes[0], target.log_prob, target.bounds, "target")
-plot.show_density(axes[1], plot.flow_log_prob(models["MADE, x1 first"]), target.bounds, "MADE, x1 first")
+plot.show_density(
+    axes[1], plot.flow_log_prob(models["MADE, x1 first"]), target.bounds, "MADE, x1 first"
+)
 with torch.no_grad():
     u, _ = models["MADE, x1 first"].transform(target.sample(2000))
 axes[2].scatter(*u.T, s=1, alpha=0.4)
 axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="the MADE's u of the data", aspect="equal")
-plot.show_density(axes[3], plot.flow_log_prob(models["MAF, 5 layers"]), target.bounds, "MAF, 5 layers")
+plot.show_density(
+    axes[3], plot.flow_log_prob(models["MAF, 5 layers"]), target.bounds, "MAF, 5 layers"
+)
 plt.show()
 
 # %% [markdown]
 # ## Batch normalisation as a flow layer
 #
-# Between MADEs the paper puts a batch-norm layer, itself a bijection (appendix):
-# $u = (x - m)(v + \epsilon)^{-1/2} e^{\gamma} + \beta$, $\log|\det| = \sum_i \gamma_i - \tfrac12 \log(v_i + \epsilon)$.
-# While training, $m, v$ are the minibatch mean and variance; at test time they are the statistics of the
-# **whole training set** (`set_batch_norm_stats`). Evaluated on the training set, the model in evaluation
-# mode then agrees exactly with training mode on one batch holding all of it. The inverse needs fixed
-# statistics, so it works only in evaluation mode.
+# Between MADEs the paper puts a batch-norm layer, itself a bijection (appendix): $u = (x - m)(v +
+# \epsilon)^{-1/2} e^{\gamma} + \beta$, $\log|\det| = \sum_i \gamma_i - \tfrac12 \log(v_i +
+# \epsilon)$. While training, $m, v$ are the minibatch mean and variance; at test time they are the
+# statistics of the **whole training set** (`set_batch_norm_stats`). Evaluated on the training set,
+# the model in evaluation mode then agrees exactly with training mode on one batch holding all of
+# it. The inverse needs fixed statistics, so it works only in evaluation mode.
 
 # %%
 flow = MAF(2, transforms=3, batch_norm=True)
 data = target.sample(5000)
 train_mode = flow.train().log_prob(data)
 set_batch_norm_stats(flow, data)
-print("max |train-mode - eval-mode| log p on the data set:", (flow.log_prob(data) - train_mode).abs().max().item())
+print(
+    "max |train-mode - eval-mode| log p on the data set:",
+    (flow.log_prob(data) - train_mode).abs().max().item(),
+)
 try:
     flow.train().sample(3)
 except RuntimeError as error:
     print("sampling in training mode:", str(error)[:80], "...")
-print("in eval mode:", flow.eval().sample(3).shape, [type(t).__name__ for t in flow.transform.transforms])
+print(
+    "in eval mode:",
+    flow.eval().sample(3).shape,
+    [type(t).__name__ for t in flow.transform.transforms],
+)
 
 # %% [markdown]
 # ## Results
@@ -197,13 +215,14 @@ print("in eval mode:", flow.eval().sample(3).shape, [type(t).__name__ for t in f
 # | conditional MAF, $\log p(x \mid y)$ | 213,760 | -86.04 ± 0.82 | 2.148 |
 # | conditional MAF, $\log \sum_y p(y)\, p(x \mid y)$ | 213,760 | -84.02 ± 0.79 | 2.193 |
 #
-# (standard errors over the 360 test images; the model overfits after ~600 steps, the weights with the best
-# validation NLL are kept). Knowing the label helps, as in the paper's conditional MAF on MNIST.
+# (standard errors over the 360 test images; the model overfits after ~600 steps, the weights with
+# the best validation NLL are kept). Knowing the label helps, as in the paper's conditional MAF on
+# MNIST.
 #
-# `python -m maf --target NAME` (5 layers, MADE 2 x 64, 2000 steps): NLL - H = 0.248 on gauss8, 0.255 on
-# checker, 0.031 on ua_nb; zuko's MAF of the same size, same budget: 0.300, 0.316, 0.036. (The log-scale is
-# softly bounded, |alpha| < log 1000, as zuko does: with the paper's raw alpha, one benchmark seed sent a few
-# test points to NLL ~1e3.)
+# `python -m maf --target NAME` (5 layers, MADE 2 x 64, 2000 steps): NLL - H = 0.248 on gauss8,
+# 0.255 on checker, 0.031 on ua_nb; zuko's MAF of the same size, same budget: 0.300, 0.316, 0.036.
+# (The log-scale is softly bounded, |alpha| < log 1000, as zuko does: with the paper's raw alpha,
+# one benchmark seed sent a few test points to NLL ~1e3.)
 #
-# The conditional MAF (Sec. 3.4) feeds the one-hot label to every MADE; `runs/maf/digits_conditional_samples.png`
-# shows 10 samples of each class.
+# The conditional MAF (Sec. 3.4) feeds the one-hot label to every MADE;
+# `runs/maf/digits_conditional_samples.png` shows 10 samples of each class.

@@ -1,4 +1,5 @@
-"""Neural Spline Flows (Durkan et al. 2019): ``NSF(features, transforms, hidden_features, bins, bound, coupling,
+"""Neural Spline Flows (Durkan et al. 2019): ``NSF(features, transforms, hidden_features, bins,
+bound, coupling,
 context)``."""
 
 from .nsf import NSF, SplineAutoregressive, SplineCoupling, rq_spline

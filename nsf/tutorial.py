@@ -17,16 +17,16 @@
 # Durkan, Bekasov, Murray & Papamakarios, *Neural Spline Flows*, NeurIPS 2019
 # ([arXiv:1906.04032](https://arxiv.org/abs/1906.04032)). The code is in `nsf/nsf.py`.
 #
-# Coupling flows (Real NVP) and autoregressive flows (MAF, IAF) share one design: every variable goes
-# through a **one-dimensional bijection** $x_i \mapsto g_{\theta_i}(x_i)$ whose parameters $\theta_i$ come from
-# a network that looks at *other* variables. The Jacobian is triangular, so
-# $\log|\det| = \sum_i \log g'_{\theta_i}(x_i)$. In MAF and Real NVP that bijection is affine,
-# $g(x) = e^{\alpha} x + \mu$: it can only shift and stretch. A conditional density with two bumps, or with a
-# hole, takes many affine layers to carve out.
+# Coupling flows (Real NVP) and autoregressive flows (MAF, IAF) share one design: every variable
+# goes through a **one-dimensional bijection** $x_i \mapsto g_{\theta_i}(x_i)$ whose parameters
+# $\theta_i$ come from a network that looks at *other* variables. The Jacobian is triangular, so
+# $\log|\det| = \sum_i \log g'_{\theta_i}(x_i)$. In MAF and Real NVP that bijection is affine, $g(x)
+# = e^{\alpha} x + \mu$: it can only shift and stretch. A conditional density with two bumps, or
+# with a hole, takes many affine layers to carve out.
 #
-# NSF keeps the architecture and swaps the 1-D bijection for something much more flexible that is still
-# monotone (hence invertible), with an analytic derivative and an analytic inverse: a **monotone
-# rational-quadratic spline**.
+# NSF keeps the architecture and swaps the 1-D bijection for something much more flexible that is
+# still monotone (hence invertible), with an analytic derivative and an analytic inverse: a
+# **monotone rational-quadratic spline**.
 
 # %%
 import os
@@ -37,10 +37,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-# the repository root on the path: Jupyter starts the kernel in the notebook's folder (or jupytext's output
-# folder), so look there, above it, and in the directory the command was launched from ($PWD)
+# the repository root on the path: Jupyter starts the kernel in the notebook's folder (or jupytext's
+# output folder), so look there, above it, and in the directory the command was launched from ($PWD)
 starts = [Path.cwd(), Path(os.environ.get("PWD", "."))]
-sys.path.insert(0, str(next((p for c in starts for p in (c, *c.parents) if (p / "nsf" / "nsf.py").is_file()), ".")))
+sys.path.insert(
+    0,
+    str(
+        next((p for c in starts for p in (c, *c.parents) if (p / "nsf" / "nsf.py").is_file()), ".")
+    ),
+)
 
 from common import plot
 from common.flows import Flow, Inverse
@@ -58,28 +63,31 @@ B, K = 5.0, 8
 # %% [markdown]
 # ## The rational-quadratic bin (Sec. 3.1)
 #
-# Split $[-B, B]$ into $K$ bins with knots $(x^k, y^k)$, $k = 0..K$, from $(-B, -B)$ to $(B, B)$, and give
-# every knot a positive slope $\delta^k$. Widths and heights are a softmax of unconstrained numbers (each at
-# least $10^{-3}$), the interior slopes a softplus (at least $10^{-3}$); the two boundary slopes are fixed to 1.
-# That is $3K - 1$ numbers per variable. In bin $k$, with $\xi = (x - x^k)/(x^{k+1} - x^k) \in [0, 1]$ and the
-# bin's mean slope $s^k = (y^{k+1} - y^k)/(x^{k+1} - x^k)$,
+# Split $[-B, B]$ into $K$ bins with knots $(x^k, y^k)$, $k = 0..K$, from $(-B, -B)$ to $(B, B)$,
+# and give every knot a positive slope $\delta^k$. Widths and heights are a softmax of unconstrained
+# numbers (each at least $10^{-3}$), the interior slopes a softplus (at least $10^{-3}$); the two
+# boundary slopes are fixed to 1. That is $3K - 1$ numbers per variable. In bin $k$, with $\xi = (x
+# - x^k)/(x^{k+1} - x^k) \in [0, 1]$ and the bin's mean slope $s^k = (y^{k+1} - y^k)/(x^{k+1} -
+# x^k)$,
 #
 # $$g(x) = y^k + \frac{(y^{k+1} - y^k)\,[s^k \xi^2 + \delta^k \xi (1 - \xi)]}
 #                   {s^k + [\delta^{k+1} + \delta^k - 2 s^k]\, \xi (1 - \xi)} \qquad \text{(Eq. 4)}$$
 #
-# It passes through both corners of the bin ($\xi = 0, 1$) with the prescribed slopes there, and it is
-# monotone whenever the slopes are positive (Gregory & Delbourgo 1982). Its derivative is again in closed form,
+# It passes through both corners of the bin ($\xi = 0, 1$) with the prescribed slopes there, and it
+# is monotone whenever the slopes are positive (Gregory & Delbourgo 1982). Its derivative is again
+# in closed form,
 #
 # $$g'(x) = \frac{(s^k)^2\,[\delta^{k+1} \xi^2 + 2 s^k \xi (1 - \xi) + \delta^k (1 - \xi)^2]}
 #                {[s^k + (\delta^{k+1} + \delta^k - 2 s^k)\, \xi (1 - \xi)]^2} \qquad \text{(Eq. 5)}$$
 #
-# Here is one spline with random parameters, its knots, and its derivative (Eq. 5 against finite differences).
+# Here is one spline with random parameters, its knots, and its derivative (Eq. 5 against finite
+# differences).
 
 # %%
 params = 1.5 * torch.randn(3 * K - 1, dtype=torch.float64)
 x = torch.linspace(-B - 1.5, B + 1.5, 2001, dtype=torch.float64)
 y, log_dg = rq_spline(x, params.expand(len(x), -1), B)
-wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(params[:2 * K].view(2, K), -1)
+wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(params[: 2 * K].view(2, K), -1)
 knots = -B + 2 * B * torch.cat([torch.zeros(2, 1, dtype=torch.float64), wh.cumsum(-1)], -1)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -99,17 +107,18 @@ plt.show()
 # %% [markdown]
 # ## The tails, and how not to get NaN
 #
-# Outside $[-B, B]$ the spline is the identity, $g(x) = x$, $\log g' = 0$: because the boundary slopes are 1
-# the map is continuously differentiable there. A tempting implementation evaluates Eq. 4 everywhere and then
-# picks the identity with `torch.where` where $|x| > B$. The values are right, but autograd differentiates
-# *both* branches: for $x = 10^6$ the discarded branch contains $\xi \approx 10^5$, $\xi^2 \approx 10^{10}$, a
-# denominator that may cross zero, and its gradient ($\infty$ or NaN) times the mask's 0 is NaN.
+# Outside $[-B, B]$ the spline is the identity, $g(x) = x$, $\log g' = 0$: because the boundary
+# slopes are 1 the map is continuously differentiable there. A tempting implementation evaluates Eq.
+# 4 everywhere and then picks the identity with `torch.where` where $|x| > B$. The values are right,
+# but autograd differentiates *both* branches: for $x = 10^6$ the discarded branch contains $\xi
+# \approx 10^5$, $\xi^2 \approx 10^{10}$, a denominator that may cross zero, and its gradient
+# ($\infty$ or NaN) times the mask's 0 is NaN.
 #
-# `rq_spline` instead **clamps the input into $[-B, B]$ before the formula** and adds the overshoot back:
-# $g(x) = g(\mathrm{clamp}(x)) + (x - \mathrm{clamp}(x))$. A tail point reaches Eq. 4 as the corner $\pm B$,
-# where $g = \pm B$ and $g' = 1$, so the sum is exactly the identity, and no formula ever sees
-# $\xi \notin [0, 1]$. There is no boolean indexing either, so a batch that lies entirely in the tails is
-# nothing special.
+# `rq_spline` instead **clamps the input into $[-B, B]$ before the formula** and adds the overshoot
+# back: $g(x) = g(\mathrm{clamp}(x)) + (x - \mathrm{clamp}(x))$. A tail point reaches Eq. 4 as the
+# corner $\pm B$, where $g = \pm B$ and $g' = 1$, so the sum is exactly the identity, and no formula
+# ever sees $\xi \notin [0, 1]$. There is no boolean indexing either, so a batch that lies entirely
+# in the tails is nothing special.
 
 # %%
 p = params.clone().requires_grad_()
@@ -125,35 +134,43 @@ print("parameter gradients all finite:", bool(torch.isfinite(grad_p).all()))
 # %% [markdown]
 # ## The inverse: the root of a quadratic (App. A)
 #
-# Given $y$ in bin $k$ (found among the $y^k$), Eq. 4 with $g = y$ is a quadratic $a\xi^2 + b\xi + c = 0$ with
+# Given $y$ in bin $k$ (found among the $y^k$), Eq. 4 with $g = y$ is a quadratic $a\xi^2 + b\xi + c
+# = 0$ with
 #
 # $$a = (y^{k+1} - y^k)(s^k - \delta^k) + (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
 #   b = (y^{k+1} - y^k)\delta^k - (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad c = -s^k (y - y^k).$$
 #
-# Monotonicity means exactly one root lies in $[0, 1]$; the paper writes it as
-# $\xi = 2c / (-b - \sqrt{b^2 - 4ac})$, which avoids the cancellation of the textbook formula when $b > 0$.
-# Two details matter in floating point:
+# Monotonicity means exactly one root lies in $[0, 1]$; the paper writes it as $\xi = 2c / (-b -
+# \sqrt{b^2 - 4ac})$, which avoids the cancellation of the textbook formula when $b > 0$. Two
+# details matter in floating point:
 #
-# * the discriminant is $> 0$ in exact arithmetic, but rounding can make it slightly negative: clamp it;
-# * when $b < 0$, the denominator $-b - \sqrt{b^2 - 4ac}$ is a difference of two nearly equal numbers (this
+# * the discriminant is $> 0$ in exact arithmetic, but rounding can make it slightly negative: clamp
+#   it;
+# * when $b < 0$, the denominator $-b - \sqrt{b^2 - 4ac}$ is a difference of two nearly equal
+#   numbers (this
 #   happens near the top of a flat bin followed by a steep knot). The same root written
 #   $(-b + \sqrt{b^2 - 4ac}) / 2a$ has no cancellation there, and $a > 0$ whenever $b < 0$.
 #
 # The next cell builds such a bin and compares the two formulas.
 
+
 # %%
 def paper_root_only(y, params):
     """Eq. 4 inverted with the single formula 2c / (-b - sqrt(b^2 - 4ac)) everywhere (for comparison)."""
-    wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(params[..., :2 * K].unflatten(-1, (2, K)), -1)
+    wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(
+        params[..., : 2 * K].unflatten(-1, (2, K)), -1
+    )
     kn = -B + 2 * B * torch.nn.functional.pad(wh.cumsum(-1), (1, 0))
-    d = torch.nn.functional.pad(1e-3 + torch.nn.functional.softplus(params[..., 2 * K:]), (1, 1), value=1.0)
+    d = torch.nn.functional.pad(
+        1e-3 + torch.nn.functional.softplus(params[..., 2 * K :]), (1, 1), value=1.0
+    )
     k = (y[..., None] >= kn[..., 1, 1:K]).sum(-1, keepdim=True)
     x0, x1, y0, y1 = (kn[..., i, :].gather(-1, k + j)[..., 0] for i in (0, 1) for j in (0, 1))
     d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
     h, s = y1 - y0, (y1 - y0) / (x1 - x0)
     # BEGIN SOLUTION nsf.notebook_quadratic
-    # HINT: the coefficients a, b, c of the cell above (App. A), then xi = 2c / (-b - sqrt(b^2 - 4ac)) with the
-    # HINT: discriminant clamped at 0; return x0 + xi * (x1 - x0).
+    # HINT: the coefficients a, b, c of the cell above (App. A), then xi = 2c / (-b - sqrt(b^2 -
+    # HINT: 4ac)) with the discriminant clamped at 0; return x0 + xi * (x1 - x0).
     a = h * (s - d0) + (y - y0) * (d0 + d1 - 2 * s)
     b = h * d0 - (y - y0) * (d0 + d1 - 2 * s)
     c = -s * (y - y0)
@@ -162,22 +179,28 @@ def paper_root_only(y, params):
 
 
 gen = torch.Generator().manual_seed(0)
-hard = 5 * torch.randn(20_000, 3 * K - 1, generator=gen, dtype=torch.float64)  # steep, uneven splines
+hard = 5 * torch.randn(
+    20_000, 3 * K - 1, generator=gen, dtype=torch.float64
+)  # steep, uneven splines
 x_true = (2 * B) * torch.rand(20_000, generator=gen, dtype=torch.float64) - B
 y_true, _ = rq_spline(x_true, hard, B)
-for name, x_back in (("2c / (-b - sqrt(.)) only", paper_root_only(y_true, hard)),
-                     ("rq_spline (switches on the sign of b)", rq_spline(y_true, hard, B, inverse=True)[0])):
+for name, x_back in (
+    ("2c / (-b - sqrt(.)) only", paper_root_only(y_true, hard)),
+    ("rq_spline (switches on the sign of b)", rq_spline(y_true, hard, B, inverse=True)[0]),
+):
     y_again, _ = rq_spline(x_back, hard, B)
     print(f"{name:<40} max |g(g^-1(y)) - y| = {(y_again - y_true).abs().max():.1e}")
 
 # %% [markdown]
 # ## Coupling or autoregressive (Sec. 3.2)
 #
-# The spline is the elementwise transform; its $3K - 1$ parameters per variable come from a conditioner:
+# The spline is the elementwise transform; its $3K - 1$ parameters per variable come from a
+# conditioner:
 #
 # * **NSF-C** (coupling): keep $x_{<d}$, transform the rest with parameters from an MLP of $x_{<d}$;
 #   reverse the features between layers. Density *and* sampling in one pass each.
-# * **NSF-AR** (autoregressive): parameters of $x_i$ from a MADE of $x_{<i}$, the order reversed between layers.
+# * **NSF-AR** (autoregressive): parameters of $x_i$ from a MADE of $x_{<i}$, the order reversed
+#   between layers.
 #   More expressive per layer, density in one pass, but sampling needs $D$ passes (one variable at a time), as
 #   in MAF. Wrapped in `Inverse` it becomes an IAF-style flow: one-pass sampling, $D$-pass density.
 
@@ -191,15 +214,18 @@ for label, flow in (("NSF-AR", NSF(d)), ("NSF-C", NSF(d, coupling=True))):
         t1 = time.perf_counter()
         flow.sample(n)
         t2 = time.perf_counter()
-    print(f"{label}: log_prob {1000 * (t1 - t0):6.1f} ms, sample {1000 * (t2 - t1):7.1f} ms  (D = {d}, {n} points)")
+    print(
+        f"{label}: log_prob {1000 * (t1 - t0):6.1f} ms, sample {1000 * (t2 - t1):7.1f} ms  (D = {d}, {n} points)"
+    )
 
 # %% [markdown]
 # ## Results: why splines help
 #
 # Maximum likelihood on the checkerboard, whose exact entropy is $\log 8$: NSF-AR against an affine
 # autoregressive flow (MAF's layer) with the same depth and the same MADE. The gap NLL $- H$ is
-# $\mathrm{KL}(p \,\|\, q) \ge 0$. (`python -m nsf --target checker` runs the full 2000 steps: NSF-AR 0.152,
-# NSF-C 0.116, the affine flow 0.212 nats; peers reach about 0.14 with splines and 0.3 with affine layers.)
+# $\mathrm{KL}(p \,\|\, q) \ge 0$. (`python -m nsf --target checker` runs the full 2000 steps:
+# NSF-AR 0.152, NSF-C 0.116, the affine flow 0.212 nats; peers reach about 0.14 with splines and 0.3
+# with affine layers.)
 
 # %%
 steps = 150 if FAST else 2000
@@ -207,7 +233,7 @@ target = get_target("checker")
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 plot.show_density(axes[0], target.log_prob, target.bounds, "checkerboard")
 models = {"NSF-AR": NSF(2, 5, (64, 64)), "affine AR": affine_flow(2, 5, (64, 64))}
-for ax, (label, flow) in zip(axes[1:], models.items()):
+for ax, (label, flow) in zip(axes[1:], models.items(), strict=False):
     seed_everything(0)
     train_forward_kl(flow, target, steps=steps, batch_size=512, progress=False)
     gap = nll_gap(flow, target, n=20_000)
@@ -219,15 +245,18 @@ plt.show()
 # %% [markdown]
 # ### One learned spline
 #
-# The first variable of the first NSF-AR layer depends on nothing (MADE's first output sees no input), so it is
-# a single spline $z_1 = g(x_1)$. On the checkerboard the marginal of $x_1$ is uniform on $[-2, 2]$: the spline
-# has to map it towards a Gaussian, steep in the middle and flat at the ends.
+# The first variable of the first NSF-AR layer depends on nothing (MADE's first output sees no
+# input), so it is a single spline $z_1 = g(x_1)$. On the checkerboard the marginal of $x_1$ is
+# uniform on $[-2, 2]$: the spline has to map it towards a Gaussian, steep in the middle and flat at
+# the ends.
 
 # %%
 layer = models["NSF-AR"].transform.transforms[0]
 xs = torch.linspace(-B - 1, B + 1, 1001)
 with torch.no_grad():
-    theta = layer.made(torch.zeros(1, 2))[0, 0]  # the first variable's parameters: the same for every input
+    theta = layer.made(torch.zeros(1, 2))[
+        0, 0
+    ]  # the first variable's parameters: the same for every input
     g, log_g = rq_spline(xs, theta.expand(len(xs), -1), B)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 axes[0].plot(xs, g, lw=2)
@@ -241,10 +270,10 @@ plt.show()
 # %% [markdown]
 # ### Variational inference: zuko's "train from energy"
 #
-# Reverse KL needs samples and their log-density in one pass: so NSF-AR is **inverted** (its one-pass
-# direction becomes sampling) and trained on $\log U(x) = \sin(\pi x_1) - 2 (x_1^2 + x_2^2 - 2)^2$.
-# The loss $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs zuko's 8 x 256 steps
-# (loss about $-1.58$, KL about 0.02).
+# Reverse KL needs samples and their log-density in one pass: so NSF-AR is **inverted** (its
+# one-pass direction becomes sampling) and trained on $\log U(x) = \sin(\pi x_1) - 2 (x_1^2 + x_2^2
+# - 2)^2$. The loss $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs
+# zuko's 8 x 256 steps (loss about $-1.58$, KL about 0.02).
 
 # %%
 seed_everything(0)
@@ -252,7 +281,9 @@ energy = get_target("sine")
 flow = Flow(Inverse(NSF(2, transforms=3, hidden_features=(64, 64)).transform), features=2)
 train_reverse_kl(flow, energy, steps=150 if FAST else 2048, batch_size=256, progress=False)
 result = reverse_kl(flow, energy, n=20_000)
-print(f"KL(q || p) = {result['kl']:.3f} ± {result['stderr']:.3f} nats, log Z = {result['log_z']:.4f}")
+print(
+    f"KL(q || p) = {result['kl']:.3f} ± {result['stderr']:.3f} nats, log Z = {result['log_z']:.4f}"
+)
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
 plot.show_density(axes[0], energy.log_prob, energy.bounds, "exp(-U) / Z")
 samples = flow.sample(20_000)
@@ -262,8 +293,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Summary.** A rational-quadratic spline is a drop-in replacement for the affine map inside coupling and
-# autoregressive layers: $3K - 1$ parameters instead of 2, an exact log-derivative and an exact inverse, and
-# multimodal conditionals in one layer. Its costs are a little more arithmetic per variable and a bounded
-# interval $[-B, B]$: data outside only see the identity, so standardise the data or choose $B$ to cover them
-# ($B = 5$ here, zuko's default; the paper uses $B = 3$ on standardised data).
+# **Summary.** A rational-quadratic spline is a drop-in replacement for the affine map inside
+# coupling and autoregressive layers: $3K - 1$ parameters instead of 2, an exact log-derivative and
+# an exact inverse, and multimodal conditionals in one layer. Its costs are a little more arithmetic
+# per variable and a bounded interval $[-B, B]$: data outside only see the identity, so standardise
+# the data or choose $B$ to cover them ($B = 5$ here, zuko's default; the paper uses $B = 3$ on
+# standardised data).

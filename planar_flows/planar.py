@@ -1,15 +1,17 @@
-"""Planar and radial flows: Rezende & Mohamed, *Variational Inference with Normalizing Flows*, ICML 2015.
+"""Planar and radial flows: Rezende & Mohamed, *Variational Inference with Normalizing Flows*, ICML
+2015.
 
-Direction: the paper's map ``f`` turns a base sample into a sample of the flow, so under this repository's
-contract it is each layer's ``inverse`` (noise -> data, closed form). That is all reverse-KL training needs:
-``Flow.rsample_and_log_prob`` only calls ``inverse``. ``forward`` (data -> noise) evaluates ``f^{-1}``, which
-the paper never needs and which has no closed form for planar layers; it is solved here so that
-``Flow.log_prob`` works on any point:
+Direction: the paper's map ``f`` turns a base sample into a sample of the flow, so under this
+repository's contract it is each layer's ``inverse`` (noise -> data, closed form). That is all
+reverse-KL training needs: ``Flow.rsample_and_log_prob`` only calls ``inverse``. ``forward`` (data
+-> noise) evaluates ``f^{-1}``, which the paper never needs and which has no closed form for planar
+layers; it is solved here so that ``Flow.log_prob`` works on any point:
 
-* planar: ``w^T f(z) = a + (w^T u_hat) tanh(a + b)`` with ``a = w^T z`` is increasing in ``a``, so a 1-D
-  root find (safeguarded Newton, vectorised over the batch) recovers ``a``, then ``z = x - u_hat tanh(a + b)``;
-* radial: ``||f(z) - z0|| = r + beta r / (alpha + r)`` with ``r = ||z - z0||`` is increasing in ``r`` and is a
-  quadratic equation in ``r``, solved in closed form.
+* planar: ``w^T f(z) = a + (w^T u_hat) tanh(a + b)`` with ``a = w^T z`` is increasing in ``a``, so a
+  1-D root find (safeguarded Newton, vectorised over the batch) recovers ``a``, then ``z = x - u_hat
+  tanh(a + b)``;
+* radial: ``||f(z) - z0|| = r + beta r / (alpha + r)`` with ``r = ||z - z0||`` is increasing in
+  ``r`` and is a quadratic equation in ``r``, solved in closed form.
 
 References:
     Rezende & Mohamed (2015), https://arxiv.org/abs/1505.05770 (Sec. 4.1, Appendix A).
@@ -25,13 +27,15 @@ from common.flows import Flow, Transform
 
 
 def solve_increasing(g, target, lo, hi, start, iters=100):
-    """Solve ``g(a) = target`` elementwise for an increasing ``g`` whose root lies in ``[lo, hi]``, from ``start``.
+    """Solve ``g(a) = target`` elementwise for an increasing ``g`` whose root lies in ``[lo, hi]``,
+    from ``start``.
 
-    ``g(a)`` returns ``(value, slope)``. Safeguarded Newton: bisect instead when the Newton step would leave
-    the bracket or the last step did not halve the residual (Newton alone can bounce between the flat tails of
-    ``tanh`` forever): Newton is used only while it keeps halving the residual. Tolerance-based: stops when every
-    ``|g(a) - target| <= 64 eps (1 + |target| + |lo - hi|)`` (eps of the dtype) or after ``iters`` steps.
-    Returns ``a`` without gradients; see ``Planar.forward`` for how gradients are restored.
+    ``g(a)`` returns ``(value, slope)``. Safeguarded Newton: bisect instead when the Newton step
+    would leave the bracket or the last step did not halve the residual (Newton alone can bounce
+    between the flat tails of ``tanh`` forever): Newton is used only while it keeps halving the
+    residual. Tolerance-based: stops when every ``|g(a) - target| <= 64 eps (1 + |target| + |lo -
+    hi|)`` (eps of the dtype) or after ``iters`` steps. Returns ``a`` without gradients; see
+    ``Planar.forward`` for how gradients are restored.
     """
     tol = 64 * torch.finfo(target.dtype).eps * (1 + target.abs() + (hi - lo).abs())
     a, previous = start, torch.full_like(target, float("inf"))
@@ -41,38 +45,53 @@ def solve_increasing(g, target, lo, hi, start, iters=100):
         done = residual.abs() <= tol
         if done.all():
             break
-        lo, hi = torch.where(residual < 0, a, lo), torch.where(residual > 0, a, hi)  # keep the root bracketed
+        lo, hi = (
+            torch.where(residual < 0, a, lo),
+            torch.where(residual > 0, a, hi),
+        )  # keep the root bracketed
         newton = a - residual / slope
         use_newton = (newton >= lo) & (newton <= hi) & (residual.abs() <= previous / 2)
         previous = residual.abs()
         step = torch.where(use_newton, newton, (lo + hi) / 2)
-        a = torch.where(done, a, step)  # converged entries stay put while the rest of the batch finishes
+        a = torch.where(
+            done, a, step
+        )  # converged entries stay put while the rest of the batch finishes
     return a
 
 
 def constrain(u, w):
-    """The constrained u with ``w^T u_hat = m(w^T u) > -1``, which makes ``f`` invertible (Appendix A.1).
+    """The constrained u with ``w^T u_hat = m(w^T u) > -1``, which makes ``f`` invertible (Appendix
+    A.1).
     ``u``, ``w``: (D,) for one layer, or (batch, D) for per-point (amortised) parameters."""
     # BEGIN SOLUTION planar_flows.constraint
-    # HINT: u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1); sum over dim -1.
+    # HINT: u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1);
+    # HINT: sum over dim -1.
     wu = (w * u).sum(-1, keepdim=True)
-    m = -1 + F.softplus(wu)  # m(x) = -1 + log(1 + e^x) (A.1); F.softplus is linear above 20, so no overflow
-    return u + (m - wu) * w / (w * w).sum(-1, keepdim=True)  # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 (A.1)
+    m = -1 + F.softplus(
+        wu
+    )  # m(x) = -1 + log(1 + e^x) (A.1); F.softplus is linear above 20, so no overflow
+    return u + (m - wu) * w / (w * w).sum(
+        -1, keepdim=True
+    )  # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 (A.1)
     # END SOLUTION
 
 
 class Planar(Transform):
-    """One planar layer (Sec. 4.1): ``inverse(z) = f(z) = z + u_hat tanh(w^T z + b)`` (noise -> data, Eq. 10);
-    ``forward(x) = f^{-1}(x)`` (data -> noise) by a 1-D root find. Inputs (batch, D); ladj (batch,).
+    """One planar layer (Sec. 4.1): ``inverse(z) = f(z) = z + u_hat tanh(w^T z + b)`` (noise ->
+    data, Eq. 10); ``forward(x) = f^{-1}(x)`` (data -> noise) by a 1-D root find. Inputs (batch, D);
+    ladj (batch,).
 
-    ``context=0``: u, w, b are parameters shared by every point. ``context=C > 0``: the amortised layer of
-    Sec. 4, whose u, w, b are computed for each data point from the encoder's output h (batch, C) by a linear
-    head, the last layer of the inference network.
+    ``context=0``: u, w, b are parameters shared by every point. ``context=C > 0``: the amortised
+    layer of Sec. 4, whose u, w, b are computed for each data point from the encoder's output h
+    (batch, C) by a linear head, the last layer of the inference network.
     """
 
     def __init__(self, features, context=0):
         super().__init__()
-        self.features, self.head = features, nn.Linear(context, 2 * features + 1) if context else None
+        self.features, self.head = (
+            features,
+            nn.Linear(context, 2 * features + 1) if context else None,
+        )
         if context:  # start like the shared layer: w of norm ~1, small u, b = 0, all shifted by h
             with torch.no_grad():
                 self.head.bias.zero_()[:features] = torch.randn(features) / math.sqrt(features)
@@ -95,7 +114,8 @@ class Planar(Transform):
     def inverse(self, z, context=None):
         u, w, b = self.flow_parameters(context)
         # BEGIN SOLUTION planar_flows.planar
-        # HINT: f(z) = z + u h(w^T z + b), h = tanh (Eq. 10); log|det| = log|1 + u^T psi(z)|, psi = h' w (Eq. 11-12).
+        # HINT: f(z) = z + u h(w^T z + b), h = tanh (Eq. 10); log|det| = log|1 + u^T psi(z)|, psi =
+        # HINT: h' w (Eq. 11-12).
         t = torch.tanh((z * w).sum(-1) + b)  # h(w^T z + b), h = tanh; (batch,)
         x = z + t[:, None] * u  # f(z) = z + u h(w^T z + b)  (Eq. 10)
         # log|det df/dz| = log|1 + u^T psi(z)| with psi(z) = h'(w^T z + b) w  (Eq. 11-12)
@@ -105,25 +125,32 @@ class Planar(Transform):
 
     def forward(self, x, context=None):
         u, w, b = self.flow_parameters(context)
-        c, s = (w * u).sum(-1), (x * w).sum(-1)  # w^T x = a + c tanh(a + b) with a = w^T z and c = w^T u_hat >= -1
+        c, s = (
+            (w * u).sum(-1),
+            (x * w).sum(-1),
+        )  # w^T x = a + c tanh(a + b) with a = w^T z and c = w^T u_hat >= -1
 
         def g(a):  # the increasing 1-D map a -> w^T f(z) and its slope
             t = torch.tanh(a + b)
             return a + c * t, 1 + c * (1 - t**2)
 
-        with torch.no_grad():  # |tanh| < 1 brackets a in [s - |c|, s + |c|]; the start is exact where tanh saturates
+        with (
+            torch.no_grad()
+        ):  # |tanh| < 1 brackets a in [s - |c|, s + |c|]; the start is exact where tanh saturates
             a = solve_increasing(g, s, s - c.abs(), s + c.abs(), start=s - c * torch.tanh(s + b))
         value, slope = g(a)
-        a = a - (value - s) / slope  # one Newton step with autograd: the implicit-function gradient of a(x, params)
+        a = (
+            a - (value - s) / slope
+        )  # one Newton step with autograd: the implicit-function gradient of a(x, params)
         t = torch.tanh(a + b)
         z = x - t[:, None] * u  # invert Eq. 10 once w^T z is known
         return z, -torch.log((1 + (1 - t**2) * c).abs())  # minus the ladj of f at z (Eq. 11-12)
 
 
 class Radial(Transform):
-    """One radial layer (Sec. 4.1): ``inverse(z) = f(z) = z + beta h(alpha, r)(z - z0)``, ``h = 1 / (alpha + r)``,
-    ``r = ||z - z0||`` (noise -> data, Eq. 14); ``forward(x) = f^{-1}(x)`` (data -> noise) in closed form.
-    Inputs (batch, D); ladj (batch,).
+    """One radial layer (Sec. 4.1): ``inverse(z) = f(z) = z + beta h(alpha, r)(z - z0)``, ``h = 1 /
+    (alpha + r)``, ``r = ||z - z0||`` (noise -> data, Eq. 14); ``forward(x) = f^{-1}(x)`` (data ->
+    noise) in closed form. Inputs (batch, D); ladj (batch,).
     """
 
     def __init__(self, features):
@@ -134,33 +161,47 @@ class Radial(Transform):
 
     def alpha_beta(self):
         alpha = F.softplus(self.alpha_raw)  # alpha > 0
-        return alpha, -alpha + F.softplus(self.beta_raw)  # beta >= -alpha keeps f invertible (Appendix A.2)
+        return alpha, -alpha + F.softplus(
+            self.beta_raw
+        )  # beta >= -alpha keeps f invertible (Appendix A.2)
 
     def _ladj(self, r, alpha, beta):
         # BEGIN SOLUTION planar_flows.radial
-        # HINT: log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r), h = 1 / (alpha + r) (Eq. 14).
+        # HINT: log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r), h = 1 /
+        # HINT: (alpha + r) (Eq. 14).
         h = 1 / (alpha + r)
         h_prime = -(h**2)  # h'(alpha, r) = -1 / (alpha + r)^2
         # log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r)  (Eq. 14)
-        return (self.z0.shape[0] - 1) * torch.log1p(beta * h) + torch.log1p(beta * h + beta * h_prime * r)
+        return (self.z0.shape[0] - 1) * torch.log1p(beta * h) + torch.log1p(
+            beta * h + beta * h_prime * r
+        )
         # END SOLUTION
 
     def inverse(self, z, context=None):
         alpha, beta = self.alpha_beta()
         # BEGIN SOLUTION planar_flows.radial
-        # HINT: f(z) = z + beta h(alpha, r) (z - z0) with r = ||z - z0|| (Eq. 14); the log-det is self._ladj.
+        # HINT: f(z) = z + beta h(alpha, r) (z - z0) with r = ||z - z0|| (Eq. 14); the log-det is
+        # HINT: self._ladj.
         r = (z - self.z0).norm(dim=-1)
-        x = z + (beta / (alpha + r))[:, None] * (z - self.z0)  # f(z) = z + beta h(alpha, r)(z - z0)  (Eq. 14)
+        x = z + (beta / (alpha + r))[:, None] * (
+            z - self.z0
+        )  # f(z) = z + beta h(alpha, r)(z - z0)  (Eq. 14)
         return x, self._ladj(r, alpha, beta)
         # END SOLUTION
 
     def forward(self, x, context=None):
         alpha, beta = self.alpha_beta()
-        rho = (x - self.z0).norm(dim=-1)  # rho = r + beta r / (alpha + r), i.e. r^2 + p r - alpha rho = 0
+        rho = (x - self.z0).norm(
+            dim=-1
+        )  # rho = r + beta r / (alpha + r), i.e. r^2 + p r - alpha rho = 0
         p = alpha + beta - rho
         q = torch.sqrt(p**2 + 4 * alpha * rho)
-        r = torch.where(p > 0, 2 * alpha * rho / (p + q), (q - p) / 2)  # the positive root, without cancellation
-        z = self.z0 + (x - self.z0) / (1 + beta / (alpha + r))[:, None]  # x - z0 = (1 + beta h)(z - z0)
+        r = torch.where(
+            p > 0, 2 * alpha * rho / (p + q), (q - p) / 2
+        )  # the positive root, without cancellation
+        z = (
+            self.z0 + (x - self.z0) / (1 + beta / (alpha + r))[:, None]
+        )  # x - z0 = (1 + beta h)(z - z0)
         return z, -self._ladj(r, alpha, beta)
 
 
@@ -170,8 +211,9 @@ LAYERS = {"planar": Planar, "radial": Radial}
 def PlanarFlow(features, transforms=8, kind="planar"):
     """A flow of K = ``transforms`` planar (or radial) layers on a standard normal base (Eq. 13).
 
-    Sampling computes z_K = f_K(... f_1(z_0)) and log q_K(z_K) = log q_0(z_0) - sum_k log|det df_k/dz|;
-    ``log_prob`` of a new point runs the 1-D inverses. No context (the paper's flows are not conditional here).
+    Sampling computes z_K = f_K(... f_1(z_0)) and log q_K(z_K) = log q_0(z_0) - sum_k log|det
+    df_k/dz|; ``log_prob`` of a new point runs the 1-D inverses. No context (the paper's flows are
+    not conditional here).
 
     >>> flow = PlanarFlow(2, transforms=4)
     >>> x, log_q = flow.rsample_and_log_prob(3)

@@ -1,17 +1,27 @@
 """Real NVP (Dinh, Sohl-Dickstein & Bengio 2017): affine couplings, masks, batch norm, multi-scale images."""
 
 from .realnvp import (
-                      AffineCoupling,
-                      BatchNorm,
-                      FactorOut,
-                      RealNVP,
-                      RealNVPImage,
-                      Squeeze,
-                      channel_mask,
-                      checkerboard,
-                      conv_net,
-                      multiscale,
+    AffineCoupling,
+    BatchNorm,
+    FactorOut,
+    RealNVP,
+    RealNVPImage,
+    Squeeze,
+    channel_mask,
+    checkerboard,
+    conv_net,
+    multiscale,
 )
 
-__all__ = ["RealNVP", "RealNVPImage", "AffineCoupling", "BatchNorm", "Squeeze", "FactorOut", "multiscale",
-           "checkerboard", "channel_mask", "conv_net"]
+__all__ = [
+    "RealNVP",
+    "RealNVPImage",
+    "AffineCoupling",
+    "BatchNorm",
+    "Squeeze",
+    "FactorOut",
+    "multiscale",
+    "checkerboard",
+    "channel_mask",
+    "conv_net",
+]

@@ -1,13 +1,16 @@
-"""Real NVP (Dinh, Sohl-Dickstein & Bengio 2017, "Density estimation using Real NVP", arXiv 1605.08803).
+"""Real NVP (Dinh, Sohl-Dickstein & Bengio 2017, "Density estimation using Real NVP", arXiv
+1605.08803).
 
-An affine coupling layer keeps the dimensions selected by a binary mask ``b`` and scales and shifts the
-others by functions of the kept ones, so its Jacobian is triangular and its log-determinant is a sum.
-Stacking couplings with alternating masks (and, for images, squeezing and factoring out half the
-dimensions at every scale) gives an expressive flow with one-pass density *and* one-pass sampling.
+An affine coupling layer keeps the dimensions selected by a binary mask ``b`` and scales and shifts
+the others by functions of the kept ones, so its Jacobian is triangular and its log-determinant is a
+sum. Stacking couplings with alternating masks (and, for images, squeezing and factoring out half
+the dimensions at every scale) gives an expressive flow with one-pass density *and* one-pass
+sampling.
 
 Every layer here maps **data to noise** in ``forward`` and takes flattened inputs (batch, D); image
-layers reshape to (batch, C, H, W) internally. Conditioners: an MLP for vectors, a small plain CNN for
-images (the paper uses deep ResNets with weight normalisation; a 3-layer CNN is enough for 8x8 digits).
+layers reshape to (batch, C, H, W) internally. Conditioners: an MLP for vectors, a small plain CNN
+for images (the paper uses deep ResNets with weight normalisation; a 3-layer CNN is enough for 8x8
+digits).
 """
 
 import torch
@@ -32,20 +35,27 @@ class AffineCoupling(Transform):
         super().__init__()
         self.register_buffer("mask", mask.float().contiguous())
         self.net = net
-        self.scale = nn.Parameter(torch.ones(mask.shape[0], *[1] * (mask.dim() - 1)))  # per feature / channel
+        self.scale = nn.Parameter(
+            torch.ones(mask.shape[0], *[1] * (mask.dim() - 1))
+        )  # per feature / channel
 
     def _s_t(self, x, context):
         b = self.mask
-        h = x[:, b.bool()] if b.dim() == 1 else b * x  # Eq. 4-5: s, t see x_{1:d} only; Eq. 9 for images
+        h = (
+            x[:, b.bool()] if b.dim() == 1 else b * x
+        )  # Eq. 4-5: s, t see x_{1:d} only; Eq. 9 for images
         s, t = self.net(h if context is None else torch.cat([h, context], 1)).chunk(2, 1)
-        s = self.scale * torch.tanh(s)  # Sec. 4.1: s is a tanh times a learned scale (bounded log-scale)
+        s = self.scale * torch.tanh(
+            s
+        )  # Sec. 4.1: s is a tanh times a learned scale (bounded log-scale)
         return (1 - b) * s, (1 - b) * t  # Eq. 9: kept dimensions (b = 1) are left alone
 
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], *self.mask.shape)
         # BEGIN SOLUTION realnvp.coupling
-        # HINT: (s, t) = self._s_t(x, context) are already zero on the kept dimensions; z = x exp(s) + t (Eq. 4-5, 9),
-        # HINT: log det = sum of s (Eq. 6). Return z flattened to (batch, D) and the log-det (batch,).
+        # HINT: (s, t) = self._s_t(x, context) are already zero on the kept dimensions; z = x exp(s)
+        # HINT: + t (Eq. 4-5, 9), log det = sum of s (Eq. 6). Return z flattened to (batch, D) and
+        # HINT: the log-det (batch,).
         s, t = self._s_t(x, context)
         z = x * torch.exp(s) + t  # Eq. 4-5 in the mask form of Eq. 9
         return z.flatten(1), s.flatten(1).sum(1)  # Eq. 6: triangular Jacobian, log det = sum_j s_j
@@ -54,7 +64,8 @@ class AffineCoupling(Transform):
     def inverse(self, z, context=None):
         z = z.reshape(z.shape[0], *self.mask.shape)
         # BEGIN SOLUTION realnvp.coupling
-        # HINT: the kept dimensions of z equal those of x, so self._s_t(z, context) gives the same s, t (Eq. 7-8).
+        # HINT: the kept dimensions of z equal those of x, so self._s_t(z, context) gives the same
+        # HINT: s, t (Eq. 7-8).
         s, t = self._s_t(z, context)  # Eq. 7: b * z = b * x, so s and t are recomputed exactly
         x = (z - t) * torch.exp(-s)  # Eq. 8
         return x.flatten(1), -s.flatten(1).sum(1)
@@ -65,7 +76,8 @@ def checkerboard(shape, parity=0):
     """Sec. 3.4 spatial checkerboard mask of shape (C, H, W): 1 where (h + w + parity) is even."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
-    # HINT: a float tensor (C, H, W), 1 where (row + column + parity) is even, the same in every channel.
+    # HINT: a float tensor (C, H, W), 1 where (row + column + parity) is even, the same in every
+    # HINT: channel.
     return ((torch.arange(h)[:, None] + torch.arange(w) + parity) % 2 == 0).float().expand(c, h, w)
     # END SOLUTION
 
@@ -74,7 +86,8 @@ def channel_mask(shape, parity=0):
     """Sec. 3.4 channel-wise mask of shape (C, H, W): the first half of the channels is kept (parity 0)."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
-    # HINT: a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, on the others for parity 1.
+    # HINT: a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, on the others for
+    # HINT: parity 1.
     return ((torch.arange(c) < c // 2) != bool(parity)).float()[:, None, None].expand(c, h, w)
     # END SOLUTION
 
@@ -84,9 +97,9 @@ class BatchNorm(Transform):
     ``z = (x - mean) / sqrt(var + eps) * exp(log_gamma) + beta``.
 
     Training mode uses the minibatch statistics (and updates running averages); eval mode uses the
-    running averages. ``inverse`` always uses the running averages (a batch of noise says nothing about
-    the data's statistics), so call ``flow.eval()`` before sampling. Input (batch, channels * N) is viewed
-    as (batch, channels, N): N = 1 for vectors, H * W for images.
+    running averages. ``inverse`` always uses the running averages (a batch of noise says nothing
+    about the data's statistics), so call ``flow.eval()`` before sampling. Input (batch, channels *
+    N) is viewed as (batch, channels, N): N = 1 for vectors, H * W for images.
     """
 
     def __init__(self, channels, momentum=0.1, eps=1e-5):
@@ -99,12 +112,16 @@ class BatchNorm(Transform):
 
     def _affine(self, mean, var, n):
         scale = torch.exp(self.log_gamma) / torch.sqrt(var + self.eps)
-        return scale[:, None], n * torch.log(scale).sum()  # Sec. 3.7: det = prod_i (var_i + eps)^(-1/2) exp(gamma_i)
+        return scale[:, None], n * torch.log(
+            scale
+        ).sum()  # Sec. 3.7: det = prod_i (var_i + eps)^(-1/2) exp(gamma_i)
 
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], self.channels, -1)  # (B, C, N)
         mean, var = self.running_mean, self.running_var
-        if self.training:  # Sec. 3.7: minibatch statistics while training, running averages kept for eval
+        if (
+            self.training
+        ):  # Sec. 3.7: minibatch statistics while training, running averages kept for eval
             mean, var = x.mean((0, 2)), x.var((0, 2), unbiased=False)
             with torch.no_grad():
                 self.running_mean.lerp_(mean, self.momentum)
@@ -121,17 +138,21 @@ class BatchNorm(Transform):
 
 
 class Squeeze(Permute):
-    """Sec. 3.6 squeeze, forward = data -> noise: (C, H, W) -> (4C, H/2, W/2), every 2 x 2 block of a channel
+    """Sec. 3.6 squeeze, forward = data -> noise: (C, H, W) -> (4C, H/2, W/2), every 2 x 2 block of
+    a channel
     becomes 4 channels. On flattened images it is a permutation of the pixels, so ``ladj = 0``."""
 
     def __init__(self, shape):
         c, h, w = shape
         index = torch.arange(c * h * w).view(c, h // 2, 2, w // 2, 2)  # (C, H/2, 2, W/2, 2)
-        super().__init__(index.permute(0, 2, 4, 1, 3).flatten())  # (C, 2, 2, H/2, W/2): new channel = 4c + 2i + j
+        super().__init__(
+            index.permute(0, 2, 4, 1, 3).flatten()
+        )  # (C, 2, 2, H/2, W/2): new channel = 4c + 2i + j
 
 
 class FactorOut(Transform):
-    """Sec. 3.6 multi-scale step, forward = data -> noise: ``(z_i, h_i) = block(h_{i-1})`` keeps the first half
+    """Sec. 3.6 multi-scale step, forward = data -> noise: ``(z_i, h_i) = block(h_{i-1})`` keeps the
+    first half
     of the output as final noise ``z_i`` and sends the second half through ``rest`` (the next scales)."""
 
     def __init__(self, block, rest):
@@ -159,8 +180,15 @@ def _zero_last(net):
 
 def conv_net(channels, hidden):
     """Conditioner for images: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv to 2C channels (log-scale, shift)."""
-    return _zero_last(nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1),
-                                    nn.ReLU(), nn.Conv2d(hidden, 2 * channels, 3, padding=1)))
+    return _zero_last(
+        nn.Sequential(
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, 2 * channels, 3, padding=1),
+        )
+    )
 
 
 def multiscale(shape, scales, hidden=32, batch_norm=False):
@@ -174,34 +202,54 @@ def multiscale(shape, scales, hidden=32, batch_norm=False):
             layers.append(AffineCoupling(m, conv_net(m.shape[0], hidden)))
             layers += [BatchNorm(m.shape[0])] if batch_norm else []
         return layers
+
     if scales == 1:
         return Compose(*couplings([checkerboard(shape, i % 2) for i in range(4)]))
     squeezed = (4 * c, h // 2, w // 2)
-    block = Compose(*couplings([checkerboard(shape, i % 2) for i in range(3)]), Squeeze(shape),
-                    *couplings([channel_mask(squeezed, i % 2) for i in range(3)]))
+    block = Compose(
+        *couplings([checkerboard(shape, i % 2) for i in range(3)]),
+        Squeeze(shape),
+        *couplings([channel_mask(squeezed, i % 2) for i in range(3)]),
+    )
     return FactorOut(block, multiscale((2 * c, h // 2, w // 2), scales - 1, hidden, batch_norm))
 
 
 def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_norm=False):
-    """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating masks,
-    each conditioned by an MLP on the kept features (and the context), optional batch norm between couplings.
-    With one feature there is nothing to condition on: every coupling is an affine map of the context.
+    """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating
+    masks, each conditioned by an MLP on the kept features (and the context), optional batch norm
+    between couplings. With one feature there is nothing to condition on: every coupling is an
+    affine map of the context.
     The MLPs keep PyTorch's default initialisation: on 2-D targets it trained better than an identity start."""
     check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
     for i in range(transforms):
-        mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)  # Sec. 3.4: alternate
-        layers.append(AffineCoupling(mask, MLP(int(mask.sum()) + context, 2 * features, hidden_features)))
+        mask = (
+            (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)
+        )  # Sec. 3.4: alternate
+        layers.append(
+            AffineCoupling(mask, MLP(int(mask.sum()) + context, 2 * features, hidden_features))
+        )
         layers += [BatchNorm(features)] if batch_norm and i < transforms - 1 else []
     return Flow(layers, features=features, context=context)
 
 
 def RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32, batch_norm=False, alpha=0.05):
-    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in [0, 1]:
+    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in [0,
+    1]:
     a logit with ``alpha`` first (Sec. 4.1, its Jacobian counts in the likelihood), then ``scales`` scales."""
     check_integer("scales", scales), check_integer("hidden_channels", hidden_channels)
-    if len(shape) != 3 or min(shape) < 1 or shape[1] % 2 ** (scales - 1) or shape[2] % 2 ** (scales - 1):
-        raise ValueError(f"shape must be (C, H, W) with H and W divisible by 2^(scales - 1) = {2 ** (scales - 1)}, "
-                         f"got {shape!r}")
+    if (
+        len(shape) != 3
+        or min(shape) < 1
+        or shape[1] % 2 ** (scales - 1)
+        or shape[2] % 2 ** (scales - 1)
+    ):
+        raise ValueError(
+            f"shape must be (C, H, W) with H and W divisible by 2^(scales - 1) = {2 ** (scales - 1)}, "
+            f"got {shape!r}"
+        )
     features = shape[0] * shape[1] * shape[2]
-    return Flow([Logit(alpha), multiscale(tuple(shape), scales, hidden_channels, batch_norm)], features=features)
+    return Flow(
+        [Logit(alpha), multiscale(tuple(shape), scales, hidden_channels, batch_norm)],
+        features=features,
+    )

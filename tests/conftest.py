@@ -4,8 +4,9 @@ import matplotlib
 import pytest
 import torch
 
-# In a student copy (python -m common.assignment), a test that hits an unwritten part fails once, naming the part
-from common.grade import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401
+# In a student copy (python -m course.assignment), a test that hits an unwritten part fails once,
+# naming the part
+from course.grade import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401
 
 matplotlib.use("Agg")
 

@@ -28,25 +28,39 @@ def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0
     z, ladj_f = layer(x, c)
     x_back, ladj_i = layer.inverse(z, c)
     assert z.shape == x.shape and ladj_f.shape == (batch,) and ladj_i.shape == (batch,)
-    assert torch.allclose(x_back, x, atol=tol, rtol=0), f"inverse(forward(x)) != x: {(x_back - x).abs().max():.2e}"
-    assert torch.allclose(ladj_f + ladj_i, torch.zeros(batch, dtype=x.dtype), atol=tol), "ladj do not cancel"
+    assert torch.allclose(x_back, x, atol=tol, rtol=0), (
+        f"inverse(forward(x)) != x: {(x_back - x).abs().max():.2e}"
+    )
+    assert torch.allclose(ladj_f + ladj_i, torch.zeros(batch, dtype=x.dtype), atol=tol), (
+        "ladj do not cancel"
+    )
     x2, _ = layer.inverse(x, c)  # the other direction, from a fresh point
     z2, _ = layer(x2, c)
-    assert torch.allclose(z2, x, atol=tol, rtol=0), f"forward(inverse(z)) != z: {(z2 - x).abs().max():.2e}"
+    assert torch.allclose(z2, x, atol=tol, rtol=0), (
+        f"forward(inverse(z)) != z: {(z2 - x).abs().max():.2e}"
+    )
     for direction, fn, inp in (("forward", layer.forward, x), ("inverse", layer.inverse, x)):
-        J = torch.stack([jacobian(lambda xi: fn(xi[None], None if c is None else c[i:i + 1])[0][0], xi)
-                         for i, xi in enumerate(inp)])
+        J = torch.stack(
+            [
+                jacobian(lambda xi: fn(xi[None], None if c is None else c[i : i + 1])[0][0], xi)
+                for i, xi in enumerate(inp)
+            ]
+        )
         expected = torch.linalg.slogdet(J)[1]
         got = fn(inp, c)[1]
-        assert torch.allclose(got, expected, atol=tol, rtol=0), \
+        assert torch.allclose(got, expected, atol=tol, rtol=0), (
             f"{direction} ladj {got.tolist()} != slogdet {expected.tolist()}"
+        )
     params = [p for p in layer.parameters() if p.requires_grad]
     if params:
         layer.zero_grad()
         z, ladj_f = layer(x, c)
         (z.square().sum() + ladj_f.sum()).backward()
-        missing = [name for name, p in layer.named_parameters()
-                   if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+        missing = [
+            name
+            for name, p in layer.named_parameters()
+            if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
+        ]
         assert not missing, f"no gradient reaches {missing}"
 
 
@@ -64,7 +78,11 @@ def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):
 def count_calls(model, module_type, fn):
     """How many times ``fn()`` runs a submodule of ``module_type`` in ``model`` (e.g. MADE passes of a flow)."""
     calls = []
-    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in model.modules() if isinstance(m, module_type)]
+    hooks = [
+        m.register_forward_hook(lambda *a: calls.append(1))
+        for m in model.modules()
+        if isinstance(m, module_type)
+    ]
     fn()
     for hook in hooks:
         hook.remove()
@@ -72,7 +90,8 @@ def count_calls(model, module_type, fn):
 
 
 def check_bad_input_raises(flow, features, context):
-    """A flow built with ``context`` > 0 features refuses, with a ValueError naming what was expected, a wrong
+    """A flow built with ``context`` > 0 features refuses, with a ValueError naming what was
+    expected, a wrong
     number of features and a missing context, both in ``log_prob`` and in ``rsample_and_log_prob``."""
     import pytest
 

@@ -1,9 +1,11 @@
-"""Assignments: the marker parser, the student copy (every set part fails, naming itself, and scores zero),
-the round trip (the reference passes with the full grade), and the weights file against the code.
+"""Assignments: the marker parser, the student copy (every set part fails, naming itself, and scores
+zero), the round trip (the reference passes with the full grade), and the weights file against the
+code.
 
 Two subprocess runs keep this file near 20 s: the student copy and the reference, each graded on the
-parts of common/, maf/ and nsf/ only. ``ASSIGNMENT_EVERY_PART=1`` also checks each part alone: a copy
-with only that part stubbed must score zero on it (about 2 minutes; run it after adding a part).
+parts of common/, maf/ and nsf/ only. ``ASSIGNMENT_EVERY_PART=1`` also checks each part alone: a
+copy with only that part stubbed must score zero on it (about 2 minutes; run it after adding a
+part).
 """
 
 import ast
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from common.assignment import (
+from course.assignment import (
     MANIFEST,
     MarkerError,
     all_regions,
@@ -26,16 +28,20 @@ from common.assignment import (
     repository_files,
     strip,
 )
-from common.lines import logical_lines
+from tools.lines import logical_lines
+from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
 if (ROOT / MANIFEST).exists():
-    pytest.skip("a student copy: the assignment machinery is tested in the reference", allow_module_level=True)
+    pytest.skip(
+        "a student copy: the assignment machinery is tested in the reference",
+        allow_module_level=True,
+    )
 
 GRADED = ["common", "maf", "nsf"]  # the papers the subprocess runs grade (a subset, for time)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
-SOURCE = '''def step(x):
+SOURCE = """def step(x):
     y = 2 * x
     if y > 0:
         # BEGIN SOLUTION demo.step
@@ -45,26 +51,34 @@ SOURCE = '''def step(x):
         return z
         # END SOLUTION
     return y
-'''
+"""
 
 
 def test_a_region_becomes_its_hints_and_a_raise_at_its_indentation():
     regions = parse(SOURCE, "demo/demo.py")
-    assert [(r.part, r.begin, r.end, r.hints) for r in regions] == \
-        [("demo.step", 4, 9, ["return y + 1", "(and nothing else)"])]
+    assert [(r.part, r.begin, r.end, r.hints) for r in regions] == [
+        ("demo.step", 4, 9, ["return y + 1", "(and nothing else)"])
+    ]
     stripped, _ = strip(SOURCE, "demo/demo.py")
     assert stripped.splitlines()[3:6] == [
-        "        # HINT: return y + 1", "        # HINT: (and nothing else)",
-        '        raise NotImplementedError("demo.step: return y + 1 (and nothing else)")']
+        "        # HINT: return y + 1",
+        "        # HINT: (and nothing else)",
+        '        raise NotImplementedError("demo.step: return y + 1 (and nothing else)")',
+    ]
     assert "z = y + 1" not in stripped and stripped.endswith("    return y\n")
     namespace = {}
     exec(compile(stripped, "demo.py", "exec"), namespace)
     assert namespace["step"](-1) == -2  # code outside the region is untouched
     with pytest.raises(NotImplementedError, match=r"^demo\.step: return y \+ 1"):
         namespace["step"](1)
-    kept, _ = strip(SOURCE, "demo/demo.py", selected=lambda part: False)  # not selected: only the markers go
-    assert kept == SOURCE.replace("        # BEGIN SOLUTION demo.step\n        # HINT: return y + 1\n"
-                                  "        # HINT: (and nothing else)\n", "").replace("        # END SOLUTION\n", "")
+    kept, _ = strip(
+        SOURCE, "demo/demo.py", selected=lambda part: False
+    )  # not selected: only the markers go
+    assert kept == SOURCE.replace(
+        "        # BEGIN SOLUTION demo.step\n        # HINT: return y + 1\n"
+        "        # HINT: (and nothing else)\n",
+        "",
+    ).replace("        # END SOLUTION\n", "")
 
 
 def test_markers_inside_strings_are_not_markers():
@@ -73,8 +87,11 @@ def test_markers_inside_strings_are_not_markers():
 
 
 def test_a_long_message_is_wrapped_and_still_valid_python():
-    source = "def f():\n    # BEGIN SOLUTION demo.f\n" + "    # HINT: word word word word word word word\n" * 6 + \
-        "    pass\n    # END SOLUTION\n"
+    source = (
+        "def f():\n    # BEGIN SOLUTION demo.f\n"
+        + "    # HINT: word word word word word word word\n" * 6
+        + "    pass\n    # END SOLUTION\n"
+    )
     stripped, _ = strip(source)
     assert max(len(line) for line in stripped.splitlines()) <= 120
     namespace = {}
@@ -83,51 +100,87 @@ def test_a_long_message_is_wrapped_and_still_valid_python():
         namespace["f"]()
 
 
-@pytest.mark.parametrize("source, message", [
-    ("# BEGIN SOLUTION a.b\n# BEGIN SOLUTION a.c\nx = 1\n# END SOLUTION\n# END SOLUTION\n",
-     r"f\.py:2: nested BEGIN SOLUTION: the region opened at f\.py:1 is not closed"),
-    ("x = 1\n# END SOLUTION\n", r"f\.py:2: END SOLUTION without a BEGIN SOLUTION"),
-    ("x = 1\n# BEGIN SOLUTION a.b\nx = 2\n", r"f\.py:2: BEGIN SOLUTION a\.b is never closed"),
-    ("# BEGIN SOLUTION\nx = 1\n# END SOLUTION\n", r"f\.py:1: malformed marker '# BEGIN SOLUTION'"),
-    ("#BEGIN SOLUTION a.b\n", r"f\.py:1: malformed marker"),
-    ("def f():\n    # BEGIN SOLUTION a.b\n    x = 1\n# END SOLUTION\n", r"f\.py:4: END SOLUTION is not at the indent"),
-    ("if x:\n    # BEGIN SOLUTION a.b\n    y = 1\nz = 2\n    # END SOLUTION\n", r"f\.py:4: .* indented less"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            "# BEGIN SOLUTION a.b\n# BEGIN SOLUTION a.c\nx = 1\n# END SOLUTION\n# END SOLUTION\n",
+            r"f\.py:2: nested BEGIN SOLUTION: the region opened at f\.py:1 is not closed",
+        ),
+        ("x = 1\n# END SOLUTION\n", r"f\.py:2: END SOLUTION without a BEGIN SOLUTION"),
+        ("x = 1\n# BEGIN SOLUTION a.b\nx = 2\n", r"f\.py:2: BEGIN SOLUTION a\.b is never closed"),
+        (
+            "# BEGIN SOLUTION\nx = 1\n# END SOLUTION\n",
+            r"f\.py:1: malformed marker '# BEGIN SOLUTION'",
+        ),
+        ("#BEGIN SOLUTION a.b\n", r"f\.py:1: malformed marker"),
+        (
+            "def f():\n    # BEGIN SOLUTION a.b\n    x = 1\n# END SOLUTION\n",
+            r"f\.py:4: END SOLUTION is not at the indent",
+        ),
+        (
+            "if x:\n    # BEGIN SOLUTION a.b\n    y = 1\nz = 2\n    # END SOLUTION\n",
+            r"f\.py:4: .* indented less",
+        ),
+    ],
+)
 def test_unbalanced_nested_or_malformed_markers_are_refused_with_file_and_line(source, message):
     with pytest.raises(MarkerError, match=message):
         parse(source, "f.py")
 
 
 def test_a_part_is_named_after_its_folder():
-    with pytest.raises(MarkerError, match=r"maf/maf\.py:1: part 'nsf\.x' must start with the folder name, 'maf\.'"):
+    with pytest.raises(
+        MarkerError, match=r"maf/maf\.py:1: part 'nsf\.x' must start with the folder name, 'maf\.'"
+    ):
         parse("# BEGIN SOLUTION nsf.x\n# END SOLUTION\n", "maf/maf.py")
 
 
 def test_repository_markers_parse_strip_to_valid_python_and_leave_line_counts_alone():
     regions = all_regions()
-    assert {r.paper for r in regions} == {"common", "planar_flows", "iaf", "maf", "nsf", "realnvp"}
+    assert {r.paper for r in regions} == {"common", *PAPERS}
     for path in marked_files():
         source = (ROOT / path).read_text()
         stripped, found = strip(source, str(path))
         ast.parse(stripped)  # the student copy imports
         for region in found:
-            assert f'raise NotImplementedError("{region.part}: ' in stripped or \
-                f'    "{region.part}: ' in stripped, f"{path}: no stub for {region.part}"
+            assert (
+                f'raise NotImplementedError("{region.part}: ' in stripped
+                or f'    "{region.part}: ' in stripped
+            ), f"{path}: no stub for {region.part}"
         unmarked = strip(source, str(path), selected=lambda part: False)[0]
-        assert logical_lines(unmarked) == logical_lines(source), f"{path}: markers changed the logical lines"
+        assert logical_lines(unmarked) == logical_lines(source), (
+            f"{path}: markers changed the logical lines"
+        )
 
 
 def test_every_marked_part_has_weights_and_every_weight_matches_a_test():
-    with open(ROOT / "tests" / "grading.toml", "rb") as file:
+    with open(ROOT / "course" / "grading.toml", "rb") as file:
         weights = tomllib.load(file)
     assert {r.part for r in all_regions()} == set(weights)
-    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                                *sorted({g.split("::")[0] for entry in weights.values() for g in entry["tests"]})],
-                               cwd=ROOT, env=ENV, capture_output=True, text=True).stdout.splitlines()
-    from common.grade import matches
+    collected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *sorted({g.split("::")[0] for entry in weights.values() for g in entry["tests"]}),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    from course.grade import matches
+
     for part, entry in weights.items():
         for glob in entry["tests"]:
-            assert any(matches(node, [glob]) for node in collected), f"{part}: {glob!r} matches no test"
+            assert any(matches(node, [glob]) for node in collected), (
+                f"{part}: {glob!r} matches no test"
+            )
 
 
 def test_a_non_empty_directory_is_refused_unless_forced(tmp_path):
@@ -136,12 +189,20 @@ def test_a_non_empty_directory_is_refused_unless_forced(tmp_path):
         make_assignment(tmp_path)
     with pytest.raises(ValueError, match=r"unknown parts \['maf.nope'\]"):
         make_assignment(tmp_path, parts=["maf.nope"], force=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written before refusing
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt"
+    ]  # nothing written before refusing
 
 
 def _grade(cwd):
-    return subprocess.run([sys.executable, "-m", "common.grade", "--papers", *GRADED], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "course.grade", "--papers", *GRADED],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _rows(table):
@@ -157,8 +218,13 @@ def _rows(table):
 
 def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scores_full(tmp_path):
     out = tmp_path / "student"
-    result = subprocess.run([sys.executable, "-m", "common.assignment", "--out", str(out)], cwd=ROOT, env=ENV,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "course.assignment", "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     manifest = tomllib.loads((out / MANIFEST).read_text())
     parts = sorted({r.part for r in all_regions()})
@@ -177,30 +243,53 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
     graded = [p for p in parts if p.split(".")[0] in GRADED]
     assert sorted(rows) == graded
     for part, (earned, points, note) in rows.items():
-        if ".notebook_" in part:  # a notebook exercise: listed, worth nothing, checked by running the notebook
+        if (
+            ".notebook_" in part
+        ):  # a notebook exercise: listed, worth nothing, checked by running the notebook
             assert earned == points == 0 and note.startswith("ungraded"), part
             continue
-        assert earned == 0 and points > 0 and (note == "not implemented" or note.startswith("blocked by")), part
+        assert (
+            earned == 0
+            and points > 0
+            and (note == "not implemented" or note.startswith("blocked by"))
+        ), part
     # one failure per part hit, each naming the part; the tests they block are skipped, not failed
     named = re.findall(r"not implemented: (\S+) \(blocks (\d+) tests?\)", student.stderr)
     failed = int(re.search(r"(\d+) failed", student.stderr).group(1))
     assert named and failed == len(named), student.stderr[-3000:]
-    assert {part for part, _ in named} >= {"common.made", "common.change_of_variables", "nsf.spline"}
+    assert {part for part, _ in named} >= {
+        "common.made",
+        "common.change_of_variables",
+        "nsf.spline",
+    }
     assert "**total** | | | **0 / " in student.stdout
 
     reference = _grade(ROOT)  # the round trip: with the solutions in place every test passes
     assert reference.returncode == 0, reference.stdout + reference.stderr[-3000:]
     rows = _rows(reference.stdout)
-    assert sorted(rows) == graded and all(earned == points for earned, points, _ in rows.values()), reference.stdout
+    assert sorted(rows) == graded and all(
+        earned == points for earned, points, _ in rows.values()
+    ), reference.stdout
     assert "not implemented" not in reference.stderr
 
 
-@pytest.mark.skipif(os.environ.get("ASSIGNMENT_EVERY_PART") != "1", reason="slow (~2 min): ASSIGNMENT_EVERY_PART=1")
+@pytest.mark.skipif(
+    os.environ.get("ASSIGNMENT_EVERY_PART") != "1", reason="slow (~2 min): ASSIGNMENT_EVERY_PART=1"
+)
 def test_each_part_alone_scores_zero_when_stubbed(tmp_path):
     for part in sorted({r.part for r in all_regions()}):
         out = tmp_path / part
         make_assignment(out, parts=[part])
-        result = subprocess.run([sys.executable, "-m", "common.grade"], cwd=out, env=ENV, capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "course.grade"],
+            cwd=out,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         earned, points, note = _rows(result.stdout)[part]
-        assert result.returncode == 1 and earned == 0 and note == "not implemented", (part, result.stdout)
+        assert result.returncode == 1 and earned == 0 and note == "not implemented", (
+            part,
+            result.stdout,
+        )

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from harness import check_flow_normalised, check_transform, perturb
 
 from common.flows import Compose, Flow, Inverse, Logit, Permute, Transform, check_builder_args
 from common.metrics import bits_per_dim
@@ -18,6 +17,7 @@ from common.train import (
     train_forward_kl,
     train_reverse_kl,
 )
+from tests.harness import check_flow_normalised, check_transform, perturb
 
 
 class ElementwiseAffine(Transform):
@@ -46,8 +46,18 @@ def _affine(features, context):
 
 
 HARNESS_CASES = [
-    ("permute", lambda d, c: Permute(torch.randperm(d, generator=torch.Generator().manual_seed(d))).double(), (0,)),
-    ("inverse-compose", lambda d, c: Compose(Inverse(_affine(d, c)), Permute.reverse(d), _affine(d, c)), (0, 3)),
+    (
+        "permute",
+        lambda d, c: Permute(
+            torch.randperm(d, generator=torch.Generator().manual_seed(d))
+        ).double(),
+        (0,),
+    ),
+    (
+        "inverse-compose",
+        lambda d, c: Compose(Inverse(_affine(d, c)), Permute.reverse(d), _affine(d, c)),
+        (0, 3),
+    ),
     ("logit", lambda d, c: Logit(0.05), (0,)),
 ]
 
@@ -57,7 +67,9 @@ HARNESS_CASES = [
 def test_harness(name, factory, contexts, features):
     for context in contexts:
         layer = factory(features, context)
-        x = torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None  # data in (0, 1)
+        x = (
+            torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None
+        )  # data in (0, 1)
         check_transform(layer, features, context, x=x)
 
 
@@ -66,6 +78,7 @@ def test_harness_catches_a_wrong_log_det():
         def forward(self, x, context=None):
             z, ladj = super().forward(x, context)
             return z, ladj + 1e-3
+
     with pytest.raises(AssertionError):
         check_transform(perturb(Wrong(2).double()), 2)
 
@@ -104,12 +117,16 @@ def test_bad_input_names_what_was_expected():
     with pytest.raises(ValueError, match="floating"):
         flow.log_prob(torch.zeros(4, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="context=0"):
-        flow.log_prob(torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64))
+        flow.log_prob(
+            torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
+        )
     cflow = Flow([_affine(2, 3)], features=2, context=3).double()
     with pytest.raises(ValueError, match="context"):
         cflow.log_prob(torch.zeros(4, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"\(batch, 3\).*\(4, 2\)"):
-        cflow.log_prob(torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64))
+        cflow.log_prob(
+            torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64)
+        )
 
 
 def test_double_moves_the_base():
@@ -123,9 +140,13 @@ def test_made_is_autoregressive(features, context):
     """d output_i / d input_j is zero unless j comes before i in the order (Germain et al. 2015)."""
     order = torch.randperm(features, generator=torch.Generator().manual_seed(features))
     made = perturb(MADE(features, 3, (16, 16), context=context, order=order).double())
-    x = torch.randn(64, features, dtype=torch.float64)  # many points, so no connection hides behind a dead ReLU
+    x = torch.randn(
+        64, features, dtype=torch.float64
+    )  # many points, so no connection hides behind a dead ReLU
     c = torch.randn(64, context, dtype=torch.float64) if context else None
-    J = torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))  # (D, D)
+    J = (
+        torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
+    )  # (D, D)
     allowed = order[None, :] < order[:, None]  # allowed[i, j]: feature j precedes feature i
     assert torch.all(J[~allowed] == 0)
     assert torch.all(J[allowed] > 0)  # and every permitted connection exists
@@ -141,6 +162,7 @@ def test_made_rejects_a_bad_order():
 
 class Exploding(ElementwiseAffine):
     """Returns a NaN log-det from the 4th call on: the guard must stop and keep finite weights."""
+
     calls = 0
 
     def forward(self, x, context=None):
@@ -164,7 +186,9 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
     torch.manual_seed(0)
     flow = Flow([ElementwiseAffine(2)], features=2)
     data = torch.randn(512, 2) * 0.3 + 2.0
-    history = train_forward_kl(flow, data, steps=300, batch_size=128, lr=1e-2, val=data[:100], progress=False)
+    history = train_forward_kl(
+        flow, data, steps=300, batch_size=128, lr=1e-2, val=data[:100], progress=False
+    )
     assert history["loss"][-1] < history["loss"][0] - 1.0
     save_checkpoint(flow, tmp_path / "flow.pt", steps=300)
     other = Flow([ElementwiseAffine(2)], features=2)
@@ -175,8 +199,14 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
 def test_reverse_kl_fits_a_gaussian_energy():
     torch.manual_seed(0)
     flow = Flow([ElementwiseAffine(2)], features=2)
-    history = train_reverse_kl(flow, lambda x: 0.5 * ((x - 1.0) ** 2).sum(-1) / 0.25, steps=400, lr=1e-2,
-                               anneal=100, progress=False)
+    history = train_reverse_kl(
+        flow,
+        lambda x: 0.5 * ((x - 1.0) ** 2).sum(-1) / 0.25,
+        steps=400,
+        lr=1e-2,
+        anneal=100,
+        progress=False,
+    )
     assert history["beta"][0] == pytest.approx(0.02) and history["beta"][-1] == 1.0
     assert flow.sample(4000).mean(0).sub(1.0).abs().max() < 0.05
 
@@ -186,15 +216,27 @@ def test_bits_per_dim():
     assert bits_per_dim(-64 * math.log(17), dims=64, levels=17) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(features=0, transforms=2), "features must be an integer >= 1, got 0"),
-    (dict(features=2, transforms=2.0), "transforms must be an integer >= 1, got 2.0"),
-    (dict(features=2, transforms=True), "transforms must be an integer >= 1, got True"),
-    (dict(features=2, transforms=2, context=-1), "context must be an integer >= 0, got -1"),
-    (dict(features=2, transforms=2, hidden_features=64), "hidden_features must be a non-empty tuple"),
-    (dict(features=2, transforms=2, hidden_features=(64, 0)), "every hidden_features entry must be"),
-    (dict(features=2, transforms=2, batch_norm="yes"), "batch_norm must be True or False, got 'yes'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(features=0, transforms=2), "features must be an integer >= 1, got 0"),
+        (dict(features=2, transforms=2.0), "transforms must be an integer >= 1, got 2.0"),
+        (dict(features=2, transforms=True), "transforms must be an integer >= 1, got True"),
+        (dict(features=2, transforms=2, context=-1), "context must be an integer >= 0, got -1"),
+        (
+            dict(features=2, transforms=2, hidden_features=64),
+            "hidden_features must be a non-empty tuple",
+        ),
+        (
+            dict(features=2, transforms=2, hidden_features=(64, 0)),
+            "every hidden_features entry must be",
+        ),
+        (
+            dict(features=2, transforms=2, batch_norm="yes"),
+            "batch_norm must be True or False, got 'yes'",
+        ),
+    ],
+)
 def test_builder_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         check_builder_args(**kwargs)
@@ -213,17 +255,23 @@ def test_demo_parser_shared_flags(tmp_path, capsys, monkeypatch):
 
 
 def test_readme_line_counts_are_measured():
-    """The README's table of logical lines is what ``python -m common.lines`` counts, paper by paper."""
+    """The README's table of logical lines is what ``python -m tools.lines`` counts, paper by paper."""
     from pathlib import Path
 
-    from common.lines import PAPERS, core_files, logical_lines
+    from tools.lines import PAPERS, core_files, logical_lines
 
     root = Path(__file__).resolve().parent.parent
     if (root / "assignment.toml").exists():
-        pytest.skip("a student copy (python -m common.assignment): its stubs are not the counted reference")
+        pytest.skip(
+            "a student copy (python -m course.assignment): its stubs are not the counted reference"
+        )
     readme = (root / "README.md").read_text()
     for paper in PAPERS:
-        row = next(line for line in readme.splitlines() if line.startswith("|") and f"`{paper}/`" in line)
+        row = next(
+            line for line in readme.splitlines() if line.startswith("|") and f"`{paper}/`" in line
+        )
         claimed = int(row.split("|")[4])
         measured = sum(logical_lines(f.read_text()) for f in core_files(root / paper))
-        assert claimed == measured, f"README says {paper} has {claimed} logical lines; common.lines counts {measured}"
+        assert claimed == measured, (
+            f"README says {paper} has {claimed} logical lines; tools.lines counts {measured}"
+        )

@@ -10,9 +10,10 @@ import pkgutil
 from pathlib import Path
 
 from common.flows import Transform
+from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("common", "planar_flows", "iaf", "maf", "nsf", "realnvp")
+PACKAGES = ("common", *PAPERS)
 NOT_LIBRARY = ("__main__", "tutorial", "benchmark")
 
 
@@ -26,7 +27,11 @@ def repository_transforms():
                 continue
             module = importlib.import_module(f"{package}.{info.name}")
             for _, cls in inspect.getmembers(module, inspect.isclass):
-                if issubclass(cls, Transform) and cls is not Transform and cls.__module__ == module.__name__:
+                if (
+                    issubclass(cls, Transform)
+                    and cls is not Transform
+                    and cls.__module__ == module.__name__
+                ):
                     found.add(cls)
     return found
 
@@ -34,7 +39,7 @@ def repository_transforms():
 def covered_transforms():
     covered = set()
     for path in sorted((ROOT / "tests").glob("test_*.py")):
-        module = importlib.import_module(path.stem)
+        module = importlib.import_module(f"tests.{path.stem}")
         for _, factory, contexts in getattr(module, "HARNESS_CASES", []):
             for context in contexts:
                 covered.update(type(m) for m in factory(2, context).modules())

@@ -2,12 +2,18 @@
 
 import pytest
 import torch
-from harness import check_bad_input_raises, check_flow_normalised, check_transform, count_calls, perturb
 from torch.autograd.functional import jacobian
 
 from common.flows import Inverse
 from common.nets import MADE
 from iaf import IAF, DiagonalAffine, GatedAutoregressive
+from tests.harness import (
+    check_bad_input_raises,
+    check_flow_normalised,
+    check_transform,
+    count_calls,
+    perturb,
+)
 
 
 def _order(d):
@@ -19,9 +25,17 @@ def _iaf(d, c, transforms=3, scale=0.25, seed=0):
 
 
 HARNESS_CASES = [
-    ("gated-autoregressive", lambda d, c: perturb(GatedAutoregressive(d, (16, 16), c, _order(d)).double()), (0, 3)),
+    (
+        "gated-autoregressive",
+        lambda d, c: perturb(GatedAutoregressive(d, (16, 16), c, _order(d)).double()),
+        (0, 3),
+    ),
     ("diagonal-affine", lambda d, c: perturb(DiagonalAffine(d, c).double()), (0, 3)),
-    ("iaf-chain", lambda d, c: _iaf(d, c).transform, (0, 3)),  # Inverse(Compose(DiagonalAffine, steps...))
+    (
+        "iaf-chain",
+        lambda d, c: _iaf(d, c).transform,
+        (0, 3),
+    ),  # Inverse(Compose(DiagonalAffine, steps...))
 ]
 
 
@@ -46,11 +60,13 @@ def test_jacobian_is_triangular_in_the_layer_order_with_gates_on_the_diagonal(co
     earlier = order[None, :] < order[:, None]
     _, s = layer.gate(z, c)
     for i in range(4):
-        J = jacobian(lambda zi: layer(zi[None], None if c is None else c[i:i + 1])[0][0], z[i])
+        J = jacobian(lambda zi: layer(zi[None], None if c is None else c[i : i + 1])[0][0], z[i])
         assert torch.all(J[later] == 0), "output i depends on a variable after i in the order"
         assert J[earlier].abs().max() > 1e-3, "no autoregressive dependence at all"
         sigma = torch.diagonal(J)
-        assert torch.allclose(sigma, torch.sigmoid(s[i]), atol=1e-12)  # dz'_i/dz_i = sigma_i (Eq. 14)
+        assert torch.allclose(
+            sigma, torch.sigmoid(s[i]), atol=1e-12
+        )  # dz'_i/dz_i = sigma_i (Eq. 14)
         assert torch.all((sigma > 0) & (sigma < 1)), f"gate outside (0, 1): {sigma.tolist()}"
 
 
@@ -98,9 +114,13 @@ def test_init_gate_is_near_one_so_each_step_starts_near_the_identity():
     sigma = torch.sigmoid(s)
     assert sigma.min() > 0.75 and abs(sigma.mean() - torch.sigmoid(torch.tensor(2.0))) < 0.05
     y, _ = layer(z)
-    assert (y - z).pow(2).mean() < 0.1 * z.pow(2).mean()  # z' = sigma z + (1 - sigma) m stays close to z
+    assert (y - z).pow(2).mean() < 0.1 * z.pow(
+        2
+    ).mean()  # z' = sigma z + (1 - sigma) m stays close to z
     no_bias = GatedAutoregressive(8, gate_bias=0.0)
-    assert abs(torch.sigmoid(no_bias.gate(z)[1]).mean() - 0.5) < 0.05  # without the bias the gate is ~0.5
+    assert (
+        abs(torch.sigmoid(no_bias.gate(z)[1]).mean() - 0.5) < 0.05
+    )  # without the bias the gate is ~0.5
 
 
 def test_order_is_reversed_between_steps():
@@ -109,11 +129,18 @@ def test_order_is_reversed_between_steps():
     assert orders == [[0, 1, 2, 3], [3, 2, 1, 0], [0, 1, 2, 3]]
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(features=0), dict(features=2.5), dict(features=2, transforms=0), dict(features=2, context=-1),
-    dict(features=2, hidden_features=()), dict(features=2, hidden_features=(64, 0)),
-    dict(features=2, hidden_features=64),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(features=0),
+        dict(features=2.5),
+        dict(features=2, transforms=0),
+        dict(features=2, context=-1),
+        dict(features=2, hidden_features=()),
+        dict(features=2, hidden_features=(64, 0)),
+        dict(features=2, hidden_features=64),
+    ],
+)
 def test_bad_hyperparameters_raise(kwargs):
     with pytest.raises(ValueError, match="must be"):
         IAF(**kwargs)

@@ -4,11 +4,17 @@ import re
 
 import pytest
 import torch
-from harness import check_bad_input_raises, check_flow_normalised, check_transform, count_calls, perturb
 from torch.autograd.functional import jacobian
 
 from common.nets import MADE
 from maf import MAF, BatchNorm, MAFLayer, set_batch_norm_stats
+from tests.harness import (
+    check_bad_input_raises,
+    check_flow_normalised,
+    check_transform,
+    count_calls,
+    perturb,
+)
 
 
 def _order(d):
@@ -44,11 +50,18 @@ def test_harness(name, factory, contexts, features):
         try:
             check_transform(factory(features, context), features, context)
         except AssertionError as error:
-            # D = 1 without a context: x_1 has no predecessor, so MADE masks its whole first layer and no
-            # gradient can reach those weights. Every other check above has passed; accept only that one.
-            missing = re.findall(r"'([^']+)'", str(error)) if "no gradient reaches" in str(error) else []
-            if not (features == 1 and context == 0 and missing
-                    and all(m.endswith("made.net.0.weight") for m in missing)):
+            # D = 1 without a context: x_1 has no predecessor, so MADE masks its whole first layer
+            # and no gradient can reach those weights. Every other check above has passed; accept
+            # only that one.
+            missing = (
+                re.findall(r"'([^']+)'", str(error)) if "no gradient reaches" in str(error) else []
+            )
+            if not (
+                features == 1
+                and context == 0
+                and missing
+                and all(m.endswith("made.net.0.weight") for m in missing)
+            ):
                 raise
 
 
@@ -60,15 +73,21 @@ def test_jacobian_is_triangular_in_the_layer_order_with_exp_minus_alpha_on_the_d
     x = 2 * torch.randn(4, d, generator=gen, dtype=torch.float64)
     c = torch.randn(4, context, generator=gen, dtype=torch.float64) if context else None
     order = layer.made.order
-    later = order[None, :] >= order[:, None]  # later[i, j]: x_j is x_i or comes after it in the order
+    later = (
+        order[None, :] >= order[:, None]
+    )  # later[i, j]: x_j is x_i or comes after it in the order
     later.fill_diagonal_(False)
     earlier = order[None, :] < order[:, None]
     _, alpha = layer.conditioner(x, c)
     for i in range(4):
-        J = jacobian(lambda xi: layer(xi[None], None if c is None else c[i:i + 1])[0][0], x[i])
-        assert torch.all(J[later] == 0), "u_i depends on a variable that is not before x_i in the order"
+        J = jacobian(lambda xi: layer(xi[None], None if c is None else c[i : i + 1])[0][0], x[i])
+        assert torch.all(J[later] == 0), (
+            "u_i depends on a variable that is not before x_i in the order"
+        )
         assert J[earlier].abs().max() > 1e-3, "no autoregressive dependence at all"
-        assert torch.allclose(torch.diagonal(J), torch.exp(-alpha[i]), atol=1e-12)  # Eq. 4: du_i/dx_i
+        assert torch.allclose(
+            torch.diagonal(J), torch.exp(-alpha[i]), atol=1e-12
+        )  # Eq. 4: du_i/dx_i
 
 
 @pytest.mark.parametrize("context,batch_norm", [(0, False), (0, True), (3, False), (3, True)])
@@ -99,13 +118,16 @@ def test_context_enters_every_made_and_every_feature():
     flow = _maf(3, 2, transforms=2)
     x = torch.randn(1, 3, dtype=torch.float64)
     for layer in flow.transform.transforms:
-        J = jacobian(lambda c: layer.made(x, c)[0], torch.randn(1, 2, dtype=torch.float64))  # (D, 2, 1, C)
+        J = jacobian(
+            lambda c: layer.made(x, c)[0], torch.randn(1, 2, dtype=torch.float64)
+        )  # (D, 2, 1, C)
         assert torch.all(J.abs().sum((-1, -2)) > 0), "some (mu_i, alpha_i) ignore the context"
 
 
 def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det():
-    """In training mode u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta with the batch's m and v. The log det
-    is the paper's sum(gamma - 0.5 log(v + eps)): it treats m and v as constants. The exact Jacobian of one
+    """In training mode u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta with the batch's m and v. The
+    log det is the paper's sum(gamma - 0.5 log(v + eps)): it treats m and v as constants. The exact
+    Jacobian of one
     point's u (other points fixed) differs by the O(1/B) terms m and v get from that point."""
     torch.manual_seed(0)
     B, d = 8, 3
@@ -113,16 +135,23 @@ def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det(
     x = 3 + 2 * torch.randn(B, d, dtype=torch.float64)
     u, ladj = layer(x)
     gamma, beta = layer.gamma.detach(), layer.beta.detach()
-    assert torch.allclose(u.mean(0), beta, atol=1e-12)  # the batch is normalised by its own statistics
-    assert torch.allclose(u.var(0, unbiased=False), torch.exp(2 * gamma) * (1 - 1e-5 / (x.var(0, unbiased=False)
-                                                                                          + 1e-5)), atol=1e-10)
+    assert torch.allclose(
+        u.mean(0), beta, atol=1e-12
+    )  # the batch is normalised by its own statistics
+    assert torch.allclose(
+        u.var(0, unbiased=False),
+        torch.exp(2 * gamma) * (1 - 1e-5 / (x.var(0, unbiased=False) + 1e-5)),
+        atol=1e-10,
+    )
     v = x.var(0, unbiased=False)
     assert torch.allclose(ladj, (gamma - 0.5 * torch.log(v + 1e-5)).sum().expand(B), atol=1e-12)
     x_hat_sq = (x - x.mean(0)) ** 2 / (v + 1e-5)
     for i in range(B):
-        J = jacobian(lambda xi: layer(torch.cat([x[:i], xi[None], x[i + 1:]]))[0][i], x[i])
+        J = jacobian(lambda xi: layer(torch.cat([x[:i], xi[None], x[i + 1 :]]))[0][i], x[i])
         assert torch.all(J[~torch.eye(d, dtype=torch.bool)] == 0)  # statistics are per feature
-        correction = torch.log(1 - 1 / B - x_hat_sq[i] / B).sum()  # d/dx_i of m and v (biased variance)
+        correction = torch.log(
+            1 - 1 / B - x_hat_sq[i] / B
+        ).sum()  # d/dx_i of m and v (biased variance)
         assert torch.allclose(torch.linalg.slogdet(J)[1], ladj[i] + correction, atol=1e-10)
 
 
@@ -143,21 +172,31 @@ def test_running_statistics_follow_the_minibatches():
     torch.manual_seed(0)
     layer = BatchNorm(2).double().train()
     for _ in range(200):
-        layer(torch.tensor([3.0, -1.0], dtype=torch.float64) + torch.tensor([2.0, 0.5]) * torch.randn(256, 2))
+        layer(
+            torch.tensor([3.0, -1.0], dtype=torch.float64)
+            + torch.tensor([2.0, 0.5]) * torch.randn(256, 2)
+        )
     assert torch.allclose(layer.mean, torch.tensor([3.0, -1.0], dtype=torch.float64), atol=0.15)
     assert torch.allclose(layer.var, torch.tensor([4.0, 0.25], dtype=torch.float64), rtol=0.1)
 
 
 @pytest.mark.parametrize("context", [0, 2])
 def test_set_batch_norm_stats_uses_the_whole_training_set(context):
-    """With statistics from ``data``, evaluation mode gives ``data`` exactly the log-density training mode
+    """With statistics from ``data``, evaluation mode gives ``data`` exactly the log-density
+    training mode
     gives it as one batch; and a BatchNorm that never saw the data would not."""
     torch.manual_seed(0)
     flow = perturb(MAF(3, 3, (16, 16), context, batch_norm=True).double())
-    data = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([1.0, 3.0, 0.3], dtype=torch.float64) + 2
+    data = (
+        torch.randn(500, 3, dtype=torch.float64)
+        * torch.tensor([1.0, 3.0, 0.3], dtype=torch.float64)
+        + 2
+    )
     c = torch.randn(500, context, dtype=torch.float64) if context else None
     log_p_train = flow.train().log_prob(data, c)
-    assert not torch.allclose(flow.eval().log_prob(data, c), log_p_train, atol=1e-3)  # running averages differ
+    assert not torch.allclose(
+        flow.eval().log_prob(data, c), log_p_train, atol=1e-3
+    )  # running averages differ
     set_batch_norm_stats(flow, data, c)
     assert not flow.training
     assert torch.allclose(flow.log_prob(data, c), log_p_train, atol=1e-10)
@@ -169,14 +208,24 @@ def test_set_batch_norm_stats_uses_the_whole_training_set(context):
 def test_density_integrates_to_one():
     check_flow_normalised(_maf(2, 0, transforms=3, seed=1))
     check_flow_normalised(_maf(2, 0, transforms=3, batch_norm=True))
-    check_flow_normalised(_maf(2, 2, transforms=3), context=torch.tensor([0.5, -1.0], dtype=torch.float64))
+    check_flow_normalised(
+        _maf(2, 2, transforms=3), context=torch.tensor([0.5, -1.0], dtype=torch.float64)
+    )
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(features=0), dict(features=2.5), dict(features=2, transforms=0), dict(features=2, context=-1),
-    dict(features=2, hidden_features=()), dict(features=2, hidden_features=(64, 0)),
-    dict(features=2, hidden_features=64), dict(features=2, batch_norm="yes"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(features=0),
+        dict(features=2.5),
+        dict(features=2, transforms=0),
+        dict(features=2, context=-1),
+        dict(features=2, hidden_features=()),
+        dict(features=2, hidden_features=(64, 0)),
+        dict(features=2, hidden_features=64),
+        dict(features=2, batch_norm="yes"),
+    ],
+)
 def test_bad_hyperparameters_raise(kwargs):
     with pytest.raises(ValueError, match="must be"):
         MAF(**kwargs)

@@ -1,31 +1,57 @@
-"""Neural spline flows: the rational-quadratic spline alone (monotone, invertible, exact log-derivative,
+"""Neural spline flows: the rational-quadratic spline alone (monotone, invertible, exact
+log-derivative,
 finite everywhere), both NSF variants in the Jacobian harness, and bad hyperparameters."""
 
 import pytest
 import torch
-from harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
 from common.flows import Flow, Inverse
 from nsf import NSF, SplineAutoregressive, SplineCoupling, rq_spline
 from nsf.nsf import MIN_WIDTH
+from tests.harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
 B, K = 5.0, 8
 
-# Perturbation scales: at the harness's default 0.5 some random splines get slopes of 1e-8 and the composed map
-# is so ill-conditioned that float64 rounding alone (error = eps / slope) breaks 1e-6; that is the map, not
-# the code. The spline tests below cover extreme parameters in the well-conditioned direction.
+# Perturbation scales: at the harness's default 0.5 some random splines get slopes of 1e-8 and the
+# composed map is so ill-conditioned that float64 rounding alone (error = eps / slope) breaks 1e-6;
+# that is the map, not the code. The spline tests below cover extreme parameters in the
+# well-conditioned direction.
 HARNESS_CASES = [
-    ("spline-autoregressive", lambda d, c: perturb(SplineAutoregressive(d, K, B, (16, 16), c).double(), 0.3), (0, 3)),
-    ("spline-coupling", lambda d, c: perturb(SplineCoupling(d, K, B, (16, 16), c).double(), 0.3), (0, 3)),
-    ("nsf-ar", lambda d, c: perturb(NSF(d, 3, (16, 16), context=c).double(), 0.2).transform, (0, 3)),
-    ("nsf-c", lambda d, c: perturb(NSF(d, 3, (16, 16), coupling=True, context=c).double(), 0.2).transform, (0, 3)),
+    (
+        "spline-autoregressive",
+        lambda d, c: perturb(SplineAutoregressive(d, K, B, (16, 16), c).double(), 0.3),
+        (0, 3),
+    ),
+    (
+        "spline-coupling",
+        lambda d, c: perturb(SplineCoupling(d, K, B, (16, 16), c).double(), 0.3),
+        (0, 3),
+    ),
+    (
+        "nsf-ar",
+        lambda d, c: perturb(NSF(d, 3, (16, 16), context=c).double(), 0.2).transform,
+        (0, 3),
+    ),
+    (
+        "nsf-c",
+        lambda d, c: perturb(NSF(d, 3, (16, 16), coupling=True, context=c).double(), 0.2).transform,
+        (0, 3),
+    ),
 ]
-# One feature and no context leaves the conditioner's first layer nothing to see (no gradient reaches it).
-PARAMS = [(name, factory, context, features) for name, factory, contexts in HARNESS_CASES for context in contexts
-          for features in (1, 2, 3, 6) if not (features == 1 and context == 0)]
+# One feature and no context leaves the conditioner's first layer nothing to see (no gradient
+# reaches it).
+PARAMS = [
+    (name, factory, context, features)
+    for name, factory, contexts in HARNESS_CASES
+    for context in contexts
+    for features in (1, 2, 3, 6)
+    if not (features == 1 and context == 0)
+]
 
 
-@pytest.mark.parametrize("name,factory,context,features", PARAMS, ids=[f"{p[0]}-c{p[2]}-d{p[3]}" for p in PARAMS])
+@pytest.mark.parametrize(
+    "name,factory,context,features", PARAMS, ids=[f"{p[0]}-c{p[2]}-d{p[3]}" for p in PARAMS]
+)
 def test_harness(name, factory, context, features):
     check_transform(factory(features, context), features, context)
 
@@ -37,7 +63,7 @@ def _params(n, scale=2.0, seed=0, dtype=torch.float64):
 
 def _knots(params):
     """Knot coordinates x^k, y^k (n, K+1) written independently of the module (Sec. 3.1)."""
-    wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(params[:, :2 * K].view(-1, 2, K), -1)
+    wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(params[:, : 2 * K].view(-1, 2, K), -1)
     knots = -B + 2 * B * torch.cat([torch.zeros_like(wh[..., :1]), wh.cumsum(-1)], -1)
     return knots[:, 0], knots[:, 1]
 
@@ -47,9 +73,17 @@ def _points(params, seed=1):
     n = params.shape[0]
     gen = torch.Generator().manual_seed(seed)
     xk, _ = _knots(params)
-    edges = torch.tensor([-B, B, -B - 1e-12, B + 1e-12, -B + 1e-12, B - 1e-12, -B - 3, B + 3], dtype=params.dtype)
-    x = torch.cat([(2 * B + 4) * torch.rand(n, 64, generator=gen, dtype=params.dtype) - B - 2, xk,
-                   edges.expand(n, -1)], 1)  # (n, m): one spline per row
+    edges = torch.tensor(
+        [-B, B, -B - 1e-12, B + 1e-12, -B + 1e-12, B - 1e-12, -B - 3, B + 3], dtype=params.dtype
+    )
+    x = torch.cat(
+        [
+            (2 * B + 4) * torch.rand(n, 64, generator=gen, dtype=params.dtype) - B - 2,
+            xk,
+            edges.expand(n, -1),
+        ],
+        1,
+    )  # (n, m): one spline per row
     return x, params[:, None, :].expand(-1, x.shape[1], -1)
 
 
@@ -59,7 +93,9 @@ def test_spline_passes_through_its_knots():
     y, _ = rq_spline(xk, params[:, None].expand(-1, K + 1, -1), B)
     assert torch.allclose(y, yk, atol=1e-12, rtol=0)  # g(x^k) = y^k: Eq. 4 at xi = 0 and 1
     ends = torch.tensor([-B, B], dtype=torch.float64).expand(50, -1)
-    assert torch.allclose(rq_spline(ends, params[:, None].expand(-1, 2, -1), B)[0], ends, atol=1e-14, rtol=0)
+    assert torch.allclose(
+        rq_spline(ends, params[:, None].expand(-1, 2, -1), B)[0], ends, atol=1e-14, rtol=0
+    )
     x, _ = rq_spline(yk, params[:, None].expand(-1, K + 1, -1), B, inverse=True)
     assert torch.allclose(x, xk, atol=1e-12, rtol=0)
 
@@ -73,7 +109,9 @@ def test_spline_is_monotone():
 
 
 def test_spline_inverts_everywhere_to_1e10():
-    params = _params(200, scale=1.0)  # trained conditioners' range; steeper splines: test_extreme_parameters
+    params = _params(
+        200, scale=1.0
+    )  # trained conditioners' range; steeper splines: test_extreme_parameters
     x, p = _points(params)
     y, ladj = rq_spline(x, p, B)
     x_back, ladj_inv = rq_spline(y, p, B, inverse=True)
@@ -85,7 +123,9 @@ def test_spline_inverts_everywhere_to_1e10():
 
 def test_tails_are_the_identity():
     params = _params(20)
-    x = torch.tensor([-1e6, -B - 1e-9, -7.0, B + 1e-9, 9.5, 1e6], dtype=torch.float64).expand(20, -1)
+    x = torch.tensor([-1e6, -B - 1e-9, -7.0, B + 1e-9, 9.5, 1e6], dtype=torch.float64).expand(
+        20, -1
+    )
     for inverse in (False, True):
         y, ladj = rq_spline(x, params[:, None].expand(-1, 6, -1), B, inverse)
         assert torch.allclose(y, x, atol=1e-12, rtol=1e-15) and ladj.abs().max() < 1e-12
@@ -106,14 +146,24 @@ def test_log_derivative_equals_autograd(inverse):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_finite_values_and_gradients_at_1e6_and_on_all_tail_batches(dtype):
     params = _params(4, dtype=dtype).requires_grad_()
-    x = torch.tensor([[1e6, -1e6, B + 1, -B - 1]], dtype=dtype).expand(4, -1).clone().requires_grad_()
+    x = (
+        torch.tensor([[1e6, -1e6, B + 1, -B - 1]], dtype=dtype)
+        .expand(4, -1)
+        .clone()
+        .requires_grad_()
+    )
     for inverse in (False, True):
         y, ladj = rq_spline(x, params[:, None].expand(-1, 4, -1), B, inverse)
         gx, gp = torch.autograd.grad(y.sum() + ladj.sum(), (x, params))
-        eps = 1e4 * torch.finfo(dtype).eps  # tails ignore the parameters, up to rounding (and no NaN * 0)
+        eps = (
+            1e4 * torch.finfo(dtype).eps
+        )  # tails ignore the parameters, up to rounding (and no NaN * 0)
         assert torch.allclose(y, x, atol=0, rtol=eps) and ladj.abs().max() < eps
         assert torch.allclose(gx, torch.ones_like(gx)) and gp.abs().max() < eps
-    for coupling in (False, True):  # a whole flow, both directions, on a batch that lies in the tails only
+    for coupling in (
+        False,
+        True,
+    ):  # a whole flow, both directions, on a batch that lies in the tails only
         flow = NSF(3, transforms=2, hidden_features=(8,), coupling=coupling).to(dtype)
         x = torch.tensor([[1e6, -1e6, 7.0], [-1e6, 1e6, -8.0]], dtype=dtype)
         log_p = flow.log_prob(x)
@@ -127,15 +177,26 @@ def test_finite_values_and_gradients_at_1e6_and_on_all_tail_batches(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_extreme_parameters(dtype):
     """Huge and tiny widths, heights and derivatives: finite values and gradients, monotone, and
-    forward(inverse(y)) = y (the well-conditioned direction: inverse(forward(x)) can only be as good as
+    forward(inverse(y)) = y (the well-conditioned direction: inverse(forward(x)) can only be as good
+    as
     rounding / slope, and slopes here go down to 1e-9)."""
     n, scales = 12, torch.tensor([1e1, 1e2, 1e3, 1e6], dtype=dtype)
     rows = []
     for s in scales:
         rows += [_params(n, 1.0, seed=int(s), dtype=dtype) * s]
-    params = torch.cat(rows + [torch.cat([torch.full((n, 2 * K), v, dtype=dtype),  # equal bins, extreme slopes
-                                          torch.full((n, K - 1), d, dtype=dtype)], 1)
-                               for v, d in ((0.0, 1e6), (0.0, -1e6), (1e6, 0.0))])
+    params = torch.cat(
+        rows
+        + [
+            torch.cat(
+                [
+                    torch.full((n, 2 * K), v, dtype=dtype),  # equal bins, extreme slopes
+                    torch.full((n, K - 1), d, dtype=dtype),
+                ],
+                1,
+            )
+            for v, d in ((0.0, 1e6), (0.0, -1e6), (1e6, 0.0))
+        ]
+    )
     params = params.requires_grad_()
     x = torch.linspace(-B - 0.5, B + 0.5, 257, dtype=dtype).expand(params.shape[0], -1)
     p = params[:, None].expand(-1, x.shape[1], -1)
@@ -143,8 +204,9 @@ def test_extreme_parameters(dtype):
     assert torch.isfinite(y).all() and torch.isfinite(log_dg).all() and (y.diff(dim=-1) >= 0).all()
     x_back, log_inv = rq_spline(y, p, B, inverse=True)
     y_back, _ = rq_spline(x_back, p, B)
-    # accurate in the better-conditioned coordinate (x where the spline is steep, y where it is flat), to a
-    # few eps times the largest derivative: forming the quadratic's a, b, c cancels terms of size delta^k ~ 1e6
+    # accurate in the better-conditioned coordinate (x where the spline is steep, y where it is
+    # flat), to a few eps times the largest derivative: forming the quadratic's a, b, c cancels
+    # terms of size delta^k ~ 1e6
     tol = 1e-9 if dtype == torch.float64 else 1e-4
     assert torch.minimum((x_back - x).abs(), (y_back - y).abs()).max() < tol
     (grad,) = torch.autograd.grad(y.sum() + log_dg.sum() + x_back.sum() + log_inv.sum(), params)
@@ -153,7 +215,10 @@ def test_extreme_parameters(dtype):
 
 @pytest.mark.parametrize("coupling,context", [(False, 0), (True, 2)])
 def test_nsf_density_integrates_to_one(coupling, context):
-    flow = perturb(NSF(2, transforms=2, hidden_features=(16,), coupling=coupling, context=context).double(), 0.15)
+    flow = perturb(
+        NSF(2, transforms=2, hidden_features=(16,), coupling=coupling, context=context).double(),
+        0.15,
+    )
     c = torch.tensor([0.3, -1.2], dtype=torch.float64) if context else None
     check_flow_normalised(flow, lim=8.0, n=200, tol=5e-3, context=c)
 
@@ -167,11 +232,20 @@ def test_inverted_nsf_samples_in_one_pass_and_scores_its_samples():
 
 
 def test_bad_hyperparameters_raise():
-    for kwargs in [dict(features=0), dict(features=2, transforms=0), dict(features=2, bins=1),
-                   dict(features=2, bins=1000), dict(features=2, bins=8.0), dict(features=2, bound=0.0),
-                   dict(features=2, bound=-1), dict(features=2, hidden_features=()),
-                   dict(features=2, hidden_features=(0,)), dict(features=2, context=-1),
-                   dict(features=2, coupling="yes"), dict(features=True)]:
+    for kwargs in [
+        dict(features=0),
+        dict(features=2, transforms=0),
+        dict(features=2, bins=1),
+        dict(features=2, bins=1000),
+        dict(features=2, bins=8.0),
+        dict(features=2, bound=0.0),
+        dict(features=2, bound=-1),
+        dict(features=2, hidden_features=()),
+        dict(features=2, hidden_features=(0,)),
+        dict(features=2, context=-1),
+        dict(features=2, coupling="yes"),
+        dict(features=True),
+    ]:
         with pytest.raises(ValueError):
             NSF(**kwargs)
     check_bad_input_raises(NSF(2, context=1), features=2, context=1)

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from harness import check_flow_normalised, check_transform, perturb
 
 from planar_flows import Planar, PlanarFlow, Radial, solve_increasing
+from tests.harness import check_flow_normalised, check_transform, perturb
 
 TOL = 1e-8  # the 1-D inverses are solved to about 1e-13 in float64; this is the accuracy the tests demand
 
@@ -28,11 +28,17 @@ def planar_violating(features, context):
 def radial(features, context):
     layer = perturb(Radial(features).double(), scale=1.0, seed=2)
     with torch.no_grad():
-        layer.beta_raw.fill_(-3.0)  # beta close to its bound -alpha: a strong contraction towards z0
+        layer.beta_raw.fill_(
+            -3.0
+        )  # beta close to its bound -alpha: a strong contraction towards z0
     return layer
 
 
-HARNESS_CASES = [("planar", planar, (0, 3)), ("planar_violating", planar_violating, (0,)), ("radial", radial, (0,))]
+HARNESS_CASES = [
+    ("planar", planar, (0, 3)),
+    ("planar_violating", planar_violating, (0,)),
+    ("radial", radial, (0,)),
+]
 
 
 @pytest.mark.parametrize("features", [1, 2, 3, 6])
@@ -50,7 +56,10 @@ def test_far_points_and_root_accuracy():
     z, ladj = layer(x)
     x_back, ladj_i = layer.inverse(z)
     assert (x_back - x).abs().max() < TOL and (ladj + ladj_i).abs().max() < TOL
-    g = lambda a: (a - torch.tanh(a), 1 - (1 - torch.tanh(a) ** 2))  # w^T u_hat = -1: slope 0 at a = 0
+    g = lambda a: (
+        a - torch.tanh(a),
+        1 - (1 - torch.tanh(a) ** 2),
+    )  # w^T u_hat = -1: slope 0 at a = 0
     target = torch.tensor([-3.0, -1e-9, 0.0, 1e-9, 2.0], dtype=torch.float64)
     a = solve_increasing(g, target, target - 1, target + 1, start=target)
     assert (g(a)[0] - target).abs().max() < 1e-12
@@ -58,7 +67,8 @@ def test_far_points_and_root_accuracy():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_steep_layers_do_not_cycle(dtype):
-    """Newton on a + c tanh(a + b) can bounce between the two flat tails; the safeguard must stop that.
+    """Newton on a + c tanh(a + b) can bounce between the two flat tails; the safeguard must stop
+    that.
     (A trained 2-layer flow on U1 had |w| = 7 and w^T u_hat = 5.3: plain safeguarded Newton cycled.)"""
     for c in (5.2578, 20.0, 200.0):
         s = torch.linspace(-40, 40, 4001, dtype=dtype)
@@ -89,7 +99,8 @@ def test_planar_constraint_adversarial(dtype, rel):
                 layer.u.add_((wu - layer.w @ layer.u) * layer.w / (layer.w @ layer.w))
             c = layer.w @ layer.u_hat()
             assert torch.isfinite(c) and c >= -1 - rel * (1 + abs(wu)), (wu, norm, c.item())
-    # an inverse still converges where the constraint is nearly tight (w^T u_hat ~ -1): a fold would break it
+    # an inverse still converges where the constraint is nearly tight (w^T u_hat ~ -1): a fold would
+    # break it
     layer = Planar(2).double()
     with torch.no_grad():
         layer.u.copy_(-1e3 * layer.w / (layer.w @ layer.w))

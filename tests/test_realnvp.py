@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 from torch.autograd.functional import jacobian
 
 from common.nets import MLP
@@ -18,6 +17,7 @@ from realnvp import (
     conv_net,
     multiscale,
 )
+from tests.harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,7 +49,9 @@ def _with_stats(module, seed=1):
     for m in module.modules():
         if isinstance(m, BatchNorm):
             m.running_mean.copy_(torch.randn(m.channels, generator=gen, dtype=m.running_mean.dtype))
-            m.running_var.copy_(0.2 + 2 * torch.rand(m.channels, generator=gen, dtype=m.running_var.dtype))
+            m.running_var.copy_(
+                0.2 + 2 * torch.rand(m.channels, generator=gen, dtype=m.running_var.dtype)
+            )
     return module.eval()
 
 
@@ -59,41 +61,99 @@ def _build(module, scale=0.5):
 
 HARNESS_CASES = [
     ("coupling-alternating", lambda d, c: _build(_coupling(torch.arange(d) % 2, c)), (0, 3)),
-    ("coupling-first-half-kept", lambda d, c: _build(_coupling((torch.arange(d) < d // 2).float(), c)), (0, 3)),
-    ("coupling-random-mask", lambda d, c: _build(_coupling(torch.randperm(d, generator=torch.Generator().manual_seed(d))
-                                                           % 2, c)), (0, 3)),
+    (
+        "coupling-first-half-kept",
+        lambda d, c: _build(_coupling((torch.arange(d) < d // 2).float(), c)),
+        (0, 3),
+    ),
+    (
+        "coupling-random-mask",
+        lambda d, c: _build(
+            _coupling(torch.randperm(d, generator=torch.Generator().manual_seed(d)) % 2, c)
+        ),
+        (0, 3),
+    ),
     ("batchnorm-eval", lambda d, c: _build(BatchNorm(d)), (0,)),
-    ("realnvp", lambda d, c: _build(RealNVP(d, transforms=4, hidden_features=(16,), context=c).transform), (0, 3)),
-    ("realnvp-batchnorm", lambda d, c: _build(RealNVP(d, transforms=3, hidden_features=(16,), context=c,
-                                                      batch_norm=True).transform), (0, 2)),
+    (
+        "realnvp",
+        lambda d, c: _build(RealNVP(d, transforms=4, hidden_features=(16,), context=c).transform),
+        (0, 3),
+    ),
+    (
+        "realnvp-batchnorm",
+        lambda d, c: _build(
+            RealNVP(d, transforms=3, hidden_features=(16,), context=c, batch_norm=True).transform
+        ),
+        (0, 2),
+    ),
     # image layers, on flattened (C, H, W) inputs: the feature count must be 4k (see IMAGE_FEATURES)
-    ("coupling-checkerboard", lambda d, c: _build(_image_coupling(_shape(d), checkerboard, 0)), (0,)),
-    ("coupling-checkerboard-odd", lambda d, c: _build(_image_coupling(_shape(d), checkerboard, 1)), (0,)),
+    (
+        "coupling-checkerboard",
+        lambda d, c: _build(_image_coupling(_shape(d), checkerboard, 0)),
+        (0,),
+    ),
+    (
+        "coupling-checkerboard-odd",
+        lambda d, c: _build(_image_coupling(_shape(d), checkerboard, 1)),
+        (0,),
+    ),
     ("coupling-channel", lambda d, c: _build(_image_coupling(_shape(d), channel_mask, 0)), (0,)),
-    ("coupling-channel-odd", lambda d, c: _build(_image_coupling(_shape(d), channel_mask, 1)), (0,)),
+    (
+        "coupling-channel-odd",
+        lambda d, c: _build(_image_coupling(_shape(d), channel_mask, 1)),
+        (0,),
+    ),
     ("batchnorm-image-eval", lambda d, c: _build(BatchNorm(_shape(d)[0])), (0,)),
     ("squeeze", lambda d, c: Squeeze(_shape(d)), (0,)),
     ("multiscale", lambda d, c: _build(multiscale(_shape(d), 2, hidden=4)), (0,)),
-    ("multiscale-batchnorm", lambda d, c: _build(multiscale(_shape(d), 2, hidden=4, batch_norm=True)), (0,)),
-    ("realnvp-image", lambda d, c: _build(RealNVPImage(_shape(d), scales=2, hidden_channels=4).transform,
-                                                    scale=0.2), (0,)),
+    (
+        "multiscale-batchnorm",
+        lambda d, c: _build(multiscale(_shape(d), 2, hidden=4, batch_norm=True)),
+        (0,),
+    ),
+    (
+        "realnvp-image",
+        lambda d, c: _build(
+            RealNVPImage(_shape(d), scales=2, hidden_channels=4).transform, scale=0.2
+        ),
+        (0,),
+    ),
 ]
-IMAGE_FEATURES = {"coupling-checkerboard": (4, 8, 16), "coupling-checkerboard-odd": (4, 16),
-                  "coupling-channel": (8, 32), "coupling-channel-odd": (8,), "batchnorm-image-eval": (8, 32),
-                  "squeeze": (4, 8, 16), "multiscale": (16, 32), "multiscale-batchnorm": (16,),
-                  "realnvp-image": (16, 32)}
+IMAGE_FEATURES = {
+    "coupling-checkerboard": (4, 8, 16),
+    "coupling-checkerboard-odd": (4, 16),
+    "coupling-channel": (8, 32),
+    "coupling-channel-odd": (8,),
+    "batchnorm-image-eval": (8, 32),
+    "squeeze": (4, 8, 16),
+    "multiscale": (16, 32),
+    "multiscale-batchnorm": (16,),
+    "realnvp-image": (16, 32),
+}
 # One feature and no context leaves a coupling nothing to condition on (its MLP has no input).
-PARAMS = [(name, factory, context, features) for name, factory, contexts in HARNESS_CASES for context in contexts
-          for features in IMAGE_FEATURES.get(name, (1, 2, 3, 6))
-          if not (features == 1 and context == 0 and name != "batchnorm-eval")]
+PARAMS = [
+    (name, factory, context, features)
+    for name, factory, contexts in HARNESS_CASES
+    for context in contexts
+    for features in IMAGE_FEATURES.get(name, (1, 2, 3, 6))
+    if not (features == 1 and context == 0 and name != "batchnorm-eval")
+]
 
 
-@pytest.mark.parametrize("name,factory,context,features", PARAMS, ids=[f"{p[0]}-c{p[2]}-d{p[3]}" for p in PARAMS])
+@pytest.mark.parametrize(
+    "name,factory,context,features", PARAMS, ids=[f"{p[0]}-c{p[2]}-d{p[3]}" for p in PARAMS]
+)
 def test_harness(name, factory, context, features):
     layer = factory(features, context)
     gen = torch.Generator().manual_seed(features)
-    x = 0.05 + 0.9 * torch.rand(5, features, generator=gen, dtype=torch.float64) if name == "realnvp-image" else None
-    check_transform(layer, features, context, x=x)  # realnvp-image starts with a logit: data in (0, 1)
+    x = (
+        0.05 + 0.9 * torch.rand(5, features, generator=gen, dtype=torch.float64)
+        if name == "realnvp-image"
+        else None
+    )
+    check_transform(
+        layer, features, context, x=x
+    )  # realnvp-image starts with a logit: data in (0, 1)
 
 
 @pytest.mark.parametrize("parity", [0, 1])
@@ -108,10 +168,16 @@ def test_coupling_jacobian_is_triangular_in_the_mask_order(parity, context):
     kept, free = mask.bool(), ~mask.bool()
     assert torch.equal(J[kept], torch.eye(d, dtype=J.dtype)[kept])  # rows of kept dims: identity
     free_block = J[free][:, free]
-    assert torch.allclose(free_block, torch.diag(free_block.diagonal()))  # transformed block: diagonal
-    assert J[free][:, kept].abs().min() > 0  # ... and it does depend on the kept dims (lower triangle)
+    assert torch.allclose(
+        free_block, torch.diag(free_block.diagonal())
+    )  # transformed block: diagonal
+    assert (
+        J[free][:, kept].abs().min() > 0
+    )  # ... and it does depend on the kept dims (lower triangle)
     perm = torch.cat([kept.nonzero()[:, 0], free.nonzero()[:, 0]])
-    assert torch.allclose(J[perm][:, perm].triu(1), torch.zeros(d, d, dtype=J.dtype))  # triangular, kept first
+    assert torch.allclose(
+        J[perm][:, perm].triu(1), torch.zeros(d, d, dtype=J.dtype)
+    )  # triangular, kept first
 
 
 def test_masks():
@@ -126,7 +192,12 @@ def test_squeeze_moves_each_2x2_block_into_channels():
     x = torch.arange(16.0)[None]  # one 1 x 4 x 4 image, pixel (i, j) holds 4 i + j
     z, ladj = Squeeze((1, 4, 4))(x)
     z = z.view(4, 2, 2)
-    assert z[:, 0, 0].tolist() == [0, 1, 4, 5]  # the top-left 2 x 2 block became the 4 channels at (0, 0)
+    assert z[:, 0, 0].tolist() == [
+        0,
+        1,
+        4,
+        5,
+    ]  # the top-left 2 x 2 block became the 4 channels at (0, 0)
     assert z[0].flatten().tolist() == [0, 2, 8, 10]  # channel 0: the top-left pixel of every block
     assert ladj.item() == 0
 
@@ -143,23 +214,30 @@ def test_factor_out_keeps_the_first_half_aside():
 
 
 def test_batchnorm_train_mode():
-    """Training mode normalises with the minibatch statistics; the per-sample map (statistics held fixed)
+    """Training mode normalises with the minibatch statistics; the per-sample map (statistics held
+    fixed)
     is the eval-mode map with running averages equal to those statistics, whose Jacobian the harness checks."""
     torch.manual_seed(0)
     for shape in [(3,), (2, 2, 2)]:
-        layer = BatchNorm(shape[0], momentum=1.0).double()  # momentum 1: running averages = last minibatch
+        layer = BatchNorm(
+            shape[0], momentum=1.0
+        ).double()  # momentum 1: running averages = last minibatch
         x = 3 + 2 * torch.randn(64, torch.Size(shape).numel(), dtype=torch.float64)
         z, ladj = layer(x)
         zc = z.view(64, shape[0], -1)
         assert torch.allclose(zc.mean((0, 2)), torch.zeros(shape[0], dtype=z.dtype), atol=1e-10)
-        assert torch.allclose(zc.var((0, 2), unbiased=False), torch.ones(shape[0], dtype=z.dtype), atol=1e-4)
+        assert torch.allclose(
+            zc.var((0, 2), unbiased=False), torch.ones(shape[0], dtype=z.dtype), atol=1e-4
+        )
         perturb(layer)
         z, ladj = layer(x)
         layer.eval()
         z_eval, ladj_eval = layer(x)
         assert torch.allclose(z, z_eval) and torch.allclose(ladj, ladj_eval)
         x_back, ladj_inv = layer.inverse(z)
-        assert torch.allclose(x_back, x) and torch.allclose(ladj + ladj_inv, torch.zeros(64, dtype=x.dtype))
+        assert torch.allclose(x_back, x) and torch.allclose(
+            ladj + ladj_inv, torch.zeros(64, dtype=x.dtype)
+        )
         check_transform(layer, x.shape[1])
 
 
@@ -167,8 +245,12 @@ def test_realnvp_density_integrates_to_one():
     torch.manual_seed(0)
     flow = perturb(RealNVP(2, transforms=4, hidden_features=(16, 16)).double(), scale=0.2)
     check_flow_normalised(flow, lim=10.0)
-    flow = _with_stats(perturb(RealNVP(2, transforms=4, hidden_features=(16,), context=1, batch_norm=True).double(),
-                               scale=0.2))
+    flow = _with_stats(
+        perturb(
+            RealNVP(2, transforms=4, hidden_features=(16,), context=1, batch_norm=True).double(),
+            scale=0.2,
+        )
+    )
     check_flow_normalised(flow, lim=12.0, context=torch.tensor([0.7], dtype=torch.float64))
 
 
@@ -179,11 +261,20 @@ def test_image_flow_samples_and_scores():
 
 
 def test_bad_input_raises():
-    for kwargs in [dict(features=0), dict(features=2, transforms=0), dict(features=2, hidden_features=(0,)),
-                   dict(features=2, context=-1)]:
+    for kwargs in [
+        dict(features=0),
+        dict(features=2, transforms=0),
+        dict(features=2, hidden_features=(0,)),
+        dict(features=2, context=-1),
+    ]:
         with pytest.raises(ValueError):
             RealNVP(**kwargs)
-    for kwargs in [dict(shape=(1, 6, 6), scales=3), dict(shape=(8, 8)), dict(scales=0), dict(hidden_channels=0)]:
+    for kwargs in [
+        dict(shape=(1, 6, 6), scales=3),
+        dict(shape=(8, 8)),
+        dict(scales=0),
+        dict(hidden_channels=0),
+    ]:
         with pytest.raises(ValueError):
             RealNVPImage(**kwargs)
     check_bad_input_raises(RealNVP(2, context=1), features=2, context=1)

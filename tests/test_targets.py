@@ -1,4 +1,5 @@
-"""Targets and energies: normalised densities, exact entropies and log Z, samplers that match their densities;
+"""Targets and energies: normalised densities, exact entropies and log Z, samplers that match their
+densities;
 the digits split."""
 
 import math
@@ -8,7 +9,16 @@ import pytest
 import torch
 
 from common.data import LEVELS, binarize, dequantize, load_digits_split
-from common.targets import ENERGIES, SAMPLE_TARGETS, Energy, NoisyCurves, get_target, grid_entropy, grid_logsumexp, u3
+from common.targets import (
+    ENERGIES,
+    SAMPLE_TARGETS,
+    Energy,
+    NoisyCurves,
+    get_target,
+    grid_entropy,
+    grid_logsumexp,
+    u3,
+)
 
 # Values quoted in /work/shared/reference/peers.md.
 PEER_LOG_Z = {"U1": 1.8775, "U2": 2.1129, "U3": 2.6726, "U4": 2.7416, "sine": 1.6120}
@@ -17,7 +27,8 @@ PEER_ENTROPY = {"gauss8": 1.6983, "checker": math.log(8), "ua_nb": 1.6121}
 
 @pytest.mark.parametrize("name", SAMPLE_TARGETS)
 def test_log_prob_integrates_to_one(name):
-    """Midpoint rule on a grid other than the entropy's two (cells 0.5 to 1 noise std wide on the curves;
+    """Midpoint rule on a grid other than the entropy's two (cells 0.5 to 1 noise std wide on the
+    curves;
     cell edges fall on the integers, where checker and ua_nb jump)."""
     target = get_target(name)
     assert abs(grid_logsumexp(target.log_prob, target.bounds, 3 * target.quad_n // 4)) < 1e-5
@@ -30,7 +41,11 @@ def test_sampler_matches_density(name):
     torch.manual_seed(0)
     x = target.sample(20_000)
     torch.manual_seed(0)
-    assert x.dtype == torch.float32 and x.shape == (20_000, 2) and torch.equal(x, target.sample(20_000))
+    assert (
+        x.dtype == torch.float32
+        and x.shape == (20_000, 2)
+        and torch.equal(x, target.sample(20_000))
+    )
     log_p = target.log_prob(x.double())
     assert torch.isfinite(log_p).all()
     entropy, err = target.entropy()
@@ -60,7 +75,9 @@ def test_closed_form_entropy_matches_quadrature(name):
 
 
 def test_known_entropies():
-    assert get_target("gauss").entropy()[0] == pytest.approx(math.log(math.pi * math.e), abs=1e-12)  # 2-D, var 0.5
+    assert get_target("gauss").entropy()[0] == pytest.approx(
+        math.log(math.pi * math.e), abs=1e-12
+    )  # 2-D, var 0.5
     assert get_target("checker").entropy()[0] == pytest.approx(math.log(8), abs=1e-12)
     for name, value in PEER_ENTROPY.items():
         assert abs(get_target(name).entropy()[0] - value) < 2e-3, name
@@ -84,7 +101,10 @@ def test_rings_bessel_form_matches_angle_integral():
         return rings.radii[:, None, None] * unit
 
     by_angle = NoisyCurves("rings", circles, rings.std, rings.bounds, nodes=256)
-    x = torch.rand(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 5 - 2.5
+    x = (
+        torch.rand(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 5
+        - 2.5
+    )
     assert torch.allclose(rings.log_prob(x), by_angle.log_prob(x), atol=1e-8, rtol=0)
 
 
@@ -130,10 +150,18 @@ def test_digits_split():
     assert sizes == {"train": 1257, "val": 180, "test": 360}
     for name in ("train", "val", "test"):
         x, y = split[name], split[f"{name}_labels"]
-        assert x.shape[1] == 64 and x.dtype == torch.float32 and y.dtype == torch.long and y.shape == x.shape[:1]
+        assert (
+            x.shape[1] == 64
+            and x.dtype == torch.float32
+            and y.dtype == torch.long
+            and y.shape == x.shape[:1]
+        )
         assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= LEVELS - 1
-    # The three parts together are exactly the whole data set (a partition, not overlapping samples).
-    rows = lambda x, y: Counter(tuple(r) + (int(label),) for r, label in zip(x.int().tolist(), y.tolist()))
+    # The three parts together are exactly the whole data set (a partition, not overlapping
+    # samples).
+    rows = lambda x, y: Counter(
+        tuple(r) + (int(label),) for r, label in zip(x.int().tolist(), y.tolist(), strict=False)
+    )
     digits = load_digits()
     whole = rows(torch.tensor(digits.data), torch.tensor(digits.target))
     parts = sum((rows(split[n], split[f"{n}_labels"]) for n in ("train", "val", "test")), Counter())
@@ -146,7 +174,9 @@ def test_dequantize_and_binarize():
     x = load_digits_split()["train"]
     u = dequantize(x, generator=torch.Generator().manual_seed(0))
     assert u.min() >= 0 and u.max() < 1
-    assert ((u * LEVELS - x) > -1e-5).all() and ((u * LEVELS - x) < 1 + 1e-5).all()  # the same integer level
+    assert ((u * LEVELS - x) > -1e-5).all() and (
+        (u * LEVELS - x) < 1 + 1e-5
+    ).all()  # the same integer level
     assert not torch.equal(u, dequantize(x, generator=torch.Generator().manual_seed(1)))
     assert dequantize(torch.full((3, 64), 16.0)).max() < 1
     b = binarize(x)

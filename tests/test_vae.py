@@ -1,16 +1,17 @@
-"""The VAE of common/vae.py: the importance-weighted bound against the ELBO and against an exact log p(x), and the
+"""The VAE of common/vae.py: the importance-weighted bound against the ELBO and against an exact log
+p(x), and the
 amortised posteriors (planar with per-point u, w, b; IAF with the encoder's h in every MADE) in the harness."""
 
 import math
 
 import pytest
 import torch
-from harness import check_transform, perturb
 
 from common.flows import Compose, Transform
 from common.vae import VAE, binarized_digits, evaluate, parse_args, train_vae
 from iaf import IAF
 from planar_flows import Planar
+from tests.harness import check_transform, perturb
 
 
 def amortised_planar_chain(features, context):
@@ -22,7 +23,10 @@ def conditional_iaf(features, context):
 
 
 # The two posteriors as the VAE uses them: per-example parameters through the context h (batch, C).
-HARNESS_CASES = [("amortised-planar-chain", amortised_planar_chain, (3,)), ("conditional-iaf", conditional_iaf, (3,))]
+HARNESS_CASES = [
+    ("amortised-planar-chain", amortised_planar_chain, (3,)),
+    ("conditional-iaf", conditional_iaf, (3,)),
+]
 
 
 @pytest.mark.parametrize("features", [1, 3, 5])
@@ -38,7 +42,9 @@ def test_amortised_planar_parameters_differ_between_points():
     u, w, b = layer.flow_parameters(h)
     assert u.shape == w.shape == (6, 4) and b.shape == (6,)
     assert (w[1:] - w[:1]).abs().min() > 0 and (b[1:] - b[:1]).abs().min() > 0
-    assert ((w * u).sum(-1) >= -1).all()  # the invertibility constraint holds for every point (Appendix A.1)
+    assert (
+        (w * u).sum(-1) >= -1
+    ).all()  # the invertibility constraint holds for every point (Appendix A.1)
 
 
 class Affine(Transform):
@@ -49,24 +55,32 @@ class Affine(Transform):
         self.L, self.mean = L, mean
 
     def inverse(self, z, context=None):
-        return self.mean(context) + z @ self.L.T, torch.diagonal(self.L).log().sum().expand(z.shape[0])
+        return self.mean(context) + z @ self.L.T, torch.diagonal(self.L).log().sum().expand(
+            z.shape[0]
+        )
 
 
 class LinearGaussian(VAE):
-    """p(z) = N(0, I), p(x | z) = N(A z + c, s^2 I): log p(x) and the posterior are known in closed form.
+    """p(z) = N(0, I), p(x | z) = N(A z + c, s^2 I): log p(x) and the posterior are known in closed
+    form.
 
-    ``q``: "exact-diagonal" (A has orthogonal columns, so the posterior is diagonal: the encoder outputs it),
-    "exact-flow" (general A: q_0 = N(0, I) and a posterior flow z = m(x) + L z_0 with L L^T the posterior
-    covariance; this checks the sign of the flow's ladj in log q), or "prior" (q = p(z), a poor proposal).
+    ``q``: "exact-diagonal" (A has orthogonal columns, so the posterior is diagonal: the encoder
+    outputs it), "exact-flow" (general A: q_0 = N(0, I) and a posterior flow z = m(x) + L z_0 with L
+    L^T the posterior covariance; this checks the sign of the flow's ladj in log q), or "prior" (q =
+    p(z), a poor proposal).
     """
 
     def __init__(self, q, P=5, D=3, s=0.5, seed=0):
         gen = torch.Generator().manual_seed(seed)
         A = torch.randn(P, D, generator=gen, dtype=torch.float64)
         if q == "exact-diagonal":
-            A = torch.linalg.qr(A)[0] * torch.tensor([0.5, 1.5, 3.0], dtype=torch.float64)  # A^T A diagonal
+            A = torch.linalg.qr(A)[0] * torch.tensor(
+                [0.5, 1.5, 3.0], dtype=torch.float64
+            )  # A^T A diagonal
         c = torch.randn(P, generator=gen, dtype=torch.float64)
-        cov = torch.linalg.inv(torch.eye(D, dtype=torch.float64) + A.T @ A / s**2)  # posterior covariance
+        cov = torch.linalg.inv(
+            torch.eye(D, dtype=torch.float64) + A.T @ A / s**2
+        )  # posterior covariance
         mean = lambda x: (x - c) @ A @ cov / s**2  # posterior mean S A^T (x - c) / s^2, (batch, D)
         flow = Affine(torch.linalg.cholesky(cov), mean) if q == "exact-flow" else None
         super().__init__(P, D, (4,), P if flow else 0, flow)
@@ -86,7 +100,11 @@ class LinearGaussian(VAE):
     def sample_data(self, n, seed=1):
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.A.shape[1], generator=gen, dtype=torch.float64)
-        return z @ self.A.T + self.c + self.s * torch.randn(n, self.A.shape[0], generator=gen, dtype=torch.float64)
+        return (
+            z @ self.A.T
+            + self.c
+            + self.s * torch.randn(n, self.A.shape[0], generator=gen, dtype=torch.float64)
+        )
 
     def exact_log_px(self, x):
         cov = self.A @ self.A.T + self.s**2 * torch.eye(self.A.shape[0], dtype=torch.float64)
@@ -114,14 +132,21 @@ def test_with_a_poor_posterior_the_bound_rises_with_k_towards_log_px():
         result = evaluate(model, x, k=k)
         assert (result["iw"] >= result["elbo"] - 1e-12).all()  # Jensen, on the same samples
         means.append(result["iw"].mean())
-    assert all(a < b for a, b in zip(means, means[1:])), means
-    assert means[0] < exact - 1.0 and abs(means[-1] - exact) < 0.2 * abs(means[0] - exact), (means, exact)
+    assert all(a < b for a, b in zip(means, means[1:], strict=False)), means
+    assert means[0] < exact - 1.0 and abs(means[-1] - exact) < 0.2 * abs(means[0] - exact), (
+        means,
+        exact,
+    )
 
 
 @pytest.mark.parametrize("posterior", ["diagonal", "planar", "iaf"])
 def test_bernoulli_vae_bound_above_elbo_and_rising_with_k(posterior):
     torch.manual_seed(0)
-    flow = {"diagonal": None, "planar": Compose(Planar(4, 6), Planar(4, 6)), "iaf": IAF(4, 2, (16,), 6).transform}
+    flow = {
+        "diagonal": None,
+        "planar": Compose(Planar(4, 6), Planar(4, 6)),
+        "iaf": IAF(4, 2, (16,), 6).transform,
+    }
     vae = VAE(64, 4, (32,), 0 if posterior == "diagonal" else 6, flow[posterior])
     x = binarized_digits()["test"][:100]
     assert set(x.unique().tolist()) == {0.0, 1.0}
@@ -137,7 +162,8 @@ def test_bernoulli_vae_bound_above_elbo_and_rising_with_k(posterior):
 
 @pytest.mark.parametrize("posterior", ["planar", "iaf"])
 def test_log_q_of_posterior_samples_matches_the_density_direction(posterior):
-    """log q from sampling (one pass of ``inverse``) equals log q_0(f^{-1}(z)) + ladj of ``forward`` at z:
+    """log q from sampling (one pass of ``inverse``) equals log q_0(f^{-1}(z)) + ladj of ``forward``
+    at z:
     the VAE subtracts the sampling ladj with the right sign and feeds every layer the same h."""
     torch.manual_seed(0)
     C, D = 5, 3
@@ -157,8 +183,16 @@ def test_training_improves_the_elbo_and_bad_input_raises():
     data = binarized_digits()
     vae = VAE(64, 4, (32,), 4, Compose(Planar(4, 4)))
     before = evaluate(vae, data["val"], k=4)["elbo"].mean()
-    history = train_vae(vae, data["train"], data["val"], steps=60, batch_size=50, lr=3e-3, val_every=20,
-                        progress=False)
+    history = train_vae(
+        vae,
+        data["train"],
+        data["val"],
+        steps=60,
+        batch_size=50,
+        lr=3e-3,
+        val_every=20,
+        progress=False,
+    )
     assert max(v for _, v in history["val"]) > before + 5
     with pytest.raises(ValueError, match="64"):
         vae.elbo(torch.zeros(3, 63))

@@ -10,23 +10,27 @@ Marker syntax (comments only, so the reference code runs and reads as before)::
         return u, -alpha.sum(-1)
         # END SOLUTION
 
-* ``BEGIN SOLUTION <part>`` opens a region; ``<part>`` is ``<paper>.<name>``, where ``<paper>`` is the folder
-  the file lives in (``maf``, ``nsf``, ..., or ``common`` for the shared code). Several regions may share a
-  part (e.g. a layer's ``forward`` and ``inverse``): the part is graded as a whole.
-* ``HINT: ...`` comment lines directly after ``BEGIN`` survive stripping (and form the error message).
-* ``END SOLUTION`` closes it, at the same indentation. Regions hold whole statements and do not nest.
+* ``BEGIN SOLUTION <part>`` opens a region; ``<part>`` is ``<paper>.<name>``, where ``<paper>`` is
+  the folder the file lives in (``maf``, ``nsf``, ..., or ``common`` for the shared code). Several
+  regions may share a part (e.g. a layer's ``forward`` and ``inverse``): the part is graded as a
+  whole.
+* ``HINT: ...`` comment lines directly after ``BEGIN`` survive stripping (and form the error
+  message).
+* ``END SOLUTION`` closes it, at the same indentation. Regions hold whole statements and do not
+  nest.
 
-In the student copy every selected region becomes its hint lines and
-``raise NotImplementedError("<part>: <hint>")`` at the marker's indentation; in regions that are not
+In the student copy every selected region becomes its hint lines and ``raise
+NotImplementedError("<part>: <hint>")`` at the marker's indentation; in regions that are not
 selected only the marker and hint lines disappear. The copy holds every file of the repository that
-git tracks (or would track: untracked files that .gitignore does not exclude), with nothing else changed,
-plus ``assignment.toml``, which names the parts that were set (``python -m common.grade`` reads it).
+git tracks (or would track: untracked files that .gitignore does not exclude), with nothing else
+changed, plus ``assignment.toml``, which names the parts that were set (``python -m course.grade``
+reads it).
 
-    python -m common.assignment --out ../hw                          # every part of every paper and of common/
-    python -m common.assignment --out ../hw --papers maf nsf         # only these papers' parts
-    python -m common.assignment --out ../hw --papers maf common      # ... plus the shared parts (MADE masks, ...)
-    python -m common.assignment --out ../hw --parts maf.step --ipynb # single parts; also write .ipynb notebooks
-    python -m common.assignment --list                               # the parts and where they are
+    python -m course.assignment --out ../hw                          # every part of every paper and of common/
+    python -m course.assignment --out ../hw --papers maf nsf         # only these papers' parts
+    python -m course.assignment --out ../hw --papers maf common      # ... plus the shared parts (MADE masks, ...)
+    python -m course.assignment --out ../hw --parts maf.step --ipynb # single parts; also write .ipynb notebooks
+    python -m course.assignment --list                               # the parts and where they are
 """
 
 import argparse
@@ -43,10 +47,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPERS = ("planar_flows", "iaf", "maf", "nsf", "realnvp")
+from tools.papers import PAPERS
+
 GROUPS = PAPERS + ("common",)  # "common" is the pseudo-paper of the shared code's parts
 MANIFEST = "assignment.toml"
-NOT_COPIED = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", ".benchmarks", ".ipynb_checkpoints"}
+NOT_COPIED = {
+    ".git",
+    "runs",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".benchmarks",
+    ".ipynb_checkpoints",
+}
 
 PART_ID = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
 MARKER_LIKE = re.compile(r"#\s*(BEGIN|END)\W*SOLUTION", re.IGNORECASE)
@@ -95,50 +108,62 @@ def parse(source, path="<string>"):
     folder = Path(path).parts[0] if Path(path).parts else ""
     for number in sorted(_comment_lines(source)):
         line = lines[number - 1]
-        text, indent = line.strip(), line[:len(line) - len(line.lstrip())]
+        text, indent = line.strip(), line[: len(line) - len(line.lstrip())]
         where = f"{path}:{number}"
         if not MARKER_LIKE.match(text):
             continue
         begin, end = BEGIN.fullmatch(text), END.fullmatch(text)
         if begin:
             if open_region is not None:
-                raise MarkerError(f"{where}: nested BEGIN SOLUTION: the region opened at "
-                                  f"{path}:{open_region.begin} is not closed yet (regions do not nest)")
+                raise MarkerError(
+                    f"{where}: nested BEGIN SOLUTION: the region opened at "
+                    f"{path}:{open_region.begin} is not closed yet (regions do not nest)"
+                )
             part = begin.group(1)
             if folder in GROUPS and part.split(".")[0] != folder:
-                raise MarkerError(f"{where}: part {part!r} must start with the folder name, '{folder}.'")
+                raise MarkerError(
+                    f"{where}: part {part!r} must start with the folder name, '{folder}.'"
+                )
             open_region = Region(part, path, number, 0, indent)
         elif end:
             if open_region is None:
                 raise MarkerError(f"{where}: END SOLUTION without a BEGIN SOLUTION before it")
             if indent != open_region.indent:
-                raise MarkerError(f"{where}: END SOLUTION is not at the indentation of its BEGIN SOLUTION "
-                                  f"({path}:{open_region.begin})")
+                raise MarkerError(
+                    f"{where}: END SOLUTION is not at the indentation of its BEGIN SOLUTION "
+                    f"({path}:{open_region.begin})"
+                )
             open_region.end = number
             _check_body(open_region, lines)
             regions.append(open_region)
             open_region = None
         else:
-            raise MarkerError(f"{where}: malformed marker {text!r}; expected '# BEGIN SOLUTION <paper>.<name>' "
-                              f"(e.g. '# BEGIN SOLUTION maf.step') or '# END SOLUTION'")
+            raise MarkerError(
+                f"{where}: malformed marker {text!r}; expected '# BEGIN SOLUTION <paper>.<name>' "
+                f"(e.g. '# BEGIN SOLUTION maf.step') or '# END SOLUTION'"
+            )
     if open_region is not None:
-        raise MarkerError(f"{path}:{open_region.begin}: BEGIN SOLUTION {open_region.part} is never closed "
-                          f"(no END SOLUTION before the end of the file)")
+        raise MarkerError(
+            f"{path}:{open_region.begin}: BEGIN SOLUTION {open_region.part} is never closed "
+            f"(no END SOLUTION before the end of the file)"
+        )
     return regions
 
 
 def _check_body(region, lines):
     """Collect the hint lines after BEGIN and check that no line of the region is indented less than the markers."""
-    body = lines[region.begin:region.end - 1]
+    body = lines[region.begin : region.end - 1]
     for line in body:
         hint = HINT.fullmatch(line.strip())
-        if not hint or line[:len(region.indent)] != region.indent:
+        if not hint or line[: len(region.indent)] != region.indent:
             break
         region.hints.append(hint.group(1).strip())
     for offset, line in enumerate(body):
         if line.strip() and not line.startswith(region.indent):
-            raise MarkerError(f"{region.path}:{region.begin + 1 + offset}: line inside the region "
-                              f"{region.part} is indented less than its BEGIN SOLUTION marker")
+            raise MarkerError(
+                f"{region.path}:{region.begin + 1 + offset}: line inside the region "
+                f"{region.part} is indented less than its BEGIN SOLUTION marker"
+            )
 
 
 def stub(region):
@@ -150,19 +175,24 @@ def stub(region):
         return lines + [first]
     width = 116 - len(region.indent) - 4
     pieces = textwrap.wrap(message, width, drop_whitespace=False)
-    return lines + [f"{region.indent}raise NotImplementedError("] + \
-        [f'{region.indent}    "{piece}"' for piece in pieces] + [f"{region.indent})"]
+    return (
+        lines
+        + [f"{region.indent}raise NotImplementedError("]
+        + [f'{region.indent}    "{piece}"' for piece in pieces]
+        + [f"{region.indent})"]
+    )
 
 
 def strip(source, path="<string>", selected=lambda part: True):
-    """``source`` with every region whose part is ``selected`` replaced by its stub, and the marker and hint
+    """``source`` with every region whose part is ``selected`` replaced by its stub, and the marker
+    and hint
     lines of the other regions removed. Returns (new source, regions)."""
     regions = parse(source, path)
     lines = source.splitlines()
     out, start = [], 0
     for region in regions:
-        out += lines[start:region.begin - 1]
-        body = lines[region.begin + len(region.hints):region.end - 1]
+        out += lines[start : region.begin - 1]
+        body = lines[region.begin + len(region.hints) : region.end - 1]
         out += stub(region) if selected(region.part) else body
         start = region.end
     out += lines[start:]
@@ -183,13 +213,23 @@ def all_regions(root=ROOT):
 def repository_files(root=ROOT):
     """The files a copy holds: tracked and untracked-but-not-ignored files per git, else a walk."""
     try:
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                                capture_output=True, check=True, text=True).stdout.split("\0")
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout.split("\0")
         files = [Path(p) for p in listed if p]
     except (OSError, subprocess.CalledProcessError):
         files = [p.relative_to(root) for p in root.rglob("*") if p.is_file()]
-    return sorted({p for p in files if (root / p).is_file() and not NOT_COPIED & set(p.parts)
-                   and p.suffix != ".pyc"})
+    return sorted(
+        {
+            p
+            for p in files
+            if (root / p).is_file() and not NOT_COPIED & set(p.parts) and p.suffix != ".pyc"
+        }
+    )
 
 
 def _selector(papers, parts):
@@ -224,10 +264,11 @@ def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, ro
     set_parts = sorted({r.part for r in chosen})
     set_papers = sorted({r.paper for r in chosen}, key=GROUPS.index)
     (out / MANIFEST).write_text(
-        "# Written by `python -m common.assignment`: the parts this copy asks you to write.\n"
-        "# Each is a `raise NotImplementedError(\"<part>: ...\")` in the code; `python -m common.grade` grades them.\n"
+        "# Written by `python -m course.assignment`: the parts this copy asks you to write.\n"
+        '# Each is a `raise NotImplementedError("<part>: ...")` in the code; `python -m course.grade` grades them.\n'
         f"papers = {json.dumps(set_papers)}\n"
-        f"parts = {json.dumps(set_parts)}\n")
+        f"parts = {json.dumps(set_parts)}\n"
+    )
     if ipynb:
         import jupytext
 
@@ -237,16 +278,35 @@ def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, ro
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser("python -m common.assignment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", help="directory of the student copy (must be empty unless --force)")
-    parser.add_argument("--papers", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="PAPER",
-                        help=f"whose parts to strip, among {', '.join(GROUPS)} (default: all); 'common' is the "
-                             "shared code's parts (MADE masks, change of variables, reverse-KL loss)")
-    parser.add_argument("--parts", nargs="+", metavar="PART",
-                        help="strip only these parts, e.g. maf.step (instead of --papers)")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty --out directory")
-    parser.add_argument("--ipynb", action="store_true", help="also write every tutorial.py as tutorial.ipynb")
+    parser = argparse.ArgumentParser(
+        "python -m course.assignment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", help="directory of the student copy (must be empty unless --force)"
+    )
+    parser.add_argument(
+        "--papers",
+        nargs="+",
+        choices=GROUPS,
+        default=list(GROUPS),
+        metavar="PAPER",
+        help=f"whose parts to strip, among {', '.join(GROUPS)} (default: all); 'common' is the "
+        "shared code's parts (MADE masks, change of variables, reverse-KL loss)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        metavar="PART",
+        help="strip only these parts, e.g. maf.step (instead of --papers)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out directory"
+    )
+    parser.add_argument(
+        "--ipynb", action="store_true", help="also write every tutorial.py as tutorial.ipynb"
+    )
     parser.add_argument("--list", action="store_true", help="list the marked parts and exit")
     args = parser.parse_args(argv)
     try:
@@ -261,7 +321,9 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     parts = sorted({r.part for r in chosen})
-    print(f"wrote {os.path.abspath(args.out)}: {len(chosen)} regions stubbed in {len(parts)} parts: {', '.join(parts)}")
+    print(
+        f"wrote {os.path.abspath(args.out)}: {len(chosen)} regions stubbed in {len(parts)} parts: {', '.join(parts)}"
+    )
     return 0
 
 

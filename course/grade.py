@@ -1,15 +1,21 @@
-"""Grade an assignment: run the tests of every part and print points per paper and per part (markdown).
+"""Grade an assignment: run the tests of every part and print points per paper and per part
+    (markdown).
 
-    python -m common.grade                      # in a student copy: the parts named in assignment.toml
-    python -m common.grade --papers maf nsf     # only these papers' parts (in the reference: all by default)
-    python -m common.grade > grade.md           # the table goes to stdout, pytest's output to stderr
+    python -m course.grade                      # in a student copy: the parts named in
+    assignment.toml python -m course.grade --papers maf nsf     # only these papers' parts (in the
+    reference: all by default) python -m course.grade > grade.md           # the table goes to
+    stdout, pytest's output to stderr
 
-The weights live in one file, ``tests/grading.toml``: for each part its points and the tests that check it
-(pytest node ids, ``*`` matches anything). A part earns ``points * passed / run`` of its tests; a test that
-raises the NotImplementedError of a stub counts as failed. Exits 1 when any test fails, 0 when all pass.
+The weights live in one file, ``course/grading.toml``: for each part its points and the tests that
+    check it
+(pytest node ids, ``*`` matches anything). A part earns ``points * passed / run`` of its tests; a
+    test that
+raises the NotImplementedError of a stub counts as failed. Exits 1 when any test fails, 0 when all
+    pass.
 
 The pytest hooks below are imported by ``tests/conftest.py``: when a test fails on a stub's
-``NotImplementedError("<part>: <hint>")``, the first such test of each part fails with a one-line message
+``NotImplementedError("<part>: <hint>")``, the first such test of each part fails with a one-line
+    message
 naming the part, the following ones are reported as skipped ("needs <part>"), and the run ends with
 ``not implemented: <part> (blocks N tests)``. Without stubs (the reference), they change nothing.
 """
@@ -25,14 +31,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = Path("tests") / "grading.toml"
+WEIGHTS = Path("course") / "grading.toml"
 MANIFEST = "assignment.toml"
 STUB_MESSAGE = re.compile(r"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+): ")
 PROPERTY = "not_implemented"
 BLOCKED = pytest.StashKey[dict]()
 
 
-# ---------------------------------------------------------------- pytest hooks (imported by tests/conftest.py)
+# ---------------------------------------------------------------- pytest hooks (imported by
+# tests/conftest.py)
+
 
 def unimplemented_part(excinfo):
     """(part, message, "file:line") when the exception, or one it was raised from, is a stub's; else None."""
@@ -60,13 +68,20 @@ def pytest_runtest_makereport(item, call):
     part, message, where = found
     report.user_properties.append((PROPERTY, part))
     blocked = item.config.stash.setdefault(BLOCKED, {})
-    if part in blocked:  # the part already has its one failure: the other tests it blocks are skipped
+    if (
+        part in blocked
+    ):  # the part already has its one failure: the other tests it blocks are skipped
         path, line, _ = item.location
-        report.outcome, report.longrepr = "skipped", (str(path), (line or 0) + 1, f"Skipped: needs {part}")
+        report.outcome, report.longrepr = (
+            "skipped",
+            (str(path), (line or 0) + 1, f"Skipped: needs {part}"),
+        )
     else:
-        report.longrepr = (f"{part} is not implemented yet: NotImplementedError raised at {where}\n"
-                           f"    {message}\n"
-                           f"Write the part there; every test that needs it is skipped until then.")
+        report.longrepr = (
+            f"{part} is not implemented yet: NotImplementedError raised at {where}\n"
+            f"    {message}\n"
+            f"Write the part there; every test that needs it is skipped until then."
+        )
     blocked.setdefault(part, []).append(item.nodeid)
     return report
 
@@ -76,20 +91,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if blocked:
         terminalreporter.section("assignment parts not implemented yet")
         for part, nodes in blocked.items():
-            terminalreporter.line(f"not implemented: {part} (blocks {len(nodes)} test{'s' * (len(nodes) != 1)})")
+            terminalreporter.line(
+                f"not implemented: {part} (blocks {len(nodes)} test{'s' * (len(nodes) != 1)})"
+            )
 
 
 # ---------------------------------------------------------------- grading
+
 
 def load_weights(path):
     """{part: {"points": float, "tests": [patterns]}} from the weights file, checked."""
     with open(path, "rb") as file:
         weights = tomllib.load(file)
     for part, entry in weights.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("points"), (int, float)) \
-                or not isinstance(entry.get("tests"), list) or not (entry["tests"] or entry["points"] == 0):
-            raise ValueError(f"{path}: [\"{part}\"] needs points = <number> and tests = [<node id patterns>] "
-                             "(tests = [] only for an ungraded part, points = 0)")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("points"), (int, float))
+            or not isinstance(entry.get("tests"), list)
+            or not (entry["tests"] or entry["points"] == 0)
+        ):
+            raise ValueError(
+                f'{path}: ["{part}"] needs points = <number> and tests = [<node id patterns>] '
+                "(tests = [] only for an ungraded part, points = 0)"
+            )
     return weights
 
 
@@ -131,7 +155,9 @@ def run_tests(globs, root=ROOT, verbose=False):
     files = sorted({g.split("::")[0] for g in globs if "*" not in g.split("::")[0]} or {"tests"})
     recorder = Recorder(globs)
     with contextlib.chdir(root), contextlib.redirect_stdout(sys.stderr):
-        pytest.main(["-q" if not verbose else "-v", "-p", "no:cacheprovider", *files], plugins=[recorder])
+        pytest.main(
+            ["-q" if not verbose else "-v", "-p", "no:cacheprovider", *files], plugins=[recorder]
+        )
     return recorder
 
 
@@ -155,8 +181,17 @@ def score(weights, parts, recorder):
             note = "blocked by " + ", ".join(blockers)
         else:
             note = "" if passed == len(counted) else "wrong results"
-        rows.append({"part": part, "paper": part.split(".")[0], "run": len(counted), "passed": passed,
-                     "points": points, "earned": earned, "note": note})
+        rows.append(
+            {
+                "part": part,
+                "paper": part.split(".")[0],
+                "run": len(counted),
+                "passed": passed,
+                "points": points,
+                "earned": earned,
+                "note": note,
+            }
+        )
     return rows
 
 
@@ -171,8 +206,10 @@ def table(rows):
     for paper in papers:
         mine = [row for row in rows if row["paper"] == paper]
         for row in mine:
-            lines.append(f"| {paper} | `{row['part']}` | {row['passed']} / {row['run']} | "
-                         f"{_number(row['earned'])} / {_number(row['points'])} | {row['note']} |")
+            lines.append(
+                f"| {paper} | `{row['part']}` | {row['passed']} / {row['run']} | "
+                f"{_number(row['earned'])} / {_number(row['points'])} | {row['note']} |"
+            )
         earned, points = sum(r["earned"] for r in mine), sum(r["points"] for r in mine)
         lines.append(f"| **{paper}** | | | **{_number(round(earned, 2))} / {_number(points)}** | |")
     earned, points = sum(r["earned"] for r in rows), sum(r["points"] for r in rows)
@@ -195,9 +232,14 @@ def graded_parts(weights, root=ROOT, papers=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser("python -m common.grade", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--papers", nargs="+", metavar="PAPER", help="grade only these papers' parts")
+    parser = argparse.ArgumentParser(
+        "python -m course.grade",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--papers", nargs="+", metavar="PAPER", help="grade only these papers' parts"
+    )
     parser.add_argument("--weights", default=None, help=f"the weights file (default: {WEIGHTS})")
     parser.add_argument("--verbose", action="store_true", help="list every test pytest runs")
     args = parser.parse_args(argv)
