@@ -215,8 +215,8 @@ class Flow(nn.Module):
         check_input(x, self.features, self._dtype())
         context = self._context(context, x.shape[0])
         # BEGIN SOLUTION common.change_of_variables
-        # HINT: map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det
-        # HINT: dz/dx|.
+        # map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det
+        # dz/dx|.
         z, ladj = self.transform(x, context)
         return (
             self.base.log_prob(z) + ladj
@@ -229,8 +229,8 @@ class Flow(nn.Module):
             n = context.shape[0] if n is None else n
         context = self._context(context, n)
         # BEGIN SOLUTION common.change_of_variables
-        # HINT: draw n points z from self.base, map them with self.transform.inverse (noise ->
-        # HINT: data); log p(x) = log N(z) - log|det dx/dz|.
+        # draw n points z from self.base, map them with self.transform.inverse (noise ->
+        # data); log p(x) = log N(z) - log|det dx/dz|.
         z = self.base.rsample(n)
         x, ladj = self.transform.inverse(z, context)
         return x, self.base.log_prob(z) - ladj  # log p(x) = log N(z) - log|det dx/dz|

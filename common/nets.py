@@ -51,9 +51,9 @@ class MADE(nn.Module):
         self.features, self.params, self.context = features, params, context
         self.register_buffer("order", order)
         # BEGIN SOLUTION common.made
-        # HINT: degrees (Sec. 4): input i has order[i] + 1, context inputs 0, hidden units cycle
-        # HINT: over [1, D - 1]; a hidden unit sees degrees <= its own, output i (params numbers
-        # HINT: each) only degrees < order[i] + 1.
+        # degrees (Sec. 4): input i has order[i] + 1, context inputs 0, hidden units cycle
+        # over [1, D - 1]; a hidden unit sees degrees <= its own, output i (params numbers
+        # each) only degrees < order[i] + 1.
         # Degrees (Sec. 4): inputs 1..D, hidden units in [1, D-1], context inputs 0 (seen by all).
         deg_in = torch.cat([order + 1, torch.zeros(context, dtype=torch.long)])
         layers, deg_prev = [], deg_in

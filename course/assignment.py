@@ -4,7 +4,7 @@ Marker syntax (comments only, so the reference code runs and reads as before)::
 
     def forward(self, x, context=None):
         # BEGIN SOLUTION maf.step
-        # HINT: u_i = (x_i - mu_i) exp(-alpha_i) (Eq. 4); the log-det is -sum_i alpha_i (Eq. 5).
+        # u_i = (x_i - mu_i) exp(-alpha_i) (Eq. 4); the log-det is -sum_i alpha_i (Eq. 5).
         mu, alpha = self.conditioner(x, context)
         u = (x - mu) * torch.exp(-alpha)  # Eq. 4
         return u, -alpha.sum(-1)
@@ -14,8 +14,8 @@ Marker syntax (comments only, so the reference code runs and reads as before)::
   the folder the file lives in (``maf``, ``nsf``, ..., or ``common`` for the shared code). Several
   regions may share a part (e.g. a layer's ``forward`` and ``inverse``): the part is graded as a
   whole.
-* ``HINT: ...`` comment lines directly after ``BEGIN`` survive stripping (and form the error
-  message).
+* the comment lines directly after ``BEGIN`` are the part's hint: they survive stripping as
+  ``# HINT: ...`` lines (and form the error message), so the reference states each hint once.
 * ``END SOLUTION`` closes it, at the same indentation. Regions hold whole statements and do not
   nest.
 
@@ -65,7 +65,9 @@ PART_ID = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
 MARKER_LIKE = re.compile(r"#\s*(BEGIN|END)\W*SOLUTION", re.IGNORECASE)
 BEGIN = re.compile(rf"# BEGIN SOLUTION ({PART_ID})")
 END = re.compile(r"# END SOLUTION")
-HINT = re.compile(r"# HINT:\s?(.*)")
+# the comment lines right after BEGIN are the part's hint: written once, read by the reference's
+# reader as a comment and by the student as the stub's "HINT:" lines
+HINT = re.compile(r"#(?! (?:BEGIN|END) SOLUTION)\s?(.*)")
 
 
 class MarkerError(ValueError):
@@ -171,9 +173,9 @@ def stub(region):
     lines = [f"{region.indent}# HINT: {hint}" for hint in region.hints]
     message = region.message.replace("\\", "\\\\").replace('"', '\\"')
     first = f'{region.indent}raise NotImplementedError("{message}")'
-    if len(first) <= 120:
+    if len(first) <= 100:
         return lines + [first]
-    width = 116 - len(region.indent) - 4
+    width = 96 - len(region.indent) - 4
     pieces = textwrap.wrap(message, width, drop_whitespace=False)
     return (
         lines

@@ -86,8 +86,8 @@ class GatedAutoregressive(Transform):
 
     def forward(self, z, context=None):
         # BEGIN SOLUTION iaf.step
-        # HINT: (m, s) = self.gate(z, context), sigma = sigmoid(s), z' = sigma z + (1 - sigma) m
-        # HINT: (Alg. 1); the log-det is sum_i log sigma_i (F.logsigmoid is the stable form).
+        # (m, s) = self.gate(z, context), sigma = sigmoid(s), z' = sigma z + (1 - sigma) m
+        # (Alg. 1); the log-det is sum_i log sigma_i (F.logsigmoid is the stable form).
         m, s = self.gate(z, context)
         sigma = torch.sigmoid(s)  # Alg. 1: sigma <- sigmoid(s)
         z = sigma * z + (1 - sigma) * m  # Alg. 1: z <- sigma * z + (1 - sigma) * m
@@ -98,8 +98,8 @@ class GatedAutoregressive(Transform):
 
     def inverse(self, y, context=None):
         # BEGIN SOLUTION iaf.step
-        # HINT: solve z' = sigma z + (1 - sigma) m for z one variable at a time, in the order
-        # HINT: self.made.order, calling self.gate on the z solved so far (D passes).
+        # solve z' = sigma z + (1 - sigma) m for z one variable at a time, in the order
+        # self.made.order, calling self.gate on the z solved so far (D passes).
         z = torch.zeros_like(y)
         for i in torch.argsort(self.made.order).tolist():  # variables in the autoregressive order
             m, s = self.gate(

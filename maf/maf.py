@@ -61,8 +61,8 @@ class MAFLayer(Transform):
         # Cost: ONE MADE pass. All of x is given, and MADE's masks let (mu_i, alpha_i) see only
         # x_<i, so every u_i comes out of the same pass, in parallel. This is why MAF trains fast.
         # BEGIN SOLUTION maf.step
-        # HINT: one conditioner pass gives (mu, alpha); u = (x - mu) exp(-alpha) (Eq. 4), log-det
-        # HINT: -sum alpha (Eq. 5).
+        # one conditioner pass gives (mu, alpha); u = (x - mu) exp(-alpha) (Eq. 4), log-det
+        # -sum alpha (Eq. 5).
         mu, alpha = self.conditioner(x, context)
         u = (x - mu) * torch.exp(-alpha)  # Eq. 4
         return u, -alpha.sum(-1)  # Eq. 5: du/dx is triangular with diagonal exp(-alpha_i)
@@ -73,8 +73,8 @@ class MAFLayer(Transform):
         # which are themselves outputs: pass k fixes the k-th variable of the order, so sampling is
         # sequential.
         # BEGIN SOLUTION maf.step
-        # HINT: start from x = 0 and repeat D times: x = u exp(alpha) + mu (Eq. 3), (mu, alpha) from
-        # HINT: the current x.
+        # start from x = 0 and repeat D times: x = u exp(alpha) + mu (Eq. 3), (mu, alpha) from
+        # the current x.
         x = torch.zeros_like(u)
         for _ in range(self.features):
             mu, alpha = self.conditioner(x, context)
@@ -114,8 +114,8 @@ class BatchNorm(Transform):
         else:
             m, v = self.mean, self.var
         # BEGIN SOLUTION maf.batch_norm
-        # HINT: u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta (Appendix B); the log-det is the same
-        # HINT: for every row.
+        # u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta (Appendix B); the log-det is the same
+        # for every row.
         log_scale = self._log_scale(v)
         u = (x - m) * torch.exp(log_scale) + self.beta  # Appendix B
         return u, log_scale.sum().expand(x.shape[0])  # log det = sum(gamma - 0.5 log(v + eps))
@@ -129,7 +129,7 @@ class BatchNorm(Transform):
                 "set_batch_norm_stats(flow, train_data)) before sampling."
             )
         # BEGIN SOLUTION maf.batch_norm
-        # HINT: undo forward with the stored statistics self.mean, self.var.
+        # undo forward with the stored statistics self.mean, self.var.
         log_scale = self._log_scale(self.var)
         return (u - self.beta) * torch.exp(-log_scale) + self.mean, -log_scale.sum().expand(
             u.shape[0]

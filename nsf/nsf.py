@@ -71,9 +71,9 @@ def rq_spline(x, params, bound=5.0, inverse=False):
         inverse
     ):  # App. A: g(xi) = y is a quadratic a xi^2 + b xi + c = 0 in xi; take its root in [0, 1]
         # BEGIN SOLUTION nsf.spline_inverse
-        # HINT: set xi, the position in bin k in [0, 1], from a xi^2 + b xi + c = 0 (App. A) with y
-        # HINT: = xc; xi = 2c / (-b - sqrt(b^2 - 4ac)) cancels badly when b < 0: use (-b + sqrt(.))
-        # HINT: / 2a there.
+        # set xi, the position in bin k in [0, 1], from a xi^2 + b xi + c = 0 (App. A) with y
+        # = xc; xi = 2c / (-b - sqrt(b^2 - 4ac)) cancels badly when b < 0: use (-b + sqrt(.))
+        # / 2a there.
         dy, slack = xc - y0, d0 + d1 - 2 * s
         a = h * (s - d0) + dy * slack
         b = h * d0 - dy * slack
@@ -91,13 +91,13 @@ def rq_spline(x, params, bound=5.0, inverse=False):
         # END SOLUTION
     else:
         # BEGIN SOLUTION nsf.spline
-        # HINT: xi = (x - x^k) / (x^{k+1} - x^k), the position of xc in its bin (Sec. 3.1).
+        # xi = (x - x^k) / (x^{k+1} - x^k), the position of xc in its bin (Sec. 3.1).
         xi = (xc - x0) / w  # Sec. 3.1: xi = (x - x^k) / (x^{k+1} - x^k) in [0, 1]
         # END SOLUTION
     # BEGIN SOLUTION nsf.spline
-    # HINT: g = y^k + h [s xi^2 + d^k xi (1 - xi)] / [s + (d^{k+1} + d^k - 2 s) xi (1 - xi)] (Eq.
-    # HINT: 4), log g' from Eq. 5; add the overshoot x - xc back (identity tails). Inverse: return
-    # HINT: x^k + xi w and -log g'.
+    # g = y^k + h [s xi^2 + d^k xi (1 - xi)] / [s + (d^{k+1} + d^k - 2 s) xi (1 - xi)] (Eq.
+    # 4), log g' from Eq. 5; add the overshoot x - xc back (identity tails). Inverse: return
+    # x^k + xi w and -log g'.
     t = xi * (1 - xi)
     den = s + (d0 + d1 - 2 * s) * t
     # Sec. 3.1, Eq. 5: g'(x) = s^2 [d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2] / den^2

@@ -169,8 +169,8 @@ def paper_root_only(y, params):
     d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
     h, s = y1 - y0, (y1 - y0) / (x1 - x0)
     # BEGIN SOLUTION nsf.notebook_quadratic
-    # HINT: the coefficients a, b, c of the cell above (App. A), then xi = 2c / (-b - sqrt(b^2 -
-    # HINT: 4ac)) with the discriminant clamped at 0; return x0 + xi * (x1 - x0).
+    # the coefficients a, b, c of the cell above (App. A), then xi = 2c / (-b - sqrt(b^2 -
+    # 4ac)) with the discriminant clamped at 0; return x0 + xi * (x1 - x0).
     a = h * (s - d0) + (y - y0) * (d0 + d1 - 2 * s)
     b = h * d0 - (y - y0) * (d0 + d1 - 2 * s)
     c = -s * (y - y0)

@@ -64,8 +64,8 @@ def constrain(u, w):
     A.1).
     ``u``, ``w``: (D,) for one layer, or (batch, D) for per-point (amortised) parameters."""
     # BEGIN SOLUTION planar_flows.constraint
-    # HINT: u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1);
-    # HINT: sum over dim -1.
+    # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1);
+    # sum over dim -1.
     wu = (w * u).sum(-1, keepdim=True)
     m = -1 + F.softplus(
         wu
@@ -114,8 +114,8 @@ class Planar(Transform):
     def inverse(self, z, context=None):
         u, w, b = self.flow_parameters(context)
         # BEGIN SOLUTION planar_flows.planar
-        # HINT: f(z) = z + u h(w^T z + b), h = tanh (Eq. 10); log|det| = log|1 + u^T psi(z)|, psi =
-        # HINT: h' w (Eq. 11-12).
+        # f(z) = z + u h(w^T z + b), h = tanh (Eq. 10); log|det| = log|1 + u^T psi(z)|, psi =
+        # h' w (Eq. 11-12).
         t = torch.tanh((z * w).sum(-1) + b)  # h(w^T z + b), h = tanh; (batch,)
         x = z + t[:, None] * u  # f(z) = z + u h(w^T z + b)  (Eq. 10)
         # log|det df/dz| = log|1 + u^T psi(z)| with psi(z) = h'(w^T z + b) w  (Eq. 11-12)
@@ -167,8 +167,8 @@ class Radial(Transform):
 
     def _ladj(self, r, alpha, beta):
         # BEGIN SOLUTION planar_flows.radial
-        # HINT: log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r), h = 1 /
-        # HINT: (alpha + r) (Eq. 14).
+        # log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r), h = 1 /
+        # (alpha + r) (Eq. 14).
         h = 1 / (alpha + r)
         h_prime = -(h**2)  # h'(alpha, r) = -1 / (alpha + r)^2
         # log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r)  (Eq. 14)
@@ -180,8 +180,8 @@ class Radial(Transform):
     def inverse(self, z, context=None):
         alpha, beta = self.alpha_beta()
         # BEGIN SOLUTION planar_flows.radial
-        # HINT: f(z) = z + beta h(alpha, r) (z - z0) with r = ||z - z0|| (Eq. 14); the log-det is
-        # HINT: self._ladj.
+        # f(z) = z + beta h(alpha, r) (z - z0) with r = ||z - z0|| (Eq. 14); the log-det is
+        # self._ladj.
         r = (z - self.z0).norm(dim=-1)
         x = z + (beta / (alpha + r))[:, None] * (
             z - self.z0

@@ -53,9 +53,9 @@ class AffineCoupling(Transform):
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], *self.mask.shape)
         # BEGIN SOLUTION realnvp.coupling
-        # HINT: (s, t) = self._s_t(x, context) are already zero on the kept dimensions; z = x exp(s)
-        # HINT: + t (Eq. 4-5, 9), log det = sum of s (Eq. 6). Return z flattened to (batch, D) and
-        # HINT: the log-det (batch,).
+        # (s, t) = self._s_t(x, context) are already zero on the kept dimensions; z = x exp(s)
+        # + t (Eq. 4-5, 9), log det = sum of s (Eq. 6). Return z flattened to (batch, D) and
+        # the log-det (batch,).
         s, t = self._s_t(x, context)
         z = x * torch.exp(s) + t  # Eq. 4-5 in the mask form of Eq. 9
         return z.flatten(1), s.flatten(1).sum(1)  # Eq. 6: triangular Jacobian, log det = sum_j s_j
@@ -64,8 +64,8 @@ class AffineCoupling(Transform):
     def inverse(self, z, context=None):
         z = z.reshape(z.shape[0], *self.mask.shape)
         # BEGIN SOLUTION realnvp.coupling
-        # HINT: the kept dimensions of z equal those of x, so self._s_t(z, context) gives the same
-        # HINT: s, t (Eq. 7-8).
+        # the kept dimensions of z equal those of x, so self._s_t(z, context) gives the same
+        # s, t (Eq. 7-8).
         s, t = self._s_t(z, context)  # Eq. 7: b * z = b * x, so s and t are recomputed exactly
         x = (z - t) * torch.exp(-s)  # Eq. 8
         return x.flatten(1), -s.flatten(1).sum(1)
@@ -76,8 +76,8 @@ def checkerboard(shape, parity=0):
     """Sec. 3.4 spatial checkerboard mask of shape (C, H, W): 1 where (h + w + parity) is even."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
-    # HINT: a float tensor (C, H, W), 1 where (row + column + parity) is even, the same in every
-    # HINT: channel.
+    # a float tensor (C, H, W), 1 where (row + column + parity) is even, the same in every
+    # channel.
     return ((torch.arange(h)[:, None] + torch.arange(w) + parity) % 2 == 0).float().expand(c, h, w)
     # END SOLUTION
 
@@ -86,8 +86,8 @@ def channel_mask(shape, parity=0):
     """Sec. 3.4 channel-wise mask of shape (C, H, W): the first half of the channels is kept (parity 0)."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
-    # HINT: a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, on the others for
-    # HINT: parity 1.
+    # a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, on the others for
+    # parity 1.
     return ((torch.arange(c) < c // 2) != bool(parity)).float()[:, None, None].expand(c, h, w)
     # END SOLUTION
 

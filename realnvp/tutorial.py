@@ -112,8 +112,8 @@ with torch.no_grad():
 
 x = torch.randn(1, D, dtype=torch.float64)
 # BEGIN SOLUTION realnvp.notebook_jacobian
-# HINT: J = torch.autograd.functional.jacobian of x -> layer(x)[0] at this one point, reshaped to
-# HINT: (D, D); its log|det| is torch.linalg.slogdet(J)[1]. Name them J and logdet_autograd.
+# J = torch.autograd.functional.jacobian of x -> layer(x)[0] at this one point, reshaped to
+# (D, D); its log|det| is torch.linalg.slogdet(J)[1]. Name them J and logdet_autograd.
 J = jacobian(lambda v: layer(v)[0], x)[0, :, 0]  # (D, D): dz_i / dx_j
 logdet_autograd = torch.linalg.slogdet(J)[1]
 # END SOLUTION

@@ -45,8 +45,8 @@ SOURCE = """def step(x):
     y = 2 * x
     if y > 0:
         # BEGIN SOLUTION demo.step
-        # HINT: return y + 1
-        # HINT: (and nothing else)
+        # return y + 1
+        # (and nothing else)
         z = y + 1
         return z
         # END SOLUTION
@@ -75,8 +75,8 @@ def test_a_region_becomes_its_hints_and_a_raise_at_its_indentation():
         SOURCE, "demo/demo.py", selected=lambda part: False
     )  # not selected: only the markers go
     assert kept == SOURCE.replace(
-        "        # BEGIN SOLUTION demo.step\n        # HINT: return y + 1\n"
-        "        # HINT: (and nothing else)\n",
+        "        # BEGIN SOLUTION demo.step\n        # return y + 1\n"
+        "        # (and nothing else)\n",
         "",
     ).replace("        # END SOLUTION\n", "")
 
@@ -89,7 +89,7 @@ def test_markers_inside_strings_are_not_markers():
 def test_a_long_message_is_wrapped_and_still_valid_python():
     source = (
         "def f():\n    # BEGIN SOLUTION demo.f\n"
-        + "    # HINT: word word word word word word word\n" * 6
+        + "    # word word word word word word word\n" * 6
         + "    pass\n    # END SOLUTION\n"
     )
     stripped, _ = strip(source)
