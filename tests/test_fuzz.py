@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nsf.nsf import rq_spline
+from realnvp import RealNVP
 from tools.fuzz import (
     DTYPES,
     FLOWS,
@@ -140,3 +141,65 @@ def test_spline_tails_are_exactly_the_identity(side, inverse, dtype):
     y, log_d = rq_spline(x, params[:, None].expand(n, x.shape[1], -1), B, inverse=inverse)
     assert (y == x).all(), f"tail moved by {(y - x).abs().max():.1e}"
     assert (log_d == 0).all(), f"tail log-derivative {log_d.abs().max():.1e}"
+
+
+EMPTY = {
+    **FLOWS,
+    "realnvp-bn": lambda: RealNVP(3, transforms=2, hidden_features=(16,), batch_norm=True),
+}
+NR_EMPTY = (
+    "issue 14 item 13: empty batch crashes ('cannot reshape tensor of 0 elements'); fixed by "
+)
+XFAIL_EMPTY = {
+    "nsf-c": NR_EMPTY + "cores_nr in nsf/nsf.py",
+    "realnvp-bn": NR_EMPTY + "cores_nr in realnvp/realnvp.py",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=[pytest.mark.xfail(strict=True, reason=XFAIL_EMPTY[n])]
+            if n in XFAIL_EMPTY
+            else [],
+        )
+        for n in EMPTY
+    ],
+)
+def test_empty_batch(name):
+    """sample(0) and log_prob of a (0, D) batch give empty results, in eval and (log_prob) train mode."""
+    flow = EMPTY[name]().eval()
+    D = flow.features
+    assert flow.sample(0).shape == (0, D)
+    assert flow.log_prob(torch.empty(0, D)).shape == (0,)
+    assert flow.train().log_prob(torch.empty(0, D)).shape == (0,)
+
+
+BN_POISON = {
+    "maf-bn": "issue 14 item 6: an empty or NaN batch in train mode turns MAF's batch-norm statistics "
+    "NaN for good; fixed by cores_pim in maf/maf.py",
+    "realnvp-bn": "issue 14 items 6 and 13: Real NVP's batch norm crashes on an empty batch and a NaN "
+    "row poisons its running statistics; fixed by cores_nr in realnvp/realnvp.py",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=r)) for n, r in BN_POISON.items()],
+)
+def test_batch_norm_survives_an_empty_or_nan_batch(name):
+    """Train-mode batch norm: an empty batch returns empty, a NaN row is refused (ValueError) or
+    stays in its row; either way the statistics used afterwards in eval mode stay finite."""
+    flow = (build("maf-bn", torch.float32) if name == "maf-bn" else EMPTY[name]()).train()
+    D = flow.features
+    assert flow.log_prob(torch.empty(0, D)).shape == (0,)
+    x = torch.randn(8, D)
+    x[0, 0] = math.nan
+    try:
+        log_prob = flow.log_prob(x)
+        assert torch.isfinite(log_prob[1:]).all(), "one NaN row turned the others NaN"
+    except ValueError:
+        pass
+    assert torch.isfinite(flow.eval().log_prob(torch.randn(16, D))).all()
