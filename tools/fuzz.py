@@ -1,7 +1,7 @@
 """Fuzz every pre-built flow: log_prob, samples, gradients and round trips on awkward inputs.
 
     python -m tools.fuzz                # 10,000 inputs per flow and dtype, a markdown table
-    python -m tools.fuzz --n 500        # the size tests/test_fuzz.py runs
+    python -m tools.fuzz --n 400        # the size tests/test_fuzz.py runs
 
 Each flow is built small (3 features, 2 layers of hidden width 16; planar and radial: 2 features,
 4 layers), every parameter perturbed by N(0, SCALE^2) so that no layer is an identity, and put in
@@ -11,7 +11,7 @@ Inputs (``fuzz_inputs``): N(0, 1) points, the same points times 1e3 and 1e6, poi
 coordinate at +-1e3 or +-1e6, zeros, and for NSF the exact bounds +-B and the first layer's knots.
 
 Columns: non-finite log_prob (-inf is accepted far from the support, never NaN or +inf), NaN in
-log_prob, in ``sample(n)``, in the gradients of ``log_prob`` with respect to the parameters (over the
+log_prob, in ``sample(n)`` (rows), in the gradients of ``log_prob`` with respect to the parameters (entries, over the
 points whose log_prob is finite), and the worst round-trip error ``|inverse(forward(x)) - x| / (1 +
 |x|)`` (max norm over features) over every layer and over the whole transform, both directions.
 """
@@ -179,7 +179,7 @@ def fuzz_flow(name, dtype, n, seed=0, scale=SCALE):
         "+inf log_prob": int((log_prob == math.inf).sum()),
         "NaN log_prob": int(log_prob.isnan().sum()),
         "NaN samples": int(samples.isnan().any(-1).sum()),
-        "NaN gradients": grad_nan,
+        "NaN gradient entries": grad_nan,
         "round trip N(0,1)": worst_round_trip(flow, ordinary),
         "layer residual, all inputs": worst_round_trip(
             flow, x, sampling=False, whole=False, residual=True
