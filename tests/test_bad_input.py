@@ -315,7 +315,8 @@ def _builder_cases():
             lambda: PlanarFlow(True),
             ValueError,
             r"features must be an integer >= 1, got True",
-            xfail="PlanarFlow(True) builds a 1-D flow; fixed by cores_pim in planar_flows/planar.py",
+            xfail="PlanarFlow(True) builds a 1-D flow; fixed by cores_pim in "
+            "planar_flows/planar.py",
         ),
         case(
             "realnvp-image-shape-scales",

@@ -1,4 +1,4 @@
-"""Fuzz every pre-built flow (issue 14, "Tests that keep it so"): no NaN, round trips at rounding level.
+"""Fuzz every pre-built flow (issue 14, "Tests that keep it so"): no NaN, exact round trips.
 
 A few hundred inputs per flow and dtype from ``tools.fuzz`` (``python -m tools.fuzz`` runs the
 10,000-input version and prints the README's table): N(0, 1), x1e3, x1e6, +-1e3, one coordinate at
@@ -93,7 +93,8 @@ def test_round_trip_error_can_fail():
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
 def test_spline_at_knots_and_bounds(dtype, inverse):
-    """rq_spline at every knot, at +-B exactly and just inside/outside: finite values, log-derivatives
+    """rq_spline at every knot, at +-B exactly and just inside/outside: finite values,
+    log-derivatives
     and gradients; knots map to knots; the tails are the identity with log-derivative exactly 0."""
     gen = torch.Generator().manual_seed(0)
     K, B, n = 8, 3.0, 64
@@ -122,7 +123,8 @@ def test_spline_at_knots_and_bounds(dtype, inverse):
 
 RIGHT_TAIL = pytest.mark.xfail(
     strict=True,
-    reason="issue 14 item 9: NSF right tail is the identity only up to rounding (g(B) != B, inverse "
+    reason="issue 14 item 9: NSF right tail is the identity only up to rounding (g(B) != B, "
+    "inverse "
     "log-derivative 1e-4 in float32, 7e-14 in float64); fixed by cores_nr in nsf/nsf.py",
 )
 
@@ -169,7 +171,7 @@ XFAIL_EMPTY = {
     ],
 )
 def test_empty_batch(name):
-    """sample(0) and log_prob of a (0, D) batch give empty results, in eval and (log_prob) train mode."""
+    """sample(0) and log_prob of a (0, D) batch are empty, in eval and (log_prob) train mode."""
     flow = EMPTY[name]().eval()
     D = flow.features
     assert flow.sample(0).shape == (0, D)
@@ -178,9 +180,11 @@ def test_empty_batch(name):
 
 
 BN_POISON = {
-    "maf-bn": "issue 14 item 6: an empty or NaN batch in train mode turns MAF's batch-norm statistics "
+    "maf-bn": "issue 14 item 6: an empty or NaN batch in train mode turns MAF's batch-norm "
+    "statistics "
     "NaN for good; fixed by cores_pim in maf/maf.py",
-    "realnvp-bn": "issue 14 items 6 and 13: Real NVP's batch norm crashes on an empty batch and a NaN "
+    "realnvp-bn": "issue 14 items 6 and 13: Real NVP's batch norm crashes on an empty batch and a "
+    "NaN "
     "row poisons its running statistics; fixed by cores_nr in realnvp/realnvp.py",
 }
 

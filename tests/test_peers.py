@@ -133,7 +133,8 @@ def test_planar_matches_normflows(features):
 @pytest.mark.parametrize("features", [1, 2, 5])
 def test_radial_matches_normflows(features):
     """normflows' Radial: beta = softplus(beta_raw) - |alpha|, ours beta = softplus(beta_raw) -
-    alpha with alpha = softplus(alpha_raw): the same map once its alpha is our softplus(alpha_raw)."""
+    alpha with alpha = softplus(alpha_raw): the same map once its alpha is our
+    softplus(alpha_raw)."""
     layer = perturb(Radial(features).double(), scale=0.7, seed=features)
     theirs = normflows.flows.Radial((features,), z_0=layer.z0.detach()[None].clone()).double()
     with torch.no_grad():
@@ -150,7 +151,8 @@ def test_radial_matches_normflows(features):
 
 
 def test_maf_layer_matches_zuko_given_the_same_made_outputs():
-    """zuko's MonotonicAffineTransform(shift, scale, slope=1e-3) soft-bounds the log-scale by log 1000
+    """zuko's MonotonicAffineTransform(shift, scale, slope=1e-3) soft-bounds the log-scale by
+    log 1000
     as ours does; our forward (data -> noise) is its inverse, with the MADE outputs at x."""
     layer = perturb(MAFLayer(4, (16, 16)).double(), scale=0.5)
     x = 2 * torch.randn(500, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
@@ -238,7 +240,8 @@ def test_nflows_spline_consistency_port_passes_on_nflows():
 def _zuko_port_failures(spline, seeds, tol=1e-4):
     """Our port of zuko's univariate-transform test: float32, 256 points each with its own
     parameters (K = 8, raw N(0, 1)), x ~ N(0, 1); the inverse recovers x and the log-derivative
-    equals autograd's derivative, to ``tol``. ``spline(x, params, inverse)`` -> (y, log-derivative)."""
+    equals autograd's derivative, to ``tol``. ``spline(x, params, inverse)`` -> (y,
+    log-derivative)."""
     failing = []
     for seed in seeds:
         gen = torch.Generator().manual_seed(seed)
@@ -265,7 +268,8 @@ def _nflows(x, params, inverse):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 14 item 10: the float32 inverse fails our port of zuko's univariate-transform test "
+    reason="issue 14 item 10: the float32 inverse fails our port of zuko's univariate-transform "
+    "test "
     "on about 20 of 50 seeds; fixed by cores_nr in nsf/nsf.py",
 )
 def test_zuko_univariate_transform_port_on_our_spline():

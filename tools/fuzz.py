@@ -11,7 +11,8 @@ Inputs (``fuzz_inputs``): N(0, 1) points, the same points times 1e3 and 1e6, poi
 coordinate at +-1e3 or +-1e6, zeros, and for NSF the exact bounds +-B and the first layer's knots.
 
 Columns: non-finite log_prob (-inf is accepted far from the support, never NaN or +inf), NaN in
-log_prob, in ``sample(n)`` (rows), in the gradients of ``log_prob`` with respect to the parameters (entries, over the
+log_prob, in ``sample(n)`` (rows), in the gradients of ``log_prob`` with respect to the parameters
+(entries, over the
 points whose log_prob is finite), and the worst round-trip error ``|inverse(forward(x)) - x| / (1 +
 |x|)`` (max norm over features) over every layer and over the whole transform, both directions.
 """
@@ -32,7 +33,7 @@ from realnvp import RealNVP
 SCALE = 0.1  # perturbation of every parameter: conditioner outputs stay of order 1
 DTYPES = (torch.float32, torch.float64)
 # Round-trip tolerances, relative to 1 + |x|: what a well-conditioned layer reaches in each dtype
-# (planar and radial layers invert by an iterative / closed-form solve, splines by a quadratic root).
+# (planar and radial layers invert by an iterative or closed-form solve, splines by a root).
 ROUND_TRIP_TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
 RESIDUAL_TOL = {torch.float32: 1e-5, torch.float64: 1e-12}  # the backward error, any input
 
@@ -110,7 +111,7 @@ def nsf_knot_inputs(flow, n, gen):
 
 
 def fuzz_inputs(flow, n, seed=0):
-    """``n`` inputs (n, D) in the flow's dtype: a mix of ordinary, huge, zero and (NSF) knot points."""
+    """``n`` inputs (n, D) in the flow's dtype: ordinary, huge, zero and (NSF) knot points."""
     gen = torch.Generator().manual_seed(seed)
     D, dtype = flow.features, flow.base.loc.dtype
     is_nsf = hasattr(layers(flow)[0], "bound")
