@@ -10,11 +10,13 @@ and IAF's gates already saturate), so what the table measures is the code, not a
 Inputs (``fuzz_inputs``): N(0, 1) points, the same points times 1e3 and 1e6, points with one
 coordinate at +-1e3 or +-1e6, zeros, and for NSF the exact bounds +-B and the first layer's knots.
 
-Columns: non-finite log_prob (-inf is accepted far from the support, never NaN or +inf), NaN in
-log_prob, in ``sample(n)`` (rows), in the gradients of ``log_prob`` with respect to the parameters
-(entries, over the
-points whose log_prob is finite), and the worst round-trip error ``|inverse(forward(x)) - x| / (1 +
-|x|)`` (max norm over features) over every layer and over the whole transform, both directions.
+Columns: non-finite log_prob (-inf is accepted far from the support, never NaN or +inf), +inf and
+NaN log_prob, NaN rows of ``sample(n)``, NaN entries of the gradients of ``log_prob`` with respect
+to the parameters (summed over the points whose log_prob is finite), the worst round trip
+``|inverse(forward(x)) - x| / (1 + |x|)`` (max norm) on N(0, 1) points over every layer and the
+whole transform, both directions (tolerance ROUND_TRIP_TOL), and the worst layer residual
+``|forward(inverse(z)) - z| / (1 + |z|)``, z = forward(x), over every layer and every fuzz input
+(the backward error; tolerance RESIDUAL_TOL).
 """
 
 import argparse
