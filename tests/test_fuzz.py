@@ -207,3 +207,83 @@ def test_batch_norm_survives_an_empty_or_nan_batch(name):
     except ValueError:
         pass
     assert torch.isfinite(flow.eval().log_prob(torch.randn(16, D))).all()
+
+
+PIM_PLANAR = "fixed by cores_pim in planar_flows/planar.py"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 item 7: in float32 w = (1, 0), u = (-20, 0) rounds w^T u_hat + 1 to 0 and "
+    f"log_prob is NaN on the line w^T x = 0; {PIM_PLANAR}",
+)
+def test_planar_constraint_keeps_a_margin_in_float32():
+    from common.flows import Flow
+    from planar_flows.planar import Planar
+
+    layer = Planar(2)
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([1.0, 0.0])), layer.u.copy_(torch.tensor([-20.0, 0.0]))
+        layer.b.zero_()
+    x = torch.randn(100, 2)
+    x[:, 0] = 0.0  # where tanh' = 1: the layer's slope there is 1 + w^T u_hat
+    assert 1 + (layer.w * layer.u_hat()).sum() > 0
+    assert not Flow([layer], features=2).log_prob(x).isnan().any()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=f"issue 14 item 7: radial with beta_raw = -20 gives NaN at z0 in float32; {PIM_PLANAR}",
+)
+def test_radial_constraint_keeps_a_margin_in_float32():
+    from common.flows import Flow
+    from planar_flows.planar import Radial
+
+    layer = Radial(2)
+    with torch.no_grad():
+        layer.beta_raw.fill_(-20.0)
+    x = layer.z0.detach()[None] + torch.tensor([[0.0, 0.0], [1e-6, 0.0], [0.0, -1e-3]])
+    assert not Flow([layer], features=2).log_prob(x).isnan().any()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 item 11: the final Newton step of Planar.forward moves the value near a "
+    f"singular layer (round trip 4e-2 at 1 + w^T u_hat = 1e-12); {PIM_PLANAR}",
+)
+def test_planar_round_trip_near_a_singular_layer():
+    from planar_flows.planar import Planar
+
+    layer = Planar(2).double()
+    with torch.no_grad():  # softplus(w^T u) = 1e-12, i.e. 1 + w^T u_hat = 1e-12
+        layer.w.copy_(torch.tensor([1.0, 0.0])), layer.b.zero_()
+        layer.u.copy_(torch.tensor([math.log(math.expm1(1e-12)), 0.3]))
+    assert 0 < 1 + (layer.w * layer.u_hat()).sum() < 2e-12
+    z = torch.randn(2000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    z[:, 0] *= 1e-3  # near w^T z + b = 0, where the layer's slope is 1e-12
+    x, _ = layer.inverse(z)
+    z_back, _ = layer(x)
+    assert (z_back - z).abs().max() < 1e-8
+
+
+INF_REASON = (
+    "issue 14 item 8: an infinite coordinate gives log_prob NaN (expected -inf or a ValueError, "
+    "the same in all five flows); fixed by cores_pim in common/flows.py"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=INF_REASON)) for n in FLOWS],
+)
+@pytest.mark.parametrize("value", [math.inf, -math.inf], ids=["+inf", "-inf"])
+def test_infinite_input_is_minus_inf_or_refused(name, value):
+    flow = build(name, torch.float64)
+    x = torch.zeros(2, flow.features, dtype=torch.float64)
+    x[0, 0] = value
+    try:
+        log_prob = flow.log_prob(x)
+    except ValueError as error:
+        assert "inf" in str(error)
+        return
+    assert log_prob[0] == -math.inf and torch.isfinite(log_prob[1])
