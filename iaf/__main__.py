@@ -21,12 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from common.bench import seconds  # noqa: E402
+from common.cli import demo_parser, parse_demo_args
 from common.metrics import nll_gap, reverse_kl  # noqa: E402
 from common.plot import flow_log_prob, plot_loss, show_density  # noqa: E402
 from common.targets import ENERGIES, get_target  # noqa: E402
 from common.train import (  # noqa: E402
-    demo_parser,
-    parse_demo_args,
     seed_everything,
     train_forward_kl,
     train_reverse_kl,

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from common import plot
+from common.cli import demo_parser, parse_demo_args
 from common.data import LEVELS, dequantize, load_digits_split
 from common.flows import Compose, Flow, Logit
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.plot import plt
 from common.targets import SAMPLE_TARGETS, get_target
-from common.train import demo_parser, parse_demo_args, train_forward_kl
+from common.train import train_forward_kl
 from maf import MAF, MAFLayer, set_batch_norm_stats
 
 

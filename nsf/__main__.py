@@ -17,6 +17,7 @@ import time
 import torch
 
 from common import plot
+from common.cli import demo_parser, parse_demo_args
 from common.data import LEVELS, dequantize, load_digits_split
 from common.flows import Compose, Flow, Inverse, Logit, Transform
 from common.metrics import bits_per_dim, dataset_nll, nll_gap, reverse_kl
@@ -24,8 +25,6 @@ from common.nets import MADE
 from common.plot import plt
 from common.targets import SAMPLE_TARGETS, get_target
 from common.train import (
-    demo_parser,
-    parse_demo_args,
     seed_everything,
     train_forward_kl,
     train_reverse_kl,

@@ -21,10 +21,11 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
+from common.cli import demo_parser, parse_demo_args
 from common.metrics import reverse_kl
 from common.plot import flow_log_prob, show_density
 from common.targets import get_target
-from common.train import demo_parser, parse_demo_args, seed_everything, train_reverse_kl
+from common.train import seed_everything, train_reverse_kl
 
 from .planar import PlanarFlow
 

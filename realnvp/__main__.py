@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from common.cli import demo_parser, parse_demo_args
 from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.plot import (
@@ -23,7 +24,7 @@ from common.plot import (
     view,
 )
 from common.targets import SAMPLE_TARGETS, get_target
-from common.train import demo_parser, parse_demo_args, train_forward_kl
+from common.train import train_forward_kl
 from realnvp import RealNVP, RealNVPImage
 
 
