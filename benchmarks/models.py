@@ -12,7 +12,9 @@ everywhere:
   64;
 * NSF-C: 5 rational-quadratic couplings, 8 bins, bound 5, MLP 2 x 64, halves swapped between
   couplings;
-* coupling (Real NVP): 8 affine couplings, alternating masks, MLP 2 x 64 per coupling.
+* coupling (Real NVP): 8 affine couplings, alternating masks, MLP 2 x 64 per coupling;
+* "MAF, NSF-AR size" (ours only): MAF with MADEs widened to NSF-AR's parameter count, so that the
+  spline-against-affine comparison of the NSF paper is made at equal size.
 
 nflows' and normflows' MADE take ``num_blocks=1, use_residual_blocks=False`` (input layer, one
 hidden block, output layer: 2 hidden layers of 64, the same weights as a MADE 2 x 64).
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from common.flows import Flow, Inverse, Logit
+from common.metrics import count_parameters
 from iaf import IAF
 from maf import MAF
 from nsf import NSF
@@ -32,11 +35,10 @@ from realnvp import RealNVP
 
 HIDDEN = (64, 64)
 PEERS = ("zuko", "nflows", "normflows")
+WIDE_MAF = "MAF, NSF-AR size"  # 5 x MADE 2 x h, h chosen for NSF-AR's parameter count
 
 
-def parameters(model):
-    """Number of trainable parameters (masked-out MADE weights included, as every library stores them)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+parameters = count_parameters  # the name the benchmark code uses
 
 
 def available(library):
@@ -113,6 +115,11 @@ def ours(family, features, hidden=HIDDEN):
         return RealNVP(features, transforms=8, hidden_features=hidden)
     if family == "IAF":
         return IAF(features, transforms=5, hidden_features=hidden)
+    if family == WIDE_MAF:  # the affine autoregressive flow at the size of NSF-AR
+        width, _ = match_width(
+            lambda h: MAF(features, 5, (h, h)), parameters(ours("NSF-AR", features))
+        )
+        return MAF(features, transforms=5, hidden_features=(width, width))
     raise ValueError(f"unknown family {family!r}")
 
 

@@ -5,7 +5,8 @@
 * ``positive`` / ``non_negative``: argparse types, so --steps 0 or --seed -1 is a one-line argparse
   error (exit 2) before any work;
 * ``parse_demo_args(parser, argv, full=FULL, quick=QUICK)``: parse, check --device and --out,
-  fill every option left unset from the demo's FULL or QUICK settings dict, create --out, seed;
+  fill every option left unset (None) from the demo's FULL or QUICK settings dict (one per section
+  with ``section=``), create --out, seed;
 * ``fit(args, name, train, model, ...)``: one training run with the demo's progress switch; with
   --save, or when Ctrl-C stops it, the model (best weights) and its history go to --out/NAME.pt;
 * ``run(main)``: the ``if __name__ == "__main__"`` entry: Ctrl-C exits with code 130, no traceback;
@@ -106,23 +107,29 @@ def check_out(parser, out, flag="--out"):
         parser.error(f"{flag} {out!r} cannot be written ({parent!r} is not a writable directory)")
 
 
-def settings(args, full=None, quick=None):
-    """Fill every option that is None (not given) from the FULL or QUICK dict; return the dict used."""
+def settings(args, full=None, quick=None, section=None):
+    """Fill every option that is None (not given) from the FULL or QUICK dict; return the dict used.
+
+    With ``section`` (a function of ``args``), FULL and QUICK hold one dict per section, e.g.
+    ``{"2d": {...}, "digits": {...}}`` and ``section=lambda args: args.data``.
+    """
     chosen = (quick if args.quick else full) or {}
+    if section is not None:
+        chosen = chosen[section(args)]
     for key, value in chosen.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     return chosen
 
 
-def parse_demo_args(parser, argv=None, full=None, quick=None):
+def parse_demo_args(parser, argv=None, full=None, quick=None, section=None):
     """Parse ``argv``; check --device and --out (argparse errors, exit 2, before any work); fold
     FLOWS_FAST into --quick; fill options left unset from ``full`` / ``quick``; create --out; seed."""
     args = parser.parse_args(argv)
     check_device(parser, args.device)
     check_out(parser, args.out)
     args.quick = args.quick or fast_mode()
-    settings(args, full, quick)
+    settings(args, full, quick, section)
     os.makedirs(args.out, exist_ok=True)
     seed_everything(args.seed)
     return args
@@ -133,27 +140,31 @@ def history_record(history):
     return {k: v for k, v in history.items() if k != "snapshots"}
 
 
-def fit(args, name, train, model, *positional, **options):
+def fit(args, name, train, model, *positional, save=None, **options):
     """``train(model, *positional, progress=args.progress, **options)``, e.g. ``train_forward_kl``.
 
-    With --save the trained model and its history are written to ``<out>/<name>.pt``. On Ctrl-C
-    (``TrainingInterrupted``) they are written there in any case (the best weights so far) before
-    the interruption goes on to ``run``, which exits with code 130.
+    With --save (or ``save=True``; ``save=False`` leaves it to the caller, e.g. after a
+    post-training step, with ``save_run``) the trained model and its history are written to
+    ``<out>/<name>.pt``. On Ctrl-C (``TrainingInterrupted``) they are written there in any case
+    (the best weights so far) before the interruption goes on to ``run``, which exits with 130.
     """
     options.setdefault("progress", args.progress)
     try:
         history = train(model, *positional, **options)
     except TrainingInterrupted as stop:
-        path = save_checkpoint(
-            model, os.path.join(args.out, f"{name}.pt"), history=history_record(stop.history)
-        )
+        path = save_run(args, name, model, stop.history)
         print(f"\n{name}: {stop}; checkpoint and partial history in {path}", file=sys.stderr)
         raise
-    if getattr(args, "save", False):
-        save_checkpoint(
-            model, os.path.join(args.out, f"{name}.pt"), history=history_record(history)
-        )
+    if getattr(args, "save", False) if save is None else save:
+        save_run(args, name, model, history)
     return history
+
+
+def save_run(args, name, model, history):
+    """Write ``model`` and its history to ``<out>/<name>.pt``; return the path."""
+    return save_checkpoint(
+        model, os.path.join(args.out, f"{name}.pt"), history=history_record(history)
+    )
 
 
 def run(main, argv=None):
