@@ -130,7 +130,7 @@ def inverted(flow):
 
 # ------------------------------------------------------------------------------------------------
 # peers
-def _zuko(family, features, hidden):
+def zuko_flow(family, features, hidden):
     import zuko
 
     if family == "MAF":
@@ -248,7 +248,7 @@ def _normflows(family, features, hidden):
 
 def peer(library, family, features, hidden=HIDDEN):
     """The peer ``library``'s model of ``family`` wrapped in ``PeerFlow``, or None where it has none."""
-    build = {"zuko": _zuko, "nflows": _nflows, "normflows": _normflows}[library]
+    build = {"zuko": zuko_flow, "nflows": _nflows, "normflows": _normflows}[library]
     module = build(family, features, hidden)
     return None if module is None else PeerFlow(library, module)
 
@@ -278,7 +278,7 @@ def vi_models(planar_layers=32):
         import zuko
 
         def zuko_inverted(family):
-            flow = _zuko(family, 2, HIDDEN)
+            flow = zuko_flow(family, 2, HIDDEN)
             return PeerFlow("zuko", zuko.flows.Flow(flow.transform.inv, flow.base))
 
         models["zuko inverted MAF (IAF)"] = ("zuko", lambda: zuko_inverted("MAF"))
@@ -327,7 +327,7 @@ def digits_models(hidden=128, nsf_hidden=None):
     if available("zuko"):
         models[f"zuko MAF 5 x MADE 2 x {hidden}"] = (
             "zuko",
-            lambda: PeerFlow("zuko", _zuko("MAF", 64, (hidden, hidden)), logit=Logit(0.05)),
+            lambda: PeerFlow("zuko", zuko_flow("MAF", 64, (hidden, hidden)), logit=Logit(0.05)),
         )
     if nsf_hidden:
         h = (nsf_hidden, nsf_hidden)
@@ -339,6 +339,8 @@ def digits_models(hidden=128, nsf_hidden=None):
             if available("zuko"):
                 models[f"zuko {family} 5 x 8 bins, 2 x {nsf_hidden}"] = (
                     "zuko",
-                    lambda family=family: PeerFlow("zuko", _zuko(family, 64, h), logit=Logit(0.05)),
+                    lambda family=family: PeerFlow(
+                        "zuko", zuko_flow(family, 64, h), logit=Logit(0.05)
+                    ),
                 )
     return models
