@@ -97,14 +97,15 @@ def check_device(parser, device):
 
 
 def check_out(parser, out, flag="--out"):
-    """--out must be a directory that exists or can be created, and be writable."""
+    """--out must be a directory that exists or can be created, and be writable (it is created)."""
     if os.path.exists(out) and not os.path.isdir(out):
         parser.error(f"{flag} {out!r} is an existing file; give a directory")
-    parent = os.path.abspath(out)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        parser.error(f"{flag} {out!r} cannot be written ({parent!r} is not a writable directory)")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        parser.error(f"{flag} {out!r} cannot be created ({error.strerror or error})")
+    if not os.access(out, os.W_OK | os.X_OK):
+        parser.error(f"{flag} {out!r} is not writable")
 
 
 def settings(args, full=None, quick=None, section=None):
@@ -128,9 +129,8 @@ def parse_demo_args(parser, argv=None, full=None, quick=None, section=None):
     args = parser.parse_args(argv)
     check_device(parser, args.device)
     check_out(parser, args.out)
-    args.quick = args.quick or fast_mode()
+    args.quick = args.quick or fast_mode()  # --out is created by check_out
     settings(args, full, quick, section)
-    os.makedirs(args.out, exist_ok=True)
     seed_everything(args.seed)
     return args
 

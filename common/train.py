@@ -82,18 +82,21 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class LastFinite:
-    """A copy of the weights (and buffers) that last gave a finite loss, in preallocated tensors."""
+    """A copy of the weights (and buffers) that last gave a finite loss, in preallocated tensors;
+    ``saves`` counts the copies, so it is the step whose loss those weights gave."""
 
     def __init__(self, model):
         self.model, self.saved = (
             model,
             {k: v.detach().clone() for k, v in model.state_dict().items()},
         )
+        self.saves = 0
 
     def save(self):
         with torch.no_grad():
             for k, v in self.model.state_dict().items():
                 self.saved[k].copy_(v)
+        self.saves += 1
 
     def restore(self):
         self.model.load_state_dict(self.saved)
@@ -174,8 +177,8 @@ class TrainingRun:
             self.model.load_state_dict(self.best_state)
             kept = f"the best validation weights (step {self.best_step})"
         else:
-            self.last_finite.restore()  # the weights at the start of the interrupted step
-            kept = f"the weights of step {step - 1}"
+            self.last_finite.restore()  # consistent weights, even if Adam was stopped half-way
+            kept = f"the weights of step {self.last_finite.saves} (its loss is the last recorded)"
         self.model.eval()
         history["seconds"], history["interrupted_at"] = time.perf_counter() - self.start, step
         return TrainingInterrupted(step, self.steps, history, kept)
