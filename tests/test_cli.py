@@ -84,16 +84,16 @@ def test_settings_fill_only_what_was_not_given(tmp_path, monkeypatch):
 
 
 def test_a_tiny_quick_run_through_main_writes_a_loadable_checkpoint(tmp_path, capsys):
-    from maf.__main__ import main
+    from planar_flows.__main__ import main
 
-    argv = ["--quick", "--steps", "5", "--no-progress", "--save", "--out", str(tmp_path)]
-    main(["--target", "gauss8", *argv])
+    argv = ["--quick", "--kind", "planar", "--targets", "U1", "--K", "2", "--steps", "5"]
+    main([*argv, "--n-eval", "500", "--no-progress", "--save", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "target gauss8" in out and "MAF 5 layers" in out
-    flow, extra = load_flow(tmp_path / "gauss8_maf5.pt")
-    assert len(extra["history"]["loss"]) == 5 and flow.builder["args"]["transforms"] == 5
+    assert "| planar | U1 | 1.8775 |" in out and "5 Adam steps per flow" in out
+    flow, extra = load_flow(tmp_path / "planar_U1_K2.pt")
+    assert len(extra["history"]["loss"]) == 5 and flow.builder["args"]["transforms"] == 2
     assert torch.isfinite(flow.log_prob(torch.randn(3, 2))).all()
-    assert (tmp_path / "gauss8.png").exists()
+    assert (tmp_path / "figure3_planar.png").exists() and (tmp_path / "kl_table.md").exists()
 
 
 class StopAt:
