@@ -1,5 +1,5 @@
-"""The demo skeleton (common/cli.py): every entry point refuses bad arguments before any work, --help
-works, a tiny run goes through main(argv), and Ctrl-C keeps the best weights."""
+"""The demo skeleton (common/cli.py): every entry point refuses bad arguments before any work,
+--help works, a tiny run goes through main(argv), and Ctrl-C keeps the best weights."""
 
 import importlib
 
