@@ -432,6 +432,9 @@ def save_checkpoint(model, path, **extra):
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is not
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
