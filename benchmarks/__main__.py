@@ -1,16 +1,15 @@
 """Which flow when, and at what cost: the five papers' flows against zuko, nflows and normflows.
 
-    python -m benchmarks                      # full run (3 seeds): writes
-    benchmarks/results/results.json + report python -m benchmarks --only cost vi       # some
-    sections; the others' records in the results file are kept python -m benchmarks --report
-    # tables (results/tables.md) and figures from the results file only python -m benchmarks --quick
-    # under 2 minutes, 1 seed, writes to runs/benchmarks/
+    python -m benchmarks                      # full run (3 seeds): results/results.json + report
+    python -m benchmarks --only cost vi       # some sections; the others' records are kept
+    python -m benchmarks --only density       # also NSF against MAF at NSF-AR's size
+    python -m benchmarks --report             # tables (results/tables.md) and figures, no training
+    python -m benchmarks --quick              # under 2 minutes, 1 seed, writes to runs/benchmarks/
 
 Peers are optional (pip install -r benchmarks/requirements.txt); a missing one is skipped. Every
-    training
-uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same budget for
-    every
-model. The configurations are FULL and QUICK below; the results file records the one used.
+training uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same
+budget for every model. The configurations are FULL and QUICK below; the results file records the
+one used. Bad arguments are refused before anything is computed.
 """
 
 import argparse
@@ -22,6 +21,8 @@ import sys
 import time
 
 import torch
+
+from common.cli import check_out, non_negative, run
 
 from .models import PEERS, available
 from .report import write_report
@@ -84,7 +85,9 @@ def main(argv=None):
         "--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)"
     )
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; --quick: 0)")
+    parser.add_argument(
+        "--seeds", type=non_negative, nargs="+", help="seeds (default 0 1 2; --quick: 0)"
+    )
     parser.add_argument(
         "--out", help="results directory (default benchmarks/results; --quick: runs/benchmarks)"
     )
@@ -94,12 +97,15 @@ def main(argv=None):
     parser.add_argument(
         "--device", default="cpu", help="only cpu is measured: timings are the point"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # every check below comes before any computation
     if args.device != "cpu":
         parser.error(
             f"--device must be cpu (the benchmark times CPU runs on one thread), got {args.device!r}"
         )
     out = args.out or (os.path.join("runs", "benchmarks") if args.quick else RESULTS)
+    check_out(parser, out)
+    if args.report and not os.path.exists(os.path.join(out, "results.json")):
+        parser.error(f"--report needs {os.path.join(out, 'results.json')}, which does not exist")
     path = os.path.join(out, "results.json")
     if args.report:
         print(write_report(load(path), out))
@@ -142,4 +148,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

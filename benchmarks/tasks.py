@@ -21,9 +21,10 @@ from common.targets import get_target
 from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train_reverse_kl
 from maf import set_batch_norm_stats
 
-from .models import available, density_model, digits_models, parameters, vi_models
+from .models import WIDE_MAF, available, density_model, digits_models, parameters, vi_models
 
 FAMILIES = ("MAF", "NSF-AR", "NSF-C", "coupling")
+DENSITY_FAMILIES = (*FAMILIES, WIDE_MAF)  # NSF against the affine flow at equal size
 LIBRARIES = ("ours", "zuko", "nflows", "normflows")
 
 
@@ -42,7 +43,7 @@ def density(config, seeds, log):
     for name in config["targets"]:
         target = get_target(name)
         for seed in seeds:
-            for family in FAMILIES:
+            for family in DENSITY_FAMILIES:
                 for library in filter(available, LIBRARIES):
                     seed_everything(seed)
                     flow = density_model(library, family, 2)
@@ -148,9 +149,9 @@ def vi(config, seeds, log):
 
 
 def cost(config, seeds, log):
-    """Timings in rounds (one per seed), every model in turn within a round, so that load from other
-    processes
-    hits all alike. Sampling and log_prob are timed on ``n`` points and scaled to 100k (both are linear in n)."""
+    """Timings in rounds (one per seed), every model in turn within a round, so that load from
+    other processes hits all alike. Sampling and log_prob are timed on ``n`` points and scaled to
+    100k (both are linear in n)."""
     n = config["n"]
     for seed in seeds:
         for features in config["dims"]:
@@ -191,7 +192,8 @@ def cost(config, seeds, log):
                         )
                     log(
                         record,
-                        f"cost D={features} seed {seed} {library} {family}: {record['ms_per_step']:.2f} ms",
+                        f"cost D={features} seed {seed} {library} {family}: "
+                        f"{record['ms_per_step']:.2f} ms",
                     )
                     yield record
 

@@ -1,4 +1,5 @@
-"""Numbers measured against their ceiling: NLL gap to the exact entropy, reverse KL with log Z, bits/dim."""
+"""Numbers measured against their ceiling: NLL gap to the exact entropy, reverse KL with log Z,
+bits/dim, and the parameter count every demo prints."""
 
 import math
 
@@ -44,7 +45,8 @@ def nll_gap(flow, target, n=100_000, batch_size=10_000):
 
 @torch.no_grad()
 def reverse_kl(flow, energy, n=100_000, batch_size=10_000, context=None):
-    """KL(q || p) = E_q[log q(x) + U(x)] + log Z, with log Z from quadrature (nats) and its standard error."""
+    """KL(q || p) = E_q[log q(x) + U(x)] + log Z, with log Z from quadrature (nats) and its
+    standard error."""
     flow.eval()
     parts = []
     for i in range(0, n, batch_size):
@@ -61,3 +63,9 @@ def bits_per_dim(nll_nats, dims=64, levels=17):
     + D log L) / (D log 2).
     """
     return (nll_nats + dims * math.log(levels)) / (dims * math.log(2))
+
+
+def count_parameters(model):
+    """Number of trainable parameters (masked-out MADE weights included, as every library stores
+    them)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
