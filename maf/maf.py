@@ -103,10 +103,10 @@ class BatchNorm(Transform):
         return self.gamma - 0.5 * torch.log(var + self.eps)  # log of (v + eps)^(-1/2) exp(gamma)
 
     def forward(self, x, context=None):
-        if self.training:
+        if self.training and x.shape[0] > 0:  # an empty batch has no statistics to take
             m, v = x.mean(0), x.var(0, unbiased=False)  # minibatch statistics (Appendix B)
-            if x.shape[0] > 0 and torch.isfinite(m).all() and torch.isfinite(v).all():
-                with torch.no_grad():  # an empty or non-finite batch must not poison the average
+            if torch.isfinite(m).all() and torch.isfinite(v).all():
+                with torch.no_grad():  # a non-finite batch must not poison the running average
                     self.mean.lerp_(m, self.momentum)
                     self.var.lerp_(v, self.momentum)
         else:
