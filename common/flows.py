@@ -239,7 +239,9 @@ class Flow(nn.Module):
     Inputs are checked before any work: ``x`` and ``context`` must be float tensors of the flow's
     dtype and device and of the right shape; NaN in either raises a ValueError (a NaN point has no
     density); a row of ``x`` with an infinite coordinate gets ``log_prob`` -inf (it lies outside
-    every flow's support) and is left out of the pass, so batch statistics never see it.
+    every flow's support) and is left out of the pass, so batch statistics never see it. A row
+    whose log-density comes out -inf (a point so far out that it underflows) is left out of a
+    second pass, so that it cannot turn the other rows' gradients into NaN (inf * 0).
 
     >>> flow = Flow([Permute.reverse(2)], features=2)
     >>> flow.log_prob(torch.zeros(3, 2)).shape
@@ -286,16 +288,27 @@ class Flow(nn.Module):
         """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``.
 
         Raises ValueError for NaN in ``x`` or ``context``; rows of ``x`` with an infinite entry get
-        -inf (see the class docstring).
+        -inf, and so do rows whose density underflows to -inf inside the flow (far from the
+        support); both are left out of the pass that gives the result (see the class docstring).
         """
         check_input(x, self.features, self._dtype(), device=self.base.loc.device)
         context = self.check_context(context, x.shape[0])
-        infinite = torch.isinf(x).any(-1)
-        if infinite.any():  # log p = -inf there; the finite rows go through without them
-            log_p = x.new_full(infinite.shape, -math.inf)
-            finite = ~infinite
-            log_p[finite] = self.log_prob(x[finite], None if context is None else context[finite])
-            return log_p
+        keep = ~torch.isinf(x).any(-1)
+        log_p = self._log_prob_of_rows(x, context, keep)
+        lost = keep & (log_p == -math.inf)
+        if lost.any():  # again without them: their inf * 0 would make every gradient NaN
+            log_p = self._log_prob_of_rows(x, context, keep & ~lost)
+        return log_p
+
+    def _log_prob_of_rows(self, x, context, keep):
+        """log p of the rows ``keep`` of x, computed without the others, which get -inf."""
+        if keep.all():
+            return self._log_prob(x, context)
+        log_p = x.new_full(keep.shape, -math.inf)
+        log_p[keep] = self._log_prob(x[keep], None if context is None else context[keep])
+        return log_p
+
+    def _log_prob(self, x, context):
         # BEGIN SOLUTION common.change_of_variables
         # map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det
         # dz/dx|.

@@ -180,3 +180,16 @@ def test_empty_batches():
 def test_bad_gate_bias_names_what_was_expected(gate_bias):
     with pytest.raises(ValueError, match=f"gate_bias must be a finite number.*got {gate_bias!r}"):
         IAF(2, gate_bias=gate_bias)
+
+
+def test_a_far_row_does_not_poison_the_gradients_of_the_others():
+    """The far row's -inf comes from infinities whose backward is inf * 0 = NaN; Flow.log_prob
+    computes the result without that row, so the other rows still train."""
+    torch.manual_seed(0)
+    flow = IAF(2).eval()
+    x = torch.cat([torch.randn(4, 2), torch.tensor([[300.0, 0.0]])])
+    log_p = flow.log_prob(x)
+    assert log_p[-1] == -float("inf") and torch.isfinite(log_p[:4]).all()
+    assert torch.allclose(log_p[:4], flow.log_prob(x[:4]))
+    log_p[:4].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in flow.parameters())
