@@ -193,11 +193,10 @@ def check_number(name, value, low=-math.inf, high=math.inf, high_open=False):
     ValueError: alpha must be a finite number in [0.0, 0.5), got 0.5
     """
     bracket = ")" if high_open else "]"
+    where = "" if (low, high) == (-math.inf, math.inf) else f" in [{low}, {high}{bracket}"
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < low or value > high or (high_open and value == high):
-        raise ValueError(
-            f"{name} must be a finite number in [{low}, {high}{bracket}, got {value!r}"
-        )
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
 
 
 def check_flag(name, value):

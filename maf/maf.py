@@ -165,6 +165,11 @@ def MAF(features, transforms=5, hidden_features=(64, 64), context=0, batch_norm=
 
     ``log_prob`` costs one MADE pass per layer; ``sample`` costs D per layer. ``context`` > 0 gives
     the conditional MAF p(x | y) of Sec. 3.4. Returns a ``common.flows.Flow``.
+
+    >>> flow = MAF(2, transforms=2, hidden_features=(8,))
+    >>> x, log_q = flow.rsample_and_log_prob(3)  # sampling: D MADE passes per layer
+    >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-4)  # density: one pass per layer
+    True
     """
     check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
