@@ -240,7 +240,9 @@ class Flow(nn.Module):
     density); a row of ``x`` with an infinite coordinate gets ``log_prob`` -inf (it lies outside
     every flow's support) and is left out of the pass, so batch statistics never see it. A row
     whose log-density comes out -inf (a point so far out that it underflows) is left out of a
-    second pass, so that it cannot turn the other rows' gradients into NaN (inf * 0).
+    second pass, so that it cannot turn the other rows' gradients into NaN (inf * 0); so is a row
+    whose log-density is below -sqrt(largest float) (-1.8e19 in float32, -1.3e154 in float64),
+    where the gradient overflows: it gets -inf too.
 
     >>> flow = Flow([Permute.reverse(2)], features=2)
     >>> flow.log_prob(torch.zeros(3, 2)).shape
@@ -287,15 +289,17 @@ class Flow(nn.Module):
         """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``.
 
         Raises ValueError for NaN in ``x`` or ``context``; rows of ``x`` with an infinite entry get
-        -inf, and so do rows whose density underflows to -inf inside the flow (far from the
-        support); both are left out of the pass that gives the result (see the class docstring).
+        -inf, and so do rows whose log-density underflows (below -sqrt(largest float), far from
+        the support); both are left out of the pass that gives the result (see the class doc).
         """
         check_input(x, self.features, self._dtype(), device=self.base.loc.device)
         context = self.check_context(context, x.shape[0])
         keep = ~torch.isinf(x).any(-1)
         log_p = self._log_prob_of_rows(x, context, keep)
-        lost = keep & (log_p == -math.inf)
-        if lost.any():  # again without them: their inf * 0 would make every gradient NaN
+        # log p below -sqrt(largest float) is -inf: exp of it is 0 in every dtype, and its gradient
+        # (~ z * dz, z ~ 1e10 in float32) overflows to inf, then inf * 0 = NaN in other rows' grads
+        lost = keep & (log_p < -math.sqrt(torch.finfo(x.dtype).max))
+        if lost.any():  # so again without them, and -inf for them
             log_p = self._log_prob_of_rows(x, context, keep & ~lost)
         return log_p
 

@@ -381,3 +381,23 @@ def test_sample_counts_types_devices_and_empty_batches():
 def test_shared_validators(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_log_density_below_minus_sqrt_max_float_is_minus_inf():
+    """exp(-1.8e19) is 0 in float32 and the gradient of such a row overflows: it gets -inf and is
+    left out of the pass, so the other rows' gradients stay finite."""
+
+    class Scale(Transform):
+        def __init__(self):
+            super().__init__()
+            self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1e9)))
+
+        def forward(self, x, context=None):
+            return x * self.log_scale.exp(), self.log_scale.expand(x.shape[0]) * x.shape[1]
+
+    flow = Flow([Scale()], features=2)
+    x = torch.tensor([[1e-9, 0.0], [10.0, 0.0], [1.0, 1.0]])  # log p ~ -0.5, -5e19, -1e18
+    log_p = flow.log_prob(x)
+    assert log_p[1] == -math.inf and torch.isfinite(log_p[[0, 2]]).all(), log_p
+    log_p[[0, 2]].sum().backward()
+    assert torch.isfinite(flow.transform.transforms[0].log_scale.grad)
