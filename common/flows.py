@@ -8,16 +8,24 @@ Direction convention, used everywhere in this repository:
 
 So ``log p(x) = log N(z) + ladj_forward`` and a sample ``x = inverse(z)`` has
 ``log p(x) = log N(z) - ladj_inverse``.
+
+>>> flow = Flow([Permute.reverse(2)], features=2)
+>>> flow.log_prob(torch.tensor([[0.0, 0.0], [math.inf, 1.0]]))  # N(0, I) at 0, and a far point
+tensor([-1.8379,    -inf])
+
+The ``check_*`` functions are the argument validators every paper's builder uses: each raises a
+``ValueError`` that names the argument, what was expected and what came.
 """
 
 import math
+import numbers
 
 import torch
 from torch import nn
 
 
 class Transform(nn.Module):
-    """A bijection. Subclasses implement ``forward`` (data -> noise) and ``inverse`` (noise -> data)."""
+    """A bijection; subclasses implement ``forward`` (data -> noise) and ``inverse`` (back)."""
 
     def forward(self, x, context=None):
         """Map data ``x`` (batch, D) to noise; return ``(z, log|det dz/dx|)``."""
@@ -69,7 +77,7 @@ class Compose(Transform):
 
 
 class Permute(Transform):
-    """Reorder features (volume preserving, ``ladj = 0``); ``Permute.reverse(D)`` flips the order."""
+    """Reorder features (volume preserving, ``ladj = 0``); ``Permute.reverse(D)`` flips them."""
 
     def __init__(self, permutation):
         super().__init__()
@@ -96,7 +104,8 @@ class Logit(Transform):
 
     def __init__(self, alpha=0.05):
         super().__init__()
-        self.alpha = alpha
+        check_number("alpha", alpha, low=0.0, high=0.5, high_open=True)  # 1 - 2 alpha > 0
+        self.alpha = float(alpha)
 
     def forward(self, x, context=None):
         s = self.alpha + (1 - 2 * self.alpha) * x
@@ -112,7 +121,12 @@ class Logit(Transform):
 
 
 class StandardNormal(nn.Module):
-    """N(0, I_D) whose mean and scale are buffers, so ``.to(device)`` and ``.double()`` move it."""
+    """N(0, I_D). Its mean ``loc`` is a buffer (the scale is 1, not stored), so ``.to(device)`` and
+    ``.double()`` move it, and the flow reads its dtype and device from it.
+
+    >>> StandardNormal(2).log_prob(torch.zeros(1, 2))  # -log(2 pi)
+    tensor([-1.8379])
+    """
 
     def __init__(self, features):
         super().__init__()
@@ -129,8 +143,14 @@ class StandardNormal(nn.Module):
         return torch.randn(n, self.features, dtype=self.loc.dtype, device=self.loc.device)
 
 
-def check_input(x, features, dtype=None, what="x"):
-    """Raise a ValueError naming what was expected when ``x`` is not a (batch, features) float tensor."""
+def check_input(x, features, dtype=None, what="x", device=None):
+    """Raise a ValueError naming what was expected unless ``x`` is a (batch, features) float tensor
+    of ``dtype`` on ``device`` (each checked when given) without NaN entries (inf is allowed).
+
+    >>> check_input([[0.0, 1.0]], 2)
+    Traceback (most recent call last):
+    ValueError: x must be a torch.Tensor of shape (batch, 2), got list
+    """
     if not torch.is_tensor(x):
         raise ValueError(
             f"{what} must be a torch.Tensor of shape (batch, {features}), got {type(x).__name__}"
@@ -144,21 +164,63 @@ def check_input(x, features, dtype=None, what="x"):
             f"{what} has dtype {x.dtype} but the flow's parameters are {dtype}; "
             f"call .to({dtype}) on one of them"
         )
+    if device is not None and x.device != device:
+        raise ValueError(
+            f"{what} is on device {x.device} but the flow is on {device}; "
+            f"call .to('{device}') on one of them"
+        )
+    if x.device.type != "meta" and torch.isnan(x).any():
+        rows = torch.isnan(x).any(-1).nonzero()[:, 0].tolist()
+        raise ValueError(f"{what} must not contain NaN, got NaN in rows {rows[:5]}")
 
 
 def check_integer(name, value, low=1):
-    """Raise a ValueError unless ``value`` is an integer >= ``low`` (True and False are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    """Raise a ValueError unless ``value`` is an integer >= ``low`` (True and False are refused).
+
+    >>> check_integer("transforms", 2.5)
+    Traceback (most recent call last):
+    ValueError: transforms must be an integer >= 1, got 2.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def check_number(name, value, low=-math.inf, high=math.inf, high_open=False):
+    """Raise a ValueError unless ``value`` is a finite real number in [low, high] (or [low, high)).
+
+    >>> check_number("alpha", 0.5, low=0.0, high=0.5, high_open=True)
+    Traceback (most recent call last):
+    ValueError: alpha must be a finite number in [0.0, 0.5), got 0.5
+    """
+    bracket = ")" if high_open else "]"
+    where = "" if (low, high) == (-math.inf, math.inf) else f" in [{low}, {high}{bracket}"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or value > high or (high_open and value == high):
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
+
+
+def check_flag(name, value):
+    """Raise a ValueError unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_choice(name, value, choices):
+    """Raise a ValueError unless ``value`` is one of the strings ``choices``.
+
+    >>> check_choice("kind", ["planar"], ("planar", "radial"))
+    Traceback (most recent call last):
+    ValueError: kind must be one of ['planar', 'radial'], got ['planar']
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+
+
 def check_builder_args(features, transforms, hidden_features=(64,), context=0, **flags):
-    """Validate the zuko-style arguments every paper's model class shares; ``flags`` must be True or False."""
-    (
-        check_integer("features", features),
-        check_integer("transforms", transforms),
-        check_integer("context", context, 0),
-    )
+    """Validate the zuko-style arguments every paper's builder shares; ``flags`` must be bools."""
+    check_integer("features", features)
+    check_integer("transforms", transforms)
+    check_integer("context", context, 0)
     if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
         raise ValueError(
             f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}"
@@ -166,17 +228,27 @@ def check_builder_args(features, transforms, hidden_features=(64,), context=0, *
     for h in hidden_features:
         check_integer("every hidden_features entry", h)
     for name, flag in flags.items():
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+        check_flag(name, flag)
 
 
 class Flow(nn.Module):
     """A normalizing flow: ``transforms`` (data -> noise in ``forward``) on top of a ``base``
     density.
 
+    Inputs are checked before any work: ``x`` and ``context`` must be float tensors of the flow's
+    dtype and device and of the right shape; NaN in either raises a ValueError (a NaN point has no
+    density); a row of ``x`` with an infinite coordinate gets ``log_prob`` -inf (it lies outside
+    every flow's support) and is left out of the pass, so batch statistics never see it. A row
+    whose log-density comes out -inf (a point so far out that it underflows) is left out of a
+    second pass, so that it cannot turn the other rows' gradients into NaN (inf * 0); so is a row
+    whose log-density is below -sqrt(largest float) (-1.8e19 in float32, -1.3e154 in float64),
+    where the gradient overflows: it gets -inf too.
+
     >>> flow = Flow([Permute.reverse(2)], features=2)
     >>> flow.log_prob(torch.zeros(3, 2)).shape
     torch.Size([3])
+    >>> flow.sample(0).shape
+    torch.Size([0, 2])
     """
 
     def __init__(self, transforms, base=None, features=None, context=0):
@@ -193,17 +265,20 @@ class Flow(nn.Module):
     def _dtype(self):
         return self.base.loc.dtype
 
-    def _context(self, context, batch):
-        """Check ``context`` and broadcast a single vector (context,) to (batch, context)."""
+    def check_context(self, context, batch):
+        """Check ``context`` and broadcast a single vector (context,) to (batch, context).
+
+        Returns None for a flow built with ``context=0`` (and refuses a context given to it).
+        """
         if self.context == 0:
             if context is not None:
                 raise ValueError("this flow was built with context=0 but a context was given")
             return None
         if context is None:
             raise ValueError(f"this flow needs a context of size {self.context}, got None")
-        if context.dim() == 1:
+        if torch.is_tensor(context) and context.dim() == 1:
             context = context.expand(batch, -1)
-        check_input(context, self.context, self._dtype(), what="context")
+        check_input(context, self.context, self._dtype(), "context", self.base.loc.device)
         if context.shape[0] != batch:
             raise ValueError(
                 f"context has batch size {context.shape[0]} but {batch} points were given"
@@ -211,23 +286,48 @@ class Flow(nn.Module):
         return context
 
     def log_prob(self, x, context=None):
-        """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``."""
-        check_input(x, self.features, self._dtype())
-        context = self._context(context, x.shape[0])
+        """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``.
+
+        Raises ValueError for NaN in ``x`` or ``context``; rows of ``x`` with an infinite entry get
+        -inf, and so do rows whose log-density underflows (below -sqrt(largest float), far from
+        the support); both are left out of the pass that gives the result (see the class doc).
+        """
+        check_input(x, self.features, self._dtype(), device=self.base.loc.device)
+        context = self.check_context(context, x.shape[0])
+        keep = ~torch.isinf(x).any(-1)
+        log_p = self._log_prob_of_rows(x, context, keep)
+        # log p below -sqrt(largest float) is -inf: exp of it is 0 in every dtype, and its gradient
+        # (~ z * dz, z ~ 1e10 in float32) overflows to inf, then inf * 0 = NaN in other rows' grads
+        lost = keep & (log_p < -math.sqrt(torch.finfo(x.dtype).max))
+        if lost.any():  # so again without them, and -inf for them
+            log_p = self._log_prob_of_rows(x, context, keep & ~lost)
+        return log_p
+
+    def _log_prob_of_rows(self, x, context, keep):
+        """log p of the rows ``keep`` of x, computed without the others, which get -inf."""
+        if keep.all():
+            return self._log_prob(x, context)
+        log_p = x.new_full(keep.shape, -math.inf)
+        log_p[keep] = self._log_prob(x[keep], None if context is None else context[keep])
+        return log_p
+
+    def _log_prob(self, x, context):
         # BEGIN SOLUTION common.change_of_variables
         # map x to noise with self.transform (data -> noise); log p(x) = log N(z) + log|det
         # dz/dx|.
         z, ladj = self.transform(x, context)
-        return (
-            self.base.log_prob(z) + ladj
-        )  # change of variables: log p(x) = log N(z) + log|det dz/dx|
+        return self.base.log_prob(z) + ladj  # change of variables: log N(z) + log|det dz/dx|
         # END SOLUTION
 
     def rsample_and_log_prob(self, n, context=None):
-        """Reparameterised samples (n, D) and their log-density (n,): one pass of ``inverse``."""
-        if context is not None and context.dim() == 2:
-            n = context.shape[0] if n is None else n
-        context = self._context(context, n)
+        """Reparameterised samples (n, D) and their log-density (n,): one pass of ``inverse``.
+
+        ``n`` is an integer >= 0; it may be None when ``context`` is a (batch, C) tensor.
+        """
+        if n is None and torch.is_tensor(context) and context.dim() == 2:
+            n = context.shape[0]
+        check_integer("the number of samples n", n, 0)
+        context = self.check_context(context, n)
         # BEGIN SOLUTION common.change_of_variables
         # draw n points z from self.base, map them with self.transform.inverse (noise ->
         # data); log p(x) = log N(z) - log|det dx/dz|.
@@ -237,6 +337,7 @@ class Flow(nn.Module):
         # END SOLUTION
 
     def rsample(self, n, context=None):
+        """Reparameterised samples (n, D): gradients reach the parameters through them."""
         return self.rsample_and_log_prob(n, context)[0]
 
     @torch.no_grad()

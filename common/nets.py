@@ -5,7 +5,15 @@ from torch import nn
 
 
 def MLP(in_features, out_features, hidden_features=(64, 64), activation=nn.ReLU):
-    """A fully connected network ``in -> hidden... -> out`` with ``activation`` between layers."""
+    """A fully connected network ``in -> hidden... -> out`` with ``activation`` between layers.
+
+    >>> MLP(3, 2, (8,))
+    Sequential(
+      (0): Linear(in_features=3, out_features=8, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=8, out_features=2, bias=True)
+    )
+    """
     layers, sizes = [], [in_features, *hidden_features]
     for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), activation()]
@@ -14,7 +22,14 @@ def MLP(in_features, out_features, hidden_features=(64, 64), activation=nn.ReLU)
 
 
 class MaskedLinear(nn.Linear):
-    """``nn.Linear`` whose weight is multiplied by a fixed 0/1 mask of shape (out, in)."""
+    """``nn.Linear`` whose weight is multiplied by a fixed 0/1 mask of shape (out, in).
+
+    >>> layer = MaskedLinear(torch.tensor([[1, 0], [1, 1]]))  # output 0 must not see input 1
+    >>> x = torch.zeros(1, 2, requires_grad=True)
+    >>> layer(x)[0, 0].backward()
+    >>> x.grad[0, 1].item()
+    0.0
+    """
 
     def __init__(self, mask):
         super().__init__(mask.shape[1], mask.shape[0])
@@ -38,6 +53,14 @@ class MADE(nn.Module):
         context: size of an optional conditioning vector fed to every hidden layer's first mask.
         order: a permutation of range(D); ``order[i]`` is the position of feature ``i`` in the
             autoregressive ordering (default ``range(D)``; ``range(D)[::-1]`` reverses it).
+
+    >>> made = MADE(3, 2, hidden_features=(8,))
+    >>> made(torch.randn(5, 3)).shape  # (batch, features, params)
+    torch.Size([5, 3, 2])
+    >>> made.net[0].mask[:3].int()  # hidden units of degree 1, 2, 1 see inputs of degree <= theirs
+    tensor([[1, 0, 0],
+            [1, 1, 0],
+            [1, 0, 0]], dtype=torch.int32)
     """
 
     def __init__(
@@ -52,22 +75,20 @@ class MADE(nn.Module):
         self.features, self.params, self.context = features, params, context
         self.register_buffer("order", order)
         # BEGIN SOLUTION common.made
-        # degrees (Sec. 4): input i has order[i] + 1, context inputs 0, hidden units cycle
-        # over [1, D - 1]; a hidden unit sees degrees <= its own, output i (params numbers
-        # each) only degrees < order[i] + 1.
-        # Degrees (Sec. 4): inputs 1..D, hidden units in [1, D-1], context inputs 0 (seen by all).
+        # Degrees (Sec. 4): input i has order[i] + 1, context inputs 0. A hidden layer of h
+        # units cycles its degrees over 1..D-1, or over 0..D-1 when there is a context and
+        # h >= D (degree-0 units see only the context: they let the first feature's outputs
+        # depend on it), or is all 0 when D = 1. A unit sees the degrees <= its own; output i
+        # (params numbers each, laid out as (D, params)) sees only degrees < order[i] + 1.
+        # self.net must be an nn.Sequential whose last layer is the output MaskedLinear (IAF
+        # edits its bias).
         deg_in = torch.cat([order + 1, torch.zeros(context, dtype=torch.long)])
         layers, deg_prev = [], deg_in
         for h in hidden_features:
-            # hidden degrees cycle over 1..D-1 (Sec. 4); with a context over 0..D-1, so that units
-            # of degree 0 (context only) let the first feature's parameters depend on the context
-            # too
-            low = 0 if context or features == 1 else 1
+            # 1..D-1 (Germain et al.) first; 0 joins only where it costs none of them
+            low = 0 if features == 1 or (context and h >= features) else 1
             deg_h = torch.arange(h) % (features - low) + low
-            layers += [
-                MaskedLinear(deg_h[:, None] >= deg_prev[None, :]),
-                activation(),
-            ]  # hidden mask: >=
+            layers += [MaskedLinear(deg_h[:, None] >= deg_prev[None, :]), activation()]  # >=
             deg_prev = deg_h
         deg_out = (order + 1).repeat_interleave(params)  # output laid out as (features, params)
         layers.append(MaskedLinear(deg_out[:, None] > deg_prev[None, :]))  # output mask: strict >

@@ -22,9 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.flows import Compose, Flow, Inverse, Transform, check_builder_args
+from common.flows import Compose, Flow, Inverse, Transform, check_builder_args, check_number
 from common.nets import MADE
 from common.train import recorded
+
+# The MADE sees its input clamped to this size: an inverse that runs off to +-inf (a point far from
+# the support) then gives log_prob -inf instead of NaN from inf * 0 in a masked weight.
+INPUT_BOUND = 1e15
 
 
 class DiagonalAffine(Transform):
@@ -48,6 +52,7 @@ class DiagonalAffine(Transform):
         return p.chunk(2, dim=-1)  # (batch, D) each
 
     def forward(self, x, context=None):
+        # the SAMPLING direction eps -> z_0 (IAF's chain runs inside Inverse, see the module doc)
         mu, log_sigma = self._params(x, context)
         return mu + log_sigma.exp() * x, log_sigma.sum(-1)  # Alg. 1: z <- sigma * eps + mu
 
@@ -65,14 +70,20 @@ class GatedAutoregressive(Transform):
     sampling step. ``inverse(z', context) -> (z, -sum log sigma)``: D MADE passes, one more variable
     fixed each time. ``order`` is MADE's autoregressive order; IAF reverses it between steps.
     Shapes: z (batch, D), context (batch, C); ladj (batch,).
+
+    >>> step = GatedAutoregressive(3, hidden_features=(8,))
+    >>> z = torch.randn(4, 3)
+    >>> y, ladj = step(z)  # one pass
+    >>> torch.allclose(step.inverse(y)[0], z, atol=1e-5)  # D passes
+    True
     """
 
     def __init__(self, features, hidden_features=(64, 64), context=0, order=None, gate_bias=2.0):
         super().__init__()
+        check_number("gate_bias", gate_bias)
         self.features = features
-        self.made = MADE(
-            features, 2, hidden_features, context, order
-        )  # Alg. 1: h enters every AutoregressiveNN
+        # Alg. 1: h enters every AutoregressiveNN
+        self.made = MADE(features, 2, hidden_features, context, order)
         # Forget-gate initialisation (the paper's "LSTM-type update", bias +1 or +2): a positive
         # bias on s puts sigma = sigmoid(s) near 1 (sigmoid(2) = 0.88), so z' ~ z and each step
         # starts close to the identity. Gradients then flow through the chain of steps as through an
@@ -82,7 +93,8 @@ class GatedAutoregressive(Transform):
             self.made.net[-1].bias.view(features, 2)[:, 1] += gate_bias
 
     def gate(self, z, context=None):
-        """(m, s), each (batch, D): the shift and the gate's pre-activation of every variable, one MADE pass."""
+        """(m, s), each (batch, D): the shift and the gate's pre-activation, one MADE pass."""
+        z = z.clamp(-INPUT_BOUND, INPUT_BOUND)  # see INPUT_BOUND
         return self.made(z, context).unbind(-1)  # Alg. 1: [m, s] <- AutoregressiveNN[t](z, h)
 
     def forward(self, z, context=None):
@@ -92,25 +104,21 @@ class GatedAutoregressive(Transform):
         m, s = self.gate(z, context)
         sigma = torch.sigmoid(s)  # Alg. 1: sigma <- sigmoid(s)
         z = sigma * z + (1 - sigma) * m  # Alg. 1: z <- sigma * z + (1 - sigma) * m
-        return z, F.logsigmoid(s).sum(
-            -1
-        )  # Alg. 1: l <- l - sum(log sigma), i.e. ladj = sum log sigma
+        return z, F.logsigmoid(s).sum(-1)  # Alg. 1: l <- l - sum(log sigma): ladj = sum log sigma
         # END SOLUTION
 
     def inverse(self, y, context=None):
         # BEGIN SOLUTION iaf.step
         # solve z' = sigma z + (1 - sigma) m for z one variable at a time, in the order
-        # self.made.order, calling self.gate on the z solved so far (D passes).
+        # self.made.order, calling self.gate on the z solved so far (D passes); divide by
+        # sigma in log space (exp(-logsigmoid(s))), since sigmoid(s) underflows to 0.
         z = torch.zeros_like(y)
         for i in torch.argsort(self.made.order).tolist():  # variables in the autoregressive order
-            m, s = self.gate(
-                z, context
-            )  # exact for variable i: it sees only the already-solved z_{<i}
+            m, s = self.gate(z, context)  # exact for variable i: it sees only the solved z_{<i}
             z = z.clone()
-            z[:, i] = (y[:, i] - (1 - torch.sigmoid(s[:, i])) * m[:, i]) / torch.sigmoid(
-                s[:, i]
-            )  # Alg. 1 solved
-        return z, -F.logsigmoid(s).sum(-1)  # the last pass saw every z_{<i}, so all gates are exact
+            # Alg. 1 solved: z = m + (z' - m) / sigma
+            z[:, i] = m[:, i] + (y[:, i] - m[:, i]) * torch.exp(-F.logsigmoid(s[:, i]))
+        return z, -F.logsigmoid(s).sum(-1)  # the last pass saw every z_{<i}: all gates are exact
         # END SOLUTION
 
 
@@ -121,12 +129,16 @@ def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2
 
     ``rsample_and_log_prob`` costs one MADE pass per step; ``log_prob`` of a new point costs D per
     step. ``context`` is the size of h, fed to every step. Returns a ``common.flows.Flow``.
+
+    >>> flow = IAF(2, transforms=2, hidden_features=(8,))
+    >>> x, log_q = flow.rsample_and_log_prob(3)  # one MADE pass per step
+    >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-4)  # D passes per step
+    True
     """
     check_builder_args(features, transforms, hidden_features, context)
+    check_number("gate_bias", gate_bias)
     forward_order, reversed_order = list(range(features)), list(range(features))[::-1]
-    steps = [
-        DiagonalAffine(features, context)
-    ]  # Alg. 1: z <- sigma * eps + mu (the encoder's Gaussian)
+    steps = [DiagonalAffine(features, context)]  # Alg. 1: z <- sigma * eps + mu (the encoder's)
     for t in range(transforms):  # Alg. 1: for t = 1..T; the order is reversed between steps
         order = forward_order if t % 2 == 0 else reversed_order
         steps.append(GatedAutoregressive(features, hidden_features, context, order, gate_bias))

@@ -1,6 +1,8 @@
-"""Masked Autoregressive Flow (Papamakarios et al. 2017): ``MAF(features, transforms,
-hidden_features, context,
-batch_norm)``."""
+"""Masked Autoregressive Flow (Papamakarios et al. 2017).
+
+``MAF(features, transforms, hidden_features, context, batch_norm)`` returns a
+``common.flows.Flow``.
+"""
 
 from .maf import MAF, BatchNorm, MAFLayer, set_batch_norm_stats
 

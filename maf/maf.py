@@ -24,9 +24,8 @@ from common.flows import Compose, Flow, Transform, check_builder_args
 from common.nets import MADE
 from common.train import recorded
 
-ALPHA_BOUND = math.log(
-    1000
-)  # the log-scale's soft bound: a point's density moves by at most 1000x per layer
+# the log-scale's soft bound: a point's density moves by at most 1000x per layer
+ALPHA_BOUND = math.log(1000)
 
 
 class MAFLayer(Transform):
@@ -47,16 +46,13 @@ class MAFLayer(Transform):
     def __init__(self, features, hidden_features=(64, 64), context=0, order=None):
         super().__init__()
         self.features = features
-        self.made = MADE(
-            features, 2, hidden_features, context, order
-        )  # Sec. 3.4: y enters every MADE
+        self.made = MADE(features, 2, hidden_features, context, order)  # Sec. 3.4: y in every MADE
 
     def conditioner(self, x, context=None):
-        """(mu, alpha), each (batch, D): mu_i = f_mu(x_<i), alpha_i = f_alpha(x_<i) (Eq. 2), one MADE pass."""
+        """(mu, alpha), each (batch, D): mu_i = f_mu(x_<i), alpha_i = f_alpha(x_<i) (Eq. 2), one
+        MADE pass."""
         mu, alpha = self.made(x, context).unbind(-1)
-        return mu, alpha / (
-            1 + alpha.abs() / ALPHA_BOUND
-        )  # soft bound |alpha| < log 1000 (see the docstring)
+        return mu, alpha / (1 + alpha.abs() / ALPHA_BOUND)  # soft bound |alpha| < log 1000
 
     def forward(self, x, context=None):
         # Cost: ONE MADE pass. All of x is given, and MADE's masks let (mu_i, alpha_i) see only
@@ -108,10 +104,12 @@ class BatchNorm(Transform):
         return self.gamma - 0.5 * torch.log(var + self.eps)  # log of (v + eps)^(-1/2) exp(gamma)
 
     def forward(self, x, context=None):
-        if self.training:
+        if self.training and x.shape[0] > 0:  # an empty batch has no statistics to take
             m, v = x.mean(0), x.var(0, unbiased=False)  # minibatch statistics (Appendix B)
-            with torch.no_grad():
-                self.mean.lerp_(m, self.momentum), self.var.lerp_(v, self.momentum)
+            if torch.isfinite(m).all() and torch.isfinite(v).all():
+                with torch.no_grad():  # a non-finite batch must not poison the running average
+                    self.mean.lerp_(m, self.momentum)
+                    self.var.lerp_(v, self.momentum)
         else:
             m, v = self.mean, self.var
         # BEGIN SOLUTION maf.batch_norm
@@ -125,16 +123,15 @@ class BatchNorm(Transform):
     def inverse(self, u, context=None):
         if self.training:
             raise RuntimeError(
-                "BatchNorm.inverse needs fixed statistics, but the layer is in training mode, where it "
-                "normalises each batch by that batch's own mean and variance. Call flow.eval() (and "
-                "set_batch_norm_stats(flow, train_data)) before sampling."
+                "BatchNorm.inverse needs fixed statistics, but the layer is in training mode, "
+                "where it normalises each batch by that batch's own mean and variance. Call "
+                "flow.eval() (and set_batch_norm_stats(flow, train_data)) before sampling."
             )
         # BEGIN SOLUTION maf.batch_norm
         # undo forward with the stored statistics self.mean, self.var.
         log_scale = self._log_scale(self.var)
-        return (u - self.beta) * torch.exp(-log_scale) + self.mean, -log_scale.sum().expand(
-            u.shape[0]
-        )
+        x = (u - self.beta) * torch.exp(-log_scale) + self.mean
+        return x, -log_scale.sum().expand(u.shape[0])
         # END SOLUTION
 
 
@@ -147,7 +144,7 @@ def set_batch_norm_stats(flow, data, context=None):
     flow.eval()
     param = next(flow.parameters())
     x = data.to(param)
-    context = flow._context(None if context is None else context.to(param), x.shape[0])
+    context = flow.check_context(None if context is None else context.to(param), x.shape[0])
 
     def push(transform, x):
         if isinstance(transform, Compose):
@@ -155,7 +152,8 @@ def set_batch_norm_stats(flow, data, context=None):
                 x = push(t, x)
             return x
         if isinstance(transform, BatchNorm):
-            transform.mean.copy_(x.mean(0)), transform.var.copy_(x.var(0, unbiased=False))
+            transform.mean.copy_(x.mean(0))
+            transform.var.copy_(x.var(0, unbiased=False))
         return transform(x, context)[0]
 
     push(flow.transform, x)
@@ -169,13 +167,17 @@ def MAF(features, transforms=5, hidden_features=(64, 64), context=0, batch_norm=
 
     ``log_prob`` costs one MADE pass per layer; ``sample`` costs D per layer. ``context`` > 0 gives
     the conditional MAF p(x | y) of Sec. 3.4. Returns a ``common.flows.Flow``.
+
+    >>> flow = MAF(2, transforms=2, hidden_features=(8,))
+    >>> x, log_q = flow.rsample_and_log_prob(3)  # sampling: D MADE passes per layer
+    >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-4)  # density: one pass per layer
+    True
     """
     check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
     for t in range(transforms):
-        order = (
-            torch.arange(features) if t % 2 == 0 else torch.arange(features).flip(0)
-        )  # reversed between layers
+        order = torch.arange(features)
+        order = order if t % 2 == 0 else order.flip(0)  # reversed between layers
         layers.append(MAFLayer(features, hidden_features, context, order))
         if batch_norm:
             layers.append(BatchNorm(features))

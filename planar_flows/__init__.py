@@ -1,4 +1,7 @@
-"""Rezende & Mohamed (2015): planar and radial flows. ``python -m planar_flows`` reproduces Figure 3."""
+"""Rezende & Mohamed (2015): planar and radial flows.
+
+``python -m planar_flows`` reproduces Figure 3.
+"""
 
 from .planar import Planar, PlanarFlow, Radial, solve_increasing
 

@@ -23,8 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.flows import Flow, Transform
+from common.flows import Flow, Transform, check_choice, check_integer
 from common.train import recorded
+
+# The constraints keep this margin above their bound (w^T u_hat >= -1 + MARGIN, and likewise for
+# radial layers), so that rounding in float32 (eps 1.2e-7) never makes a layer singular.
+MARGIN = 1e-4
 
 
 def solve_increasing(g, target, lo, hi, start, iters=100):
@@ -33,10 +37,14 @@ def solve_increasing(g, target, lo, hi, start, iters=100):
 
     ``g(a)`` returns ``(value, slope)``. Safeguarded Newton: bisect instead when the Newton step
     would leave the bracket or the last step did not halve the residual (Newton alone can bounce
-    between the flat tails of ``tanh`` forever): Newton is used only while it keeps halving the
-    residual. Tolerance-based: stops when every ``|g(a) - target| <= 64 eps (1 + |target| + |lo -
-    hi|)`` (eps of the dtype) or after ``iters`` steps. Returns ``a`` without gradients; see
-    ``Planar.forward`` for how gradients are restored.
+    between the flat tails of ``tanh`` forever). Stops when every ``|g(a) - target| <= 64 eps (1 +
+    |target| + |hi - lo|)`` (eps of the dtype) or after ``iters`` steps. Returns ``a`` without
+    gradients; see ``Planar.forward`` for how gradients are restored.
+
+    >>> g = lambda a: (a**3 + a, 3 * a**2 + 1)
+    >>> target = torch.tensor([2.0, 10.0], dtype=torch.float64)
+    >>> solve_increasing(g, target, target - 10, target + 10, start=target)
+    tensor([1., 2.], dtype=torch.float64)
     """
     tol = 64 * torch.finfo(target.dtype).eps * (1 + target.abs() + (hi - lo).abs())
     a, previous = start, torch.full_like(target, float("inf"))
@@ -46,34 +54,25 @@ def solve_increasing(g, target, lo, hi, start, iters=100):
         done = residual.abs() <= tol
         if done.all():
             break
-        lo, hi = (
-            torch.where(residual < 0, a, lo),
-            torch.where(residual > 0, a, hi),
-        )  # keep the root bracketed
+        lo = torch.where(residual < 0, a, lo)  # keep the root bracketed
+        hi = torch.where(residual > 0, a, hi)
         newton = a - residual / slope
         use_newton = (newton >= lo) & (newton <= hi) & (residual.abs() <= previous / 2)
         previous = residual.abs()
         step = torch.where(use_newton, newton, (lo + hi) / 2)
-        a = torch.where(
-            done, a, step
-        )  # converged entries stay put while the rest of the batch finishes
+        a = torch.where(done, a, step)  # converged entries stay put while the rest finish
     return a
 
 
 def constrain(u, w):
     """The constrained u with ``w^T u_hat = m(w^T u) > -1``, which makes ``f`` invertible (Appendix
-    A.1).
-    ``u``, ``w``: (D,) for one layer, or (batch, D) for per-point (amortised) parameters."""
+    A.1). ``u``, ``w``: (D,) for one layer, or (batch, D) for per-point (amortised) parameters."""
     # BEGIN SOLUTION planar_flows.constraint
-    # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1);
-    # sum over dim -1.
+    # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 with m(x) = -1 + softplus(x) (Appendix A.1),
+    # softplus kept >= MARGIN; sum over dim -1.
     wu = (w * u).sum(-1, keepdim=True)
-    m = -1 + F.softplus(
-        wu
-    )  # m(x) = -1 + log(1 + e^x) (A.1); F.softplus is linear above 20, so no overflow
-    return u + (m - wu) * w / (w * w).sum(
-        -1, keepdim=True
-    )  # u_hat = u + [m(w^T u) - w^T u] w / ||w||^2 (A.1)
+    m = -1 + F.softplus(wu).clamp_min(MARGIN)  # m(x) = -1 + log(1 + e^x) (A.1), >= -1 + MARGIN
+    return u + (m - wu) * w / (w * w).sum(-1, keepdim=True)  # u_hat (A.1)
     # END SOLUTION
 
 
@@ -89,10 +88,8 @@ class Planar(Transform):
 
     def __init__(self, features, context=0):
         super().__init__()
-        self.features, self.head = (
-            features,
-            nn.Linear(context, 2 * features + 1) if context else None,
-        )
+        self.features = features
+        self.head = nn.Linear(context, 2 * features + 1) if context else None
         if context:  # start like the shared layer: w of norm ~1, small u, b = 0, all shifted by h
             with torch.no_grad():
                 self.head.bias.zero_()[:features] = torch.randn(features) / math.sqrt(features)
@@ -106,7 +103,7 @@ class Planar(Transform):
         return constrain(self.u, self.w)
 
     def flow_parameters(self, context):
-        """(u_hat, w, b): (D,), (D,), () shared, or (batch, D), (batch, D), (batch,) from h (Sec. 4)."""
+        """(u_hat, w, b): (D,), (D,), () shared, or (batch, D), (batch, D), (batch,) from h."""
         if self.head is None:
             return self.u_hat(), self.w, self.b
         w, u, b = self.head(context).split([self.features, self.features, 1], dim=-1)
@@ -126,26 +123,26 @@ class Planar(Transform):
 
     def forward(self, x, context=None):
         u, w, b = self.flow_parameters(context)
-        c, s = (
-            (w * u).sum(-1),
-            (x * w).sum(-1),
-        )  # w^T x = a + c tanh(a + b) with a = w^T z and c = w^T u_hat >= -1
+        # w^T x = a + c tanh(a + b) with a = w^T z and c = w^T u_hat > -1: solve it for a
+        wx, c = (x * w).sum(-1), (w * u).sum(-1)
 
         def g(a):  # the increasing 1-D map a -> w^T f(z) and its slope
             t = torch.tanh(a + b)
             return a + c * t, 1 + c * (1 - t**2)
 
-        with (
-            torch.no_grad()
-        ):  # |tanh| < 1 brackets a in [s - |c|, s + |c|]; the start is exact where tanh saturates
-            a = solve_increasing(g, s, s - c.abs(), s + c.abs(), start=s - c * torch.tanh(s + b))
+        # |tanh| < 1 brackets a in [wx - |c|, wx + |c|]; the start is exact where tanh saturates
+        with torch.no_grad():
+            start = wx - c * torch.tanh(wx + b)
+            a = solve_increasing(g, wx, wx - c.abs(), wx + c.abs(), start)
         value, slope = g(a)
-        a = (
-            a - (value - s) / slope
-        )  # one Newton step with autograd: the implicit-function gradient of a(x, params)
+        # Newton's correction with its value taken out: a keeps its value, and autograd sees the
+        # implicit-function gradient da = -d(g(a) - w^T x) / g'(a)
+        correction = value - wx
+        a = a - (correction - correction.detach()) / slope
         t = torch.tanh(a + b)
         z = x - t[:, None] * u  # invert Eq. 10 once w^T z is known
-        return z, -torch.log((1 + (1 - t**2) * c).abs())  # minus the ladj of f at z (Eq. 11-12)
+        _, slope = g(a)  # det df/dz is the slope of the 1-D map at a (matrix determinant lemma)
+        return z, -torch.log(slope.abs())
 
 
 class Radial(Transform):
@@ -162,9 +159,8 @@ class Radial(Transform):
 
     def alpha_beta(self):
         alpha = F.softplus(self.alpha_raw)  # alpha > 0
-        return alpha, -alpha + F.softplus(
-            self.beta_raw
-        )  # beta >= -alpha keeps f invertible (Appendix A.2)
+        # beta >= -alpha keeps f invertible (Appendix A.2); the margin keeps 1 + beta / alpha > 0
+        return alpha, -alpha + F.softplus(self.beta_raw).clamp_min(MARGIN * alpha)
 
     def _ladj(self, r, alpha, beta):
         # BEGIN SOLUTION planar_flows.radial
@@ -173,9 +169,8 @@ class Radial(Transform):
         h = 1 / (alpha + r)
         h_prime = -(h**2)  # h'(alpha, r) = -1 / (alpha + r)^2
         # log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r)  (Eq. 14)
-        return (self.z0.shape[0] - 1) * torch.log1p(beta * h) + torch.log1p(
-            beta * h + beta * h_prime * r
-        )
+        d = self.z0.shape[0]
+        return (d - 1) * torch.log1p(beta * h) + torch.log1p(beta * h + beta * h_prime * r)
         # END SOLUTION
 
     def inverse(self, z, context=None):
@@ -184,25 +179,18 @@ class Radial(Transform):
         # f(z) = z + beta h(alpha, r) (z - z0) with r = ||z - z0|| (Eq. 14); the log-det is
         # self._ladj.
         r = (z - self.z0).norm(dim=-1)
-        x = z + (beta / (alpha + r))[:, None] * (
-            z - self.z0
-        )  # f(z) = z + beta h(alpha, r)(z - z0)  (Eq. 14)
+        x = z + (beta / (alpha + r))[:, None] * (z - self.z0)  # f(z) = z + beta h (z - z0) (Eq. 14)
         return x, self._ladj(r, alpha, beta)
         # END SOLUTION
 
     def forward(self, x, context=None):
         alpha, beta = self.alpha_beta()
-        rho = (x - self.z0).norm(
-            dim=-1
-        )  # rho = r + beta r / (alpha + r), i.e. r^2 + p r - alpha rho = 0
+        # rho = r + beta r / (alpha + r), i.e. r^2 + p r - alpha rho = 0
+        rho = (x - self.z0).norm(dim=-1)
         p = alpha + beta - rho
         q = torch.sqrt(p**2 + 4 * alpha * rho)
-        r = torch.where(
-            p > 0, 2 * alpha * rho / (p + q), (q - p) / 2
-        )  # the positive root, without cancellation
-        z = (
-            self.z0 + (x - self.z0) / (1 + beta / (alpha + r))[:, None]
-        )  # x - z0 = (1 + beta h)(z - z0)
+        r = torch.where(p > 0, 2 * alpha * rho / (p + q), (q - p) / 2)  # the positive root, stably
+        z = self.z0 + (x - self.z0) / (1 + beta / (alpha + r))[:, None]  # x - z0 = (1 + beta h)(..)
         return z, -self._ladj(r, alpha, beta)
 
 
@@ -222,9 +210,7 @@ def PlanarFlow(features, transforms=8, kind="planar"):
     >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-4)
     True
     """
-    if kind not in LAYERS:
-        raise ValueError(f"kind must be one of {sorted(LAYERS)}, got {kind!r}")
-    for name, value in (("features", features), ("transforms", transforms)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_choice("kind", kind, LAYERS)
+    check_integer("features", features)
+    check_integer("transforms", transforms)
     return Flow([LAYERS[kind](features) for _ in range(transforms)], features=features)

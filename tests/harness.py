@@ -4,6 +4,8 @@ Each check runs in float64 on random, non-identity parameters (``perturb``), so 
 that is off by a constant, a wrong sign or a missing term fails.
 """
 
+from fnmatch import fnmatch
+
 import torch
 from torch.autograd.functional import jacobian
 
@@ -19,9 +21,15 @@ def perturb(module, scale=0.5, seed=0):
     return module
 
 
-def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0):
+def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0, unreachable=()):
     """Invertibility both ways, ladj == slogdet of the autograd Jacobian both ways, ladj sums to 0,
-    gradients reach every parameter. ``layer`` is a Transform in float64 with perturbed parameters."""
+    gradients reach every parameter. ``layer`` is a Transform in float64 with perturbed parameters.
+
+    ``unreachable``: name patterns (``fnmatch``, e.g. ``"*made.net.0.weight"``) of the parameters
+    that this input cannot reach by construction (one feature and no context leaves a conditioner
+    nothing to see). They must get exactly no gradient, and every other parameter some, so the
+    option states a fact about the layer instead of skipping a check.
+    """
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, features, generator=gen, dtype=torch.float64) if x is None else x
     c = torch.randn(batch, context, generator=gen, dtype=torch.float64) if context else None
@@ -56,12 +64,18 @@ def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0
         layer.zero_grad()
         z, ladj_f = layer(x, c)
         (z.square().sum() + ladj_f.sum()).backward()
-        missing = [
+        names = [name for name, p in layer.named_parameters() if p.requires_grad]
+        expected = {name for name in names if any(fnmatch(name, pat) for pat in unreachable)}
+        assert expected or not unreachable, f"no parameter matches unreachable={unreachable}"
+        reached = {
             name
             for name, p in layer.named_parameters()
-            if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
-        ]
+            if p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0
+        }
+        missing = sorted(set(names) - reached - expected)
         assert not missing, f"no gradient reaches {missing}"
+        leaked = sorted(reached & expected)
+        assert not leaked, f"a gradient reaches {leaked}, declared unreachable"
 
 
 def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):
@@ -76,7 +90,7 @@ def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):
 
 
 def count_calls(model, module_type, fn):
-    """How many times ``fn()`` runs a submodule of ``module_type`` in ``model`` (e.g. MADE passes of a flow)."""
+    """How many times ``fn()`` runs a submodule of ``module_type`` in ``model`` (e.g. MADE passes)."""
     calls = []
     hooks = [
         m.register_forward_hook(lambda *a: calls.append(1))
@@ -90,15 +104,35 @@ def count_calls(model, module_type, fn):
 
 
 def check_bad_input_raises(flow, features, context):
-    """A flow built with ``context`` > 0 features refuses, with a ValueError naming what was
-    expected, a wrong
-    number of features and a missing context, both in ``log_prob`` and in ``rsample_and_log_prob``."""
+    """A flow refuses, with a ValueError naming what was expected, a wrong number of features, NaN
+    in x, a bad number of samples and (when built with ``context`` > 0) a missing, NaN or
+    non-tensor context, both in ``log_prob`` and in ``rsample_and_log_prob``. Rows with an infinite
+    coordinate get -inf, and empty batches give empty results."""
     import pytest
 
-    good_context = torch.zeros(4, context)
+    x = torch.randn(4, features)
+    c = torch.zeros(4, context) if context else None
+    one_c = c[0] if context else None
     with pytest.raises(ValueError, match=f"shape \\(batch, {features}\\)"):
-        flow.log_prob(torch.zeros(4, features + 1), good_context)
-    with pytest.raises(ValueError, match="context"):
-        flow.log_prob(torch.zeros(4, features))
-    with pytest.raises(ValueError, match="context"):
-        flow.rsample_and_log_prob(4)
+        flow.log_prob(torch.zeros(4, features + 1), c)
+    with pytest.raises(ValueError, match="x must not contain NaN"):
+        flow.log_prob(torch.cat([x[:3], torch.full((1, features), float("nan"))]), c)
+    for n in (-1, 2.5, "3", True):
+        with pytest.raises(ValueError, match="n must be an integer >= 0"):
+            flow.sample(n, one_c)
+    if context:
+        with pytest.raises(ValueError, match="context"):
+            flow.log_prob(x)
+        with pytest.raises(ValueError, match="context"):
+            flow.rsample_and_log_prob(4)
+        with pytest.raises(ValueError, match="context must not contain NaN"):
+            flow.log_prob(x, torch.full((4, context), float("nan")))
+        with pytest.raises(ValueError, match="context must be a torch.Tensor"):
+            flow.log_prob(x, c.tolist())
+    x_inf = x.clone()
+    x_inf[1, 0] = float("inf")
+    log_p = flow.log_prob(x_inf, c)
+    assert log_p[1] == -float("inf") and torch.isfinite(log_p[[0, 2, 3]]).all(), log_p
+    assert flow.sample(0, one_c).shape == (0, features)
+    empty_c = None if c is None else c[:0]
+    assert flow.log_prob(torch.zeros(0, features), empty_c).shape == (0,)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from common.flows import Compose, Flow, Inverse, Logit, Permute, Transform, check_builder_args
 from common.metrics import bits_per_dim
@@ -261,3 +262,128 @@ def test_readme_line_counts_are_measured():
         assert claimed == measured, (
             f"README says {paper} has {claimed} logical lines; tools.lines counts {measured}"
         )
+
+
+def test_harness_unreachable_is_a_claim_not_a_skip():
+    """``unreachable`` names must get no gradient, every other parameter some: both are checked."""
+    made_layer = Compose(_affine(2, 0))
+    with pytest.raises(AssertionError, match="declared unreachable"):
+        check_transform(made_layer, 2, unreachable=("*net.0.weight",))
+    with pytest.raises(AssertionError, match="no parameter matches"):
+        check_transform(made_layer, 2, unreachable=("*no_such_name",))
+
+
+@pytest.mark.parametrize(
+    "hidden, context, masks",
+    [
+        # D = 3, width 2 = D - 1 and a context: hidden degrees 1, 2 (Germain et al.), so x_3 still
+        # sees x_2; a degree-0 unit would have cost that connection
+        (
+            (2, 2),
+            2,
+            [
+                [[1, 0, 0, 1, 1], [1, 1, 0, 1, 1]],
+                [[1, 0], [1, 1]],
+                [[0, 0], [1, 0], [1, 1]],
+            ],
+        ),
+        ((2,), 0, [[[1, 0, 0], [1, 1, 0]], [[0, 0], [1, 0], [1, 1]]]),
+        # width >= D with a context: degrees 0, 1, 2, 0; the degree-0 units feed the first feature
+        (
+            (4,),
+            1,
+            [
+                [[0, 0, 0, 1], [1, 0, 0, 1], [1, 1, 0, 1], [0, 0, 0, 1]],
+                [[1, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]],
+            ],
+        ),
+    ],
+)
+def test_made_exact_masks(hidden, context, masks):
+    made = MADE(3, 1, hidden, context=context)
+    got = [layer.mask.int().tolist() for layer in made.net if hasattr(layer, "mask")]
+    assert got == masks
+
+
+def test_made_with_context_at_width_d_minus_1_keeps_every_connection():
+    made = perturb(MADE(3, 1, (2, 2), context=2, activation=nn.Tanh).double())  # no dead units
+    x, c = torch.randn(256, 3, dtype=torch.float64), torch.randn(256, 2, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
+    allowed = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
+    assert torch.all(J[~allowed] == 0) and torch.all(J[allowed] > 0), J
+
+
+def test_check_context_is_public_and_broadcasts():
+    flow = Flow([_affine(2, 3)], features=2, context=3).double()
+    c = torch.randn(3, dtype=torch.float64)
+    assert torch.equal(flow.check_context(c, 5), c.expand(5, 3))
+    assert Flow([_affine(2, 0)], features=2).check_context(None, 5) is None
+
+
+def test_nan_input_is_refused_and_infinite_rows_get_minus_inf():
+    flow = Flow([_affine(2, 3), Permute.reverse(2), _affine(2, 3)], features=2, context=3).double()
+    x, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"x must not contain NaN, got NaN in rows \[2\]"):
+        flow.log_prob(torch.where(torch.arange(5)[:, None] == 2, float("nan"), x), c)
+    with pytest.raises(ValueError, match="context must not contain NaN"):
+        flow.log_prob(x, torch.full_like(c, float("nan")))
+    with pytest.raises(ValueError, match="context must not contain NaN"):
+        flow.sample(3, torch.full((3,), float("nan"), dtype=torch.float64))
+    x_inf = x.clone()
+    x_inf[1, 0], x_inf[3, 1] = float("inf"), -float("inf")
+    log_p = flow.log_prob(x_inf, c)
+    keep = [0, 2, 4]
+    assert torch.all(log_p[[1, 3]] == -float("inf"))
+    assert torch.allclose(log_p[keep], flow.log_prob(x[keep], c[keep]), atol=1e-12)
+    log_p[keep].sum().backward()  # the finite rows still train
+    assert all(torch.isfinite(p.grad).all() for p in flow.parameters())
+
+
+def test_sample_counts_types_devices_and_empty_batches():
+    flow = Flow([_affine(2, 0)], features=2).double()
+    for n in (-1, 2.5, "3", True, None):
+        with pytest.raises(ValueError, match=f"n must be an integer >= 0, got {n!r}"):
+            flow.sample(n)
+    assert flow.sample(0).shape == (0, 2) and flow.rsample_and_log_prob(0)[1].shape == (0,)
+    assert flow.log_prob(torch.zeros(0, 2, dtype=torch.float64)).shape == (0,)
+    with pytest.raises(ValueError, match="device meta but the flow is on cpu"):
+        flow.log_prob(torch.zeros(3, 2, dtype=torch.float64, device="meta"))
+    cflow = Flow([_affine(2, 3)], features=2, context=3).double()
+    np = pytest.importorskip("numpy")
+    for context in (np.zeros(3), [0.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="context must be a torch.Tensor"):
+            cflow.sample(2, context)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: Logit(alpha=0.5), r"alpha must be a finite number in \[0.0, 0.5\), got 0.5"),
+        (lambda: Logit(alpha=-0.1), "alpha must be a finite number"),
+        (lambda: Logit(alpha="x"), "alpha must be a finite number.*got 'x'"),
+        (lambda: check_builder_args(2, 2, context=2.0), "context must be an integer >= 0"),
+    ],
+)
+def test_shared_validators(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_log_density_below_minus_sqrt_max_float_is_minus_inf():
+    """exp(-1.8e19) is 0 in float32 and the gradient of such a row overflows: it gets -inf and is
+    left out of the pass, so the other rows' gradients stay finite."""
+
+    class Scale(Transform):
+        def __init__(self):
+            super().__init__()
+            self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1e9)))
+
+        def forward(self, x, context=None):
+            return x * self.log_scale.exp(), self.log_scale.expand(x.shape[0]) * x.shape[1]
+
+    flow = Flow([Scale()], features=2)
+    x = torch.tensor([[1e-9, 0.0], [10.0, 0.0], [1.0, 1.0]])  # log p ~ -0.5, -5e19, -1e18
+    log_p = flow.log_prob(x)
+    assert log_p[1] == -math.inf and torch.isfinite(log_p[[0, 2]]).all(), log_p
+    log_p[[0, 2]].sum().backward()
+    assert torch.isfinite(flow.transform.transforms[0].log_scale.grad)

@@ -1,10 +1,13 @@
 """Planar and radial flows (Rezende & Mohamed 2015): both directions, the constraints, normalisation."""
 
+import math
+
 import pytest
 import torch
 
 from planar_flows import Planar, PlanarFlow, Radial, solve_increasing
-from tests.harness import check_flow_normalised, check_transform, perturb
+from planar_flows.planar import MARGIN
+from tests.harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
 TOL = 1e-8  # the 1-D inverses are solved to about 1e-13 in float64; this is the accuracy the tests demand
 
@@ -139,3 +142,79 @@ def test_bad_arguments():
         PlanarFlow(0)
     with pytest.raises(ValueError):
         PlanarFlow(2).log_prob(torch.zeros(3, 3))
+
+
+def test_constraints_keep_a_margin_that_survives_float32():
+    """w = (1, 0), u = (-20, 0): softplus(-20) = 2e-9 is lost in -1 + 2e-9 in float32, so without a
+    margin w^T u_hat + 1 == 0, the layer is singular at w^T z + b = 0 and log q is NaN there."""
+    layer = Planar(2)
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([1.0, 0.0]))
+        layer.u.copy_(torch.tensor([-20.0, 0.0]))
+        layer.b.zero_()
+    assert 1 + layer.w @ layer.u_hat() >= 0.5 * MARGIN
+    x = torch.tensor([[0.0, 0.0], [1e-4, 1.0], [-3.0, 2.0]])
+    z, ladj = layer(x)
+    x_back, ladj_i = layer.inverse(z)
+    assert torch.isfinite(ladj).all() and torch.allclose(x_back, x, atol=1e-3)
+    radial = Radial(2)
+    with torch.no_grad():
+        radial.beta_raw.fill_(-20.0)
+    z, ladj = radial(radial.z0.detach()[None])  # the centre: 1 + beta / alpha is the margin
+    assert torch.isfinite(z).all() and torch.isfinite(ladj).all()
+
+
+def test_float32_planar_flow_near_its_bound_gives_finite_densities():
+    torch.manual_seed(0)
+    flow = PlanarFlow(2, transforms=4)
+    with torch.no_grad():
+        for layer in flow.transform.transforms:  # w^T u = -20 in every layer: right at the bound
+            layer.u.add_((-20 - layer.w @ layer.u) * layer.w / (layer.w @ layer.w))
+    x, log_q = flow.rsample_and_log_prob(20000)
+    assert torch.isfinite(log_q).all() and torch.isfinite(flow.log_prob(x[:2000])).all()
+
+
+def test_forward_near_a_singular_layer_keeps_the_roots_value(monkeypatch):
+    """1 + w^T u_hat = 1e-12: near the fold, w^T x = -b + eps (a + b) + (a + b)^3 / 3 recovers a
+    only to about eps^(1/3) ~ 1e-5, and a final Newton step with slope ~ 1e-12 that also moved the
+    root made forward(inverse(z)) miss z by 3e-2. The gradient-only step keeps the root."""
+    import planar_flows.planar as planar_module
+
+    monkeypatch.setattr(planar_module, "MARGIN", 1e-13)
+    layer = Planar(2).double()
+    with torch.no_grad():
+        layer.w.copy_(torch.tensor([0.6, 0.8], dtype=torch.float64))
+        layer.u.copy_(math.log(math.expm1(1e-12)) * layer.w)  # softplus(w^T u) = 1e-12
+        layer.b.fill_(0.1)
+    assert abs(1 + layer.w @ layer.u_hat() - 1e-12) < 1e-14
+    gen = torch.Generator().manual_seed(0)
+    z = -0.1 * layer.w.detach() + 1e-2 * torch.randn(2000, 2, generator=gen, dtype=torch.float64)
+    z_back, _ = layer(layer.inverse(z)[0])
+    assert (z_back - z).abs().max() < 1e-3, (z_back - z).abs().max()
+    x = 2 * torch.randn(200, 2, generator=gen, dtype=torch.float64)  # and away from the fold
+    assert (layer.inverse(layer(x)[0])[0] - x).abs().max() < 1e-8
+
+
+@pytest.mark.parametrize("kind", ["planar", "radial"])
+def test_empty_batches(kind):
+    flow = PlanarFlow(2, transforms=2, kind=kind)
+    assert flow.sample(0).shape == (0, 2)
+    assert flow.log_prob(torch.zeros(0, 2)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(features=2, transforms=True), "transforms must be an integer >= 1, got True"),
+        (dict(features=True), "features must be an integer >= 1, got True"),
+        (dict(features=2, kind=["planar"]), r"kind must be one of \['planar', 'radial'\]"),
+        (dict(features=2, kind="sylvester"), "kind must be one of.*got 'sylvester'"),
+    ],
+)
+def test_bad_builder_arguments_name_what_was_expected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PlanarFlow(**kwargs)
+
+
+def test_bad_inputs_raise():
+    check_bad_input_raises(PlanarFlow(3, 2), features=3, context=0)
