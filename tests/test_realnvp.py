@@ -1,5 +1,7 @@
 """Real NVP: couplings with several masks, batch norm, squeeze, factor-out, the vector and image flows."""
 
+import math
+
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -280,3 +282,66 @@ def test_bad_input_raises():
     check_bad_input_raises(RealNVP(2, context=1), features=2, context=1)
     with pytest.raises(ValueError):
         RealNVPImage((1, 4, 4)).log_prob(torch.rand(2, 1, 4, 4))  # images are passed flattened
+
+
+def test_batchnorm_inverse_refuses_training_mode_as_mafs_does():
+    """In training mode the map depends on the batch it is applied to: sampling must not silently
+    use the running averages instead (it used to)."""
+    flow = RealNVP(2, transforms=2, hidden_features=(8,), batch_norm=True)
+    with pytest.raises(RuntimeError, match="flow.eval"):
+        flow.sample(3)
+    assert flow.eval().sample(3).shape == (3, 2)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_empty_batches_give_empty_results_and_leave_the_statistics_alone(training):
+    flow = RealNVP(3, transforms=3, hidden_features=(8,), batch_norm=True).train(training)
+    norm = next(m for m in flow.modules() if isinstance(m, BatchNorm))
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    assert flow.log_prob(torch.empty(0, 3)).shape == (0,)
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+    assert flow.eval().sample(0).shape == (0, 3)
+    image = RealNVPImage((1, 4, 4), scales=2, hidden_channels=4, batch_norm=True).train(training)
+    assert image.log_prob(torch.empty(0, 16)).shape == (0,)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_row_stays_out_of_the_batch_statistics(bad):
+    """One NaN or inf row in a training batch used to turn every row, and the running averages,
+    NaN; now the statistics come from the finite rows and the bad value stays in its own row."""
+    torch.manual_seed(0)
+    layer = BatchNorm(2).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    z_clean, ladj_clean = layer(x[1:])
+    x[0, 0] = bad
+    clean_mean, clean_var = layer.running_mean.clone(), layer.running_var.clone()
+    layer.running_mean.zero_()  # start again from the same buffers
+    layer.running_var.fill_(1.0)
+    z, ladj = layer(x)
+    assert torch.allclose(z[1:], z_clean) and torch.allclose(ladj, ladj_clean[:1].expand(8))
+    assert not z[0, 1].isnan() and torch.equal(z[0, 0].isnan(), torch.tensor(math.isnan(bad)))
+    assert torch.allclose(layer.running_mean, clean_mean) and torch.allclose(
+        layer.running_var, clean_var
+    )
+
+
+@pytest.mark.parametrize(
+    "builder,kwargs,message",
+    [
+        (RealNVP, dict(features=True), "features must be an integer >= 1, got True"),
+        (RealNVP, dict(features=2, transforms=2.0), "transforms must be an integer >= 1, got 2.0"),
+        (
+            RealNVP,
+            dict(features=2, batch_norm="yes"),
+            "batch_norm must be True or False, got 'yes'",
+        ),
+        (RealNVPImage, dict(scales=True), "scales must be an integer >= 1, got True"),
+        (RealNVPImage, dict(shape=(1, 8.0, 8)), r"positive integers.*got \(1, 8\.0, 8\)"),
+        (RealNVPImage, dict(shape=(1, True, 8)), r"positive integers.*got \(1, True, 8\)"),
+        (RealNVPImage, dict(shape="abc"), "shape must be .*got 'abc'"),
+        (RealNVPImage, dict(shape=(1, 6, 6), scales=3), r"2\^\(scales - 1\) = 4, got \(1, 6, 6\)"),
+    ],
+)
+def test_bad_hyperparameters_name_what_was_expected_and_what_came(builder, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        builder(**kwargs)
