@@ -74,7 +74,8 @@ def _knots(params):
 
 
 def _points(params, seed=1):
-    """Random points in [-B - 2, B + 2], every knot (including +-B), and points just inside and outside +-B."""
+    """Random points in [-B - 2, B + 2], every knot (including +-B), and points just inside and
+    outside +-B."""
     n = params.shape[0]
     gen = torch.Generator().manual_seed(seed)
     xk, _ = _knots(params)

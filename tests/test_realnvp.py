@@ -1,4 +1,5 @@
-"""Real NVP: couplings with several masks, batch norm, squeeze, factor-out, the vector and image flows."""
+"""Real NVP: couplings with several masks, batch norm, squeeze, factor-out, the vector and image
+flows."""
 
 import math
 
@@ -32,7 +33,8 @@ def one_thread():
 
 
 def _shape(features):
-    """An image shape with ``features`` pixels: 16k -> (k, 4, 4), 4k -> (k, 2, 2) (other sizes round down)."""
+    """An image shape with ``features`` pixels: 16k -> (k, 4, 4), 4k -> (k, 2, 2) (other sizes
+    round down)."""
     return (features // 16, 4, 4) if features % 16 == 0 else (max(1, features // 4), 2, 2)
 
 
@@ -46,7 +48,8 @@ def _image_coupling(shape, mask_fn, parity):
 
 
 def _with_stats(module, seed=1):
-    """Eval mode with non-trivial running averages in every BatchNorm (perturb only touches parameters)."""
+    """Eval mode with non-trivial running averages in every BatchNorm (perturb only touches
+    parameters)."""
     gen = torch.Generator().manual_seed(seed)
     for m in module.modules():
         if isinstance(m, BatchNorm):
@@ -161,7 +164,8 @@ def test_harness(name, factory, context, features):
 @pytest.mark.parametrize("parity", [0, 1])
 @pytest.mark.parametrize("context", [0, 3])
 def test_coupling_jacobian_is_triangular_in_the_mask_order(parity, context):
-    """Kept dimensions pass through; each transformed one depends on itself and the kept ones only."""
+    """Kept dimensions pass through; each transformed one depends on itself and the kept ones
+    only."""
     d = 6
     mask = (torch.arange(d) + parity) % 2
     layer = perturb(_coupling(mask, context).double())
@@ -217,8 +221,8 @@ def test_factor_out_keeps_the_first_half_aside():
 
 def test_batchnorm_train_mode():
     """Training mode normalises with the minibatch statistics; the per-sample map (statistics held
-    fixed)
-    is the eval-mode map with running averages equal to those statistics, whose Jacobian the harness checks."""
+    fixed) is the eval-mode map with running averages equal to those statistics, whose Jacobian
+    the harness checks."""
     torch.manual_seed(0)
     for shape in [(3,), (2, 2, 2)]:
         layer = BatchNorm(
