@@ -12,12 +12,14 @@ conditioner pass); ``inverse`` maps noise to data (sampling; one pass for coupli
 NSF-AR). Wrap a layer in ``common.flows.Inverse`` to make sampling the one-pass direction
 (variational inference).
 
-Robust by construction: inputs are clamped into [-B, B] *before* the spline formula and the
-overshoot x - clamp(x) is added back, so the tails are exactly the identity (the boundary
-derivatives are 1, so the log-derivative there is exactly 0); no formula ever sees a point outside
-[0, 1] of its bin, so values and gradients stay finite for any input, with no in-place edits and no
-boolean-mask indexing.
+Robust by construction: the formulas only ever see inputs clamped into [-B, B], so values and
+gradients stay finite for any input, and outside (-B, B) the result is exactly the identity with
+log-derivative exactly 0 (no boolean-mask indexing, no in-place edits). The parameters are soft-
+bounded before the softmax and softplus, so no bin is more than ~1e3 times another and no slope
+leaves (~1e-3, ~1e3): the inverse then round-trips in float32 for unit-scale raw parameters.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,89 +28,124 @@ from common.flows import Flow, Permute, Transform, check_builder_args, check_int
 from common.nets import MADE, MLP
 from common.train import recorded
 
-MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = (
-    1e-3  # the authors' defaults: no bin or slope collapses to 0
-)
+MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = 1e-3  # the authors' defaults: no bin or slope is 0
+# Soft bounds on the raw parameters (not in the paper; zuko bounds its spline the same way): width
+# and height logits within +-3.45, so no bin is more than e^6.9 = 1e3 times another, and the raw
+# derivatives within +-1e3, so every knot slope lies in (1e-3, 1e3).
+LOGIT_BOUND, DERIVATIVE_BOUND = 0.5 * math.log(1e3), 1e3
+
+
+def soft_bound(v, c):
+    """v / (1 + |v| / c): close to v for |v| << c, never beyond +-c."""
+    return c * F.softsign(v / c)
+
+
+def knots(params, bound=5.0):
+    """Sec. 3.1: raw parameters (..., 3K - 1) -> x-knots, y-knots, derivatives, each (..., K + 1).
+
+    >>> xk, yk, d = knots(torch.zeros(3 * 4 - 1), bound=2.0)  # K = 4 equal bins on [-2, 2]
+    >>> xk
+    tensor([-2., -1.,  0.,  1.,  2.])
+    >>> d  # softplus(0) + 1e-3 inside; exactly 1 at -B and B, where the identity tails join
+    tensor([1.0000, 0.6941, 0.6941, 0.6941, 1.0000])
+    """
+    K = (params.shape[-1] + 1) // 3
+    widths, heights, derivatives = params.split((K, K, K - 1), -1)
+    interior = MIN_DERIVATIVE + F.softplus(soft_bound(derivatives, DERIVATIVE_BOUND))
+    return (
+        _positions(widths, MIN_WIDTH, bound),
+        _positions(heights, MIN_HEIGHT, bound),
+        F.pad(interior, (1, 1), value=1.0),
+    )
+
+
+def _positions(logits, minimum, bound):
+    """Bin sizes from a softmax, each at least ``minimum`` of 2B; their cumulative sums from -B."""
+    e = soft_bound(logits, LOGIT_BOUND).exp()  # a softmax needs no max-shift: e^3.45 is finite
+    sizes = minimum + (1 - minimum * e.shape[-1]) * e / e.sum(-1, keepdim=True)  # (..., K)
+    cumulative = F.pad(sizes.cumsum(-1), (1, 0))  # (..., K + 1): 0, ..., ~1
+    return bound * (2 * cumulative / cumulative[..., -1:] - 1)  # exactly -B, ..., B
+
+
+def _corners(table, k):
+    """``table`` (..., K + 1) at knots k and k + 1 of each point: its bin's left and right value."""
+    k = k[..., None]
+    return table.gather(-1, k)[..., 0], table.gather(-1, k + 1)[..., 0]
+
+
+def _straight_through_clamp(v, low, high):
+    """v clamped into [low, high] in value, with v's own gradient (``clamp`` would zero it)."""
+    return v + (v.clamp(low, high) - v).detach()
+
+
+def rational_quadratic(xi, y0, h, s, d0, d1):
+    """Eq. 4 and Eq. 5 at the position xi in [0, 1] of a bin: (g, log g').
+
+    The bin: lower y-knot y0, height h, slope s = height / width, knot derivatives d0 and d1.
+    """
+    # BEGIN SOLUTION nsf.spline
+    # Eq. 4: g = y0 + h [s xi^2 + d0 xi (1 - xi)] / [s + (d0 + d1 - 2 s) xi (1 - xi)]; Eq. 5:
+    # g' = s^2 [d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2] / (same denominator)^2. The tests
+    # compare log g' with autograd's derivative to 1e-9 in float64: return the log of Eq. 5.
+    t = xi * (1 - xi)
+    denominator = s + (d0 + d1 - 2 * s) * t
+    g = y0 + h * (s * xi * xi + d0 * t) / denominator  # Eq. 4
+    numerator = d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2
+    return g, torch.log(numerator) + 2 * torch.log(s / denominator)  # Eq. 5, as a log
+    # END SOLUTION
+
+
+def rational_quadratic_root(y, y0, h, s, d0, d1):
+    """App. A: the xi in [0, 1] with g(xi) = y, for y in the bin of ``rational_quadratic``."""
+    # BEGIN SOLUTION nsf.spline_inverse
+    # g(xi) = y is a xi^2 + b xi + c = 0 with, for dy = y - y0 and slack = d0 + d1 - 2 s,
+    # a = h (s - d0) + dy slack, b = h d0 - dy slack, c = -s dy (App. A). The tests round-trip to
+    # 1e-10 in float64, so avoid cancellation: the root is 2c / (-b - sqrt(b^2 - 4ac)) for b >= 0
+    # and (-b + sqrt(b^2 - 4ac)) / 2a for b < 0. Clamp the discriminant at 0, and the root into
+    # [0, 1] with _straight_through_clamp (its gradient is checked at the knots).
+    dy, slack = y - y0, d0 + d1 - 2 * s
+    a = h * (s - d0) + dy * slack
+    b = h * d0 - dy * slack
+    c = -s * dy
+    sqrt_discriminant = (b * b - 4 * a * c).clamp(min=0).sqrt()  # >= 0 up to rounding
+    # the same root in two forms, each free of cancellation where the other has it; choosing the
+    # numerator and the denominator (not the quotient) keeps both divisions away from 0
+    b_positive = b >= 0
+    numerator = torch.where(b_positive, 2 * c, sqrt_discriminant - b)
+    denominator = torch.where(b_positive, -b - sqrt_discriminant, 2 * a)  # a = h s - b > 0 if b < 0
+    return _straight_through_clamp(numerator / denominator, 0, 1)  # rounding can leave [0, 1]
+    # END SOLUTION
 
 
 def rq_spline(x, params, bound=5.0, inverse=False):
-    """The monotone rational-quadratic spline of Sec. 3.1, elementwise, identity outside [-bound,
-    bound].
+    """The monotone rational-quadratic spline of Sec. 3.1, elementwise, identity outside [-B, B].
 
     Args:
-        x: inputs, any shape (...,). With ``inverse=True`` they are spline outputs.
-        params: unconstrained parameters (..., 3K - 1): K widths, K heights, K - 1 interior derivatives.
+        x: inputs (...,); with ``inverse=True`` they are spline outputs.
+        params: raw parameters (..., 3K - 1): K widths, K heights, K - 1 interior derivatives.
     Returns:
-        (g(x), log g'(x)) or, if ``inverse``, (g^-1(x), log |d g^-1 / dx|), both of shape (...,).
+        (g(x), log g'(x)) or, if ``inverse``, (g^-1(x), log |d g^-1 / dx|), both (...,).
     """
-    K = (params.shape[-1] + 1) // 3
-    # Sec. 3.1: softmax widths and heights, each at least MIN, summing to 2B; softplus derivatives
-    e = params[..., : 2 * K].unflatten(-1, (2, K))  # (..., 2, K) unnormalised widths and heights
-    e = (
-        e - e.detach().amax(-1, keepdim=True)
-    ).exp()  # softmax, written out: 2x faster than torch's for K = 8
-    wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * e / e.sum(-1, keepdim=True)  # (..., 2, K)
-    cum = wh.cumsum(-1)
-    knots = (
-        2 * bound * F.pad(cum / cum[..., -1:], (1, 0)) - bound
-    )  # (..., 2, K+1): x^k, y^k; exactly -B ... B
-    d = F.pad(
-        MIN_DERIVATIVE + F.softplus(params[..., 2 * K :]), (1, 1), value=1.0
-    )  # boundary derivatives 1
-    # Clamp BEFORE the formula: tails reach it as the point +-B, where g = +-B and g' = 1 (boundary
-    # derivatives).
-    xc = x.clamp(-bound, bound)
-    k = (xc[..., None] >= knots[..., int(inverse), 1:K]).sum(
-        -1, keepdim=True
-    )  # bin of each point, 0..K-1
-    table = torch.cat([knots, d.unsqueeze(-2)], -2)  # (..., 3, K+1): x^k, y^k, delta^k
-    corners = table.gather(-1, torch.cat([k, k + 1], -1).unsqueeze(-2).expand(*k.shape[:-1], 3, 2))
-    (x0, x1), (y0, y1), (d0, d1) = (
-        c.unbind(-1) for c in corners.unbind(-2)
-    )  # bin k's corners and slopes
-    w, h = x1 - x0, y1 - y0
-    s = h / w  # s^k = (y^{k+1} - y^k) / (x^{k+1} - x^k)
+    xk, yk, d = knots(params, bound)
+    xc = x.clamp(-bound, bound)  # the formulas see only [-B, B]: finite values and gradients
+    k = (xc[..., None] >= (yk if inverse else xk)[..., 1:-1]).sum(-1)  # bin: interior knots <= xc
+    (x0, x1), (y0, y1), (d0, d1) = _corners(xk, k), _corners(yk, k), _corners(d, k)
+    h = y1 - y0
+    s = h / (x1 - x0)  # the bin's slope, s^k in Sec. 3.1
     if (
         inverse
-    ):  # App. A: g(xi) = y is a quadratic a xi^2 + b xi + c = 0 in xi; take its root in [0, 1]
-        # BEGIN SOLUTION nsf.spline_inverse
-        # set xi, the position in bin k in [0, 1], from a xi^2 + b xi + c = 0 (App. A) with y
-        # = xc; xi = 2c / (-b - sqrt(b^2 - 4ac)) cancels badly when b < 0: use (-b + sqrt(.))
-        # / 2a there.
-        dy, slack = xc - y0, d0 + d1 - 2 * s
-        a = h * (s - d0) + dy * slack
-        b = h * d0 - dy * slack
-        c = -s * dy
-        root = (
-            (b * b - 4 * a * c).clamp(min=torch.finfo(x.dtype).tiny).sqrt()
-        )  # discriminant >= 0 up to rounding
-        # App. A: xi = 2c / (-b - sqrt(b^2 - 4ac)); for b < 0 that denominator cancels
-        # catastrophically, so use the same root written (-b + sqrt(.)) / 2a there (then a > h s >
-        # 0). Neither denominator can be 0.
-        xi = torch.where(b < 0, root - b, 2 * c) / torch.where(b < 0, 2 * a, -b - root)
-        xi = (
-            xi + (xi.clamp(0, 1) - xi).detach()
-        )  # clip rounding overshoot, keep the root's gradient (at knots)
-        # END SOLUTION
+    ):  # xc is a spline output: find xi, then x = x0 + xi (x1 - x0), log-derivative -log g'
+        xi = rational_quadratic_root(xc, y0, h, s, d0, d1)
+        y, log_dg = x0 + xi * (x1 - x0), -rational_quadratic(xi, y0, h, s, d0, d1)[1]
     else:
-        # BEGIN SOLUTION nsf.spline
-        # xi = (x - x^k) / (x^{k+1} - x^k), the position of xc in its bin (Sec. 3.1).
-        xi = (xc - x0) / w  # Sec. 3.1: xi = (x - x^k) / (x^{k+1} - x^k) in [0, 1]
-        # END SOLUTION
-    # BEGIN SOLUTION nsf.spline
-    # g = y^k + h [s xi^2 + d^k xi (1 - xi)] / [s + (d^{k+1} + d^k - 2 s) xi (1 - xi)] (Eq.
-    # 4), log g' from Eq. 5; add the overshoot x - xc back (identity tails). Inverse: return
-    # x^k + xi w and -log g'.
-    t = xi * (1 - xi)
-    den = s + (d0 + d1 - 2 * s) * t
-    # Sec. 3.1, Eq. 5: g'(x) = s^2 [d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2] / den^2
-    log_dg = torch.log(d1 * xi * xi + 2 * s * t + d0 * (1 - xi) ** 2) + 2 * torch.log(s / den)
-    if inverse:
-        return x0 + xi * w + (x - xc), -log_dg  # the tails: identity
-    return y0 + h * (s * xi * xi + d0 * t) / den + (
-        x - xc
-    ), log_dg  # Sec. 3.1, Eq. 4 (+ identity tails)
-    # END SOLUTION
+        y, log_dg = rational_quadratic((xc - x0) / (x1 - x0), y0, h, s, d0, d1)
+    tail = x.abs() >= bound  # outside (-B, B): exactly the identity, log-derivative exactly 0
+    return torch.where(tail, x, y), torch.where(tail, 0, log_dg)
+
+
+def _conditioner_input(x):
+    """x with infinite entries read as 0 by the conditioner; their own tail sends log p to -inf."""
+    return torch.where(x.isinf(), 0, x)
 
 
 class SplineCoupling(Transform):
@@ -122,17 +159,16 @@ class SplineCoupling(Transform):
     def __init__(self, features, bins=8, bound=5.0, hidden_features=(64, 64), context=0):
         super().__init__()
         self.split, self.bins, self.bound = features // 2, bins, bound
-        self.net = MLP(
-            self.split + context, (features - self.split) * (3 * bins - 1), hidden_features
-        )
+        outputs = (features - self.split) * (3 * bins - 1)  # 3K - 1 per transformed feature
+        self.net = MLP(self.split + context, outputs, hidden_features)
 
     def _spline(self, x, context, inverse):
-        kept, rest = x[:, : self.split], x[:, self.split :]
-        params = self.net(kept if context is None else torch.cat([kept, context], 1))
-        y, log_dg = rq_spline(rest, params.view(*rest.shape, -1), self.bound, inverse)
-        return torch.cat([kept, y], 1), log_dg.sum(
-            -1
-        )  # Jacobian triangular: log det = sum of log g'
+        kept, rest = x[:, : self.split], x[:, self.split :]  # (batch, d), (batch, D - d)
+        h = _conditioner_input(kept)
+        params = self.net(h if context is None else torch.cat([h, context], 1))
+        params = params.unflatten(1, (rest.shape[1], 3 * self.bins - 1))  # (batch, D - d, 3K - 1)
+        y, log_dg = rq_spline(rest, params, self.bound, inverse)
+        return torch.cat([kept, y], 1), log_dg.sum(-1)  # triangular Jacobian: sum of log g'
 
     def forward(self, x, context=None):
         return self._spline(x, context, inverse=False)
@@ -158,13 +194,15 @@ class SplineAutoregressive(Transform):
         self.made = MADE(features, 3 * bins - 1, hidden_features, context, order)
 
     def forward(self, x, context=None):
-        z, log_dg = rq_spline(x, self.made(x, context), self.bound)
+        params = self.made(_conditioner_input(x), context)  # (batch, D, 3K - 1)
+        z, log_dg = rq_spline(x, params, self.bound)
         return z, log_dg.sum(-1)
 
     def inverse(self, z, context=None):
         x = torch.zeros_like(z)
         for _ in range(self.features):  # pass k fixes the k-th variable of the order
-            x, log_dg = rq_spline(z, self.made(x, context), self.bound, inverse=True)
+            params = self.made(_conditioner_input(x), context)
+            x, log_dg = rq_spline(z, params, self.bound, inverse=True)
         return x, log_dg.sum(-1)  # the last pass saw the exact x_{<i} of every i
 
 
@@ -172,34 +210,33 @@ class SplineAutoregressive(Transform):
 def NSF(
     features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0, coupling=False, context=0
 ):
-    """A neural spline flow on R^features: ``transforms`` rational-quadratic layers on a N(0, I)
-    base.
+    """A neural spline flow on R^features: ``transforms`` rational-quadratic layers on N(0, I).
 
     ``coupling=False`` (default): NSF-AR, MADE conditioners, the order reversed between layers.
     ``coupling=True``: NSF-C, MLP conditioners, the features reversed (``Permute``) between layers.
     ``bound=5.0`` (B): zuko's default and the peer benchmark's; the paper uses B = 3 on standardised
     data. Data outside [-B, B] only see the identity tails, so B should cover the data. ``bins=8``
     (K) as in the paper. ``context`` > 0 gives p(x | context). Returns a ``common.flows.Flow``.
+    The conditioners start at PyTorch's default initialisation: dividing the raw widths and heights
+    by sqrt(hidden) as nflows does (near-uniform first bins) fitted no better in 1500 steps on
+    checker, rings and gauss8 (better on gauss8, worse on rings; the numbers are in issue 17).
     """
     check_builder_args(features, transforms, hidden_features, context, coupling=coupling)
     check_integer("bins", bins, 2)  # K = 1 with boundary derivatives 1 is the identity
     if bins * MIN_WIDTH >= 1:
         raise ValueError(
-            f"bins must be < {round(1 / MIN_WIDTH)} (minimum width {MIN_WIDTH}), got {bins}"
+            f"bins must be < {round(1 / MIN_WIDTH)} (each bin >= {MIN_WIDTH} of 2B), got {bins}"
         )
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
-        raise ValueError(f"bound must be a positive number, got {bound!r}")
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
+        raise ValueError(f"bound must be a finite positive number, got {bound!r}")
     layers = []
     for t in range(transforms):
         if coupling:
-            layers += (
-                [Permute.reverse(features)] if t else []
-            )  # alternate which half conditions the other
+            layers += [Permute.reverse(features)] if t else []  # swap which half is kept
             layers.append(SplineCoupling(features, bins, float(bound), hidden_features, context))
         else:
-            order = (
-                torch.arange(features) if t % 2 == 0 else torch.arange(features).flip(0)
-            )  # reverse the order
+            order = torch.arange(features)  # reversed in every other layer
+            order = order if t % 2 == 0 else order.flip(0)
             layers.append(
                 SplineAutoregressive(features, bins, float(bound), hidden_features, context, order)
             )

@@ -1,4 +1,5 @@
-"""Real NVP (Dinh, Sohl-Dickstein & Bengio 2017): affine couplings, masks, batch norm, multi-scale images."""
+"""Real NVP (Dinh, Sohl-Dickstein & Bengio 2017): affine couplings, masks, batch norm and the
+multi-scale image flow."""
 
 from .realnvp import (
     AffineCoupling,

@@ -11,6 +11,10 @@ Every layer here maps **data to noise** in ``forward`` and takes flattened input
 layers reshape to (batch, C, H, W) internally. Conditioners: an MLP for vectors, a small plain CNN
 for images (the paper uses deep ResNets with weight normalisation; a 3-layer CNN is enough for 8x8
 digits).
+
+Two models live here, so the core is over the repository's ~100-line budget: the vector flow
+(``RealNVP``: masked couplings and batch norm) and the multi-scale image flow of Sec. 3.6
+(``RealNVPImage``: checkerboard and channel masks, squeeze, factor-out, a CNN conditioner).
 """
 
 import torch
@@ -27,28 +31,25 @@ class AffineCoupling(Transform):
 
     Args:
         mask: 0/1 tensor of one sample's shape, (D,) for vectors or (C, H, W) for images; 1 = kept.
-        net: the conditioner, returning (batch, 2 * mask.shape[0], ...): raw log-scales and shifts for every
-            dimension (those of kept dimensions are ignored). For vectors it gets the d kept features
-            (batch, d), with the context concatenated if given; for images it gets ``b * x`` (batch, C, H, W).
+        net: the conditioner, returning (batch, 2 * mask.shape[0], ...): raw log-scales and shifts
+            for every dimension (those of kept dimensions are ignored). For vectors it gets the d
+            kept features (batch, d), with the context concatenated if given; for images it gets
+            ``b * x`` (batch, C, H, W).
     """
 
     def __init__(self, mask, net):
         super().__init__()
         self.register_buffer("mask", mask.float().contiguous())
         self.net = net
-        self.scale = nn.Parameter(
-            torch.ones(mask.shape[0], *[1] * (mask.dim() - 1))
-        )  # per feature / channel
+        ones = [1] * (mask.dim() - 1)  # (C,) or (C, 1, 1): one scale per feature / channel
+        self.scale = nn.Parameter(torch.ones(mask.shape[0], *ones))
 
     def _s_t(self, x, context):
         b = self.mask
-        h = (
-            x[:, b.bool()] if b.dim() == 1 else b * x
-        )  # Eq. 4-5: s, t see x_{1:d} only; Eq. 9 for images
+        # Eq. 4-5: s and t see the kept x_{1:d} only (vectors); Eq. 9: b * x (images)
+        h = x[:, b.bool()] if b.dim() == 1 else b * x
         s, t = self.net(h if context is None else torch.cat([h, context], 1)).chunk(2, 1)
-        s = self.scale * torch.tanh(
-            s
-        )  # Sec. 4.1: s is a tanh times a learned scale (bounded log-scale)
+        s = self.scale * torch.tanh(s)  # Sec. 4.1: a tanh times a learned scale (bounded)
         return (1 - b) * s, (1 - b) * t  # Eq. 9: kept dimensions (b = 1) are left alone
 
     def forward(self, x, context=None):
@@ -84,7 +85,7 @@ def checkerboard(shape, parity=0):
 
 
 def channel_mask(shape, parity=0):
-    """Sec. 3.4 channel-wise mask of shape (C, H, W): the first half of the channels is kept (parity 0)."""
+    """Sec. 3.4 channel-wise mask (C, H, W): the first half of the channels is kept (parity 0)."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
     # a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, on the others for
@@ -98,9 +99,11 @@ class BatchNorm(Transform):
     ``z = (x - mean) / sqrt(var + eps) * exp(log_gamma) + beta``.
 
     Training mode uses the minibatch statistics (and updates running averages); eval mode uses the
-    running averages. ``inverse`` always uses the running averages (a batch of noise says nothing
-    about the data's statistics), so call ``flow.eval()`` before sampling. Input (batch, channels *
-    N) is viewed as (batch, channels, N): N = 1 for vectors, H * W for images.
+    running averages. Rows with an inf or NaN entry are left out of the statistics, and a batch
+    without finite rows (an empty one) updates nothing and is normalised with the running
+    averages. ``inverse`` needs fixed statistics, so in training mode it raises (as MAF's does):
+    call ``flow.eval()`` before sampling. Input (batch, channels * N) is viewed as (batch,
+    channels, N): N = 1 for vectors, H * W for images.
     """
 
     def __init__(self, channels, momentum=0.1, eps=1e-5):
@@ -111,50 +114,56 @@ class BatchNorm(Transform):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
-    def _affine(self, mean, var, n):
-        scale = torch.exp(self.log_gamma) / torch.sqrt(var + self.eps)
-        return scale[:, None], n * torch.log(
-            scale
-        ).sum()  # Sec. 3.7: det = prod_i (var_i + eps)^(-1/2) exp(gamma_i)
+    def _log_scale(self, var):
+        return self.log_gamma - 0.5 * torch.log(var + self.eps)  # (C,): Sec. 3.7's log-scale
 
     def forward(self, x, context=None):
-        x = x.reshape(x.shape[0], self.channels, -1)  # (B, C, N)
+        x = x.reshape(x.shape[0], self.channels, x.shape[1] // self.channels)  # (B, C, N)
         mean, var = self.running_mean, self.running_var
-        if (
-            self.training
-        ):  # Sec. 3.7: minibatch statistics while training, running averages kept for eval
-            mean, var = x.mean((0, 2)), x.var((0, 2), unbiased=False)
+        rows = x[x.flatten(1).isfinite().all(1)]  # the statistics see only finite rows
+        if self.training and rows.shape[0] > 0:  # Sec. 3.7: minibatch statistics while training
+            mean, var = rows.mean((0, 2)), rows.var((0, 2), unbiased=False)
             with torch.no_grad():
                 self.running_mean.lerp_(mean, self.momentum)
                 self.running_var.lerp_(var, self.momentum)
-        scale, ladj = self._affine(mean, var, x.shape[2])
-        z = (x - mean[:, None]) * scale + self.beta[:, None]
+        log_scale = self._log_scale(var)
+        z = (x - mean[:, None]) * log_scale.exp()[:, None] + self.beta[:, None]
+        ladj = x.shape[2] * log_scale.sum()  # Sec. 3.7: prod_i (var_i + eps)^(-1/2) exp(gamma_i)
         return z.flatten(1), ladj.expand(x.shape[0])
 
     def inverse(self, z, context=None):
-        z = z.reshape(z.shape[0], self.channels, -1)
-        scale, ladj = self._affine(self.running_mean, self.running_var, z.shape[2])
-        x = (z - self.beta[:, None]) / scale + self.running_mean[:, None]
-        return x.flatten(1), -ladj.expand(z.shape[0])
+        if self.training:
+            raise RuntimeError(
+                "BatchNorm.inverse needs fixed statistics, but in training mode the layer "
+                "normalises each batch by its own; call flow.eval() before sampling"
+            )
+        z = z.reshape(z.shape[0], self.channels, z.shape[1] // self.channels)
+        log_scale = self._log_scale(self.running_var)
+        x = (z - self.beta[:, None]) * (-log_scale).exp()[:, None] + self.running_mean[:, None]
+        return x.flatten(1), -z.shape[2] * log_scale.sum().expand(z.shape[0])
 
 
 class Squeeze(Permute):
-    """Sec. 3.6 squeeze, forward = data -> noise: (C, H, W) -> (4C, H/2, W/2), every 2 x 2 block of
-    a channel
-    becomes 4 channels. On flattened images it is a permutation of the pixels, so ``ladj = 0``."""
+    """Sec. 3.6 squeeze, forward = data -> noise: (C, H, W) -> (4C, H/2, W/2), every 2 x 2 block
+    of a channel becomes 4 channels. On flattened images it is a permutation of the pixels, so
+    ``ladj = 0``.
+
+    >>> z, ladj = Squeeze((1, 4, 4))(torch.arange(16.0)[None])  # pixel (i, j) holds 4 i + j
+    >>> z.view(4, 2, 2)[:, 0, 0]  # the top-left 2 x 2 block became the 4 channels at (0, 0)
+    tensor([0., 1., 4., 5.])
+    """
 
     def __init__(self, shape):
         c, h, w = shape
         index = torch.arange(c * h * w).view(c, h // 2, 2, w // 2, 2)  # (C, H/2, 2, W/2, 2)
-        super().__init__(
-            index.permute(0, 2, 4, 1, 3).flatten()
-        )  # (C, 2, 2, H/2, W/2): new channel = 4c + 2i + j
+        # (C, 2, 2, H/2, W/2): pixel (2h + i, 2w + j) of channel c goes to channel 4c + 2i + j
+        super().__init__(index.permute(0, 2, 4, 1, 3).flatten())
 
 
 class FactorOut(Transform):
-    """Sec. 3.6 multi-scale step, forward = data -> noise: ``(z_i, h_i) = block(h_{i-1})`` keeps the
-    first half
-    of the output as final noise ``z_i`` and sends the second half through ``rest`` (the next scales)."""
+    """Sec. 3.6 multi-scale step, forward = data -> noise: ``(z_i, h_i) = block(h_{i-1})`` keeps
+    the first half of the output as final noise ``z_i`` and sends the second half through
+    ``rest`` (the next scales)."""
 
     def __init__(self, block, rest):
         super().__init__()
@@ -173,28 +182,25 @@ class FactorOut(Transform):
         return x, ladj + ladj_rest
 
 
-def _zero_last(net):
-    """Zero the last layer: every image coupling starts as the identity (tests perturb it)."""
-    nn.init.zeros_(net[-1].weight), nn.init.zeros_(net[-1].bias)
-    return net
-
-
 def conv_net(channels, hidden):
-    """Conditioner for images: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv to 2C channels (log-scale, shift)."""
-    return _zero_last(
-        nn.Sequential(
-            nn.Conv2d(channels, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, 2 * channels, 3, padding=1),
-        )
+    """Conditioner for images: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv to 2C channels (log-scale,
+    shift). The last layer starts at zero: every image coupling starts as the identity."""
+    net = nn.Sequential(
+        nn.Conv2d(channels, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, 2 * channels, 3, padding=1),
     )
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
 
 
 def multiscale(shape, scales, hidden=32, batch_norm=False):
     """Sec. 3.6: per scale 3 checkerboard couplings, squeeze, 3 channel couplings, factor out half;
-    the last scale has 4 checkerboard couplings. Returns a Transform over flattened (C, H, W) inputs."""
+    the last scale has 4 checkerboard couplings. Returns a Transform over flattened (C, H, W)
+    inputs."""
     c, h, w = shape
 
     def couplings(masks):
@@ -220,14 +226,13 @@ def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_n
     """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating
     masks, each conditioned by an MLP on the kept features (and the context), optional batch norm
     between couplings. With one feature there is nothing to condition on: every coupling is an
-    affine map of the context.
-    The MLPs keep PyTorch's default initialisation: on 2-D targets it trained better than an identity start."""
+    affine map of the context. The MLPs keep PyTorch's default initialisation: on 2-D targets it
+    trained better than an identity start."""
     check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
     for i in range(transforms):
-        mask = (
-            (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)
-        )  # Sec. 3.4: alternate
+        # Sec. 3.4: alternate which features are kept (one feature: none, the context decides)
+        mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)
         layers.append(
             AffineCoupling(mask, MLP(int(mask.sum()) + context, 2 * features, hidden_features))
         )
@@ -237,22 +242,17 @@ def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_n
 
 @recorded  # the model remembers this builder and its arguments (checkpoints)
 def RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32, batch_norm=False, alpha=0.05):
-    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in [0,
-    1]:
-    a logit with ``alpha`` first (Sec. 4.1, its Jacobian counts in the likelihood), then ``scales`` scales."""
-    check_integer("scales", scales), check_integer("hidden_channels", hidden_channels)
-    if (
-        len(shape) != 3
-        or min(shape) < 1
-        or shape[1] % 2 ** (scales - 1)
-        or shape[2] % 2 ** (scales - 1)
-    ):
+    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in
+    [0, 1]: a logit with ``alpha`` first (Sec. 4.1, its Jacobian counts in the likelihood), then
+    ``scales`` scales."""
+    check_integer("scales", scales)
+    check_integer("hidden_channels", hidden_channels)
+    sizes = shape if isinstance(shape, (tuple, list)) and len(shape) == 3 else (0,)
+    positive = all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+    if not positive or any(n % 2 ** (scales - 1) for n in sizes[1:]):  # H, W halve per scale
         raise ValueError(
-            f"shape must be (C, H, W) with H and W divisible by 2^(scales - 1) = {2 ** (scales - 1)}, "
-            f"got {shape!r}"
+            "shape must be (C, H, W), positive integers, H and W divisible by 2^(scales - 1) = "
+            f"{2 ** (scales - 1)}, got {shape!r}"
         )
-    features = shape[0] * shape[1] * shape[2]
-    return Flow(
-        [Logit(alpha), multiscale(tuple(shape), scales, hidden_channels, batch_norm)],
-        features=features,
-    )
+    layers = [Logit(alpha), multiscale(tuple(shape), scales, hidden_channels, batch_norm)]
+    return Flow(layers, features=shape[0] * shape[1] * shape[2])

@@ -1,4 +1,7 @@
-"""Real NVP: couplings with several masks, batch norm, squeeze, factor-out, the vector and image flows."""
+"""Real NVP: couplings with several masks, batch norm, squeeze, factor-out, the vector and image
+flows."""
+
+import math
 
 import pytest
 import torch
@@ -30,7 +33,8 @@ def one_thread():
 
 
 def _shape(features):
-    """An image shape with ``features`` pixels: 16k -> (k, 4, 4), 4k -> (k, 2, 2) (other sizes round down)."""
+    """An image shape with ``features`` pixels: 16k -> (k, 4, 4), 4k -> (k, 2, 2) (other sizes
+    round down)."""
     return (features // 16, 4, 4) if features % 16 == 0 else (max(1, features // 4), 2, 2)
 
 
@@ -44,7 +48,8 @@ def _image_coupling(shape, mask_fn, parity):
 
 
 def _with_stats(module, seed=1):
-    """Eval mode with non-trivial running averages in every BatchNorm (perturb only touches parameters)."""
+    """Eval mode with non-trivial running averages in every BatchNorm (perturb only touches
+    parameters)."""
     gen = torch.Generator().manual_seed(seed)
     for m in module.modules():
         if isinstance(m, BatchNorm):
@@ -159,7 +164,8 @@ def test_harness(name, factory, context, features):
 @pytest.mark.parametrize("parity", [0, 1])
 @pytest.mark.parametrize("context", [0, 3])
 def test_coupling_jacobian_is_triangular_in_the_mask_order(parity, context):
-    """Kept dimensions pass through; each transformed one depends on itself and the kept ones only."""
+    """Kept dimensions pass through; each transformed one depends on itself and the kept ones
+    only."""
     d = 6
     mask = (torch.arange(d) + parity) % 2
     layer = perturb(_coupling(mask, context).double())
@@ -215,8 +221,8 @@ def test_factor_out_keeps_the_first_half_aside():
 
 def test_batchnorm_train_mode():
     """Training mode normalises with the minibatch statistics; the per-sample map (statistics held
-    fixed)
-    is the eval-mode map with running averages equal to those statistics, whose Jacobian the harness checks."""
+    fixed) is the eval-mode map with running averages equal to those statistics, whose Jacobian
+    the harness checks."""
     torch.manual_seed(0)
     for shape in [(3,), (2, 2, 2)]:
         layer = BatchNorm(
@@ -280,3 +286,66 @@ def test_bad_input_raises():
     check_bad_input_raises(RealNVP(2, context=1), features=2, context=1)
     with pytest.raises(ValueError):
         RealNVPImage((1, 4, 4)).log_prob(torch.rand(2, 1, 4, 4))  # images are passed flattened
+
+
+def test_batchnorm_inverse_refuses_training_mode_as_mafs_does():
+    """In training mode the map depends on the batch it is applied to: sampling must not silently
+    use the running averages instead (it used to)."""
+    flow = RealNVP(2, transforms=2, hidden_features=(8,), batch_norm=True)
+    with pytest.raises(RuntimeError, match="flow.eval"):
+        flow.sample(3)
+    assert flow.eval().sample(3).shape == (3, 2)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_empty_batches_give_empty_results_and_leave_the_statistics_alone(training):
+    flow = RealNVP(3, transforms=3, hidden_features=(8,), batch_norm=True).train(training)
+    norm = next(m for m in flow.modules() if isinstance(m, BatchNorm))
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    assert flow.log_prob(torch.empty(0, 3)).shape == (0,)
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+    assert flow.eval().sample(0).shape == (0, 3)
+    image = RealNVPImage((1, 4, 4), scales=2, hidden_channels=4, batch_norm=True).train(training)
+    assert image.log_prob(torch.empty(0, 16)).shape == (0,)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_row_stays_out_of_the_batch_statistics(bad):
+    """One NaN or inf row in a training batch used to turn every row, and the running averages,
+    NaN; now the statistics come from the finite rows and the bad value stays in its own row."""
+    torch.manual_seed(0)
+    layer = BatchNorm(2).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    z_clean, ladj_clean = layer(x[1:])
+    x[0, 0] = bad
+    clean_mean, clean_var = layer.running_mean.clone(), layer.running_var.clone()
+    layer.running_mean.zero_()  # start again from the same buffers
+    layer.running_var.fill_(1.0)
+    z, ladj = layer(x)
+    assert torch.allclose(z[1:], z_clean) and torch.allclose(ladj, ladj_clean[:1].expand(8))
+    assert not z[0, 1].isnan() and torch.equal(z[0, 0].isnan(), torch.tensor(math.isnan(bad)))
+    assert torch.allclose(layer.running_mean, clean_mean) and torch.allclose(
+        layer.running_var, clean_var
+    )
+
+
+@pytest.mark.parametrize(
+    "builder,kwargs,message",
+    [
+        (RealNVP, dict(features=True), "features must be an integer >= 1, got True"),
+        (RealNVP, dict(features=2, transforms=2.0), "transforms must be an integer >= 1, got 2.0"),
+        (
+            RealNVP,
+            dict(features=2, batch_norm="yes"),
+            "batch_norm must be True or False, got 'yes'",
+        ),
+        (RealNVPImage, dict(scales=True), "scales must be an integer >= 1, got True"),
+        (RealNVPImage, dict(shape=(1, 8.0, 8)), r"positive integers.*got \(1, 8\.0, 8\)"),
+        (RealNVPImage, dict(shape=(1, True, 8)), r"positive integers.*got \(1, True, 8\)"),
+        (RealNVPImage, dict(shape="abc"), "shape must be .*got 'abc'"),
+        (RealNVPImage, dict(shape=(1, 6, 6), scales=3), r"2\^\(scales - 1\) = 4, got \(1, 6, 6\)"),
+    ],
+)
+def test_bad_hyperparameters_name_what_was_expected_and_what_came(builder, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        builder(**kwargs)
