@@ -99,10 +99,18 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # the browser left a page early
+            super().handle_error(request, client_address)
+
+
 def serve(site):
     """A server for ``site`` on 127.0.0.1 (a free port), in a daemon thread; returns it."""
     handler = functools.partial(_Quiet, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -172,7 +180,9 @@ def check_page(driver, base, page, order, shots, cache):
     record["figures_expected"] = page["figures"]
     failures += [f"image did not load: {src}" for src in broken]
     if record["images_loaded"] < page["figures"]:
-        failures.append(f"{record['images_loaded']} images loaded, the notebook had {page['figures']}")
+        failures.append(
+            f"{record['images_loaded']} images loaded, the notebook had {page['figures']}"
+        )
 
     raw = RAW_MATH.findall(seen["text"])
     record.update(math_source=page["math"], math_typeset=seen["math"], raw_math=raw[:5])
@@ -263,18 +273,30 @@ def _exit(code):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.site_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.site_check", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("site", nargs="?", default="_site", help="the built site (default: _site)")
     parser.add_argument("--limit", type=float, default=900, help="seconds before it gives up")
     args = parser.parse_args(argv)
-    missing = [what for what, names in (("chromium", CHROMIUM), ("chromedriver", DRIVER)) if not find(names)]
+    missing = [
+        what
+        for what, names in (("chromium", CHROMIUM), ("chromedriver", DRIVER))
+        if not find(names)
+    ]
     if missing:
-        sys.exit(f"site_check: {' and '.join(missing)} not found (apt-get install chromium chromium-driver)")
+        sys.exit(
+            f"site_check: {' and '.join(missing)} not found (apt-get install chromium chromium-driver)"
+        )
     if not (Path(args.site) / "site-manifest.json").exists():
-        sys.exit(f"site_check: no site-manifest.json in {args.site}: build it with python -m tools.site build")
+        sys.exit(
+            f"site_check: no site-manifest.json in {args.site}: build it with python -m tools.site build"
+        )
     report = check(args.site, args.limit)
     n = len(report["pages"])
-    print(f"site_check: {n} pages, {report['urls_checked']} URLs, {'FAILED' if report['failed'] else 'all passed'}")
+    print(
+        f"site_check: {n} pages, {report['urls_checked']} URLs, {'FAILED' if report['failed'] else 'all passed'}"
+    )
     sys.exit(1 if report["failed"] else 0)
 
 
