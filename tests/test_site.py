@@ -55,6 +55,13 @@ def test_links_become_site_urls():
     assert "[`maf/`](maf.ipynb)" in links.rewrite("[`maf/`](maf/)", "README.md", markdown=True)
 
 
+def test_notebook_headings_go_one_level_down():
+    text = "# Title\n\n## 1. Part\n```\n# a comment\n```\n###### deepest stays\n"
+    assert site.demote_headings(text) == (
+        "## Title\n\n### 1. Part\n```\n# a comment\n```\n###### deepest stays\n"
+    )
+
+
 def test_math_is_counted_outside_code():
     assert site.count_math("a $x_1$ and `$y$` then $$z$$ and \\(w\\)\n```\n$no$\n```\n") == 3
 

@@ -167,6 +167,19 @@ def _outside_code(text, fn):
     return "".join(out)
 
 
+def demote_headings(text):
+    """A Markdown text with every ATX heading one level lower (# -> ##), code left alone."""
+    out, in_fence, fence = [], False, ""
+    for line in text.splitlines(keepends=True):
+        m = FENCE.match(line)
+        if m and (not in_fence or m.group(1) == fence):
+            in_fence, fence = (not in_fence), m.group(1)
+        elif not in_fence and re.match(r"#{1,5} ", line):
+            line = "#" + line
+        out.append(line)
+    return "".join(out)
+
+
 def count_math(text):
     """How many math expressions ($...$, $$...$$, \\(...\\), \\[...\\]) a Markdown text has."""
     found = []
@@ -356,6 +369,11 @@ def stage(pages, src, root=ROOT, run=True, log=print):
                     cell.source = links.rewrite(cell.source, page.notebook)
                     page.math += count_math(cell.source)
             if page.readme:
+                # one title per page (the README's): the notebook's headings go one level down,
+                # so its title is a section beside the README's and the contents list shows both
+                for cell in nb.cells:
+                    if cell.cell_type == "markdown":
+                        cell.source = demote_headings(cell.source)
                 readme = links.rewrite((root / page.readme).read_text(), page.readme)
                 page.math += count_math(readme)
                 note = (
