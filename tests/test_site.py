@@ -1,7 +1,7 @@
-"""The course site (tools/site.py, tools/site_check.py): pages, links, execution, and the browser check.
+"""The course site (tools/site.py, tools/site_check.py): pages, links, execution, browser check.
 
-The browser test runs when a built site exists (FLOWS_SITE, default _site) and Chromium, chromedriver
-and selenium are installed; .ci/run builds the site and runs the same check directly.
+The browser test runs when a built site exists (FLOWS_SITE, default _site) and Chromium,
+chromedriver and selenium are installed; .ci/run builds the site and runs the same check directly.
 """
 
 import importlib.util

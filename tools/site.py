@@ -188,7 +188,7 @@ def count_math(text):
 
 
 class Links:
-    """Rewrites a source's relative links to what the site serves, and collects the files to copy."""
+    """Rewrites a source's relative links to what the site serves; collects the files to copy."""
 
     def __init__(self, pages, root=ROOT):
         self.root, self.pages = root, page_map(pages, root)
@@ -226,7 +226,8 @@ class Links:
 
     def rewrite(self, text, source, markdown=False):
         """``text`` (Markdown of the repository file ``source``) with its links made site URLs:
-        MkDocs sources (``iaf.ipynb``) in a Markdown page, HTML (``iaf.html``) in a notebook cell."""
+        MkDocs sources (``iaf.ipynb``) in a Markdown page, HTML (``iaf.html``) in a notebook cell.
+        """
         src_dir, self.markdown = str(PurePosixPath(source).parent), markdown
 
         def markdown_link(m):
@@ -267,7 +268,7 @@ def api_text(root=ROOT):
     lines = [
         "# API of common/",
         "",
-        "The shared library that every paper folder imports (and nothing else from the repository):",
+        "The shared library that every paper folder imports (and nothing else of the repository):",
         "the flow contract, networks, targets, data, training loops, metrics and plots. Generated",
         "from the docstrings by mkdocstrings; each module's source is one click away.",
         "",

@@ -1,4 +1,4 @@
-"""Open every page of the built course site in a real browser (Debian's Chromium) and check it renders.
+"""Open every page of the built course site in a real browser (Debian's Chromium); check it renders.
 
 python -m tools.site_check _site           # after python -m tools.site build --out _site
 
@@ -244,7 +244,8 @@ def check(site, limit=900, log=print):
             verdict = "ok" if not record["failures"] else "FAILED"
             log(
                 f"{verdict:6} {record['page']:18} {record['seconds']:5.1f} s  images "
-                f"{record['images_loaded']}/{record['images']} (figures {record['figures_expected']})"
+                f"{record['images_loaded']}/{record['images']} "
+                f"(figures {record['figures_expected']})"
                 f"  math {record['math_typeset']} typeset ({record['math_source']} in sources)  "
                 f"links {record['links_checked']}  console errors {len(record['console_errors'])}"
             )
@@ -286,16 +287,19 @@ def main(argv=None):
     ]
     if missing:
         sys.exit(
-            f"site_check: {' and '.join(missing)} not found (apt-get install chromium chromium-driver)"
+            f"site_check: {' and '.join(missing)} not found "
+            "(apt-get install chromium chromium-driver)"
         )
     if not (Path(args.site) / "site-manifest.json").exists():
         sys.exit(
-            f"site_check: no site-manifest.json in {args.site}: build it with python -m tools.site build"
+            f"site_check: no site-manifest.json in {args.site}: "
+            "build it with python -m tools.site build"
         )
     report = check(args.site, args.limit)
     n = len(report["pages"])
     print(
-        f"site_check: {n} pages, {report['urls_checked']} URLs, {'FAILED' if report['failed'] else 'all passed'}"
+        f"site_check: {n} pages, {report['urls_checked']} URLs, "
+        + ("FAILED" if report["failed"] else "all passed")
     )
     sys.exit(1 if report["failed"] else 0)
 
