@@ -1,0 +1,308 @@
+"""Open every page of the built course site in a real browser (Debian's Chromium); check it renders.
+
+python -m tools.site_check _site           # after python -m tools.site build --out _site
+
+The site is served from 127.0.0.1 only (a port the system picks), and Chromium resolves no other
+host, so a page that needed the network would show it. Per page it checks:
+
+1. the page answers HTTP 200;
+2. the browser console has no error (level SEVERE);
+3. the page fetched nothing from another origin (the Resource Timing entries), and no file of the
+   site names an http(s) script, stylesheet or font;
+4. every image has loaded with a non-zero natural width, and there are at least as many as the
+   executed notebook had figures (from the build's site-manifest.json);
+5. the math is typeset: MathJax containers are present where the sources have math, no raw
+   ``$...$`` or ``\\(`` is left in the text outside code, and no MathJax error box;
+6. every link to a page or file of the site answers HTTP 200, and the footer's previous and next
+   links follow the reading order;
+7. a screenshot of the top of the page (and, on a notebook page, of its first figure) goes to
+   <site>/screenshots/.
+
+Exits 1 when a check fails; writes <site>/site-check.json. Needs chromium and chromium-driver
+(apt-get install chromium chromium-driver) and selenium (docs/requirements.txt).
+"""
+
+import argparse
+import functools
+import http.server
+import json
+import re
+import shutil
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+DRIVER = ("chromedriver",)
+REMOTE_ASSET = re.compile(
+    r"<(?:script|link|img|iframe|source)\b[^>]*?\b(?:src|href)=[\"']?(?:https?:)?//", re.I
+)
+REMOTE_CSS = re.compile(r"(?:url\(\s*[\"']?|@import\s+[\"'])(?:https?:)?//", re.I)
+RAW_MATH = re.compile(r"\$\$?[^$\s][^$\n]{0,200}?\$|\\\(|\\\[")
+
+WAIT_JS = """
+const done = arguments[arguments.length - 1];
+const images = [...document.images].map(img => img.complete ? Promise.resolve() :
+    new Promise(ok => { img.addEventListener('load', ok); img.addEventListener('error', ok); }));
+const math = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+Promise.all([...images, math]).then(() => done(true), e => done(String(e)));
+"""
+
+INSPECT_JS = """
+const origin = location.origin;
+const text = (() => {
+  const body = document.querySelector('article') || document.body;
+  const copy = body.cloneNode(true);
+  copy.querySelectorAll('pre, code, script, style, mjx-container, .highlight, .jp-OutputArea')
+      .forEach(e => e.remove());
+  return copy.innerText;
+})();
+const foot = sel => { const a = document.querySelector(sel); return a ? a.href : null; };
+return {
+  images: [...document.images].map(i => ({src: i.src.slice(0, 80), w: i.naturalWidth})),
+  math: document.querySelectorAll('mjx-container').length,
+  merror: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+  text: text,
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href)
+      .filter(h => h.startsWith(origin)),
+  foreign: performance.getEntriesByType('resource').map(r => r.name)
+      .filter(n => !n.startsWith(origin) && !n.startsWith('data:') && !n.startsWith('blob:')),
+  prev: foot('a.md-footer__link--prev'),
+  next: foot('a.md-footer__link--next'),
+  first_figure: !!document.querySelector('.jp-OutputArea-output img'),
+};
+"""
+
+
+def find(names):
+    """The first of ``names`` on PATH, or None."""
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+def static_offline(site):
+    """Files of the site that name a remote script, stylesheet, image or font."""
+    bad = []
+    for path in sorted(site.rglob("*")):
+        if path.suffix not in (".html", ".css") or "mathjax" in path.parts:
+            continue
+        text = path.read_text(errors="replace")
+        pattern = REMOTE_ASSET if path.suffix == ".html" else REMOTE_CSS
+        bad += [f"{path.relative_to(site)}: {m.group(0)[:100]}" for m in pattern.finditer(text)]
+    return bad
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # the browser left a page early
+            super().handle_error(request, client_address)
+
+
+def serve(site):
+    """A server for ``site`` on 127.0.0.1 (a free port), in a daemon thread; returns it."""
+    handler = functools.partial(_Quiet, directory=str(site))
+    server = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def status(url, cache):
+    """The HTTP status of a URL of the local site (cached)."""
+    url = url.split("#")[0]
+    if url not in cache:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                cache[url] = response.status
+        except urllib.error.HTTPError as error:
+            cache[url] = error.code
+    return cache[url]
+
+
+def browser(window=(1280, 900)):
+    """Headless Chromium through chromedriver, resolving no host but 127.0.0.1."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = find(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--window-size={window[0]},{window[1]}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline but for the site
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(find(DRIVER)))
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
+    return driver
+
+
+def check_page(driver, base, page, order, shots, cache):
+    """Open one page and return its record: what was measured and the failures."""
+    url = f"{base}/{page['slug']}.html"
+    failures, record = [], {"page": f"{page['slug']}.html", "title": page["title"]}
+    record["http"] = status(url, cache)
+    if record["http"] != 200:
+        failures.append(f"HTTP {record['http']}")
+    start = time.perf_counter()
+    driver.get(url)
+    waited = driver.execute_async_script(WAIT_JS)
+    if waited is not True:
+        failures.append(f"waiting for images and MathJax: {waited}")
+    seen = driver.execute_script(INSPECT_JS)
+    record["seconds"] = round(time.perf_counter() - start, 2)
+
+    errors = [e["message"][:200] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    record["console_errors"] = errors
+    failures += [f"console: {e}" for e in errors]
+
+    record["foreign_requests"] = seen["foreign"]
+    failures += [f"fetched from outside the site: {u}" for u in seen["foreign"]]
+
+    broken = [i["src"] for i in seen["images"] if i["w"] == 0]
+    record["images"] = len(seen["images"])
+    record["images_loaded"] = len(seen["images"]) - len(broken)
+    record["figures_expected"] = page["figures"]
+    failures += [f"image did not load: {src}" for src in broken]
+    if record["images_loaded"] < page["figures"]:
+        failures.append(
+            f"{record['images_loaded']} images loaded, the notebook had {page['figures']}"
+        )
+
+    raw = RAW_MATH.findall(seen["text"])
+    record.update(math_source=page["math"], math_typeset=seen["math"], raw_math=raw[:5])
+    record["math_errors"] = seen["merror"]
+    if page["math"] and not seen["math"]:
+        failures.append(f"no typeset math, the sources have {page['math']} expressions")
+    if raw:
+        failures.append(f"raw math left in the text: {raw[:3]}")
+    if seen["merror"]:
+        failures.append(f"{seen['merror']} MathJax errors")
+
+    links = sorted({link.split("#")[0] for link in seen["links"]})
+    bad = [f"{link} -> {status(link, cache)}" for link in links if status(link, cache) != 200]
+    record["links_checked"] = len(links)
+    failures += [f"link: {b}" for b in bad]
+    i = order.index(page["slug"])
+    for side, j in (("prev", i - 1), ("next", i + 1)):
+        want = f"{base}/{order[j]}.html" if 0 <= j < len(order) else None
+        got = seen[side] and seen[side].split("#")[0]
+        record[f"footer_{side}"] = got and got.rsplit("/", 1)[-1]
+        if got != want:
+            failures.append(f"footer {side} link is {got}, the reading order says {want}")
+
+    shot = shots / f"{page['slug']}.png"
+    driver.save_screenshot(str(shot))
+    record["screenshots"] = [shot.name]
+    if seen["first_figure"]:
+        driver.execute_script(
+            "document.querySelector('.jp-OutputArea-output img').scrollIntoView({block: 'center'})"
+        )
+        time.sleep(0.2)
+        shot = shots / f"{page['slug']}-figure.png"
+        driver.save_screenshot(str(shot))
+        record["screenshots"].append(shot.name)
+    record["failures"] = failures
+    return record
+
+
+def check(site, limit=900, log=print):
+    """Check every page of the built ``site``; return the report (a dict)."""
+    site = Path(site).resolve()
+    manifest = json.loads((site / "site-manifest.json").read_text())
+    pages, order = manifest["pages"], [p["slug"] for p in manifest["pages"]]
+    shots = site / "screenshots"
+    shots.mkdir(exist_ok=True)
+    report = {"static_remote_assets": static_offline(site), "pages": []}
+    # bounded: a watchdog ends the whole check (browser and server) if it runs past ``limit``
+    timer = threading.Timer(limit, lambda: (log(f"site_check: over {limit} s"), _exit(3)))
+    timer.daemon = True
+    timer.start()
+    server, driver = serve(site), None
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        driver = browser()
+        cache = {}
+        for page in pages:
+            record = check_page(driver, base, page, order, shots, cache)
+            report["pages"].append(record)
+            verdict = "ok" if not record["failures"] else "FAILED"
+            log(
+                f"{verdict:6} {record['page']:18} {record['seconds']:5.1f} s  images "
+                f"{record['images_loaded']}/{record['images']} "
+                f"(figures {record['figures_expected']})"
+                f"  math {record['math_typeset']} typeset ({record['math_source']} in sources)  "
+                f"links {record['links_checked']}  console errors {len(record['console_errors'])}"
+            )
+            for failure in record["failures"]:
+                log(f"       - {failure}")
+        report["urls_checked"] = len(cache)
+    finally:
+        timer.cancel()
+        if driver is not None:
+            driver.quit()
+        server.shutdown()
+        server.server_close()
+    for bad in report["static_remote_assets"]:
+        log(f"FAILED remote asset in the site: {bad}")
+    report["failed"] = bool(report["static_remote_assets"]) or any(
+        r["failures"] for r in report["pages"]
+    )
+    (site / "site-check.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _exit(code):
+    import os
+
+    os._exit(code)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.site_check", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("site", nargs="?", default="_site", help="the built site (default: _site)")
+    parser.add_argument("--limit", type=float, default=900, help="seconds before it gives up")
+    args = parser.parse_args(argv)
+    missing = [
+        what
+        for what, names in (("chromium", CHROMIUM), ("chromedriver", DRIVER))
+        if not find(names)
+    ]
+    if missing:
+        sys.exit(
+            f"site_check: {' and '.join(missing)} not found "
+            "(apt-get install chromium chromium-driver)"
+        )
+    if not (Path(args.site) / "site-manifest.json").exists():
+        sys.exit(
+            f"site_check: no site-manifest.json in {args.site}: "
+            "build it with python -m tools.site build"
+        )
+    report = check(args.site, args.limit)
+    n = len(report["pages"])
+    print(
+        f"site_check: {n} pages, {report['urls_checked']} URLs, "
+        + ("FAILED" if report["failed"] else "all passed")
+    )
+    sys.exit(1 if report["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
