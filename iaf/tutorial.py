@@ -21,6 +21,19 @@
 # runs are longer and the numbers better. The full experiments are `python -m iaf`.
 
 # %%
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
+import sys
+from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
 import time
 
 import matplotlib.pyplot as plt

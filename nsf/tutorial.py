@@ -29,23 +29,23 @@
 # **monotone rational-quadratic spline**.
 
 # %%
-import os
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
 import sys
-import time
 from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
+import time
 
 import matplotlib.pyplot as plt
 import torch
-
-# the repository root on the path: Jupyter starts the kernel in the notebook's folder (or jupytext's
-# output folder), so look there, above it, and in the directory the command was launched from ($PWD)
-starts = [Path.cwd(), Path(os.environ.get("PWD", "."))]
-sys.path.insert(
-    0,
-    str(
-        next((p for c in starts for p in (c, *c.parents) if (p / "nsf" / "nsf.py").is_file()), ".")
-    ),
-)
 
 from common import plot
 from common.flows import Flow, Inverse

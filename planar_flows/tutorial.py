@@ -28,21 +28,23 @@
 # With `FLOWS_FAST=1` every training run is cut to a few dozen steps.
 
 # %%
-import math
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
 import sys
 from pathlib import Path
 
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
+import math
+
 import matplotlib.pyplot as plt
 import torch
-
-# the repository root on the path, whether this runs from the root or from planar_flows/ (as Jupyter
-# does)
-sys.path.insert(
-    0,
-    str(
-        next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common").is_dir()), Path.cwd())
-    ),
-)
 
 from common.metrics import nll_gap, reverse_kl
 from common.plot import flow_log_prob, show_density

@@ -29,23 +29,25 @@
 # 5. results on a 2-D density with a known entropy and on 8 x 8 digits.
 
 # %%
-import math
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
 import sys
-import time
 from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
+import math
+import time
 
 import matplotlib.pyplot as plt
 import torch
 from torch.autograd.functional import jacobian
-
-# the repository root on the path, whether this runs from the root or from realnvp/ (as Jupyter
-# does)
-sys.path.insert(
-    0,
-    str(
-        next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common").is_dir()), Path.cwd())
-    ),
-)
 
 from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
