@@ -109,8 +109,8 @@ def _ticks(ax, ticks=True):
 def plot_densities(rows, bounds, path=None, n=150, size=2.4, title=None):
     """A grid of density panels, one colour scale and one colour bar per row.
 
-    ``rows`` is a list of rows, each a list of ``(log_prob, title)``; ``bounds`` is one window for
-    every panel or one per row. Panels in a row share ``vmax`` (the row's largest density), so their
+    ``rows`` is a list of rows, each a list of ``(log_prob, title)`` or ``(log_prob, title,
+    bounds)``; ``bounds`` is one window for every panel or a list of one per row. Panels in a row share ``vmax`` (the row's largest density), so their
     colours can be compared. Returns the figure.
     """
     n_cols = max(len(row) for row in rows)
@@ -123,15 +123,22 @@ def plot_densities(rows, bounds, path=None, n=150, size=2.4, title=None):
     )
     for r, row in enumerate(rows):
         box = bounds[r] if isinstance(bounds, list) else bounds
-        grids = [density_grid(log_prob, box, n)[2] for log_prob, _ in row]
+        boxes = [panel[2] if len(panel) > 2 else box for panel in row]
+        grids = [density_grid(panel[0], b, n)[2] for panel, b in zip(row, boxes, strict=True)]
         vmax = max(g.max().item() for g in grids) or 1.0
-        for c, (ax, (_, name), grid) in enumerate(zip(axes[r], row, grids, strict=False)):
+        for c, (ax, panel, grid) in enumerate(zip(axes[r], row, grids, strict=False)):
+            name = panel[1]
             image = ax.imshow(
-                grid.numpy(), origin="lower", extent=_extent(box), vmin=0, vmax=vmax, aspect="auto"
+                grid.numpy(),
+                origin="lower",
+                extent=_extent(boxes[c]),
+                vmin=0,
+                vmax=vmax,
+                aspect="auto",
             )
             _ticks(ax)
             ax.set_title(name, fontsize=9)
-            if c:
+            if c and boxes[c] == boxes[0]:
                 ax.tick_params(labelleft=False)
         for ax in axes[r, len(row) :]:
             ax.axis("off")

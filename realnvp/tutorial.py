@@ -52,7 +52,7 @@ from torch.autograd.functional import jacobian
 from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.nets import MLP
-from common.plot import plot_density_comparison, plot_image_grid, plot_loss
+from common.plot import plot_density_comparison, plot_image_grid, plot_layers, plot_loss
 from common.targets import get_target
 from common.train import fast_mode, seed_everything, train_forward_kl
 from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask, checkerboard
@@ -101,6 +101,8 @@ seed_everything(0)
 # Following Sec. 4.1, $s$ is a $\tanh$ times a learned scale, so the log-scale is bounded.
 #
 # Let us check the triangular structure with autograd on a layer with random (non-zero) weights.
+#
+# **Exercise 1.** Compute the layer's Jacobian with autograd at one point, and its log|det|.
 
 # %%
 D = 6
@@ -119,9 +121,21 @@ x = torch.randn(1, D, dtype=torch.float64)
 J = jacobian(lambda v: layer(v)[0], x)[0, :, 0]  # (D, D): dz_i / dx_j
 logdet_autograd = torch.linalg.slogdet(J)[1]
 # END SOLUTION
+
+# %%
+z, ladj = layer(x)
+assert tuple(J.shape) == (D, D), f"J should be ({D}, {D}), got {tuple(J.shape)}"
+expected = torch.stack([torch.func.jacrev(lambda v: layer(v[None])[0][0])(row) for row in x])[0]
+assert torch.allclose(J, expected, atol=1e-10), (
+    f"your Jacobian differs from autograd's by up to {(J - expected).abs().max():.3g}: expected "
+    "J[i, j] = dz_i / dx_j at x"
+)
+assert abs(logdet_autograd.item() - ladj.item()) < 1e-8, (
+    f"your log|det J| = {logdet_autograd.item():.6f} differs from the layer's sum of s = "
+    f"{ladj.item():.6f}: expected torch.linalg.slogdet(J)[1]"
+)
 torch.set_printoptions(precision=3, sci_mode=False)
 print("Jacobian dz/dx:\n", J)
-z, ladj = layer(x)
 print("log|det J| by slogdet:", logdet_autograd.item())
 print("sum of s (the layer):  ", ladj.item())
 x_back, _ = layer.inverse(z)
@@ -258,6 +272,14 @@ plot_density_comparison(flow, target, title=f"Real NVP on ua_nb: gap {result['ga
 plt.show()
 
 # %% [markdown]
+# The flow at work: each coupling moves one coordinate as a function of the other, from the base
+# (left) to the data (right).
+
+# %%
+plot_layers(flow, data=target.sample(2000))
+plt.show()
+
+# %% [markdown]
 # The full run (`python -m realnvp`, the same 2000 steps) reaches test NLL 1.6370 ± 0.0023, a **gap
 # of 0.025 nats** (zuko's coupling flow at the same size and budget: 0.028). The sharp edges of the
 # uniform $a$ are the hard part: an affine coupling can only stretch and shift, so edges are built
@@ -268,6 +290,27 @@ plt.show()
 # 1797 scikit-learn digits with 17 grey levels, dequantised as $(k + u)/17$. Bits per dimension $=
 # \big(\mathrm{NLL} + 64 \log 17\big) / (64 \log 2)$ bounds the discrete code length; a uniform
 # model gives $\log_2 17 = 4.09$. The weights with the best validation NLL are kept.
+#
+# **Exercise 2.** Turn a test NLL in nats per image of 64 dequantised pixels in $[0, 1]$ into bits
+# per dimension. The density of $x = (k + u)/17$ is 17 times per pixel larger than the density of
+# $k + u$, whose NLL bounds the code length of the discrete $k$; divide by $64 \log 2$ for bits per
+# pixel.
+
+# %%
+nll_nats = torch.tensor([-89.75, 0.0, -30.0])
+# BEGIN SOLUTION realnvp.notebook_bits_per_dim
+# add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
+# 64 log 2 (nats to bits, per pixel). Name it my_bits (same shape as nll_nats).
+my_bits = (nll_nats + 64 * math.log(17)) / (64 * math.log(2))
+# END SOLUTION
+
+# %%
+expected = torch.tensor([bits_per_dim(v.item()) for v in nll_nats])
+assert torch.allclose(my_bits, expected, atol=1e-6), (
+    f"your bits/dim {my_bits.tolist()} differ from common.metrics.bits_per_dim's "
+    f"{expected.tolist()}: expected (NLL + 64 log 17) / (64 log 2)"
+)
+print(f"bits/dim right: NLL 0 nats is {my_bits[1]:.3f} bits/dim, the uniform model's log2 17")
 
 # %%
 data = load_digits_split(seed=0)
