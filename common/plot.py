@@ -100,8 +100,8 @@ def _ticks(ax, ticks=True):
     if not ticks:
         ax.set_xticks([]), ax.set_yticks([])
         return
-    ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(4, integer=True, prune="both"))
+    ax.yaxis.set_major_locator(MaxNLocator(4, integer=True, prune="both"))
     ax.minorticks_off()
     ax.tick_params(labelsize=7, length=2, pad=1)
 
