@@ -23,6 +23,8 @@ import time
 
 import torch
 
+from common.cli import check_out, non_negative, run
+
 from .models import PEERS, available
 from .report import write_report
 from .tasks import SECTIONS
@@ -84,7 +86,9 @@ def main(argv=None):
         "--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)"
     )
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; --quick: 0)")
+    parser.add_argument(
+        "--seeds", type=non_negative, nargs="+", help="seeds (default 0 1 2; --quick: 0)"
+    )
     parser.add_argument(
         "--out", help="results directory (default benchmarks/results; --quick: runs/benchmarks)"
     )
@@ -94,12 +98,15 @@ def main(argv=None):
     parser.add_argument(
         "--device", default="cpu", help="only cpu is measured: timings are the point"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # every check below comes before any computation
     if args.device != "cpu":
         parser.error(
             f"--device must be cpu (the benchmark times CPU runs on one thread), got {args.device!r}"
         )
     out = args.out or (os.path.join("runs", "benchmarks") if args.quick else RESULTS)
+    check_out(parser, out)
+    if args.report and not os.path.exists(os.path.join(out, "results.json")):
+        parser.error(f"--report needs {os.path.join(out, 'results.json')}, which does not exist")
     path = os.path.join(out, "results.json")
     if args.report:
         print(write_report(load(path), out))
@@ -142,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,7 +12,9 @@ everywhere:
   64;
 * NSF-C: 5 rational-quadratic couplings, 8 bins, bound 5, MLP 2 x 64, halves swapped between
   couplings;
-* coupling (Real NVP): 8 affine couplings, alternating masks, MLP 2 x 64 per coupling.
+* coupling (Real NVP): 8 affine couplings, alternating masks, MLP 2 x 64 per coupling;
+* "MAF, NSF-AR size" (ours only): MAF with MADEs widened to NSF-AR's parameter count, so that the
+  spline-against-affine comparison of the NSF paper is made at equal size.
 
 nflows' and normflows' MADE take ``num_blocks=1, use_residual_blocks=False`` (input layer, one
 hidden block, output layer: 2 hidden layers of 64, the same weights as a MADE 2 x 64).
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from common.flows import Flow, Inverse, Logit
+from common.metrics import count_parameters
 from iaf import IAF
 from maf import MAF
 from nsf import NSF
@@ -32,11 +35,10 @@ from realnvp import RealNVP
 
 HIDDEN = (64, 64)
 PEERS = ("zuko", "nflows", "normflows")
+WIDE_MAF = "MAF, NSF-AR size"  # 5 x MADE 2 x h, h chosen for NSF-AR's parameter count
 
 
-def parameters(model):
-    """Number of trainable parameters (masked-out MADE weights included, as every library stores them)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+parameters = count_parameters  # the name the benchmark code uses
 
 
 def available(library):
@@ -113,6 +115,11 @@ def ours(family, features, hidden=HIDDEN):
         return RealNVP(features, transforms=8, hidden_features=hidden)
     if family == "IAF":
         return IAF(features, transforms=5, hidden_features=hidden)
+    if family == WIDE_MAF:  # the affine autoregressive flow at the size of NSF-AR
+        width, _ = match_width(
+            lambda h: MAF(features, 5, (h, h)), parameters(ours("NSF-AR", features))
+        )
+        return MAF(features, transforms=5, hidden_features=(width, width))
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -123,7 +130,7 @@ def inverted(flow):
 
 # ------------------------------------------------------------------------------------------------
 # peers
-def _zuko(family, features, hidden):
+def zuko_flow(family, features, hidden):
     import zuko
 
     if family == "MAF":
@@ -241,7 +248,7 @@ def _normflows(family, features, hidden):
 
 def peer(library, family, features, hidden=HIDDEN):
     """The peer ``library``'s model of ``family`` wrapped in ``PeerFlow``, or None where it has none."""
-    build = {"zuko": _zuko, "nflows": _nflows, "normflows": _normflows}[library]
+    build = {"zuko": zuko_flow, "nflows": _nflows, "normflows": _normflows}[library]
     module = build(family, features, hidden)
     return None if module is None else PeerFlow(library, module)
 
@@ -271,7 +278,7 @@ def vi_models(planar_layers=32):
         import zuko
 
         def zuko_inverted(family):
-            flow = _zuko(family, 2, HIDDEN)
+            flow = zuko_flow(family, 2, HIDDEN)
             return PeerFlow("zuko", zuko.flows.Flow(flow.transform.inv, flow.base))
 
         models["zuko inverted MAF (IAF)"] = ("zuko", lambda: zuko_inverted("MAF"))
@@ -320,7 +327,7 @@ def digits_models(hidden=128, nsf_hidden=None):
     if available("zuko"):
         models[f"zuko MAF 5 x MADE 2 x {hidden}"] = (
             "zuko",
-            lambda: PeerFlow("zuko", _zuko("MAF", 64, (hidden, hidden)), logit=Logit(0.05)),
+            lambda: PeerFlow("zuko", zuko_flow("MAF", 64, (hidden, hidden)), logit=Logit(0.05)),
         )
     if nsf_hidden:
         h = (nsf_hidden, nsf_hidden)
@@ -332,6 +339,8 @@ def digits_models(hidden=128, nsf_hidden=None):
             if available("zuko"):
                 models[f"zuko {family} 5 x 8 bins, 2 x {nsf_hidden}"] = (
                     "zuko",
-                    lambda family=family: PeerFlow("zuko", _zuko(family, 64, h), logit=Logit(0.05)),
+                    lambda family=family: PeerFlow(
+                        "zuko", zuko_flow(family, 64, h), logit=Logit(0.05)
+                    ),
                 )
     return models

@@ -23,33 +23,21 @@ import argparse
 import torch
 
 from common.bench import ms_per_training_step, seconds
+from common.cli import positive, run
 from common.flows import Flow
-from maf import MAF
-from nsf import NSF
-from realnvp import RealNVP
+from common.metrics import count_parameters
+
+from .models import HIDDEN, available, ours, zuko_flow
+
+FAMILY = {"realnvp": "coupling", "maf": "MAF", "nsf": "NSF-AR", "nsf-c": "NSF-C"}
 
 
 def models(paper, features):
-    """(ours, zuko's or None) at the same architecture; zuko's flows are called with no context."""
-    try:
-        import zuko
-    except ImportError:
-        zuko = None
-    ours = {
-        "realnvp": lambda: RealNVP(features, transforms=8, hidden_features=(64, 64)),
-        "maf": lambda: MAF(features, transforms=5, hidden_features=(64, 64)),
-        "nsf": lambda: NSF(features, transforms=5, hidden_features=(64, 64)),
-        "nsf-c": lambda: NSF(features, transforms=5, hidden_features=(64, 64), coupling=True),
-    }[paper]()
-    if zuko is None:
-        return ours, None
-    peer = {
-        "realnvp": lambda: zuko.flows.RealNVP(features, transforms=8, hidden_features=(64, 64)),
-        "maf": lambda: zuko.flows.MAF(features, transforms=5, hidden_features=(64, 64)),
-        "nsf": lambda: zuko.flows.NSF(features, transforms=5, hidden_features=(64, 64)),
-        "nsf-c": lambda: zuko.flows.NSF(features, transforms=5, hidden_features=(64, 64), passes=2),
-    }[paper]()
-    return ours, peer
+    """(ours, zuko's or None) at the architectures of ``benchmarks.models`` (the one list of them);
+    zuko's flows are called with no context."""
+    family = FAMILY[paper]
+    peer = zuko_flow(family, features, HIDDEN) if available("zuko") else None
+    return ours(family, features), peer
 
 
 def measure(flow, features, args):
@@ -69,29 +57,33 @@ def measure(flow, features, args):
     return result
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(
         "python -m benchmarks.speed",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paper", choices=("realnvp", "maf", "nsf", "nsf-c"))
+    parser.add_argument("paper", choices=tuple(FAMILY))
     parser.add_argument(
-        "--features", type=int, nargs="+", default=[2, 8], help="data dimensions D (default 2 8)"
+        "--features",
+        type=positive,
+        nargs="+",
+        default=[2, 8],
+        help="data dimensions D (default 2 8)",
     )
     parser.add_argument(
-        "--steps", type=int, default=100, help="timed training steps per round (median kept)"
+        "--steps", type=positive, default=100, help="timed training steps per round (median kept)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of alternating measurements (best kept)"
+        "--rounds", type=positive, default=3, help="rounds of alternating measurements (best kept)"
     )
     parser.add_argument(
         "--sampling", action="store_true", help="also time log_prob and sampling of --points"
     )
     parser.add_argument(
-        "--points", type=int, default=100_000, help="points for --sampling (default 100k)"
+        "--points", type=positive, default=100_000, help="points for --sampling (default 100k)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(
         f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, {args.steps} steps x {args.rounds} rounds"
@@ -106,7 +98,7 @@ def main():
             for name, flow in flows.items():
                 for key, value in measure(flow, features, args).items():
                     best[name][key] = min(value, best[name].get(key, float("inf")))
-        params = sum(p.numel() for p in ours.parameters())
+        params = count_parameters(ours)
         for i, (key, value) in enumerate(best["ours"].items()):
             theirs = best.get("zuko", {}).get(key)
             peer_columns = (
@@ -117,4 +109,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

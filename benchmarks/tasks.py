@@ -21,9 +21,10 @@ from common.targets import get_target
 from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train_reverse_kl
 from maf import set_batch_norm_stats
 
-from .models import available, density_model, digits_models, parameters, vi_models
+from .models import WIDE_MAF, available, density_model, digits_models, parameters, vi_models
 
 FAMILIES = ("MAF", "NSF-AR", "NSF-C", "coupling")
+DENSITY_FAMILIES = (*FAMILIES, WIDE_MAF)  # NSF against the affine flow at equal size
 LIBRARIES = ("ours", "zuko", "nflows", "normflows")
 
 
@@ -42,7 +43,7 @@ def density(config, seeds, log):
     for name in config["targets"]:
         target = get_target(name)
         for seed in seeds:
-            for family in FAMILIES:
+            for family in DENSITY_FAMILIES:
                 for library in filter(available, LIBRARIES):
                     seed_everything(seed)
                     flow = density_model(library, family, 2)

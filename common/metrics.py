@@ -61,3 +61,9 @@ def bits_per_dim(nll_nats, dims=64, levels=17):
     + D log L) / (D log 2).
     """
     return (nll_nats + dims * math.log(levels)) / (dims * math.log(2))
+
+
+def count_parameters(model):
+    """Number of trainable parameters (masked-out MADE weights included, as every library stores
+    them)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -18,7 +18,8 @@ class MaskedLinear(nn.Linear):
 
     def __init__(self, mask):
         super().__init__(mask.shape[1], mask.shape[0])
-        self.register_buffer("mask", mask.to(self.weight.dtype))
+        # non-persistent: rebuilt from the architecture, never read from a checkpoint
+        self.register_buffer("mask", mask.to(self.weight.dtype), persistent=False)
 
     def forward(self, x):
         return nn.functional.linear(x, self.weight * self.mask, self.bias)

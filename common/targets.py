@@ -335,6 +335,33 @@ class Pinwheel(Target):
         return torch.logsumexp(log_n, -1) - math.log(self.arms)
 
 
+class Banana(Target):
+    """The target of Figure 1 of Papamakarios et al. (2017): x2 ~ N(0, 4), x1 | x2 ~ N(x2^2 / 4, 1)
+    (4 is a variance): a banana whose x1-marginal is skewed, so a single Gaussian conditional on x1
+    first fails.
+
+    H = H(x2) + E[H(x1 | x2)] = 0.5 log(2 pi e 4) + 0.5 log(2 pi e) = log(2 pi e) + log 2, exact.
+    The quadrature window holds x2 within 5.5 standard deviations; ``view`` is the paper's window.
+    """
+
+    view = ((-6.0, 10.0), (-6.0, 10.0))
+
+    def __init__(self, name="banana", bounds=(-11.0, 35.0)):
+        super().__init__(name, bounds)
+
+    def _sample(self, n, generator):
+        x2 = 2 * torch.randn(n, generator=generator)
+        return torch.stack([x2**2 / 4 + torch.randn(n, generator=generator), x2], -1)
+
+    def log_prob(self, x):
+        x1, x2 = x[:, 0], x[:, 1]
+        log_p_x2 = -0.5 * (x2 / 2) ** 2 - math.log(2) - 0.5 * LOG_2PI
+        return log_p_x2 - 0.5 * (x1 - x2**2 / 4) ** 2 - 0.5 * LOG_2PI
+
+    def entropy(self):
+        return math.log(2 * math.pi * math.e) + math.log(2), 0.0
+
+
 # -----------------------------------------------------------------------------------------------
 # energies
 def _w1(z):
@@ -440,6 +467,7 @@ _TARGETS = {
         Rings("rings", (0.5, 1.0, 1.5, 2.0), std=0.1, bounds=(-3, 3)),
         NoisyCurves("spirals", spirals, std=0.1, bounds=(-4, 4), nodes=384),
         Pinwheel("pinwheel"),
+        Banana("banana"),
     )
 }
 _ENERGIES = {

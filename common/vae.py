@@ -21,21 +21,20 @@ a dictionary of posteriors with equal budgets and seeds and prints the table the
 show.
 """
 
-import argparse
-import copy
 import math
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.cli import demo_parser, fit, markdown_table, parse_demo_args, positive, positive_float
 from common.data import binarize, load_digits_split
 from common.flows import StandardNormal, check_input
+from common.metrics import count_parameters
 from common.nets import MLP
-from common.train import Progress, _batches, _LastFinite, _step, fast_mode, seed_everything
+from common.train import TrainingRun, batches, guarded_step, seed_everything
 
 
 def binarized_digits(seed=0):
@@ -153,90 +152,97 @@ def train_vae(
     val_every=100,
     val_k=16,
     progress=True,
+    callback=None,
 ):
     """Maximise the ELBO (one sample of q per point) with Adam; keep the weights with the best
     validation ELBO.
 
-    Stops on a non-finite loss like ``common.train`` (``NonFiniteLoss``, last finite weights kept).
-    Returns a history dict: "loss" per step, "val" as (step, ELBO) pairs, "seconds".
+    Stops on a non-finite loss like ``common.train`` (``NonFiniteLoss``, last finite weights kept)
+    and on Ctrl-C (``TrainingInterrupted``, best weights kept). ``callback(step, loss)`` is called
+    after every step. Returns a history dict: "loss" per step, "val" as (step, ELBO) pairs,
+    "seconds".
     """
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
-    batches, last_finite = _batches(train, None, batch_size), _LastFinite(vae)
-    history, best, best_state = {"loss": [], "val": [], "seconds": 0.0}, -float("inf"), None
-    bar, start = Progress(steps, progress), time.perf_counter()
-    for step in range(1, steps + 1):
-        vae.train()
-        x, _ = next(batches)
-        loss = -vae.elbo(x).mean()
-        _step(vae, optimizer, loss, step, last_finite, clip=None)
-        history["loss"].append(loss.item())
-        if val is not None and (step % val_every == 0 or step == steps):
-            score = float(evaluate(vae, val, k=val_k)["elbo"].mean())
-            history["val"].append((step, score))
-            if score > best:
-                best, best_state = score, copy.deepcopy(vae.state_dict())
-        bar.update(
-            step, elbo=-loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {})
-        )
-    if best_state is not None:
-        vae.load_state_dict(best_state)
-    vae.eval()
-    history["seconds"] = time.perf_counter() - start
-    return history
+    stream = batches(train, None, batch_size)
+    history = {"loss": [], "val": [], "seconds": 0.0}
+    run, step = TrainingRun(vae, steps, progress, callback), 0
+    try:
+        for step in range(1, steps + 1):
+            vae.train()
+            x, _ = next(stream)
+            loss = -vae.elbo(x).mean()
+            guarded_step(vae, optimizer, loss, step, run.last_finite)
+            history["loss"].append(loss.item())
+            if val is not None and (step % val_every == 0 or step == steps):
+                score = float(evaluate(vae, val, k=val_k)["elbo"].mean())
+                history["val"].append((step, score))
+                run.keep_if_best(step, -score)  # the highest ELBO
+            run.bar.update(
+                step,
+                elbo=-loss.item(),
+                **({"val": history["val"][-1][1]} if history["val"] else {}),
+            )
+            if callback is not None:
+                callback(step, loss.item())
+    except KeyboardInterrupt:
+        raise run.interrupted(step, history) from None
+    except BaseException:
+        run.bar.close()
+        raise
+    return run.finish(history)
+
+
+FULL = {"seeds": 3, "steps": 5000, "k": 1024}
+QUICK = {"seeds": 2, "steps": 150, "k": 64}  # --quick or FLOWS_FAST=1: seconds
 
 
 def parse_args(prog, description, argv=None, extra=()):
-    """The options both ``vae`` scripts share, plus ``extra`` (flag, argparse kwargs) pairs;
-    ``--quick`` (or
-    FLOWS_FAST=1) shrinks the run to seconds."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    """The options both ``vae`` scripts share (on the ``common.cli`` skeleton), plus ``extra``
+    (flag, argparse kwargs) pairs; --seeds, --steps and --k default to FULL, or QUICK with
+    --quick."""
+    parser = demo_parser(description, prog.removeprefix("python -m "))
+    parser.add_argument(
+        "--seeds", type=positive, help="seeds per posterior, seed, seed + 1, ... (default 3)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="tiny run (seconds); also FLOWS_FAST=1"
+        "--steps", type=positive, help="Adam steps per model, the same for every posterior (5000)"
+    )
+    parser.add_argument("--batch", type=positive, default=100)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--latent", type=positive, default=8, help="size of z")
+    parser.add_argument(
+        "--hidden", type=positive, default=128, help="width of the encoder's and decoder's 2 layers"
     )
     parser.add_argument(
-        "--out",
-        default=f"runs/{prog.split()[-1].replace('.', '_')}",
-        help="directory for the table",
+        "--context", type=positive, default=32, help="size of h, the encoder's context for the flow"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="first seed; the runs use seed, seed + 1, ..."
-    )
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds per posterior")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=5000,
-        help="Adam steps per model (the same for every posterior)",
-    )
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--latent", type=int, default=8, help="size of z")
-    parser.add_argument(
-        "--hidden", type=int, default=128, help="width of the encoder's and decoder's 2 layers"
-    )
-    parser.add_argument(
-        "--context", type=int, default=32, help="size of h, the encoder's context for the flow"
-    )
-    parser.add_argument(
-        "--k", type=int, default=1024, help="importance samples per test point for log p(x)"
+        "--k", type=positive, help="importance samples per test point for log p(x) (1024)"
     )
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
-    args = parser.parse_args(argv)
-    for name in ("seeds", "steps", "batch", "latent", "hidden", "context", "k"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.quick or fast_mode():
-        args.seeds, args.steps, args.k = min(args.seeds, 2), min(args.steps, 150), min(args.k, 64)
-    return args
+    return parse_demo_args(parser, argv, FULL, QUICK)
+
+
+COLUMNS = ("posterior", "test ELBO", "test log p(x), k = {k}", "gap", "parameters", "s / run")
+
+
+def table_row(row):
+    """The cells of one row of the table ``compare`` prints and writes."""
+    return [
+        row["posterior"],
+        f"{row['elbo']:.2f} ± {row['elbo_sd']:.2f}",
+        f"{row['iw']:.2f} ± {row['iw_sd']:.2f}",
+        f"{row['gap']:.2f}",
+        f"{row['parameters']:,}",
+        f"{row['seconds']:.0f}",
+    ]
 
 
 def compare(posteriors, args):
     """Train a VAE per posterior and seed (same steps, batch, lr, seeds) and print a table of test
-    ELBO and importance-weighted log p(x) in nats, mean ± standard deviation over seeds.
+    ELBO and importance-weighted log p(x) in nats, mean ± standard deviation over seeds (also
+    written to ``args.out``/table.md).
 
     ``posteriors``: name -> None (diagonal Gaussian) or a function returning a fresh posterior
     Transform that takes a context of size ``args.context``. Returns the rows as a list of dicts.
@@ -245,15 +251,16 @@ def compare(posteriors, args):
     seeds = list(range(args.seed, args.seed + args.seeds))
     print(
         f"Binarised 8x8 digits (pixel > 8): train {len(data['train'])}, val {len(data['val'])}, "
-        f"test {len(data['test'])}. VAE: latent {args.latent}, MLPs 2 x {args.hidden}, Bernoulli decoder."
+        f"test {len(data['test'])}. VAE: latent {args.latent}, MLPs 2 x {args.hidden}, "
+        "Bernoulli decoder."
     )
     print(
-        f"Each posterior: {args.steps} Adam steps (lr {args.lr}, batch {args.batch}), weights with the best "
-        f"validation ELBO kept, seeds {seeds}.\nTest ELBO and importance-weighted log p(x) (k = {args.k}) "
-        f"in nats per image, mean ± sd over seeds; gap = log p(x) - ELBO.\n"
+        f"Each posterior: {args.steps} Adam steps (lr {args.lr}, batch {args.batch}), weights with "
+        f"the best validation ELBO kept, seeds {seeds}.\nTest ELBO and importance-weighted log p(x) "
+        f"(k = {args.k}) in nats per image, mean ± sd over seeds; gap = log p(x) - ELBO.\n"
     )
-    header = f"| posterior | test ELBO | test log p(x), k = {args.k} | gap | parameters | s / run |"
-    print(header + "\n|---|---|---|---|---|---|", flush=True)
+    header = [c.format(k=args.k) for c in COLUMNS]
+    print(markdown_table(header, []), flush=True)
     rows = []
     for name, make in posteriors.items():
         elbos, iws, seconds = [], [], []
@@ -268,8 +275,17 @@ def compare(posteriors, args):
                 0 if flow is None else args.context,
                 flow,
             ).to(args.device)
-            history = train_vae(
-                vae, data["train"], data["val"], args.steps, args.batch, args.lr, progress=True
+            label = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+            history = fit(
+                args,
+                f"{label}_seed{seed}",
+                train_vae,
+                vae,
+                data["train"],
+                data["val"],
+                args.steps,
+                args.batch,
+                args.lr,
             )
             result = evaluate(vae, data["test"], k=args.k)
             elbos.append(result["elbo"].mean())
@@ -284,21 +300,11 @@ def compare(posteriors, args):
             iw=iw.mean().item(),
             iw_sd=sd(iw),
             gap=(iw - elbo).mean().item(),
-            parameters=sum(p.numel() for p in vae.parameters()),
+            parameters=count_parameters(vae),
             seconds=sum(seconds) / len(seconds),
         )
         rows.append(row)
-        print(
-            f"| {name} | {row['elbo']:.2f} ± {row['elbo_sd']:.2f} | {row['iw']:.2f} ± {row['iw_sd']:.2f} | "
-            f"{row['gap']:.2f} | {row['parameters']:,} | {row['seconds']:.0f} |",
-            flush=True,
-        )
-    os.makedirs(args.out, exist_ok=True)
+        print(markdown_table(header, [table_row(row)]).splitlines()[-1], flush=True)
     with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(header + "\n|---|---|---|---|---|---|\n")
-        for r in rows:
-            f.write(
-                f"| {r['posterior']} | {r['elbo']:.2f} ± {r['elbo_sd']:.2f} | {r['iw']:.2f} ± {r['iw_sd']:.2f} "
-                f"| {r['gap']:.2f} | {r['parameters']:,} | {r['seconds']:.0f} |\n"
-            )
+        f.write(markdown_table(header, [table_row(r) for r in rows]) + "\n")
     return rows

@@ -1,47 +1,33 @@
 """IAF experiments: reverse KL on 2-D energies, the FlowTorch forward-KL Gaussian, and sampling vs
-    density cost.
+density cost.
 
     python -m iaf                      # all three (a few minutes on 2 cores)
     python -m iaf --quick              # seconds (also: FLOWS_FAST=1)
     python -m iaf --example energies   # or gauss, or cost
 
 Every number is printed beside its ceiling: KL(q || p) >= 0 with log Z from quadrature; test NLL
-    minus the
-exact entropy of N([5, 5], 0.5 I); wall-clock seconds for sampling against density at D = 2, 16, 64.
+minus the exact entropy of N([5, 5], 0.5 I); wall-clock seconds for sampling against density at
+D = 2, 16, 64.
 """
 
 import os
 import time
 
-import matplotlib
+import torch
 
-if not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from common.bench import seconds
+from common.cli import demo_parser, fit, parse_demo_args, positive, positive_float, run
+from common.metrics import count_parameters, nll_gap, reverse_kl
+from common.plot import flow_log_prob, plot_loss, plt, save_figure, show_density
+from common.targets import ENERGIES, get_target
+from common.train import seed_everything, train_forward_kl, train_reverse_kl
 
-from common.bench import seconds  # noqa: E402
-from common.metrics import nll_gap, reverse_kl  # noqa: E402
-from common.plot import flow_log_prob, plot_loss, show_density  # noqa: E402
-from common.targets import ENERGIES, get_target  # noqa: E402
-from common.train import (  # noqa: E402
-    demo_parser,
-    parse_demo_args,
-    seed_everything,
-    train_forward_kl,
-    train_reverse_kl,
-)
-
-from .iaf import IAF  # noqa: E402
-
-
-def n_params(flow):
-    return sum(p.numel() for p in flow.parameters())
+from .iaf import IAF
 
 
 def energies(args):
     """Reverse KL (Rezende & Mohamed 2015, Sec. 6.1) on U1-U4 and the sine ring: what IAF is built for."""
-    steps, n_eval = (200, 10_000) if args.quick else (args.steps, 100_000)
+    steps, n_eval = args.steps, args.n_eval
     anneal = f", beta_t = min(1, 0.01 + t / {args.anneal})" if args.anneal else ""
     print(
         f"\n== Reverse KL: IAF(2, transforms=5, hidden=(64, 64)), {steps} steps, batch 256, Adam 1e-3{anneal} =="
@@ -56,7 +42,9 @@ def energies(args):
         seed_everything(args.seed)
         energy = get_target(name)
         flow = IAF(2).to(args.device)
-        history = train_reverse_kl(flow, energy, steps, anneal=args.anneal, progress=not args.quiet)
+        history = fit(
+            args, f"energy_{name}", train_reverse_kl, flow, energy, steps, anneal=args.anneal
+        )
         result = reverse_kl(flow, energy, n=n_eval)
         rows.append((name, result["log_z"], result["kl"], result["stderr"], history["seconds"]))
         show_density(axes[0, j], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z")
@@ -65,7 +53,7 @@ def energies(args):
         )
     print(
         f"{'energy':<8}{'log Z':>9}{'KL(q||p)':>11}{'stderr':>9}{'train s':>9}   ceiling: KL = 0 "
-        f"({n_params(IAF(2))} parameters)"
+        f"({count_parameters(IAF(2))} parameters)"
     )
     for name, log_z, kl, err, sec in rows:
         print(f"{name:<8}{log_z:>9.4f}{kl:>11.4f}{err:>9.4f}{sec:>9.1f}")
@@ -74,7 +62,7 @@ def energies(args):
     )
     fig.tight_layout()
     path = os.path.join(args.out, "energies.png")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     print(
         f"figure: {path} (top: true densities, bottom: learned q, whose log q costs D passes per step)"
@@ -83,7 +71,7 @@ def energies(args):
 
 def gauss(args):
     """The FlowTorch tutorial: one affine autoregressive layer learns N([5, 5], 0.5 I) from samples."""
-    steps = 300 if args.quick else args.gauss_steps
+    steps = args.gauss_steps
     print(
         f"\n== Forward KL: one IAF step (after Alg. 1's diagonal start) on N([5, 5], 0.5 I), {steps} steps, "
         f"batch 1000, Adam {args.gauss_lr} =="
@@ -94,10 +82,10 @@ def gauss(args):
     val = target.sample(
         10_000
     )  # keep the weights with the best validation NLL (Adam's last steps are noisy)
-    history = train_forward_kl(
-        flow, target, steps, batch_size=1000, lr=args.gauss_lr, val=val, progress=not args.quiet
+    history = fit(
+        args, "gauss", train_forward_kl, flow, target, steps, 1000, args.gauss_lr, val=val
     )
-    r = nll_gap(flow, target, n=20_000 if args.quick else 100_000)
+    r = nll_gap(flow, target, n=args.gauss_n_test)
     print(
         f"test NLL {r['nll']:.4f}   exact entropy {r['entropy']:.4f}   gap {r['gap']:+.4f} +- {r['stderr']:.4f} "
         f"nats (ceiling: gap = 0){'   [--quick: not converged]' if args.quick else ''}"
@@ -121,8 +109,7 @@ def gauss(args):
 
 def cost(args):
     """Seconds to draw n samples with their log q (one pass per step) against log_prob of n new points (D)."""
-    n = 10_000 if args.quick else 100_000
-    dims = (2, 16) if args.quick else (2, 16, 64)
+    n, dims = args.cost_n, args.cost_dims
     print(
         f"\n== Cost: IAF(D, transforms=5, hidden=(64, 64)), {n} points, no gradients, "
         f"{torch.get_num_threads()} threads =="
@@ -152,34 +139,55 @@ def cost(args):
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(args.out, "cost.png")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     print(f"figure: {path}")
 
 
-def main():
+FULL = {
+    "steps": 2000,
+    "n_eval": 100_000,
+    "gauss_steps": 3000,
+    "gauss_n_test": 100_000,
+    "cost_n": 100_000,
+    "cost_dims": (2, 16, 64),
+}
+QUICK = {
+    "steps": 200,
+    "n_eval": 10_000,
+    "gauss_steps": 300,
+    "gauss_n_test": 20_000,
+    "cost_n": 10_000,
+    "cost_dims": (2, 16),
+}
+
+
+def parse_args(argv=None):
     parser = demo_parser(__doc__, "iaf")
     parser.add_argument("--example", choices=("all", "energies", "gauss", "cost"), default="all")
     parser.add_argument(
-        "--steps", type=int, default=2000, help="reverse-KL training steps per energy"
+        "--steps", type=positive, help="reverse-KL training steps per energy (default 2000)"
     )
     parser.add_argument(
-        "--anneal", type=int, default=None, help="reverse KL: beta_t = min(1, 0.01 + t / ANNEAL)"
+        "--anneal", type=positive, help="reverse KL: beta_t = min(1, 0.01 + t / ANNEAL)"
     )
     parser.add_argument(
-        "--gauss-steps", type=int, default=3000, help="forward-KL steps for the Gaussian"
+        "--gauss-steps", type=positive, help="forward-KL steps for the Gaussian (default 3000)"
     )
     parser.add_argument(
-        "--gauss-lr", type=float, default=5e-3, help="Adam learning rate for the Gaussian"
+        "--gauss-lr", type=positive_float, default=5e-3, help="Adam learning rate for the Gaussian"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    args = parse_demo_args(parser)
+    return parse_demo_args(parser, argv, FULL, QUICK)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     start = time.perf_counter()
-    for name, run in (("energies", energies), ("gauss", gauss), ("cost", cost)):
+    for name, example in (("energies", energies), ("gauss", gauss), ("cost", cost)):
         if args.example in ("all", name):
-            run(args)
+            example(args)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -24,6 +24,7 @@ from torch import nn
 
 from common.flows import Compose, Flow, Inverse, Transform, check_builder_args
 from common.nets import MADE
+from common.train import recorded
 
 
 class DiagonalAffine(Transform):
@@ -113,6 +114,7 @@ class GatedAutoregressive(Transform):
         # END SOLUTION
 
 
+@recorded  # the model remembers this builder and its arguments (checkpoints)
 def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2.0):
     """An inverse autoregressive flow on R^features: eps ~ N(0, I), z_0 = mu_0 + sigma_0 eps, then
     ``transforms`` gated steps with the variable order reversed between them (Algorithm 1).

@@ -13,55 +13,39 @@ KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit J
 
 import math
 import os
-import time
 
 import torch
 import torch.nn.functional as F
 
 from common import plot
-from common.data import LEVELS, dequantize, load_digits_split
+from common.cli import (
+    demo_parser,
+    digits_banner,
+    dispatch,
+    fit,
+    parse_demo_args,
+    positive,
+    run,
+    save_run,
+)
+from common.data import dequantize, load_digits_split
 from common.flows import Compose, Flow, Logit
-from common.metrics import bits_per_dim, dataset_nll, nll_gap
-from common.plot import plt
-from common.targets import SAMPLE_TARGETS, get_target
-from common.train import demo_parser, parse_demo_args, train_forward_kl
+from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap
+from common.plot import plt, save_figure
+from common.targets import SAMPLE_TARGETS, Banana, get_target
+from common.train import recorded, train_forward_kl
 from maf import MAF, MAFLayer, set_batch_norm_stats
 
-
-class Figure1Target:
-    """The target of the paper's Figure 1: p(x1, x2) = N(x2 | 0, 4) N(x1 | x2^2 / 4, 1) (4 is a
-    variance).
-
-    Its entropy is exact: H = H(x2) + E[H(x1 | x2)] = 0.5 log(2 pi e 4) + 0.5 log(2 pi e) = log(2 pi
-    e) + log 2. Same interface as the sample-based targets of common/targets.py.
-    """
-
-    name, dim, bounds = "figure1", 2, (-6.0, 10.0)
-
-    def sample(self, n):
-        x2 = 2 * torch.randn(n)
-        return torch.stack([x2**2 / 4 + torch.randn(n), x2], -1)
-
-    def log_prob(self, x):
-        x1, x2 = x[:, 0], x[:, 1]
-        log_p_x2 = -0.5 * (x2 / 2) ** 2 - math.log(2) - 0.5 * math.log(2 * math.pi)
-        return log_p_x2 - 0.5 * (x1 - x2**2 / 4) ** 2 - 0.5 * math.log(2 * math.pi)
-
-    def entropy(self):
-        return math.log(2 * math.pi * math.e) + math.log(2), 0.0
+Figure1Target = Banana  # the target of Figure 1, now get_target("banana"); maf/tutorial.py uses it
 
 
-def parameters(flow):
-    return sum(p.numel() for p in flow.parameters())
-
-
-def fit(flow, target, args, label):
+def fit_target(flow, target, args, label, name):
     """Maximum likelihood on fresh target samples, then the test NLL on fresh samples and its gap to H."""
     flow.to(args.device)
-    history = train_forward_kl(flow, target, steps=args.steps, batch_size=512, lr=1e-3)
+    history = fit(args, name, train_forward_kl, flow, target, args.steps, 512, 1e-3)
     result = nll_gap(flow, target, n=args.n_test)
     print(
-        f"  {label:<38} {parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
+        f"  {label:<38} {count_parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
         f"{result['gap']:8.4f}  {history['seconds']:6.1f}"
     )
     return history, result
@@ -78,30 +62,34 @@ def figure1(args):
     is not Gaussian, and fails; reading the same data in the other order it would succeed; a 5-layer
     MAF, every layer
     with the same kind of Gaussian conditionals, fits the target in the unfavourable order too."""
-    target = Figure1Target()
+    target = get_target("banana")
     header(target)
     models = {
         "MADE, order x1 -> x2 (unfavourable)": MAF(2, transforms=1),
         "MADE, order x2 -> x1 (favourable)": Flow([MAFLayer(2, order=[1, 0])], features=2),
         "MAF 5 layers, first order x1 -> x2": MAF(2, transforms=5),
     }
-    for label, flow in models.items():
-        fit(flow, target, args, label)
+    for (label, flow), name in zip(
+        models.items(), ("made_x1_first", "made_x2_first", "maf5"), strict=True
+    ):
+        fit_target(flow, target, args, label, f"banana_{name}")
     made, maf = (
         models["MADE, order x1 -> x2 (unfavourable)"],
         models["MAF 5 layers, first order x1 -> x2"],
     )
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
-    plot.show_density(axes[0], target.log_prob, target.bounds, "target")
-    plot.show_density(axes[1], plot.flow_log_prob(made), target.bounds, "MADE, x1 first")
+    window = plot.view(target)
+    plot.show_density(axes[0], target.log_prob, window, "target")
+    plot.show_density(axes[1], plot.flow_log_prob(made), window, "MADE, x1 first")
     with (
         torch.no_grad()
     ):  # the random numbers u the MADE would need to generate the data: not N(0, I)
         u, _ = made.transform(target.sample(2000).to(args.device))
     axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
     axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
-    plot.show_density(axes[3], plot.flow_log_prob(maf), target.bounds, "MAF 5 layers")
-    fig.savefig(os.path.join(args.out, "figure1.png"), dpi=120, bbox_inches="tight")
+    plot.show_density(axes[3], plot.flow_log_prob(maf), window, "MAF 5 layers")
+    save_figure(fig, os.path.join(args.out, "figure1.png"))
+    plt.close(fig)
     print(f"  figure: {os.path.join(args.out, 'figure1.png')}")
 
 
@@ -109,7 +97,7 @@ def on_target(args):
     target = get_target(args.target)
     header(target)
     flow = MAF(2, transforms=5)
-    history, _ = fit(flow, target, args, "MAF 5 layers, MADE 2 x 64")
+    history, _ = fit_target(flow, target, args, "MAF 5 layers, MADE 2 x 64", f"{target.name}_maf5")
     plot.plot_density_comparison(
         flow, target, os.path.join(args.out, f"{target.name}.png"), title=target.name
     )
@@ -123,10 +111,12 @@ def on_target(args):
     print(f"  figures: {args.out}/{target.name}.png, {target.name}_loss.png")
 
 
-def digits_flow(context, args):
-    """MAF on the logit of the dequantised pixels: Logit(0.05) is the first layer, so its Jacobian counts."""
-    maf = MAF(64, args.transforms, (args.hidden, args.hidden), context, batch_norm=True)
-    return Flow(Compose(Logit(0.05), maf.transform), features=64, context=context).to(args.device)
+@recorded
+def digits_flow(context, transforms, hidden):
+    """MAF on the logit of the dequantised pixels: Logit(0.05) is the first layer, so its Jacobian
+    counts."""
+    maf = MAF(64, transforms, (hidden, hidden), context, batch_norm=True)
+    return Flow(Compose(Logit(0.05), maf.transform), features=64, context=context)
 
 
 def dataset_log_prob(flow, x, context):
@@ -143,44 +133,40 @@ def digits(args):
     test = dequantize(
         split["test"], gen
     )  # one fixed dequantisation of the test set for every model
-    print(
-        f"8x8 digits: {len(split['train'])} train / {len(split['val'])} val / {len(test)} test images, "
-        f"{LEVELS} grey levels; MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm"
-    )
-    print(
-        "  bits/dim = (NLL + 64 log 17) / (64 log 2): the density of the integer pixels (dequantisation bound);"
-        " 4.09 = uniform over the 17 levels"
-    )
-    print(
-        f"  {'model':<44} {'params':>7}  {'test NLL (nats)':>17}  {'bits/dim':>8}  {'train s':>6}"
-    )
+    models = f"MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm"
+    digits_banner(split, test, models, 44)
     results = {}
     for label, context in (("MAF, log p(x)", 0), ("conditional MAF, log p(x | y)", 10)):
-        flow = digits_flow(context, args)
+        flow = digits_flow(context, args.transforms, args.hidden).to(args.device)
         c = onehot["train"] if context else None
-        history = train_forward_kl(
+        name = f"digits_{'conditional' if context else 'maf'}"
+        history = fit(
+            args,
+            name,
+            train_forward_kl,
             flow,
             split["train"],
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=1e-3,
+            args.steps,
+            args.batch_size,
+            1e-3,
             context=c,
             val=split["val"],
             val_context=onehot["val"] if context else None,
             preprocess=dequantize,
+            save=False,
         )
-        set_batch_norm_stats(
-            flow, dequantize(split["train"], gen), c
-        )  # Appendix B: whole training set
+        set_batch_norm_stats(flow, dequantize(split["train"], gen), c)  # Appendix B: training set
+        if args.save:  # with the batch-norm statistics of the whole training set
+            save_run(args, name, flow, history)
         nll, se = dataset_nll(flow, test, onehot["test"] if context else None)
         print(
-            f"  {label:<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  {bits_per_dim(nll):8.3f}  "
+            f"  {label:<44} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  {bits_per_dim(nll):8.3f}  "
             f"{history['seconds']:6.1f}"
         )
         results[label] = flow
         plot.plot_loss(
             history,
-            os.path.join(args.out, f"digits_{'conditional' if context else 'maf'}_loss.png"),
+            os.path.join(args.out, f"{name}_loss.png"),
             "NLL (nats)",
         )
     # log p(x) of the conditional model: sum over the classes, log sum_y p(y) p(x | y), p(y) =
@@ -201,7 +187,7 @@ def digits(args):
     nll = -log_px.mean().item()
     se = log_px.std().item() / math.sqrt(len(test))
     print(
-        f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
+        f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
         f"{bits_per_dim(nll):8.3f}"
     )
     print(
@@ -227,7 +213,17 @@ def digits(args):
     print(f"  figures: {args.out}/digits_samples.png, digits_conditional_samples.png")
 
 
-def main():
+FULL = {
+    "2d": {"steps": 2000, "n_test": 100_000},
+    "digits": {"steps": 1000, "transforms": 5, "hidden": 128, "batch_size": 128},
+}
+QUICK = {
+    "2d": {"steps": 100, "n_test": 10_000},
+    "digits": {"steps": 100, "transforms": 2, "hidden": 32, "batch_size": 128},
+}
+
+
+def parse_args(argv=None):
     parser = demo_parser(__doc__, "maf")
     parser.add_argument(
         "--target", choices=SAMPLE_TARGETS, help="train a 5-layer MAF on this target"
@@ -235,22 +231,15 @@ def main():
     parser.add_argument("--data", choices=["digits"], help="train on 8x8 digits instead")
     parser.add_argument(
         "--steps",
-        type=int,
+        type=positive,
         help="training steps per model (default 2000; digits 1000, it overfits after ~600)",
     )
-    args = parse_demo_args(parser)
-    args.steps = args.steps or (100 if args.quick else 1000 if args.data else 2000)
-    args.n_test = 10_000 if args.quick else 100_000
-    args.transforms, args.hidden, args.batch_size = (2, 32, 128) if args.quick else (5, 128, 128)
-    start = time.perf_counter()
-    if args.data == "digits":
-        digits(args)
-    elif args.target:
-        on_target(args)
-    else:
-        figure1(args)
-    print(f"total {time.perf_counter() - start:.0f} s")
+    return parse_demo_args(parser, argv, FULL, QUICK, section=lambda args: args.data or "2d")
+
+
+def main(argv=None):
+    dispatch(parse_args(argv), figure1, data=digits, target=on_target)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

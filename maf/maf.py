@@ -22,6 +22,7 @@ from torch import nn
 
 from common.flows import Compose, Flow, Transform, check_builder_args
 from common.nets import MADE
+from common.train import recorded
 
 ALPHA_BOUND = math.log(
     1000
@@ -161,6 +162,7 @@ def set_batch_norm_stats(flow, data, context=None):
     return flow
 
 
+@recorded  # the model remembers this builder and its arguments (checkpoints)
 def MAF(features, transforms=5, hidden_features=(64, 64), context=0, batch_norm=False):
     """A masked autoregressive flow on R^features: ``transforms`` MAF layers, the order reversed
     between successive layers, optionally a BatchNorm after each (Appendix B), on a N(0, I) base.

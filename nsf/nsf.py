@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from common.flows import Flow, Permute, Transform, check_builder_args, check_integer
 from common.nets import MADE, MLP
+from common.train import recorded
 
 MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = (
     1e-3  # the authors' defaults: no bin or slope collapses to 0
@@ -167,6 +168,7 @@ class SplineAutoregressive(Transform):
         return x, log_dg.sum(-1)  # the last pass saw the exact x_{<i} of every i
 
 
+@recorded  # the model remembers this builder and its arguments (checkpoints)
 def NSF(
     features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0, coupling=False, context=0
 ):

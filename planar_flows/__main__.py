@@ -1,34 +1,41 @@
 """Figure 3 of Rezende & Mohamed (2015): planar and radial flows fitted to U1-U4 by reverse KL.
 
-    python -m planar_flows                      # both kinds, U1-U4, K = 2, 8, 32 (a few minutes on
-    2 cores) python -m planar_flows --quick              # the same in seconds (or FLOWS_FAST=1)
+    python -m planar_flows                      # both kinds, U1-U4, K = 2, 8, 32 (minutes on 2 cores)
+    python -m planar_flows --quick              # the same in seconds (or FLOWS_FAST=1)
     python -m planar_flows --kind planar --targets U1 U3 --steps 3000
 
 Each flow minimises the free energy E_q[log q(x) + beta_t U(x)] with beta_t = min(1, 0.01 + t / T)
-    (Sec. 6.1),
-Adam, fresh reparameterised samples every step. It prints KL(q || p) = E_q[log q + U] + log Z in
-    nats
-(0 is a perfect fit), log Z from grid quadrature, the expectation from n fresh samples of q with its
-    standard
-error, and writes one figure per kind: the true densities and the learned ones, evaluated on a grid
-    through
-``log_prob`` (the layers' 1-D inverses).
+(Sec. 6.1), Adam, fresh reparameterised samples every step. It prints KL(q || p) = E_q[log q + U] +
+log Z in nats (0 is a perfect fit), log Z from grid quadrature, the expectation from n fresh samples
+of q with its standard error, and writes one figure per kind: the true densities and the learned
+ones, evaluated on a grid through ``log_prob`` (the layers' 1-D inverses).
 """
 
 import os
 import time
 
-import matplotlib.pyplot as plt
 import torch
 
+from common.cli import (
+    demo_parser,
+    fit,
+    parse_demo_args,
+    positive,
+    positive_float,
+    run,
+)
 from common.metrics import reverse_kl
-from common.plot import flow_log_prob, show_density
+from common.plot import flow_log_prob, plt, save_figure, show_density
 from common.targets import get_target
-from common.train import demo_parser, parse_demo_args, seed_everything, train_reverse_kl
+from common.train import seed_everything, train_reverse_kl
 
 from .planar import PlanarFlow
 
 ENERGIES = ("U1", "U2", "U3", "U4")
+
+
+FULL = {"steps": 1000, "n_eval": 100_000, "grid": 200}
+QUICK = {"steps": 60, "n_eval": 5_000, "grid": 60}
 
 
 def parse_args(argv=None):
@@ -37,34 +44,35 @@ def parse_args(argv=None):
         "--kind", nargs="+", default=["planar", "radial"], choices=["planar", "radial"]
     )
     parser.add_argument("--targets", nargs="+", default=list(ENERGIES), choices=ENERGIES)
-    parser.add_argument("--K", nargs="+", type=int, default=[2, 8, 32], help="flow lengths")
-    parser.add_argument("--steps", type=int, default=1000, help="Adam steps per flow")
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--batch", type=int, default=512, help="samples of q per step")
-    parser.add_argument("--anneal", type=float, default=0.5, help="T as a fraction of the steps")
-    parser.add_argument("--n-eval", type=int, default=100_000, help="samples for the KL estimate")
-    args = parse_demo_args(parser, argv)
-    if args.quick:
-        args.steps, args.n_eval, args.grid = min(args.steps, 60), 5_000, 60
-    else:
-        args.grid = 200
-    return args
+    parser.add_argument("--K", nargs="+", type=positive, default=[2, 8, 32], help="flow lengths")
+    parser.add_argument("--steps", type=positive, help="Adam steps per flow (default 1000)")
+    parser.add_argument("--lr", type=positive_float, default=1e-2)
+    parser.add_argument("--batch", type=positive, default=512, help="samples of q per step")
+    parser.add_argument(
+        "--anneal", type=positive_float, default=0.5, help="T as a fraction of the steps"
+    )
+    parser.add_argument(
+        "--n-eval", type=positive, help="samples for the KL estimate (default 100,000)"
+    )
+    return parse_demo_args(parser, argv, FULL, QUICK)
 
 
-def fit(kind, energy, K, args):
+def fit_one(kind, energy, K, args):
     """Train one flow of length K on one energy; return it, its KL estimate, and how far
     ``log_prob`` (the
     layers' 1-D inverses) is from the log-density that sampling gives, at the flow's own samples."""
     seed_everything(args.seed)
     flow = PlanarFlow(2, transforms=K, kind=kind).to(args.device)
-    train_reverse_kl(
+    fit(
+        args,
+        f"{kind}_{energy.name}_K{K}",
+        train_reverse_kl,
         flow,
         energy,
-        steps=args.steps,
-        batch_size=args.batch,
-        lr=args.lr,
+        args.steps,
+        args.batch,
+        args.lr,
         anneal=max(1, int(args.anneal * args.steps)),
-        progress=False,
     )
     with torch.no_grad():
         x, log_q = flow.rsample_and_log_prob(10_000)
@@ -100,7 +108,7 @@ def main(argv=None):
             )
             cells = []
             for col, K in enumerate(args.K, start=1):
-                flow, kl, inverse_error = fit(kind, energy, K, args)
+                flow, kl, inverse_error = fit_one(kind, energy, K, args)
                 worst_inverse = max(worst_inverse, inverse_error)
                 cells.append(f"{kl['kl']:.3f} ± {kl['stderr']:.3f}")
                 show_density(
@@ -115,7 +123,7 @@ def main(argv=None):
             print(line, flush=True)
         fig.tight_layout()
         path = os.path.join(args.out, f"figure3_{kind}.png")
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
         plt.close(fig)
         print(f"wrote {path}")
     print(
@@ -130,4 +138,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.flows import Flow, Transform
+from common.train import recorded
 
 
 def solve_increasing(g, target, lo, hi, start, iters=100):
@@ -208,6 +209,7 @@ class Radial(Transform):
 LAYERS = {"planar": Planar, "radial": Radial}
 
 
+@recorded  # the model remembers this builder and its arguments (checkpoints)
 def PlanarFlow(features, transforms=8, kind="planar"):
     """A flow of K = ``transforms`` planar (or radial) layers on a standard normal base (Eq. 13).
 

@@ -1,9 +1,9 @@
 """Train Real NVP and report its numbers against their ceilings.
 
-python -m realnvp                      # 2-D target ua_nb: test NLL - exact entropy (nats), figures
-python -m realnvp --target checker     # any sample-based target of common/targets.py python -m
-realnvp --data digits        # multi-scale Real NVP on 8 x 8 digits: test bits/dim, samples python
--m realnvp --quick              # seconds (also when FLOWS_FAST=1)
+python -m realnvp                      # 2-D target ua_nb: test NLL - exact entropy (nats)
+python -m realnvp --target checker     # any sample-based target of common/targets.py
+python -m realnvp --data digits        # multi-scale Real NVP on 8 x 8 digits: bits/dim, samples
+python -m realnvp --quick              # seconds (also when FLOWS_FAST=1)
 """
 
 import math
@@ -12,8 +12,9 @@ import time
 
 import torch
 
+from common.cli import demo_parser, fit, parse_demo_args, positive, positive_float, run
 from common.data import dequantize, load_digits_split
-from common.metrics import bits_per_dim, dataset_nll, nll_gap
+from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap
 from common.plot import (
     plot_density_comparison,
     plot_image_grid,
@@ -23,11 +24,20 @@ from common.plot import (
     view,
 )
 from common.targets import SAMPLE_TARGETS, get_target
-from common.train import demo_parser, parse_demo_args, train_forward_kl
+from common.train import train_forward_kl
 from realnvp import RealNVP, RealNVPImage
 
+FULL = {
+    "2d": {"steps": 2000, "batch_size": 512, "n_test": 100_000},
+    "digits": {"steps": 3000, "batch_size": 128},
+}
+QUICK = {
+    "2d": {"steps": 200, "batch_size": 512, "n_test": 10_000},
+    "digits": {"steps": 300, "batch_size": 128},
+}
 
-def parse_args():
+
+def parse_args(argv=None):
     parser = demo_parser(__doc__, "realnvp")
     parser.add_argument(
         "--data", choices=("2d", "digits"), default="2d", help="2-D target or 8x8 digits"
@@ -36,39 +46,45 @@ def parse_args():
         "--target", default="ua_nb", choices=SAMPLE_TARGETS, help="2-D target (with --data 2d)"
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="training steps (default 2000 2-D, 3000 digits)"
+        "--steps", type=positive, help="training steps (default 2000 2-D, 3000 digits)"
+    )
+    parser.add_argument("--batch-size", type=positive, help="default 512 (2-D), 128 (digits)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--transforms", type=positive, default=8, help="couplings (2-D)")
+    parser.add_argument(
+        "--hidden", type=positive, nargs="+", default=[64, 64], help="MLP hidden sizes (2-D)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="default 512 (2-D), 128 (digits)"
-    )
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--transforms", type=int, default=8, help="couplings (2-D)")
-    parser.add_argument(
-        "--hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden sizes (2-D)"
+        "--scales", type=positive, default=2, help="scales of the multi-scale model (digits)"
     )
     parser.add_argument(
-        "--scales", type=int, default=2, help="scales of the multi-scale model (digits)"
-    )
-    parser.add_argument(
-        "--hidden-channels", type=int, default=32, help="conv conditioner width (digits)"
+        "--hidden-channels", type=positive, default=32, help="conv conditioner width (digits)"
     )
     parser.add_argument(
         "--batch-norm", action="store_true", help="batch norm after each coupling (Sec. 3.7)"
     )
-    return parse_demo_args(parser)
+    return parse_demo_args(parser, argv, FULL, QUICK, section=lambda args: args.data)
 
 
 def run_2d(args):
     target = get_target(args.target)
-    steps = args.steps or (200 if args.quick else 2000)
+    steps = args.steps
     flow = RealNVP(2, args.transforms, tuple(args.hidden), batch_norm=args.batch_norm).to(
         args.device
     )
     snapshots = sorted({max(1, steps // 20), steps // 4, steps // 2, steps})
-    history = train_forward_kl(
-        flow, target, steps, args.batch_size or 512, args.lr, snapshots=snapshots
+    history = fit(
+        args,
+        f"{args.target}",
+        train_forward_kl,
+        flow,
+        target,
+        steps,
+        args.batch_size,
+        args.lr,
+        snapshots=snapshots,
     )
-    result = nll_gap(flow, target, n=10_000 if args.quick else 100_000)
+    result = nll_gap(flow, target, n=args.n_test)
     print(
         f"Real NVP ({args.transforms} couplings, MLP {'x'.join(map(str, args.hidden))}) on {args.target}: "
         f"{steps} steps in {history['seconds']:.1f} s"
@@ -101,22 +117,25 @@ def run_2d(args):
 
 def run_digits(args):
     data = {k: v.to(args.device) for k, v in load_digits_split(seed=0).items()}
-    steps = args.steps or (300 if args.quick else 3000)
+    steps = args.steps
     flow = RealNVPImage(
         (1, 8, 8), args.scales, args.hidden_channels, batch_norm=args.batch_norm
     ).to(args.device)
-    history = train_forward_kl(
+    history = fit(
+        args,
+        "digits",
+        train_forward_kl,
         flow,
         data["train"],
         steps,
-        args.batch_size or 128,
+        args.batch_size,
         args.lr,
         val=data["val"],
         preprocess=dequantize,
     )  # fresh dequantisation noise for every batch (and val)
     test = dequantize(data["test"], torch.Generator(args.device).manual_seed(2))
     nll, stderr = dataset_nll(flow, test)
-    params = sum(p.numel() for p in flow.parameters())
+    params = count_parameters(flow)
     best = min(history["val"], key=lambda v: v[1])
     print(
         f"Real NVP multi-scale ({args.scales} scales, conv width {args.hidden_channels}) on 8x8 digits: "
@@ -141,12 +160,12 @@ def run_digits(args):
     print(f"  figures in {args.out}/")
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     start = time.perf_counter()
     run_digits(args) if args.data == "digits" else run_2d(args)
     print(f"  wall time {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -18,6 +18,7 @@ from torch import nn
 
 from common.flows import Compose, Flow, Logit, Permute, Transform, check_builder_args, check_integer
 from common.nets import MLP
+from common.train import recorded
 
 
 class AffineCoupling(Transform):
@@ -214,6 +215,7 @@ def multiscale(shape, scales, hidden=32, batch_norm=False):
     return FactorOut(block, multiscale((2 * c, h // 2, w // 2), scales - 1, hidden, batch_norm))
 
 
+@recorded  # the model remembers this builder and its arguments (checkpoints)
 def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_norm=False):
     """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating
     masks, each conditioned by an MLP on the kept features (and the context), optional batch norm
@@ -233,6 +235,7 @@ def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_n
     return Flow(layers, features=features, context=context)
 
 
+@recorded  # the model remembers this builder and its arguments (checkpoints)
 def RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32, batch_norm=False, alpha=0.05):
     """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in [0,
     1]:

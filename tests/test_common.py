@@ -10,9 +10,7 @@ from common.metrics import bits_per_dim
 from common.nets import MADE, MLP
 from common.train import (
     NonFiniteLoss,
-    demo_parser,
     load_checkpoint,
-    parse_demo_args,
     save_checkpoint,
     train_forward_kl,
     train_reverse_kl,
@@ -240,18 +238,6 @@ def test_bits_per_dim():
 def test_builder_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         check_builder_args(**kwargs)
-
-
-def test_demo_parser_shared_flags(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("FLOWS_FAST", raising=False)
-    parser = demo_parser("doc", "paper")
-    args = parse_demo_args(parser, ["--out", str(tmp_path / "out"), "--seed", "3"])
-    assert (args.quick, args.seed, args.device) == (False, 3, "cpu") and (tmp_path / "out").is_dir()
-    monkeypatch.setenv("FLOWS_FAST", "1")
-    assert parse_demo_args(parser, ["--out", str(tmp_path / "out")]).quick
-    with pytest.raises(SystemExit):
-        parse_demo_args(parser, ["--device", "no-such-device"])
-    assert "--device 'no-such-device' is not usable" in capsys.readouterr().err
 
 
 def test_readme_line_counts_are_measured():

@@ -68,7 +68,7 @@ def test_entropy_error_is_small(name):
     assert get_target(name).entropy()[1] < 1e-5
 
 
-@pytest.mark.parametrize("name", ["gauss", "ua_nb", "checker"])
+@pytest.mark.parametrize("name", ["gauss", "ua_nb", "checker", "banana"])
 def test_closed_form_entropy_matches_quadrature(name):
     target = get_target(name)
     assert abs(grid_entropy(target.log_prob, target.bounds, 800) - target.entropy()[0]) < 1e-5
@@ -79,6 +79,8 @@ def test_known_entropies():
         math.log(math.pi * math.e), abs=1e-12
     )  # 2-D, var 0.5
     assert get_target("checker").entropy()[0] == pytest.approx(math.log(8), abs=1e-12)
+    banana = get_target("banana").entropy()[0]  # MAF's Figure 1: log(2 pi e) + log 2
+    assert banana == pytest.approx(3.5310, abs=1e-4)
     for name, value in PEER_ENTROPY.items():
         assert abs(get_target(name).entropy()[0] - value) < 2e-3, name
 
@@ -135,7 +137,7 @@ def test_confinement_only_outside_the_window():
 
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError) as info:
-        get_target("banana")
+        get_target("no-such-target")
     assert all(name in str(info.value) for name in SAMPLE_TARGETS + ENERGIES)
     for name in SAMPLE_TARGETS + ENERGIES:
         target = get_target(name)
