@@ -54,12 +54,13 @@ from common import plot
 from common.flows import Inverse
 from common.metrics import nll_gap
 from common.nets import MADE
-from common.train import fast_mode, seed_everything, train_forward_kl
+from common.targets import get_target
+from common.train import fast_mode, load_checkpoint, seed_everything, train_forward_kl
 from maf import MAF, MAFLayer, set_batch_norm_stats
-from maf.__main__ import Figure1Target
 
 seed_everything(0)
-FAST = fast_mode()
+FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
+CHECKPOINTS = ROOT / "maf" / "checkpoints"  # written by the demo, see maf/README.md
 
 # %% [markdown]
 # ## MADE: all conditionals in one network pass
@@ -180,7 +181,7 @@ print(
 # `torch.distributions.Normal` (which takes the standard deviation, not the variance).
 
 # %%
-target = Figure1Target()
+target = get_target("banana")  # Figure 1's target
 x = target.sample(1000)
 # BEGIN SOLUTION maf.notebook_chain_rule
 # Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two
@@ -201,18 +202,24 @@ print(f"chain rule right (largest difference {error:.1e} nats)")
 # %%
 steps = 300 if FAST else 2000
 models = {"MADE, x1 first": MAF(2, transforms=1), "MAF, 5 layers": MAF(2, transforms=5)}
+saved = {"MADE, x1 first": "banana_made_x1_first.pt", "MAF, 5 layers": "banana_maf5.pt"}
 for name, flow in models.items():
     train_forward_kl(flow, target, steps=steps, progress=False)
     r = nll_gap(flow, target, n=20_000 if FAST else 100_000)
-    print(f"{name:<16} test NLL {r['nll']:.4f} ± {r['stderr']:.4f}   NLL - H = {r['gap']:.4f} nats")
+    print(f"{name:<16} {steps} steps: NLL - H = {r['gap']:.4f} ± {r['stderr']:.4f} nats")
+    if FAST:  # the converged weights: 2000 steps of `python -m maf --save`
+        load_checkpoint(flow, CHECKPOINTS / saved[name])
+        r = nll_gap(flow, target, n=100_000)
+        print(f"{name:<16} converged:  NLL - H = {r['gap']:.4f} ± {r['stderr']:.4f} nats")
 
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), layout="constrained")
-vmax = plot.density_grid(target.log_prob, target.bounds)[2].max().item()  # one colour scale
-plot.show_density(axes[0], target.log_prob, target.bounds, "target", vmax=vmax)
+box = plot.view(target)  # the paper's window
+vmax = plot.density_grid(target.log_prob, box)[2].max().item()  # one colour scale
+plot.show_density(axes[0], target.log_prob, box, "target", vmax=vmax)
 plot.show_density(
     axes[1],
     plot.flow_log_prob(models["MADE, x1 first"]),
-    target.bounds,
+    box,
     "MADE, x1 first",
     vmax=vmax,
 )
@@ -223,7 +230,7 @@ axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="the MADE's u of the data", aspect
 plot.show_density(
     axes[3],
     plot.flow_log_prob(models["MAF, 5 layers"]),
-    target.bounds,
+    box,
     "MAF, 5 layers",
     vmax=vmax,
     colorbar=True,
@@ -235,7 +242,7 @@ plt.show()
 # function of the other (the order alternates), bending the Gaussian into the parabola.
 
 # %%
-plot.plot_layers(models["MAF, 5 layers"], data=target.sample(2000))
+plot.plot_layers(models["MAF, 5 layers"], data=target.sample(2000), lim=(-6, 10))
 plt.show()
 
 # %% [markdown]

@@ -54,10 +54,11 @@ from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.nets import MLP
 from common.plot import plot_density_comparison, plot_image_grid, plot_layers, plot_loss
 from common.targets import get_target
-from common.train import fast_mode, seed_everything, train_forward_kl
+from common.train import fast_mode, load_checkpoint, seed_everything, train_forward_kl
 from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask, checkerboard
 
-FAST = fast_mode()  # FLOWS_FAST=1: tiny runs so the notebook executes in seconds
+FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
+CHECKPOINTS = ROOT / "realnvp" / "checkpoints"  # written by the demo, see realnvp/README.md
 seed_everything(0)
 
 # %% [markdown]
@@ -268,6 +269,10 @@ print(
     f"test NLL {result['nll']:.4f}, exact entropy {result['entropy']:.4f}, gap {result['gap']:.4f} nats "
     f"({len(history['loss'])} steps in {history['seconds']:.1f} s)"
 )
+if FAST:  # the converged weights: 2000 steps of `python -m realnvp --save`
+    load_checkpoint(flow, CHECKPOINTS / "ua_nb.pt")
+    result = nll_gap(flow, target, n=100_000)
+    print(f"converged (2000 steps): gap {result['gap']:.4f} ± {result['stderr']:.4f} nats")
 plot_density_comparison(flow, target, title=f"Real NVP on ua_nb: gap {result['gap']:.3f} nats")
 plt.show()
 
@@ -314,11 +319,11 @@ print(f"bits/dim right: NLL 0 nats is {my_bits[1]:.3f} bits/dim, the uniform mod
 
 # %%
 data = load_digits_split(seed=0)
-image_flow = RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=16 if FAST else 32)
+image_flow = RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32)
 history = train_forward_kl(
     image_flow,
     data["train"],
-    steps=40 if FAST else 3000,
+    steps=30 if FAST else 3000,
     batch_size=128,
     val=data["val"],
     preprocess=dequantize,
@@ -327,8 +332,15 @@ history = train_forward_kl(
 nll, stderr = dataset_nll(image_flow, dequantize(data["test"], torch.Generator().manual_seed(2)))
 print(
     f"test bits/dim {bits_per_dim(nll):.3f} ± {stderr / (64 * math.log(2)):.3f} "
-    f"(uniform: {math.log2(17):.3f}) after {history['seconds']:.0f} s"
+    f"(uniform: {math.log2(17):.3f}) after {len(history['loss'])} steps, {history['seconds']:.0f} s"
 )
+if FAST:  # the converged weights: 3000 steps of `python -m realnvp --data digits --save`
+    history = load_checkpoint(image_flow, CHECKPOINTS / "digits.pt")["history"]  # its losses too
+    image_flow.eval()
+    nll, stderr = dataset_nll(
+        image_flow, dequantize(data["test"], torch.Generator().manual_seed(2))
+    )
+    print(f"converged: test bits/dim {bits_per_dim(nll):.3f} ± {stderr / (64 * math.log(2)):.3f}")
 plot_loss(history, ylabel="NLL (nats per image)")
 plt.show()
 plot_image_grid(image_flow.sample(36), title="samples")
