@@ -334,3 +334,52 @@ def plot_image_grid(images, path=None, shape=(8, 8), rows=None, title=None, row_
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def _layer_figures():
+    """``python -m common.plot``: the layer-by-layer figures of the folder READMEs, drawn from the
+    shipped checkpoints (``<folder>/checkpoints``) into ``<folder>/figures/layers_*.png``."""
+    from pathlib import Path
+
+    from common.flows import Flow, Inverse
+    from common.targets import get_target
+    from common.train import load_checkpoint, seed_everything
+    from iaf import IAF
+    from maf import MAF
+    from nsf import NSF
+    from planar_flows import PlanarFlow
+    from realnvp import RealNVP
+
+    root = Path(__file__).resolve().parents[1]
+    figures = [  # (checkpoint, model, figure, target whose samples close the row, axis range)
+        ("intro/checkpoints/gauss8.pt", RealNVP(2, 8, (64, 64)), "intro", "gauss8", None),
+        (
+            "planar_flows/checkpoints/planar_U2_K32.pt",
+            PlanarFlow(2, 32),
+            "planar_flows",
+            None,
+            None,
+        ),
+        ("iaf/checkpoints/energy_sine.pt", IAF(2), "iaf", None, None),
+        ("maf/checkpoints/banana_maf5.pt", MAF(2, 5), "maf", "banana", (-6, 10)),
+        ("realnvp/checkpoints/ua_nb.pt", RealNVP(2, 8, (64, 64)), "realnvp", "ua_nb", None),
+        ("nsf/checkpoints/checker_nsf_ar.pt", NSF(2, 5, (64, 64)), "nsf", "checker", None),
+        (
+            "nsf/checkpoints/sine.pt",
+            Flow(Inverse(NSF(2, 3, (64, 64)).transform), features=2),
+            "nsf",
+            None,
+            None,
+        ),
+    ]
+    for checkpoint, flow, folder, target, lim in figures:
+        seed_everything(0)
+        load_checkpoint(flow, root / checkpoint)
+        data = get_target(target).sample(2000) if target else None
+        path = root / folder / "figures" / f"layers_{Path(checkpoint).stem}.png"
+        plt.close(plot_layers(flow, data=data, lim=lim, path=path))
+        print(f"wrote {path.relative_to(root)}")
+
+
+if __name__ == "__main__":
+    _layer_figures()
