@@ -306,6 +306,6 @@ for name, T in (("diagonal Gaussian", 0), ("IAF, 2 steps", 2)):
 # models have barely started. With 5000 steps, `python -m iaf.vae` (diagonal Gaussian and IAF with
 # 1, 2 and 4 steps, three seeds each) finds the test ELBO rising from -18.14 to about -17.95 nats
 # and the gap falling from 1.06 to 0.88 nats, while log p(x) stays within the seed-to-seed spread;
-# the README puts the table beside the paper's MNIST numbers ($-81.08$ nats for the diagonal
+# `planar_flows/README.md` puts the table beside the paper's MNIST numbers ($-81.08$ nats for the diagonal
 # Gaussian, $-79.10$ for the largest IAF). On 8x8 digits the absolute values are of course
 # different, so only the direction of the change can be compared.

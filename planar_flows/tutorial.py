@@ -482,5 +482,5 @@ plt.show()
 # these tiny images the effect is small, and in the fast mode (300 steps) the models have barely
 # started. With 5000 steps, `python -m planar_flows.vae` (diagonal Gaussian and K = 2, 8, 16, three
 # seeds each) finds the test ELBO rising from -18.14 to -17.73 nats and the gap falling from 1.06 to
-# 0.87 nats as K grows; the README puts that table beside the paper's MNIST numbers (89.9 nats down
+# 0.87 nats as K grows; `planar_flows/README.md` puts that table beside the paper's MNIST numbers (89.9 nats down
 # to 85.1), whose absolute values are not comparable (784 pixels, not 64): only the direction is.
