@@ -267,7 +267,7 @@ for label, flow in (("NSF-AR", NSF(d)), ("NSF-C", NSF(d, coupling=True))):
 # conditional; an affine layer only shifts and scales a unimodal one.
 
 # %%
-steps = 150 if FAST else 2000
+steps = 80 if FAST else 2000
 target = get_target("checker")
 models = {"NSF-AR": NSF(2, 5, (64, 64)), "NSF-C": NSF(2, 5, (64, 64), coupling=True)}
 saved = {"NSF-AR": "checker_nsf_ar.pt", "NSF-C": "checker_nsf_c.pt"}
@@ -279,7 +279,7 @@ for label, flow in models.items():
     print(f"{label:<7} {steps} steps: NLL - H = {gap['gap']:.3f} ± {gap['stderr']:.3f} nats")
     if FAST:  # the converged weights: 2000 steps of `python -m nsf --target checker --save`
         load_checkpoint(flow, CHECKPOINTS / saved[label])
-        gap = nll_gap(flow, target, n=100_000)
+        gap = nll_gap(flow, target, n=50_000)
         print(f"{label:<7} converged:  NLL - H = {gap['gap']:.3f} ± {gap['stderr']:.3f} nats")
     panels.append((plot.flow_log_prob(flow), f"{label}, gap {gap['gap']:.3f}"))
 plot.plot_densities([panels], target.bounds)  # one colour scale for the three panels

@@ -60,7 +60,7 @@ from planar_flows import Planar, PlanarFlow, Radial
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "planar_flows" / "checkpoints"  # written by the demo, see the README
-STEPS = 60 if FAST else 1000  # Adam steps per flow (python -m planar_flows uses 1000)
+STEPS = 20 if FAST else 1000  # Adam steps per flow (python -m planar_flows uses 1000)
 N_EVAL = 5_000 if FAST else 100_000  # samples of q for each KL estimate
 GRID = 60 if FAST else 150  # pixels a side of each density image
 seed_everything(0)
@@ -328,7 +328,7 @@ plot_layers(flow)
 plt.show()
 
 # %% [markdown]
-# (In fast mode each flow trains a few dozen steps to show the loop, then loads the converged
+# (In fast mode each flow trains 20 steps to show the loop, then loads the converged
 # weights of `python -m planar_flows --save`.) Longer flows fit better: with 1,000 steps the KL falls with $K$ on all four energies,
 # as the bound does in the paper's Figure 3b (`python -m planar_flows` prints the table for planar
 # and radial flows; `planar_flows/README.md` shows it). A planar layer bends space along a single
