@@ -1,16 +1,15 @@
 """Which flow when, and at what cost: the five papers' flows against zuko, nflows and normflows.
 
-    python -m benchmarks                      # full run (3 seeds): writes
-    benchmarks/results/results.json + report python -m benchmarks --only cost vi       # some
-    sections; the others' records in the results file are kept python -m benchmarks --report
-    # tables (results/tables.md) and figures from the results file only python -m benchmarks --quick
-    # under 2 minutes, 1 seed, writes to runs/benchmarks/
+    python -m benchmarks                      # full run (3 seeds): results/results.json + report
+    python -m benchmarks --only cost vi       # some sections; the others' records are kept
+    python -m benchmarks --only density       # also NSF against MAF at NSF-AR's size
+    python -m benchmarks --report             # tables (results/tables.md) and figures, no training
+    python -m benchmarks --quick              # under 2 minutes, 1 seed, writes to runs/benchmarks/
 
 Peers are optional (pip install -r benchmarks/requirements.txt); a missing one is skipped. Every
-    training
-uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same budget for
-    every
-model. The configurations are FULL and QUICK below; the results file records the one used.
+training uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same
+budget for every model. The configurations are FULL and QUICK below; the results file records the
+one used. Bad arguments are refused before anything is computed.
 """
 
 import argparse

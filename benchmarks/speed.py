@@ -1,21 +1,17 @@
 """One paper's flow against zuko's at equal architecture: speed only (a script, not a test).
 
-    python -m benchmarks.speed realnvp                 # 8 affine couplings, MLP 2 x 64; ms per
-    training step python -m benchmarks.speed maf --sampling          # 5 MAF layers, MADE 2 x 64;
-    also log_prob and sampling python -m benchmarks.speed nsf --features 2 8      # 5 autoregressive
-    RQ splines, 8 bins, MADE 2 x 64 python -m benchmarks.speed nsf-c                   # 5 RQ
-    couplings against zuko's NSF(passes=2)
+    python -m benchmarks.speed realnvp            # 8 affine couplings, MLP 2 x 64; ms per step
+    python -m benchmarks.speed maf --sampling     # 5 MAF layers, MADE 2 x 64; log_prob, sampling
+    python -m benchmarks.speed nsf --features 2 8 # 5 autoregressive RQ splines, 8 bins, MADE 2 x 64
+    python -m benchmarks.speed nsf-c              # 5 RQ couplings against zuko's NSF(passes=2)
 
-A training step is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), the
-    median of
-``--steps`` after a warm-up; ``--sampling`` adds seconds for log_prob of ``--points`` new points and
-    for drawing
-as many samples. One thread, as in shared/reference/peers.md. The two flows are timed in turn for
-    ``--rounds``
-rounds and each keeps its best round, so that load from other processes hits both alike. Ratio =
-    ours / zuko:
-below 1 means this repository is faster. ``python -m benchmarks --only cost`` times every family and
-    peer.
+The architectures are those of ``benchmarks.models`` (``ours`` and ``zuko_flow``). A training step
+is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), the median of
+``--steps`` after a warm-up; ``--sampling`` adds seconds for log_prob of ``--points`` new points
+and for drawing as many samples. One thread, as in shared/reference/peers.md. The two flows are
+timed in turn for ``--rounds`` rounds and each keeps its best round, so that load from other
+processes hits both alike. Ratio = ours / zuko: below 1 means this repository is faster.
+``python -m benchmarks --only cost`` times every family and peer.
 """
 
 import argparse

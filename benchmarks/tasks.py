@@ -149,9 +149,9 @@ def vi(config, seeds, log):
 
 
 def cost(config, seeds, log):
-    """Timings in rounds (one per seed), every model in turn within a round, so that load from other
-    processes
-    hits all alike. Sampling and log_prob are timed on ``n`` points and scaled to 100k (both are linear in n)."""
+    """Timings in rounds (one per seed), every model in turn within a round, so that load from
+    other processes hits all alike. Sampling and log_prob are timed on ``n`` points and scaled to
+    100k (both are linear in n)."""
     n = config["n"]
     for seed in seeds:
         for features in config["dims"]:
@@ -192,7 +192,8 @@ def cost(config, seeds, log):
                         )
                     log(
                         record,
-                        f"cost D={features} seed {seed} {library} {family}: {record['ms_per_step']:.2f} ms",
+                        f"cost D={features} seed {seed} {library} {family}: "
+                        f"{record['ms_per_step']:.2f} ms",
                     )
                     yield record
 

@@ -58,8 +58,8 @@ def _integer(text, low):
 def demo_parser(doc, prog, out=None, save=True):
     """An argparse parser named ``python -m <prog>`` with the flags every demo shares.
 
-    ``out`` is the default of --out (``runs/<prog>`` with dots as underscores); ``save=False`` leaves
-    out --save (a demo that trains nothing worth keeping).
+    ``out`` is the default of --out (``runs/<prog>`` with dots as underscores); ``save=False``
+    leaves out --save (a demo that trains nothing worth keeping).
     """
     parser = argparse.ArgumentParser(
         f"python -m {prog}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,7 +83,7 @@ def demo_parser(doc, prog, out=None, save=True):
         parser.add_argument(
             "--save",
             action="store_true",
-            help="also write every trained model to --out as NAME.pt (common.train.load_flow reads it)",
+            help="also write every trained model to --out as NAME.pt (common.train.load_flow)",
         )
     return parser
 
@@ -97,14 +97,15 @@ def check_device(parser, device):
 
 
 def check_out(parser, out, flag="--out"):
-    """--out must be a directory that exists or can be created, and be writable."""
+    """--out must be a directory that exists or can be created, and be writable (it is created)."""
     if os.path.exists(out) and not os.path.isdir(out):
         parser.error(f"{flag} {out!r} is an existing file; give a directory")
-    parent = os.path.abspath(out)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        parser.error(f"{flag} {out!r} cannot be written ({parent!r} is not a writable directory)")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        parser.error(f"{flag} {out!r} cannot be created ({error.strerror or error})")
+    if not os.access(out, os.W_OK | os.X_OK):
+        parser.error(f"{flag} {out!r} is not writable")
 
 
 def settings(args, full=None, quick=None, section=None):
@@ -124,13 +125,12 @@ def settings(args, full=None, quick=None, section=None):
 
 def parse_demo_args(parser, argv=None, full=None, quick=None, section=None):
     """Parse ``argv``; check --device and --out (argparse errors, exit 2, before any work); fold
-    FLOWS_FAST into --quick; fill options left unset from ``full`` / ``quick``; create --out; seed."""
+    FLOWS_FAST into --quick; fill options left unset from ``full`` / ``quick``; seed."""
     args = parser.parse_args(argv)
     check_device(parser, args.device)
     check_out(parser, args.out)
-    args.quick = args.quick or fast_mode()
+    args.quick = args.quick or fast_mode()  # --out is created by check_out
     settings(args, full, quick, section)
-    os.makedirs(args.out, exist_ok=True)
     seed_everything(args.seed)
     return args
 
@@ -172,7 +172,8 @@ def run(main, argv=None):
     try:
         return main(argv)
     except KeyboardInterrupt as stop:
-        print(f"\nstopped by Ctrl-C{f': {stop}' if str(stop) else ''}", file=sys.stderr)
+        said = isinstance(stop, TrainingInterrupted) or not str(stop)  # fit has said where
+        print(f"\nstopped by Ctrl-C{'' if said else f': {stop}'}", file=sys.stderr)
         raise SystemExit(130) from None
 
 

@@ -1,8 +1,13 @@
 """Training loops shared by every paper: forward KL (maximum likelihood) and reverse KL (from an
-energy).
+energy), and checkpoints.
 
-Both loops: Adam, optional gradient clipping, a progress line on stderr, and a guard that stops on a
-non-finite loss, names the step, and restores the last weights that gave a finite loss.
+Both loops: Adam, optional gradient clipping, progress on stderr (tqdm on a terminal, a plain line
+every tenth of the run otherwise), a guard that stops on a non-finite loss, names the step and
+restores the last weights that gave a finite loss (``NonFiniteLoss``), and Ctrl-C handling that
+keeps the best weights and raises ``TrainingInterrupted`` with the partial history.
+
+Checkpoints: ``save_checkpoint`` (atomic, plain-Python extras only), ``load_checkpoint`` (all or
+nothing), ``load_flow`` (rebuilds the model from the builder record that ``@recorded`` attaches).
 """
 
 import collections
@@ -23,7 +28,8 @@ from tqdm import tqdm
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN or inf loss; the model holds the last weights whose loss was finite."""
+    """Training produced a NaN or inf loss; the model holds the last weights whose loss was
+    finite."""
 
 
 def fast_mode():
@@ -82,25 +88,28 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class LastFinite:
-    """A copy of the weights (and buffers) that last gave a finite loss, in preallocated tensors."""
+    """A copy of the weights (and buffers) that last gave a finite loss, in preallocated tensors;
+    ``saves`` counts the copies, so it is the step whose loss those weights gave."""
 
     def __init__(self, model):
         self.model, self.saved = (
             model,
             {k: v.detach().clone() for k, v in model.state_dict().items()},
         )
+        self.saves = 0
 
     def save(self):
         with torch.no_grad():
             for k, v in self.model.state_dict().items():
                 self.saved[k].copy_(v)
+        self.saves += 1
 
     def restore(self):
         self.model.load_state_dict(self.saved)
 
 
 def guarded_step(model, optimizer, loss, step, last_finite, clip=None):
-    """One optimiser step, guarded: a non-finite loss restores the last finite weights and raises."""
+    """One optimiser step, guarded: a non-finite loss restores the last finite weights, raises."""
     if not torch.isfinite(loss):
         last_finite.restore()
         raise NonFiniteLoss(
@@ -174,8 +183,8 @@ class TrainingRun:
             self.model.load_state_dict(self.best_state)
             kept = f"the best validation weights (step {self.best_step})"
         else:
-            self.last_finite.restore()  # the weights at the start of the interrupted step
-            kept = f"the weights of step {step - 1}"
+            self.last_finite.restore()  # consistent weights, even if Adam was stopped half-way
+            kept = f"the weights of step {self.last_finite.saves} (its loss is the last recorded)"
         self.model.eval()
         history["seconds"], history["interrupted_at"] = time.perf_counter() - self.start, step
         return TrainingInterrupted(step, self.steps, history, kept)
@@ -208,12 +217,14 @@ def train_forward_kl(
     """Maximum likelihood: minimise -E_data[log q(x)] with Adam.
 
     Args:
-        data: a target with ``.sample(n)`` (fresh samples every step) or a tensor (N, D) (minibatches).
+        data: a target with ``.sample(n)`` (fresh samples every step) or a tensor (N, D)
+            (minibatches).
         context: with a tensor dataset, the (N, C) context of each row.
-        val: an optional (M, D) validation tensor; the weights with the best validation NLL are kept.
+        val: an optional (M, D) validation tensor; the weights with the best validation NLL are
+            kept.
         preprocess: an optional function applied to each batch (e.g. dequantisation of digits).
-        snapshots: optional steps at which to keep a copy of the weights (history["snapshots"][step]),
-            e.g. to plot the density during training.
+        snapshots: optional steps at which to keep a copy of the weights
+            (history["snapshots"][step]), e.g. to plot the density during training.
         callback: an optional ``callback(step, loss)`` called after every step.
     Returns:
         a history dict: "loss" per step, "val" as (step, nll) pairs, "seconds", "snapshots".
@@ -318,16 +329,16 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be saved or loaded: the message says which file and what is wrong."""
+    """A checkpoint that cannot be saved or loaded: the message says which file, what is wrong."""
 
 
 def recorded(builder):
-    """Decorator for a model builder (e.g. ``maf.MAF``): the model it returns remembers its builder's
-    name and arguments in ``model.builder = {"builder": "maf.maf.MAF", "args": {...}}``.
+    """Decorator for a model builder (e.g. ``maf.MAF``): the model it returns remembers its
+    builder's name and arguments in ``model.builder = {"builder": "maf.maf.MAF", "args": {...}}``.
 
     ``save_checkpoint`` writes that record, ``load_checkpoint`` refuses a file whose record differs
-    from the model's, and ``load_flow(path)`` rebuilds the model from it. Only decorated builders can
-    be called by ``load_flow``.
+    from the model's, and ``load_flow(path)`` rebuilds the model from it. Only decorated builders
+    can be called by ``load_flow``.
     """
     signature = inspect.signature(builder)
 
@@ -389,12 +400,12 @@ def _digest(state, builder, extra):
 
 
 def save_checkpoint(model, path, **extra):
-    """Write the weights, the builder record (if the model has one) and plain-Python ``extra`` values
-    to ``path`` so that ``load_checkpoint`` (or ``load_flow``) restores them.
+    """Write the weights, the builder record (if the model has one) and plain-Python ``extra``
+    values to ``path`` so that ``load_checkpoint`` (or ``load_flow``) restores them.
 
     Atomic: the file is written next to ``path`` and renamed over it, so a failed save leaves the
     previous file as it was. Extras that ``torch.load(weights_only=True)`` could not read (numpy
-    numbers, ``pathlib.Path``, ``argparse.Namespace``...) are refused here with a ``CheckpointError``.
+    numbers, ``pathlib.Path``, ``argparse.Namespace``...) are refused here (``CheckpointError``).
     Non-persistent buffers (MADE masks) are not written: the architecture rebuilds them.
     """
     path = os.fspath(path)
@@ -421,6 +432,9 @@ def save_checkpoint(model, path, **extra):
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is not
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -445,7 +459,7 @@ def read_checkpoint(path, map_location="cpu"):
     except Exception as error:  # zip, unpickling and decoding errors alike
         raise CheckpointError(
             f"{path!r} is not a readable checkpoint (corrupted, truncated or not written by "
-            f"torch.save): {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            f"torch.save): {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         bare = isinstance(checkpoint, dict) and all(torch.is_tensor(v) for v in checkpoint.values())
@@ -459,7 +473,8 @@ def read_checkpoint(path, map_location="cpu"):
         )
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path!r} has checkpoint format version {checkpoint.get('version')!r}; this code reads "
+            f"{path!r} has checkpoint format version {checkpoint.get('version')!r}; this code "
+            "reads "
             f"version {CHECKPOINT_VERSION}"
         )
     missing = {"builder", "state_dict", "extra", "digest"} - set(checkpoint)
@@ -472,7 +487,8 @@ def read_checkpoint(path, map_location="cpu"):
 
 
 def _mismatch(model, checkpoint, path):
-    """Why ``checkpoint`` does not fit ``model`` (builder arguments, keys, shapes, dtypes), or None."""
+    """Why ``checkpoint`` does not fit ``model`` (builder arguments, keys, shapes, dtypes), or
+    None."""
     ours, theirs = getattr(model, "builder", None), checkpoint["builder"]
     if ours is not None and theirs is not None:
         if ours["builder"] != theirs["builder"]:

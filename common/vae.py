@@ -38,7 +38,8 @@ from common.train import TrainingRun, batches, guarded_step, seed_everything
 
 
 def binarized_digits(seed=0):
-    """The digits' train / val / test split (1257 / 180 / 360 images), each pixel 1.0 if its value is > 8."""
+    """The digits' train / val / test split (1257 / 180 / 360 images), each pixel 1.0 if its value
+    is > 8."""
     split = load_digits_split(seed)
     return {name: binarize(split[name]) for name in ("train", "val", "test")}
 
@@ -51,8 +52,10 @@ class VAE(nn.Module):
         data_features: pixels per image (64).
         latent_features: size of z.
         hidden_features: hidden sizes of the encoder (the decoder uses them reversed).
-        context_features: size of h, the encoder's extra output fed to the posterior flow (0 without flow).
-        posterior: None or a Transform with ``inverse(z_0, context=h) -> (z_K, log|det dz_K/dz_0|)``.
+        context_features: size of h, the encoder's extra output fed to the posterior flow (0
+            without flow).
+        posterior: None or a Transform with ``inverse(z_0, context=h) -> (z_K, log|det
+            dz_K/dz_0|)``.
     """
 
     def __init__(
@@ -88,7 +91,8 @@ class VAE(nn.Module):
         )
 
     def sample_posterior(self, x, k=1):
-        """k reparameterised samples z ~ q(z | x) per point, (k, batch, D), and log q(z | x), (k, batch)."""
+        """k reparameterised samples z ~ q(z | x) per point, (k, batch, D), and log q(z | x),
+        (k, batch)."""
         mu, log_sigma, h = self.encode(x)
         eps = torch.randn(k, *mu.shape, dtype=mu.dtype, device=mu.device)
         z = mu + log_sigma.exp() * eps  # z_0 = mu + sigma * eps (Kingma & Welling 2014)
@@ -118,7 +122,8 @@ class VAE(nn.Module):
         return self.log_likelihood(x, z) + self.prior.log_prob(z) - log_q
 
     def elbo(self, x, k=1):
-        """The evidence lower bound E_q[log p(x, z) - log q(z | x)], averaged over k samples: (batch,)."""
+        """The evidence lower bound E_q[log p(x, z) - log q(z | x)], averaged over k samples:
+        (batch,)."""
         return self.log_weights(x, k).mean(0)
 
     def iw_log_px(self, x, k):
@@ -256,7 +261,8 @@ def compare(posteriors, args):
     )
     print(
         f"Each posterior: {args.steps} Adam steps (lr {args.lr}, batch {args.batch}), weights with "
-        f"the best validation ELBO kept, seeds {seeds}.\nTest ELBO and importance-weighted log p(x) "
+        f"the best validation ELBO kept, seeds {seeds}.\nTest ELBO and importance-weighted "
+        "log p(x) "
         f"(k = {args.k}) in nats per image, mean ± sd over seeds; gap = log p(x) - ELBO.\n"
     )
     header = [c.format(k=args.k) for c in COLUMNS]

@@ -26,14 +26,17 @@ from .iaf import IAF
 
 
 def energies(args):
-    """Reverse KL (Rezende & Mohamed 2015, Sec. 6.1) on U1-U4 and the sine ring: what IAF is built for."""
+    """Reverse KL (Rezende & Mohamed 2015, Sec. 6.1) on U1-U4 and the sine ring: what IAF is built
+    for."""
     steps, n_eval = args.steps, args.n_eval
     anneal = f", beta_t = min(1, 0.01 + t / {args.anneal})" if args.anneal else ""
     print(
-        f"\n== Reverse KL: IAF(2, transforms=5, hidden=(64, 64)), {steps} steps, batch 256, Adam 1e-3{anneal} =="
+        f"\n== Reverse KL: IAF(2, transforms=5, hidden=(64, 64)), {steps} steps, batch 256, Adam "
+        f"1e-3{anneal} =="
     )
     print(
-        "KL(q||p) = E_q[log q + U] + log Z >= 0, log Z by quadrature; U2-U4 confined to |z1| <= 4 by "
+        "KL(q||p) = E_q[log q + U] + log Z >= 0, log Z by quadrature; U2-U4 confined to |z1| <= 4 "
+        "by "
         "0.5 (max(|z1| - 4, 0) / 0.1)^2"
     )
     fig, axes = plt.subplots(2, len(ENERGIES), figsize=(2.8 * len(ENERGIES), 5.8))
@@ -58,22 +61,26 @@ def energies(args):
     for name, log_z, kl, err, sec in rows:
         print(f"{name:<8}{log_z:>9.4f}{kl:>11.4f}{err:>9.4f}{sec:>9.1f}")
     print(
-        "(reverse KL is mode-seeking: a q that covers one of U1's two lobes has KL >= log 2 = 0.693)"
+        "(reverse KL is mode-seeking: a q that covers one of U1's two lobes has KL >= log 2 = "
+        "0.693)"
     )
     fig.tight_layout()
     path = os.path.join(args.out, "energies.png")
     save_figure(fig, path)
     plt.close(fig)
     print(
-        f"figure: {path} (top: true densities, bottom: learned q, whose log q costs D passes per step)"
+        f"figure: {path} (top: true densities, bottom: learned q, whose log q costs D passes per "
+        "step)"
     )
 
 
 def gauss(args):
-    """The FlowTorch tutorial: one affine autoregressive layer learns N([5, 5], 0.5 I) from samples."""
+    """The FlowTorch tutorial: one affine autoregressive layer learns N([5, 5], 0.5 I) from
+    samples."""
     steps = args.gauss_steps
     print(
-        f"\n== Forward KL: one IAF step (after Alg. 1's diagonal start) on N([5, 5], 0.5 I), {steps} steps, "
+        "\n== Forward KL: one IAF step (after Alg. 1's diagonal start) on N([5, 5], 0.5 I), "
+        f"{steps} steps, "
         f"batch 1000, Adam {args.gauss_lr} =="
     )
     seed_everything(args.seed)
@@ -87,7 +94,8 @@ def gauss(args):
     )
     r = nll_gap(flow, target, n=args.gauss_n_test)
     print(
-        f"test NLL {r['nll']:.4f}   exact entropy {r['entropy']:.4f}   gap {r['gap']:+.4f} +- {r['stderr']:.4f} "
+        f"test NLL {r['nll']:.4f}   exact entropy {r['entropy']:.4f}   gap {r['gap']:+.4f} +- "
+        f"{r['stderr']:.4f} "
         f"nats (ceiling: gap = 0){'   [--quick: not converged]' if args.quick else ''}"
     )
     with torch.no_grad():
@@ -95,7 +103,8 @@ def gauss(args):
     mean, cov = x.mean(0), torch.cov(x.T)
     print(f"mean        learned [{mean[0]:.3f}, {mean[1]:.3f}]   true [5.000, 5.000]")
     print(
-        f"covariance  learned [[{cov[0, 0]:.3f}, {cov[0, 1]:.3f}], [{cov[1, 0]:.3f}, {cov[1, 1]:.3f}]]   "
+        f"covariance  learned [[{cov[0, 0]:.3f}, {cov[0, 1]:.3f}], [{cov[1, 0]:.3f}, "
+        f"{cov[1, 1]:.3f}]]   "
         "true [[0.500, 0.000], [0.000, 0.500]]   (from 100k samples, one pass each)"
     )
     path = os.path.join(args.out, "gauss_loss.png")
@@ -108,22 +117,24 @@ def gauss(args):
 
 
 def cost(args):
-    """Seconds to draw n samples with their log q (one pass per step) against log_prob of n new points (D)."""
+    """Seconds to draw n samples with their log q (one pass per step) against log_prob of n new
+    points (D passes per step)."""
     n, dims = args.cost_n, args.cost_dims
     print(
         f"\n== Cost: IAF(D, transforms=5, hidden=(64, 64)), {n} points, no gradients, "
         f"{torch.get_num_threads()} threads =="
     )
     print(
-        f"{'D':>4}{'sample + log q (s)':>20}{'log_prob new (s)':>18}{'ratio':>8}   (expected ratio ~ D)"
+        f"{'D':>4}{'sample + log q (s)':>20}{'log_prob new (s)':>18}{'ratio':>8}   (expected ratio "
+        "~ D)"
     )
     rows = []
     for d in dims:
         seed_everything(args.seed)
         flow = IAF(d).to(args.device).eval()
         x = torch.randn(n, d, device=args.device)
-        t_sample = seconds(lambda: flow.rsample_and_log_prob(n), repeat=3)
-        t_density = seconds(lambda: flow.log_prob(x), repeat=1 if d > 16 else 3)
+        t_sample = seconds(lambda flow=flow: flow.rsample_and_log_prob(n), repeat=3)
+        t_density = seconds(lambda flow=flow, x=x: flow.log_prob(x), repeat=1 if d > 16 else 3)
         rows.append((d, t_sample, t_density))
         print(f"{d:>4}{t_sample:>20.3f}{t_density:>18.3f}{t_density / t_sample:>8.1f}")
     fig, ax = plt.subplots(figsize=(5, 3.6))

@@ -40,12 +40,14 @@ Figure1Target = Banana  # the target of Figure 1, now get_target("banana"); maf/
 
 
 def fit_target(flow, target, args, label, name):
-    """Maximum likelihood on fresh target samples, then the test NLL on fresh samples and its gap to H."""
+    """Maximum likelihood on fresh target samples, then the test NLL on fresh samples and its gap
+    to H."""
     flow.to(args.device)
     history = fit(args, name, train_forward_kl, flow, target, args.steps, 512, 1e-3)
     result = nll_gap(flow, target, n=args.n_test)
     print(
-        f"  {label:<38} {count_parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f}  "
+        f"  {label:<38} {count_parameters(flow):>7}  {result['nll']:8.4f} ± {result['stderr']:.4f} "
+        " "
         f"{result['gap']:8.4f}  {history['seconds']:6.1f}"
     )
     return history, result
@@ -126,7 +128,8 @@ def dataset_log_prob(flow, x, context):
 
 
 def digits(args):
-    """MAF and the class-conditional MAF (Sec. 3.4) on the 8x8 digits: test NLL in nats and bits/dim."""
+    """MAF and the class-conditional MAF (Sec. 3.4) on the 8x8 digits: test NLL in nats and
+    bits/dim."""
     split = load_digits_split(args.seed)
     onehot = {k: F.one_hot(split[f"{k}_labels"], 10).float() for k in ("train", "val", "test")}
     gen = torch.Generator().manual_seed(args.seed)
@@ -160,7 +163,8 @@ def digits(args):
             save_run(args, name, flow, history)
         nll, se = dataset_nll(flow, test, onehot["test"] if context else None)
         print(
-            f"  {label:<44} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  {bits_per_dim(nll):8.3f}  "
+            f"  {label:<44} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
+            f"{bits_per_dim(nll):8.3f}  "
             f"{history['seconds']:6.1f}"
         )
         results[label] = flow
@@ -187,11 +191,13 @@ def digits(args):
     nll = -log_px.mean().item()
     se = log_px.std().item() / math.sqrt(len(test))
     print(
-        f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
+        f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {count_parameters(flow):>7}  "
+        f"{nll:8.2f} ± {se:5.2f}  "
         f"{bits_per_dim(nll):8.3f}"
     )
     print(
-        "  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size: a paper folder does not "
+        "  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size: a paper "
+        "folder does not "
         "import another, so that comparison is made by `python -m benchmarks --only digits`)"
     )
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Experiments of Durkan et al. (2019), Neural Spline Flows.
 
-    python -m nsf                    # zuko's tutorial "train from energy": an inverted NSF, reverse KL
+    python -m nsf                    # zuko's "train from energy": an inverted NSF, reverse KL
     python -m nsf --target checker   # maximum likelihood: NSF-AR and NSF-C side by side
     python -m nsf --data digits      # 8x8 digits: NSF-AR and NSF-C, test NLL and bits/dim
     python -m nsf --quick            # any of the above in seconds (also: FLOWS_FAST=1)
@@ -30,7 +30,8 @@ def energy(args):
     """zuko's tutorial "Train from energy": NSF(2, transforms=3, hidden (64, 64)) inverted so that
     sampling is its one-pass direction, trained by reverse KL on log U(x) = sin(pi x1) - 2 (x1^2 +
     x2^2 - 2)^2 for 8 epochs of
-    256 steps (batch 256, Adam 1e-3). The loss E_q[log q + U] = KL(q || p) - log Z (the tutorial ends near -1.59)."""
+    256 steps (batch 256, Adam 1e-3). The loss E_q[log q + U] = KL(q || p) - log Z (the tutorial
+    ends near -1.59)."""
     target = get_target("sine")
     nsf = NSF(2, transforms=3, hidden_features=(64, 64))
     flow = Flow(Inverse(nsf.transform), features=2).to(
@@ -38,7 +39,8 @@ def energy(args):
     )  # rsample_and_log_prob: one MADE pass per layer
     epochs, steps = args.epochs, args.epoch_steps
     print(
-        f"reverse KL on the sine energy: inverted NSF-AR, 3 transforms, MADE 2 x 64, 8 bins, bound 5 "
+        "reverse KL on the sine energy: inverted NSF-AR, 3 transforms, MADE 2 x 64, 8 bins, bound "
+        "5 "
         f"({count_parameters(flow)} parameters); {epochs} x {steps} steps, batch 256, Adam 1e-3"
     )
     history = fit(args, "sine", train_reverse_kl, flow, target, epochs * steps, 256, 1e-3)
@@ -47,7 +49,8 @@ def energy(args):
         print(f"  ({epoch}) {row.mean().item():.4f} ± {row.std().item():.4f}")
     result = reverse_kl(flow, target, n=args.n_test)
     print(
-        f"  loss = KL - log Z; last epoch {loss[-1].mean().item():.4f} (zuko's tutorial: about -1.59)"
+        f"  loss = KL - log Z; last epoch {loss[-1].mean().item():.4f} (zuko's tutorial: about "
+        "-1.59)"
     )
     print(
         f"  KL(q || p) = {result['kl']:.4f} ± {result['stderr']:.4f} nats (ceiling 0), log Z = "
@@ -155,7 +158,8 @@ def digits(args):
         )  # keeps the best validation weights
         nll, se = dataset_nll(flow, test)
         print(
-            f"  {label + ' (Logit + NSF)':<30} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
+            f"  {label + ' (Logit + NSF)':<30} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f} "
+            " "
             f"{bits_per_dim(nll):8.3f}  {history['seconds']:7.1f}"
         )
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """Figure 3 of Rezende & Mohamed (2015): planar and radial flows fitted to U1-U4 by reverse KL.
 
-    python -m planar_flows                      # both kinds, U1-U4, K = 2, 8, 32 (minutes on 2 cores)
-    python -m planar_flows --quick              # the same in seconds (or FLOWS_FAST=1)
+    python -m planar_flows                  # both kinds, U1-U4, K = 2, 8, 32 (minutes on 2 cores)
+    python -m planar_flows --quick          # the same in seconds (or FLOWS_FAST=1)
     python -m planar_flows --kind planar --targets U1 U3 --steps 3000
 
 Each flow minimises the free energy E_q[log q(x) + beta_t U(x)] with beta_t = min(1, 0.01 + t / T)
@@ -85,7 +85,8 @@ def main(argv=None):
     start = time.perf_counter()
     energies = {name: get_target(name) for name in args.targets}
     print(
-        f"KL(q || p) in nats, mean ± standard error over n = {args.n_eval:,} samples of q; log Z by quadrature."
+        f"KL(q || p) in nats, mean ± standard error over n = {args.n_eval:,} samples of q; log Z "
+        "by quadrature."
     )
     print(
         f"{args.steps} Adam steps per flow, lr {args.lr}, batch {args.batch}, "
@@ -127,13 +128,15 @@ def main(argv=None):
         plt.close(fig)
         print(f"wrote {path}")
     print(
-        f"1-D inverses: max |log_prob(x) - log q(x)| = {worst_inverse:.1e} over 10,000 samples of every flow "
+        f"1-D inverses: max |log_prob(x) - log q(x)| = {worst_inverse:.1e} over 10,000 samples of "
+        "every flow "
         f"({next(flow.parameters()).dtype})"
     )
     with open(os.path.join(args.out, "kl_table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(
-        f"total {time.perf_counter() - start:.0f} s; table in {os.path.join(args.out, 'kl_table.md')}"
+        f"total {time.perf_counter() - start:.0f} s; table in "
+        f"{os.path.join(args.out, 'kl_table.md')}"
     )
 
 

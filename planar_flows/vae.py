@@ -1,8 +1,8 @@
 """Amortised planar flows in a VAE on binarised 8x8 digits: the experiment of Rezende & Mohamed
 (2015, Sec. 6.2).
 
-    python -m planar_flows.vae                 # diagonal Gaussian and planar K = 2, 8, 16, 3 seeds each
-    python -m planar_flows.vae --quick         # the same in seconds (or FLOWS_FAST=1)
+    python -m planar_flows.vae          # diagonal Gaussian and planar K = 2, 8, 16, 3 seeds each
+    python -m planar_flows.vae --quick  # the same in seconds (or FLOWS_FAST=1)
     python -m planar_flows.vae --K 2 8 32 --seeds 5 --steps 8000
 
 The encoder outputs q_0 = N(mu, diag sigma^2) and a context h; each of the K planar layers gets its

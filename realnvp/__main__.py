@@ -86,13 +86,15 @@ def run_2d(args):
     )
     result = nll_gap(flow, target, n=args.n_test)
     print(
-        f"Real NVP ({args.transforms} couplings, MLP {'x'.join(map(str, args.hidden))}) on {args.target}: "
+        f"Real NVP ({args.transforms} couplings, MLP {'x'.join(map(str, args.hidden))}) on "
+        f"{args.target}: "
         f"{steps} steps in {history['seconds']:.1f} s"
     )
     print(f"  test NLL      {result['nll']:.4f} ± {result['stderr']:.4f} nats")
     print(f"  exact entropy {result['entropy']:.4f} nats (the ceiling: NLL >= H)")
     print(
-        f"  gap           {result['gap']:.4f} nats (= KL(p || q); zuko's coupling flow: 0.028 on ua_nb)"
+        f"  gap           {result['gap']:.4f} nats (= KL(p || q); zuko's coupling flow: 0.028 on "
+        "ua_nb)"
     )
     title = f"Real NVP on {args.target}: gap {result['gap']:.3f} nats"
     plot_density_comparison(
@@ -138,11 +140,14 @@ def run_digits(args):
     params = count_parameters(flow)
     best = min(history["val"], key=lambda v: v[1])
     print(
-        f"Real NVP multi-scale ({args.scales} scales, conv width {args.hidden_channels}) on 8x8 digits: "
-        f"{params:,} parameters, {steps} steps in {history['seconds']:.1f} s (best validation at step {best[0]})"
+        f"Real NVP multi-scale ({args.scales} scales, conv width {args.hidden_channels}) on 8x8 "
+        "digits: "
+        f"{params:,} parameters, {steps} steps in {history['seconds']:.1f} s (best validation at "
+        f"step {best[0]})"
     )
     print(
-        f"  test NLL  {nll:.2f} ± {stderr:.2f} nats per image (dequantised, logit Jacobian included)"
+        f"  test NLL  {nll:.2f} ± {stderr:.2f} nats per image (dequantised, logit Jacobian "
+        "included)"
     )
     print(
         f"  bits/dim  {bits_per_dim(nll):.3f} ± {stderr / (64 * math.log(2)):.3f} "

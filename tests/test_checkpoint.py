@@ -1,4 +1,5 @@
-"""Checkpoints (common/train.py): atomic saves, all-or-nothing loads, the builder record, corruption."""
+"""Checkpoints (common/train.py): atomic saves, all-or-nothing loads, the builder record,
+corruption."""
 
 import argparse
 import pathlib

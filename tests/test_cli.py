@@ -1,0 +1,180 @@
+"""The demo skeleton (common/cli.py): every entry point refuses bad arguments before any work,
+--help works, a tiny run goes through main(argv), and Ctrl-C keeps the best weights."""
+
+import importlib
+
+import pytest
+import torch
+
+from common import cli
+from common.flows import Flow
+from common.targets import get_target
+from common.train import (
+    NonFiniteLoss,
+    TrainingInterrupted,
+    load_flow,
+    train_forward_kl,
+    train_reverse_kl,
+)
+from maf import MAF
+
+ENTRY_POINTS = [
+    "planar_flows.__main__",
+    "iaf.__main__",
+    "maf.__main__",
+    "nsf.__main__",
+    "realnvp.__main__",
+    "planar_flows.vae",
+    "iaf.vae",
+]
+
+
+def refused(capsys, main, argv, flag):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and flag in err, err
+    return err
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_bad_arguments_are_argparse_errors_before_any_work(module, tmp_path, capsys):
+    main = importlib.import_module(module).main
+    out = ["--out", str(tmp_path / "out")]
+    assert "must be an integer >= 1, got 0" in refused(
+        capsys, main, ["--steps", "0", *out], "--steps"
+    )
+    refused(capsys, main, ["--steps", "-3", *out], "--steps")
+    assert ">= 0, got -1" in refused(capsys, main, ["--seed", "-1", *out], "--seed")
+    refused(capsys, main, ["--device", "no-such-device", *out], "--device")
+    (tmp_path / "file").write_text("")
+    assert "existing file" in refused(capsys, main, ["--out", str(tmp_path / "file")], "--out")
+    refused(capsys, main, ["--out", str(tmp_path / "file" / "sub")], "--out")
+    refused(capsys, main, ["--out", "/proc/no/such/dir"], "--out")
+    assert not (tmp_path / "out").exists()  # nothing was created, nothing ran
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0 and "--no-progress" in capsys.readouterr().out
+
+
+def test_benchmarks_refuse_before_computing(tmp_path, capsys):
+    from benchmarks.__main__ import main
+    from benchmarks.speed import main as speed
+
+    refused(capsys, main, ["--seeds", "-1", "--out", str(tmp_path)], "--seeds")
+    refused(capsys, main, ["--device", "cuda", "--out", str(tmp_path)], "--device")
+    (tmp_path / "file").write_text("")
+    refused(capsys, main, ["--quick", "--out", str(tmp_path / "file")], "--out")
+    refused(capsys, main, ["--report", "--out", str(tmp_path / "none")], "--report")
+    refused(capsys, speed, ["maf", "--steps", "0"], "--steps")
+    refused(capsys, speed, ["maf", "--features", "0"], "--features")
+
+
+def test_settings_fill_only_what_was_not_given(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWS_FAST", raising=False)
+    parser = cli.demo_parser("doc", "paper")
+    parser.add_argument("--steps", type=cli.positive)
+    full, quick = {"steps": 100, "n": 5}, {"steps": 2, "n": 1}
+    args = cli.parse_demo_args(parser, ["--out", str(tmp_path / "o"), "--seed", "3"], full, quick)
+    assert (args.steps, args.n, args.seed, args.quick, args.progress) == (100, 5, 3, False, True)
+    assert (tmp_path / "o").is_dir()
+    monkeypatch.setenv("FLOWS_FAST", "1")
+    args = cli.parse_demo_args(parser, ["--out", str(tmp_path / "o"), "--steps", "7"], full, quick)
+    assert args.quick and (args.steps, args.n) == (7, 1)
+
+
+def test_a_tiny_quick_run_through_main_writes_a_loadable_checkpoint(tmp_path, capsys):
+    from planar_flows.__main__ import main
+
+    argv = ["--quick", "--kind", "planar", "--targets", "U1", "--K", "2", "--steps", "5"]
+    main([*argv, "--n-eval", "500", "--no-progress", "--save", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| planar | U1 | 1.8775 |" in out and "5 Adam steps per flow" in out
+    flow, extra = load_flow(tmp_path / "planar_U1_K2.pt")
+    assert len(extra["history"]["loss"]) == 5 and flow.builder["args"]["transforms"] == 2
+    assert torch.isfinite(flow.log_prob(torch.randn(3, 2))).all()
+    assert (tmp_path / "figure3_planar.png").exists() and (tmp_path / "kl_table.md").exists()
+
+
+class StopAt:
+    """A callback that raises KeyboardInterrupt at ``step``, as Ctrl-C would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, step, loss):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_the_best_weights_and_the_partial_history():
+    torch.manual_seed(0)
+    flow, data = MAF(2, 1, (8,)), torch.randn(256, 2) * 0.5 + 1.0
+    best = {}
+
+    def remember(step, loss):
+        if step == 20:
+            best.update({k: v.clone() for k, v in flow.state_dict().items()})
+        StopAt(27)(step, loss)
+
+    with pytest.raises(TrainingInterrupted, match="step 27 of 50") as info:
+        train_forward_kl(
+            flow, data, 50, 64, 1e-2, val=data[:64], val_every=10, progress=False, callback=remember
+        )
+    history = info.value.history
+    assert info.value.step == 27 and len(history["loss"]) == 27 and history["interrupted_at"] == 27
+    nll = dict(history["val"])
+    assert set(nll) == {10, 20}
+    if nll[20] < nll[10]:  # the best validation weights are those of step 20
+        assert all(torch.equal(best[k], v) for k, v in flow.state_dict().items())
+    assert not flow.training
+
+
+def test_ctrl_c_in_reverse_kl_keeps_finite_weights_and_run_exits_130(tmp_path, capsys):
+    flow = MAF(2, 1, (8,))
+    with pytest.raises(TrainingInterrupted, match="weights of step 3"):
+        train_reverse_kl(flow, get_target("U1"), 10, 32, progress=False, callback=StopAt(3))
+
+    def main(argv):
+        args = cli.parse_demo_args(cli.demo_parser("doc", "x"), ["--out", str(tmp_path)])
+        cli.fit(args, "u1", train_reverse_kl, flow, get_target("U1"), 10, 32, callback=StopAt(4))
+
+    with pytest.raises(SystemExit) as info:
+        cli.run(main)
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted at step 4 of 10" in err and "Traceback" not in err
+    model, extra = load_flow(tmp_path / "u1.pt")  # where the run would have put it
+    assert len(extra["history"]["loss"]) == 4
+
+
+def test_empty_dataset_and_nan_loss_say_what_is_wrong():
+    flow = MAF(2, 1, (8,))
+    with pytest.raises(ValueError, match="non-empty"):
+        train_forward_kl(flow, torch.zeros(0, 2), 5, progress=False)
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+        train_forward_kl(flow, torch.zeros(4, 2), 0, progress=False)
+    data = torch.randn(64, 2)
+    data[5] = float("nan")
+    before = Flow(MAF(2, 1, (8,)).transform, features=2)
+    before.load_state_dict(flow.state_dict())
+    with pytest.raises(NonFiniteLoss, match="at step 1"):
+        train_forward_kl(flow, data, 5, batch_size=64, progress=False)
+    assert all(
+        torch.equal(a, b) for a, b in zip(flow.parameters(), before.parameters(), strict=True)
+    )
+
+
+def test_progress_writes_plain_lines_when_not_a_terminal(capsys):
+    bar = cli_progress(10)
+    for step in range(1, 11):
+        bar.update(step, loss=0.5)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 10 and "step     10/10  loss 0.5000" in err
+
+
+def cli_progress(steps):
+    from common.train import Progress
+
+    return Progress(steps, every=1)
