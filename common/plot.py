@@ -1,5 +1,5 @@
-"""Figures every demo writes: densities on a grid, their difference, marginals, losses, snapshots,
-samples.
+"""Figures every demo and notebook draws: densities on a grid (one colour scale per compared row),
+their difference, marginals, losses, snapshots, samples, and the flow at work layer by layer.
 
 Every function takes plain callables or tensors and writes a PNG (``path``) or draws on given axes.
 """
@@ -12,6 +12,7 @@ if os.environ.get("MPLBACKEND") is None and not os.environ.get("DISPLAY"):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def save_figure(fig, path):
@@ -66,44 +67,201 @@ def density_grid(log_prob, bounds, n=200):
     return xs, ys, density.nan_to_num(0.0)
 
 
-def show_density(ax, log_prob, bounds, title=None, n=200, cmap="viridis"):
-    """Draw a density as an image on ``ax`` (``bounds``: a square (lo, hi) or a rectangle, see ``density_grid``)."""
+def show_density(
+    ax, log_prob, bounds, title=None, n=200, cmap="viridis", vmax=None, colorbar=False, ticks=True
+):
+    """Draw a density as an image on ``ax`` (``bounds``: a square (lo, hi) or a rectangle, see
+    ``density_grid``), with a few ticks on both axes.
+
+    ``vmax`` fixes the top of the colour scale (panels that are compared share one, see
+    ``plot_densities``); ``colorbar=True`` adds a colour bar beside ``ax``. Returns the (n, n) density.
+    """
     _, _, density = density_grid(log_prob, bounds, n)
     (x_lo, x_hi), (y_lo, y_hi) = window(bounds)
-    ax.imshow(
+    image = ax.imshow(
         density.numpy(),
         origin="lower",
         extent=_extent(bounds),
         cmap=cmap,
+        vmin=0.0,
+        vmax=vmax,
         aspect="equal" if x_hi - x_lo == y_hi - y_lo else "auto",
     )
-    ax.set_xticks([]), ax.set_yticks([])
+    _ticks(ax, ticks)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     return density
 
 
+def _ticks(ax, ticks=True):
+    """Three or so ticks a side, small labels, no minor ticks (or none at all)."""
+    if not ticks:
+        ax.set_xticks([]), ax.set_yticks([])
+        return
+    ax.xaxis.set_major_locator(MaxNLocator(4, integer=True, prune="both"))
+    ax.yaxis.set_major_locator(MaxNLocator(4, integer=True, prune="both"))
+    ax.minorticks_off()
+    ax.tick_params(labelsize=7, length=2, pad=1)
+
+
+def plot_densities(rows, bounds, path=None, n=150, size=2.4, title=None):
+    """A grid of density panels, one colour scale and one colour bar per row.
+
+    ``rows`` is a list of rows, each a list of ``(log_prob, title)`` or ``(log_prob, title,
+    bounds)``; ``bounds`` is one window for every panel or a list of one per row. Panels in a row share ``vmax`` (the row's largest density), so their
+    colours can be compared. Returns the figure.
+    """
+    n_cols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(
+        len(rows),
+        n_cols,
+        figsize=(size * n_cols + 0.6, size * len(rows) + (0.4 if title else 0.1)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for r, row in enumerate(rows):
+        box = bounds[r] if isinstance(bounds, list) else bounds
+        boxes = [panel[2] if len(panel) > 2 else box for panel in row]
+        grids = [density_grid(panel[0], b, n)[2] for panel, b in zip(row, boxes, strict=True)]
+        vmax = max(g.max().item() for g in grids) or 1.0
+        for c, (ax, panel, grid) in enumerate(zip(axes[r], row, grids, strict=False)):
+            name = panel[1]
+            image = ax.imshow(
+                grid.numpy(),
+                origin="lower",
+                extent=_extent(boxes[c]),
+                vmin=0,
+                vmax=vmax,
+                aspect="auto",
+            )
+            _ticks(ax)
+            ax.set_title(name, fontsize=9)
+            if c and boxes[c] == boxes[0]:
+                ax.tick_params(labelleft=False)
+        for ax in axes[r, len(row) :]:
+            ax.axis("off")
+        bar = fig.colorbar(image, ax=list(axes[r]), fraction=0.03, pad=0.01, aspect=15)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("density", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def sampling_steps(transform):
+    """The layers of a transform in sampling order (noise -> data), each as ``z -> x`` (no log-det).
+
+    Unrolls ``Compose`` and ``Inverse``: a ``Flow`` samples with ``transform.inverse``, so the last
+    layer of a ``Compose`` acts first; under ``Inverse`` the order and the direction flip. Returns a
+    list of ``(name, function)``.
+    """
+    from common.flows import Compose, Inverse
+
+    def unroll(t, inverted):
+        if isinstance(t, Inverse):
+            return unroll(t.transform, not inverted)
+        if isinstance(t, Compose):
+            parts = [unroll(s, inverted) for s in t.transforms]
+            return [step for part in (parts if inverted else parts[::-1]) for step in part]
+        run = t.forward if inverted else t.inverse
+        return [(type(t).__name__, lambda z, run=run: run(z)[0])]
+
+    return unroll(transform, False)
+
+
+@torch.no_grad()
+def plot_layers(flow, n=2000, path=None, max_panels=7, lim=None, data=None, title=None):
+    """The flow at work, layer by layer: the base samples, then the points after each layer, to the
+    data (top row), and a regular grid of the base pushed through the same layers (bottom row).
+
+    Points keep their colour (their base angle) from panel to panel, so one can follow them. Layers
+    that only permute features are applied but not drawn. With more than ``max_panels`` layers, an
+    evenly spaced subset is drawn (always the last). ``data`` (optional, (N, 2)) adds a panel of the
+    target's samples; ``lim`` fixes both axes' range (default: the middle 99 % of all points).
+    Only 2-D flows without context.
+    """
+    flow.eval()
+    param = next(flow.parameters())
+    z = flow.base.rsample(n).to(param)
+    if z.shape[-1] != 2:
+        raise ValueError(f"plot_layers draws 2-D flows, got {z.shape[-1]} features")
+    steps = [(name, f) for name, f in sampling_steps(flow.transform)]
+    t = torch.linspace(-3, 3, 13, dtype=param.dtype)
+    fine = torch.linspace(-3, 3, 200, dtype=param.dtype)
+    lines = [torch.stack([v.expand(200), fine], -1) for v in t]
+    lines += [torch.stack([fine, v.expand(200)], -1) for v in t]
+    grid = torch.cat(lines)  # 26 polylines of 200 points each
+    shown = [("base N(0, I)\n", z, grid)]
+    drawn = [i for i, (name, _) in enumerate(steps) if name != "Permute"]
+    if len(drawn) > max_panels - 1:
+        pick = torch.linspace(0, len(drawn) - 1, max_panels - 1).round().long().tolist()
+        drawn = [drawn[i] for i in sorted(set(pick))]
+    x, g = z, grid
+    for i, (name, f) in enumerate(steps):
+        x, g = f(x), f(g)
+        if i in drawn:
+            shown.append((f"after layer {i + 1} of {len(steps)}\n{name}", x, g))
+    if data is not None:
+        shown.append(("data", data.to(param), None))
+    if lim is None:  # one square window for every panel: the middle 99 % of all the points
+        every = torch.cat([points for _, points, _ in shown]).float()
+        lo, hi = every.quantile(0.005, 0).min().item(), every.quantile(0.995, 0).max().item()
+        lim = (lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+    colour = torch.atan2(z[:, 1], z[:, 0]).cpu()
+    fig, axes = plt.subplots(
+        2, len(shown), figsize=(2.3 * len(shown), 4.9), squeeze=False, layout="constrained"
+    )
+    for c, (name, points, lines_now) in enumerate(shown):
+        points = points.cpu()
+        top, bottom = axes[0, c], axes[1, c]
+        if name == "data":
+            top.scatter(*points.T, s=1.5, c="0.3", alpha=0.5)
+            bottom.axis("off")
+        else:
+            top.scatter(*points.T, s=1.5, c=colour, cmap="hsv", alpha=0.6)
+            for k, line in enumerate(lines_now.cpu().split(200)):
+                bottom.plot(*line.T, lw=0.7, color="C0" if k < 13 else "C3")
+        top.set_title(name, fontsize=8)
+        for ax in (top, bottom):
+            ax.set_xlim(*lim), ax.set_ylim(*lim)
+            ax.set_aspect("equal")
+            _ticks(ax)
+    axes[1, 0].set_ylabel("a grid of the base,\npushed through", fontsize=8)
+    axes[0, 0].set_ylabel("samples", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_density_comparison(flow, target, path=None, n=200, title=None):
-    """Three panels: the true density, the learned one, and learned minus true."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    true = show_density(axes[0], target.log_prob, view(target), "true density", n)
-    learned = show_density(axes[1], flow_log_prob(flow), view(target), "learned density", n)
+    """Three panels: the true density, the learned one (one colour scale, one colour bar), and
+    learned minus true (its own, symmetric scale)."""
+    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), layout="constrained")
+    box = view(target)
+    _, _, true = density_grid(target.log_prob, box, n)
+    vmax = true.max().item()
+    show_density(axes[0], target.log_prob, box, "true density", n, vmax=vmax)
+    learned = show_density(
+        axes[1], flow_log_prob(flow), box, "learned density", n, vmax=vmax, colorbar=True
+    )
     diff = (learned - true).numpy()
     vmax = abs(diff).max() + 1e-12
     im = axes[2].imshow(
         diff,
         origin="lower",
-        extent=_extent(view(target)),
+        extent=_extent(box),
         cmap="RdBu_r",
         vmin=-vmax,
         vmax=vmax,
         aspect=axes[0].get_aspect(),
     )
-    axes[2].set_title("learned - true", fontsize=10)
-    axes[2].set_xticks([]), axes[2].set_yticks([])
-    fig.colorbar(im, ax=axes[2], fraction=0.046)
+    axes[2].set_title("learned - true", fontsize=9)
+    _ticks(axes[2])
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
 
 
@@ -176,3 +334,52 @@ def plot_image_grid(images, path=None, shape=(8, 8), rows=None, title=None, row_
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def _layer_figures():
+    """``python -m common.plot``: the layer-by-layer figures of the folder READMEs, drawn from the
+    shipped checkpoints (``<folder>/checkpoints``) into ``<folder>/figures/layers_*.png``."""
+    from pathlib import Path
+
+    from common.flows import Flow, Inverse
+    from common.targets import get_target
+    from common.train import load_checkpoint, seed_everything
+    from iaf import IAF
+    from maf import MAF
+    from nsf import NSF
+    from planar_flows import PlanarFlow
+    from realnvp import RealNVP
+
+    root = Path(__file__).resolve().parents[1]
+    figures = [  # (checkpoint, model, figure, target whose samples close the row, axis range)
+        ("intro/checkpoints/gauss8.pt", RealNVP(2, 8, (64, 64)), "intro", "gauss8", None),
+        (
+            "planar_flows/checkpoints/planar_U2_K32.pt",
+            PlanarFlow(2, 32),
+            "planar_flows",
+            None,
+            None,
+        ),
+        ("iaf/checkpoints/energy_sine.pt", IAF(2), "iaf", None, None),
+        ("maf/checkpoints/banana_maf5.pt", MAF(2, 5), "maf", "banana", (-6, 10)),
+        ("realnvp/checkpoints/ua_nb.pt", RealNVP(2, 8, (64, 64)), "realnvp", "ua_nb", None),
+        ("nsf/checkpoints/checker_nsf_ar.pt", NSF(2, 5, (64, 64)), "nsf", "checker", None),
+        (
+            "nsf/checkpoints/sine.pt",
+            Flow(Inverse(NSF(2, 3, (64, 64)).transform), features=2),
+            "nsf",
+            None,
+            None,
+        ),
+    ]
+    for checkpoint, flow, folder, target, lim in figures:
+        seed_everything(0)
+        load_checkpoint(flow, root / checkpoint)
+        data = get_target(target).sample(2000) if target else None
+        path = root / folder / "figures" / f"layers_{Path(checkpoint).stem}.png"
+        plt.close(plot_layers(flow, data=data, lim=lim, path=path))
+        print(f"wrote {path.relative_to(root)}")
+
+
+if __name__ == "__main__":
+    _layer_figures()

@@ -21,6 +21,20 @@
 # runs are longer and the numbers better. The full experiments are `python -m iaf`.
 
 # %%
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
+import sys
+from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
+import math
 import time
 
 import matplotlib.pyplot as plt
@@ -29,12 +43,13 @@ import torch
 from common.flows import Flow
 from common.metrics import reverse_kl
 from common.nets import MADE
-from common.plot import flow_log_prob, show_density
+from common.plot import flow_log_prob, plot_densities, plot_layers
 from common.targets import get_target
-from common.train import fast_mode, seed_everything, train_reverse_kl
+from common.train import fast_mode, load_checkpoint, seed_everything, train_reverse_kl
 from iaf import IAF, GatedAutoregressive
 
-FAST = fast_mode()
+FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
+CHECKPOINTS = ROOT / "iaf" / "checkpoints"  # written by the demo, see iaf/README.md
 seed_everything(0)
 
 # %% [markdown]
@@ -109,6 +124,10 @@ print("sum log sigma =", layer(z[:1])[1].item(), " log|det J| =", torch.linalg.s
 #
 # (`DiagonalAffine` is Algorithm 1's start, $z_0 = \mu_0 + \sigma_0 \odot \varepsilon$.) Let us
 # count MADE passes with a hook.
+#
+# **Exercise 1.** Before running it: for $D = 8$ and $T = 5$ steps, how many MADE passes does each of
+# the four calls below make? Write your predictions as numbers; the check compares them with the
+# hook's counts.
 
 
 # %%
@@ -127,24 +146,29 @@ def count_made_passes(flow, fn):
 
 
 D, T = 8, 5
+# BEGIN SOLUTION iaf.notebook_passes
+# one pass per step in the one-pass direction, D passes per step (one per variable) in the
+# other; IAF samples in the one-pass direction, the MAF reading evaluates densities in it.
+predicted = {"IAF sample": T, "IAF log_prob": D * T, "MAF log_prob": T, "MAF sample": D * T}
+# END SOLUTION
 iaf = IAF(D, transforms=T)
 maf_reading = Flow(iaf.transform.transform, features=D)  # the same layers, not inverted
 x_new = torch.randn(100, D)
-print(f"D = {D}, {T} steps")
-print(
-    "IAF  sample + log q :", count_made_passes(iaf, lambda: iaf.rsample_and_log_prob(100)), "passes"
-)
-print("IAF  log_prob(new)  :", count_made_passes(iaf, lambda: iaf.log_prob(x_new)), "passes")
-print(
-    "MAF  log_prob(new)  :",
-    count_made_passes(maf_reading, lambda: maf_reading.log_prob(x_new)),
-    "passes",
-)
-print(
-    "MAF  sample         :",
-    count_made_passes(maf_reading, lambda: maf_reading.sample(100)),
-    "passes",
-)
+counted = {
+    "IAF sample": count_made_passes(iaf, lambda: iaf.rsample_and_log_prob(100)),
+    "IAF log_prob": count_made_passes(iaf, lambda: iaf.log_prob(x_new)),
+    "MAF log_prob": count_made_passes(maf_reading, lambda: maf_reading.log_prob(x_new)),
+    "MAF sample": count_made_passes(maf_reading, lambda: maf_reading.sample(100)),
+}
+print(f"D = {D}, {T} steps: MADE passes {counted}")
+
+# %%
+for call, passes in counted.items():
+    assert predicted[call] == passes, (
+        f"{call}: you predicted {predicted[call]} MADE passes, the hook counted {passes} "
+        f"(D = {D}, T = {T}): which direction is the one-pass one?"
+    )
+print("all four predictions right")
 
 # %% [markdown]
 # And in seconds (no gradients). The ratio grows like $D$: the price IAF pays for cheap sampling.
@@ -173,32 +197,68 @@ for d in (2, 16):
 # %%
 steps = 150 if FAST else 2000
 names = ("U2", "sine") if FAST else ("U1", "U2", "U3", "U4", "sine")
-fig, axes = plt.subplots(2, len(names), figsize=(2.8 * len(names), 5.6))
-for j, name in enumerate(names):
+rows, boxes = [], []
+for name in names:
     seed_everything(0)
     energy = get_target(name)
     flow = IAF(2)
     train_reverse_kl(flow, energy, steps, progress=False)
     kl = reverse_kl(flow, energy, n=5_000 if FAST else 100_000)
+    print(f"{name:>5}: after {steps} steps KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats")
+    if FAST:  # the converged weights: 2000 steps of `python -m iaf --example energies --save`
+        load_checkpoint(flow, CHECKPOINTS / f"energy_{name}.pt")
+        kl = reverse_kl(flow, energy, n=100_000)
     print(
-        f"{name:>5}: KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats (log Z = {kl['log_z']:.3f})"
+        f"{name:>5}: final  KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats (log Z = {kl['log_z']:.3f})"
     )
-    show_density(
-        axes[0, j], energy.log_prob, energy.bounds, f"{name}: target", n=80 if FAST else 150
+    rows.append(
+        [(energy.log_prob, f"{name}: target"), (flow_log_prob(flow), f"IAF, KL {kl['kl']:.2f}")]
     )
-    show_density(axes[1, j], flow_log_prob(flow), energy.bounds, "IAF", n=80 if FAST else 150)
-fig.tight_layout()
+    boxes.append(energy.bounds)
+plot_densities(rows, boxes, n=80 if FAST else 150)  # one colour scale per energy
 plt.show()
 
 # %% [markdown]
-# In the fast mode above the fit has barely started. With 2000 steps (`python -m iaf`, seed 0) the
-# KL is about 0.09 nats on $U_2$, 0.28 on $U_3$, 0.38 on $U_4$ and 0.19 on the sine ring: better
-# than normflows' planar flows at the same budget (0.2–0.9 in `shared/reference/peers.md`), short of
-# an inverted spline flow (0.02–0.08). On $U_1$ it is 0.76: reverse KL is *mode-seeking*, and $q$
-# settled on one of the two symmetric lobes, which alone costs $\log 2 \approx 0.69$ nats. An affine
-# step moves mass only by shifting and shrinking each conditional, so splitting one Gaussian into
-# two lobes is hard.
+# The last flow at work: the diagonal affine start, then each gated step, from the base to $q$.
+
+# %%
+plot_layers(flow)
+plt.show()
+
+# %% [markdown]
+# In fast mode the first line of each energy is the short run (the fit has barely started), the
+# second the converged weights of the demo. With 2000 steps (`python -m iaf`, seed 0) the
+# KL is 0.095 nats on $U_2$, 0.283 on $U_3$, 0.377 on $U_4$ and 0.193 on the sine ring; an inverted
+# spline flow gets 0.022 on the sine ring (`python -m nsf`). On $U_1$ it is 0.761: reverse KL is
+# *mode-seeking*, and $q$ settled on one of the two symmetric lobes, which alone costs $\log 2
+# \approx 0.69$ nats. An affine step moves mass only by shifting and shrinking each conditional, so
+# splitting one Gaussian into two lobes is hard.
 #
+# **Exercise 2.** Check the $\log 2$ yourself: $p = \tfrac12 \mathcal N(a, s^2 I) + \tfrac12
+# \mathcal N(b, s^2 I)$ with modes far apart, $q = \mathcal N(a, s^2 I)$ exactly on one of them.
+# Estimate $\mathrm{KL}(q\,\|\,p)$ by Monte Carlo on 10,000 samples of `q`, with
+# `torch.distributions`.
+
+# %%
+a, b, s = torch.tensor([2.0, 0.0]), torch.tensor([-3.0, 4.0]), 0.5
+q = torch.distributions.MultivariateNormal(a, s**2 * torch.eye(2))
+other = torch.distributions.MultivariateNormal(b, s**2 * torch.eye(2))
+# BEGIN SOLUTION iaf.notebook_mode_seeking
+# log p(x) = logsumexp of the two components' log-densities minus log 2; KL(q || p) is the mean
+# over samples of q of log q - log p. Name it kl_one_mode (a float).
+x = q.sample((10_000,))
+log_p = torch.logsumexp(torch.stack([q.log_prob(x), other.log_prob(x)]), 0) - math.log(2)
+kl_one_mode = (q.log_prob(x) - log_p).mean().item()
+# END SOLUTION
+
+# %%
+assert abs(kl_one_mode - math.log(2)) < 0.01, (
+    f"your KL(q || p) = {kl_one_mode:.4f}, expected log 2 = {math.log(2):.4f}: on q's samples "
+    "p(x) = q(x) / 2, so log q - log p = log 2"
+)
+print(f"KL(q || p) = {kl_one_mode:.4f} = log 2: missing half the mass costs {math.log(2):.3f} nats")
+
+# %% [markdown]
 # The forward-KL example (`python -m iaf --example gauss`) goes the other way: it *trains by
 # density* on samples of $\mathcal N([5, 5], 0.5 I)$, paying $D$ passes per step, and reaches the
 # exact entropy within noise (gap 0.004 ± 0.003 nats).
@@ -246,6 +306,6 @@ for name, T in (("diagonal Gaussian", 0), ("IAF, 2 steps", 2)):
 # models have barely started. With 5000 steps, `python -m iaf.vae` (diagonal Gaussian and IAF with
 # 1, 2 and 4 steps, three seeds each) finds the test ELBO rising from -18.14 to about -17.95 nats
 # and the gap falling from 1.06 to 0.88 nats, while log p(x) stays within the seed-to-seed spread;
-# the README puts the table beside the paper's MNIST numbers ($-81.08$ nats for the diagonal
+# `planar_flows/README.md` puts the table beside the paper's MNIST numbers ($-81.08$ nats for the diagonal
 # Gaussian, $-79.10$ for the largest IAF). On 8x8 digits the absolute values are of course
 # different, so only the direction of the change can be compared.

@@ -31,6 +31,19 @@
 # stack is MAF.
 
 # %%
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
+import sys
+from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
 import time
 
 import matplotlib.pyplot as plt
@@ -41,12 +54,13 @@ from common import plot
 from common.flows import Inverse
 from common.metrics import nll_gap
 from common.nets import MADE
-from common.train import fast_mode, seed_everything, train_forward_kl
+from common.targets import get_target
+from common.train import fast_mode, load_checkpoint, seed_everything, train_forward_kl
 from maf import MAF, MAFLayer, set_batch_norm_stats
-from maf.__main__ import Figure1Target
 
 seed_everything(0)
-FAST = fast_mode()
+FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
+CHECKPOINTS = ROOT / "maf" / "checkpoints"  # written by the demo, see maf/README.md
 
 # %% [markdown]
 # ## MADE: all conditionals in one network pass
@@ -57,17 +71,35 @@ FAST = fast_mode()
 # degree $\le$ its own, and output $i$ only units of degree $<i$ (strict). Here are the masks of a
 # MADE with $D = 4$ and two hidden layers of 8 units (white = connection), and their product: which
 # input can reach which output.
+#
+# **Exercise 1.** Input $j$ reaches output $i$ when some path of connections leads from one to the
+# other. Compute that (4, 4) boolean matrix `reach` from the three masks (each (out, in), the input
+# layer's first).
 
 # %%
 made = MADE(4, params=1, hidden_features=(8, 8))
-masks = [m.mask for m in made.net if hasattr(m, "mask")]
+masks = [m.mask for m in made.net if hasattr(m, "mask")]  # (out, in) 0/1 matrices, input first
+# BEGIN SOLUTION maf.notebook_reach
+# the number of paths from input j to output i is entry (i, j) of the product of the masks, the
+# last layer's on the left; reach is where it is positive. Name it reach.
+reach = (masks[2] @ masks[1] @ masks[0]) > 0
+# END SOLUTION
+
+# %%
+expected = torch.ones(4, 4).tril(-1).bool()  # output i sees inputs j < i, in MADE's default order
+assert reach.shape == (4, 4), f"reach should be (4, 4), got {tuple(reach.shape)}"
+assert torch.equal(reach.bool(), expected), (
+    f"your reach matrix is\n{reach.int()}\nexpected strictly lower triangular (output i sees j < i)"
+)
+print("reach is strictly lower triangular: output i sees exactly x_<i")
+
+# %%
 fig, axes = plt.subplots(1, 4, figsize=(12, 3))
 for ax, mask, title in zip(
     axes, masks, ["input -> hidden 1", "hidden 1 -> hidden 2", "hidden 2 -> output"], strict=False
 ):
     ax.imshow(mask, cmap="gray", vmin=0, vmax=1)
     ax.set(title=title, xlabel="from", ylabel="to")
-reach = (masks[2] @ masks[1] @ masks[0]) > 0
 axes[3].imshow(reach, cmap="gray", vmin=0, vmax=1)
 axes[3].set(title="output i can see input j", xlabel="input j", ylabel="output i")
 plt.tight_layout()
@@ -144,27 +176,73 @@ print(
 # fits. Its exact entropy is $H = \log(2\pi e) + \log 2 = 3.5310$ nats, so the test NLL minus $H$ is
 # the KL divergence left.
 
+# **Exercise 2.** The target's density by the chain rule, $\log p(x) = \log \mathcal N(x_2 \mid
+# 0, 4) + \log \mathcal N(x_1 \mid x_2^2/4, 1)$, for a batch `x` of shape (n, 2), with
+# `torch.distributions.Normal` (which takes the standard deviation, not the variance).
+
 # %%
-target = Figure1Target()
+target = get_target("banana")  # Figure 1's target
+x = target.sample(1000)
+# BEGIN SOLUTION maf.notebook_chain_rule
+# Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two
+# log-densities. Name it log_p, shape (n,).
+normal = torch.distributions.Normal
+log_p = normal(0.0, 2.0).log_prob(x[:, 1]) + normal(x[:, 1] ** 2 / 4, 1.0).log_prob(x[:, 0])
+# END SOLUTION
+
+# %%
+error = (log_p - target.log_prob(x)).abs().max().item()
+assert log_p.shape == (len(x),), f"log_p should have shape ({len(x)},), got {tuple(log_p.shape)}"
+assert error < 1e-4, (
+    f"your chain-rule log p differs from the target's by up to {error:.3g} nats: expected "
+    "log N(x2 | 0, 4) + log N(x1 | x2^2 / 4, 1)"
+)
+print(f"chain rule right (largest difference {error:.1e} nats)")
+
+# %%
 steps = 300 if FAST else 2000
 models = {"MADE, x1 first": MAF(2, transforms=1), "MAF, 5 layers": MAF(2, transforms=5)}
+saved = {"MADE, x1 first": "banana_made_x1_first.pt", "MAF, 5 layers": "banana_maf5.pt"}
 for name, flow in models.items():
     train_forward_kl(flow, target, steps=steps, progress=False)
     r = nll_gap(flow, target, n=20_000 if FAST else 100_000)
-    print(f"{name:<16} test NLL {r['nll']:.4f} ± {r['stderr']:.4f}   NLL - H = {r['gap']:.4f} nats")
+    print(f"{name:<16} {steps} steps: NLL - H = {r['gap']:.4f} ± {r['stderr']:.4f} nats")
+    if FAST:  # the converged weights: 2000 steps of `python -m maf --save`
+        load_checkpoint(flow, CHECKPOINTS / saved[name])
+        r = nll_gap(flow, target, n=100_000)
+        print(f"{name:<16} converged:  NLL - H = {r['gap']:.4f} ± {r['stderr']:.4f} nats")
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
-plot.show_density(axes[0], target.log_prob, target.bounds, "target")
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), layout="constrained")
+box = plot.view(target)  # the paper's window
+vmax = plot.density_grid(target.log_prob, box)[2].max().item()  # one colour scale
+plot.show_density(axes[0], target.log_prob, box, "target", vmax=vmax)
 plot.show_density(
-    axes[1], plot.flow_log_prob(models["MADE, x1 first"]), target.bounds, "MADE, x1 first"
+    axes[1],
+    plot.flow_log_prob(models["MADE, x1 first"]),
+    box,
+    "MADE, x1 first",
+    vmax=vmax,
 )
 with torch.no_grad():
     u, _ = models["MADE, x1 first"].transform(target.sample(2000))
 axes[2].scatter(*u.T, s=1, alpha=0.4)
 axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="the MADE's u of the data", aspect="equal")
 plot.show_density(
-    axes[3], plot.flow_log_prob(models["MAF, 5 layers"]), target.bounds, "MAF, 5 layers"
+    axes[3],
+    plot.flow_log_prob(models["MAF, 5 layers"]),
+    box,
+    "MAF, 5 layers",
+    vmax=vmax,
+    colorbar=True,
 )
+plt.show()
+
+# %% [markdown]
+# The MAF at work, from the base to the data: each layer shifts and scales one coordinate as a
+# function of the other (the order alternates), bending the Gaussian into the parabola.
+
+# %%
+plot.plot_layers(models["MAF, 5 layers"], data=target.sample(2000), lim=(-6, 10))
 plt.show()
 
 # %% [markdown]

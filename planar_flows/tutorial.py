@@ -28,30 +28,39 @@
 # With `FLOWS_FAST=1` every training run is cut to a few dozen steps.
 
 # %%
-import math
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
 import sys
 from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
+import math
 
 import matplotlib.pyplot as plt
 import torch
 
-# the repository root on the path, whether this runs from the root or from planar_flows/ (as Jupyter
-# does)
-sys.path.insert(
-    0,
-    str(
-        next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common").is_dir()), Path.cwd())
-    ),
-)
-
 from common.metrics import nll_gap, reverse_kl
-from common.plot import flow_log_prob, show_density
+from common.plot import flow_log_prob, plot_densities, plot_layers, show_density
 from common.targets import get_target
-from common.train import fast_mode, seed_everything, train_forward_kl, train_reverse_kl
+from common.train import (
+    fast_mode,
+    load_checkpoint,
+    seed_everything,
+    train_forward_kl,
+    train_reverse_kl,
+)
 from planar_flows import Planar, PlanarFlow, Radial
 
-FAST = fast_mode()
-STEPS = 60 if FAST else 1000  # Adam steps per flow (python -m planar_flows uses 1000)
+FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
+CHECKPOINTS = ROOT / "planar_flows" / "checkpoints"  # written by the demo, see the README
+STEPS = 20 if FAST else 1000  # Adam steps per flow (python -m planar_flows uses 1000)
 N_EVAL = 5_000 if FAST else 100_000  # samples of q for each KL estimate
 GRID = 60 if FAST else 150  # pixels a side of each density image
 seed_everything(0)
@@ -91,9 +100,10 @@ seed_everything(0)
 
 # %%
 energies = {name: get_target(name) for name in ("U1", "U2", "U3", "U4")}
-fig, axes = plt.subplots(1, 4, figsize=(11, 2.9))
-for ax, (name, energy) in zip(axes, energies.items(), strict=False):
-    show_density(ax, energy.log_prob, energy.bounds, f"{name}, log Z = {energy.log_z():.3f}", GRID)
+panels = [
+    (e.log_prob, f"{name}, log Z = {e.log_z():.3f}", e.bounds) for name, e in energies.items()
+]
+plot_densities([panels], None, n=GRID)
 plt.show()
 
 # %% [markdown]
@@ -117,12 +127,36 @@ import inspect  # noqa: E402
 print(inspect.getsource(Planar.inverse))
 
 # %% [markdown]
+# **Exercise 1.** Check the matrix determinant lemma numerically: for random $u, \psi \in
+# \mathbb R^5$, write $\log|\det(I + u \psi^\top)|$ without forming a determinant.
+
+# %%
+gen = torch.Generator().manual_seed(1)
+u, psi = (
+    torch.randn(5, generator=gen, dtype=torch.float64),
+    torch.randn(5, generator=gen, dtype=torch.float64),
+)
+# BEGIN SOLUTION planar_flows.notebook_lemma
+# det(I + u psi^T) = 1 + psi^T u (the matrix determinant lemma): one dot product, O(D).
+# Name its log-absolute value logdet_lemma (a 0-d tensor).
+logdet_lemma = torch.log(torch.abs(1 + psi @ u))
+# END SOLUTION
+
+# %%
+dense = torch.linalg.slogdet(torch.eye(5, dtype=torch.float64) + torch.outer(u, psi))[1]
+assert abs(logdet_lemma - dense) < 1e-10, (
+    f"your log|det| {float(logdet_lemma):.6f} differs from slogdet's {dense.item():.6f} by "
+    f"{abs(float(logdet_lemma) - dense.item()):.3g}: expected log|1 + psi^T u|"
+)
+print(f"matrix determinant lemma: {float(logdet_lemma):.6f} = slogdet {dense.item():.6f}")
+
+# %% [markdown]
 # One layer with hand-set parameters, applied to samples of the base: space is stretched across the
 # line $w^\top z + b = 0$ when $w^\top u > 0$ and squeezed towards it when $-1 < w^\top u < 0$.
 
 # %%
 z = torch.randn(3000, 2)
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
 axes[0].scatter(*z.T, s=2, alpha=0.4)
 axes[0].set_title("base N(0, I)\n", fontsize=10)
 for ax, scale in zip(axes[1:], (3.0, -0.9), strict=False):
@@ -132,7 +166,8 @@ for ax, scale in zip(axes[1:], (3.0, -0.9), strict=False):
         layer.u.copy_(scale * layer.w)  # w^T u = scale (u parallel to w)
         layer.b.zero_()
         x, ladj = layer.inverse(z)
-    ax.scatter(*x.T, s=2, alpha=0.4, c=ladj, cmap="coolwarm")
+    dots = ax.scatter(*x.T, s=2, alpha=0.4, c=ladj, cmap="coolwarm")
+    fig.colorbar(dots, ax=ax, fraction=0.046, label="log|det df/dz|")
     ax.set_title(
         f"one planar layer\nw^T u_hat = {(layer.w @ layer.u_hat()).item():.2f}", fontsize=10
     )
@@ -169,6 +204,31 @@ for wu in (-3.0, -1.0, 0.0, 2.0):
 ax.set_xlabel("a = w^T z"), ax.set_ylabel("w^T f(z)"), ax.legend(fontsize=7)
 ax.set_title("the raw map folds (dashed); the constrained one is increasing")
 plt.show()
+
+# %% [markdown]
+# **Exercise 2.** Where does the fold start? Write `min_slope(wu)`: the smallest slope $1 + (w^\top
+# u)\,\mathrm{sech}^2(a)$ of $a \mapsto a + (w^\top u) \tanh(a)$ over the grid `a` above. The map
+# is invertible exactly when it stays positive.
+
+
+# %%
+def min_slope(wu):
+    # BEGIN SOLUTION planar_flows.notebook_fold
+    # the slope is 1 + wu (1 - tanh(a)^2); return its minimum over the grid a as a float.
+    return (1 + wu * (1 - torch.tanh(a) ** 2)).min().item()
+    # END SOLUTION
+
+
+# %%
+for wu in (-3.0, -1.5, -0.5, 0.0, 2.0):
+    expected = 1 + wu if wu < 0 else 1 + wu * (1 - math.tanh(4.0) ** 2)  # at a = 0, or at |a| = 4
+    assert abs(min_slope(wu) - expected) < 1e-3, (
+        f"min_slope({wu}) = {min_slope(wu):.4f}, expected {expected:.4f}: the slope 1 + wu sech^2(a) "
+        "is smallest at a = 0 when wu < 0"
+    )
+print(
+    "the map folds (slope < 0) exactly when w^T u < -1:", [min_slope(v) < 0 for v in (-1.5, -0.5)]
+)
 
 # %% [markdown]
 # ## 4. The 1-D inverse: densities of new points
@@ -237,31 +297,39 @@ plt.show()
 
 # %%
 Ks = (2, 8, 32)
-fig, axes = plt.subplots(len(energies), 1 + len(Ks), figsize=(9, 9))
-table = []
-for row, (name, energy) in enumerate(energies.items()):
-    show_density(axes[row, 0], energy.log_prob, energy.bounds, f"{name}", GRID)
-    kls = []
-    for col, K in enumerate(Ks, start=1):
+rows, table = [], []
+for name, energy in energies.items():
+    row, kls = [(energy.log_prob, name)], []
+    for K in Ks:
         seed_everything(0)
         flow = PlanarFlow(2, transforms=K)
         train_reverse_kl(
             flow, energy, steps=STEPS, batch_size=512, lr=1e-2, anneal=STEPS // 2, progress=False
         )
+        if FAST:  # the converged weights: 1000 steps of `python -m planar_flows --save`
+            load_checkpoint(flow, CHECKPOINTS / f"planar_{name}_K{K}.pt")
         kl = reverse_kl(flow, energy, n=N_EVAL)
         kls.append(kl["kl"])
-        show_density(
-            axes[row, col], flow_log_prob(flow), energy.bounds, f"K = {K}: KL {kl['kl']:.3f}", GRID
-        )
+        row.append((flow_log_prob(flow), f"K = {K}: KL {kl['kl']:.3f}"))
+    rows.append(row)
     table.append((name, kls))
-plt.tight_layout()
+plot_densities(rows, [e.bounds for e in energies.values()], n=GRID)  # one colour scale per energy
 plt.show()
-print(f"KL(q || p) in nats (n = {N_EVAL:,} samples, {STEPS} steps)")
+print(f"KL(q || p) in nats (n = {N_EVAL:,} samples, {1000 if FAST else STEPS} steps)")
 for name, kls in table:
     print(f"{name}: " + "  ".join(f"K={K}: {v:.3f}" for K, v in zip(Ks, kls, strict=False)))
 
 # %% [markdown]
-# Longer flows fit better: with the default 1,000 steps the KL falls with $K$ on all four energies,
+# The last flow ($U_4$, $K = 32$) at work: the base, then the samples and a grid of the base after
+# every few planar layers. Each layer bends space along one hyperplane.
+
+# %%
+plot_layers(flow)
+plt.show()
+
+# %% [markdown]
+# (In fast mode each flow trains 20 steps to show the loop, then loads the converged
+# weights of `python -m planar_flows --save`.) Longer flows fit better: with 1,000 steps the KL falls with $K$ on all four energies,
 # as the bound does in the paper's Figure 3b (`python -m planar_flows` prints the table for planar
 # and radial flows; `planar_flows/README.md` shows it). A planar layer bends space along a single
 # hyperplane, so curved shapes like $U_2$–$U_4$ need many of them.
@@ -406,10 +474,13 @@ plot_image_grid(samples, rows=4, title="decoder means at z ~ N(0, I), planar K =
 plt.show()
 
 # %% [markdown]
-# A flow can only make $q$ closer to the true posterior, so the gap $\log p(x) - \text{ELBO}$ (the
-# KL from $q$ to the posterior, up to the estimate's own bias) should shrink and the ELBO rise. On
+# A flow enlarges the family of posteriors: its best member is at least as close to the true
+# posterior as the best diagonal Gaussian, so after enough training the gap $\log p(x) -
+# \text{ELBO}$ (the KL from $q$ to the posterior, up to the estimate's own bias) should shrink and
+# the ELBO rise. A short run need not show it: with 300 steps the flow's gap can even come out
+# larger. On
 # these tiny images the effect is small, and in the fast mode (300 steps) the models have barely
 # started. With 5000 steps, `python -m planar_flows.vae` (diagonal Gaussian and K = 2, 8, 16, three
 # seeds each) finds the test ELBO rising from -18.14 to -17.73 nats and the gap falling from 1.06 to
-# 0.87 nats as K grows; the README puts that table beside the paper's MNIST numbers (89.9 nats down
+# 0.87 nats as K grows; `planar_flows/README.md` puts that table beside the paper's MNIST numbers (89.9 nats down
 # to 85.1), whose absolute values are not comparable (784 pixels, not 64): only the direction is.

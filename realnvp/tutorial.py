@@ -29,33 +29,36 @@
 # 5. results on a 2-D density with a known entropy and on 8 x 8 digits.
 
 # %%
-import math
+# The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
+# (the same cell opens every notebook of the repository).
 import sys
-import time
 from pathlib import Path
+
+ROOT = next(
+    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
+)
+if ROOT is None:
+    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+sys.path.insert(0, str(ROOT))
+
+# %%
+import math
+import time
 
 import matplotlib.pyplot as plt
 import torch
 from torch.autograd.functional import jacobian
 
-# the repository root on the path, whether this runs from the root or from realnvp/ (as Jupyter
-# does)
-sys.path.insert(
-    0,
-    str(
-        next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common").is_dir()), Path.cwd())
-    ),
-)
-
 from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.nets import MLP
-from common.plot import plot_density_comparison, plot_image_grid, plot_loss
+from common.plot import plot_density_comparison, plot_image_grid, plot_layers, plot_loss
 from common.targets import get_target
-from common.train import fast_mode, seed_everything, train_forward_kl
+from common.train import fast_mode, load_checkpoint, seed_everything, train_forward_kl
 from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask, checkerboard
 
-FAST = fast_mode()  # FLOWS_FAST=1: tiny runs so the notebook executes in seconds
+FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
+CHECKPOINTS = ROOT / "realnvp" / "checkpoints"  # written by the demo, see realnvp/README.md
 seed_everything(0)
 
 # %% [markdown]
@@ -99,6 +102,8 @@ seed_everything(0)
 # Following Sec. 4.1, $s$ is a $\tanh$ times a learned scale, so the log-scale is bounded.
 #
 # Let us check the triangular structure with autograd on a layer with random (non-zero) weights.
+#
+# **Exercise 1.** Compute the layer's Jacobian with autograd at one point, and its log|det|.
 
 # %%
 D = 6
@@ -117,9 +122,21 @@ x = torch.randn(1, D, dtype=torch.float64)
 J = jacobian(lambda v: layer(v)[0], x)[0, :, 0]  # (D, D): dz_i / dx_j
 logdet_autograd = torch.linalg.slogdet(J)[1]
 # END SOLUTION
+
+# %%
+z, ladj = layer(x)
+assert tuple(J.shape) == (D, D), f"J should be ({D}, {D}), got {tuple(J.shape)}"
+expected = torch.stack([torch.func.jacrev(lambda v: layer(v[None])[0][0])(row) for row in x])[0]
+assert torch.allclose(J, expected, atol=1e-10), (
+    f"your Jacobian differs from autograd's by up to {(J - expected).abs().max():.3g}: expected "
+    "J[i, j] = dz_i / dx_j at x"
+)
+assert abs(logdet_autograd.item() - ladj.item()) < 1e-8, (
+    f"your log|det J| = {logdet_autograd.item():.6f} differs from the layer's sum of s = "
+    f"{ladj.item():.6f}: expected torch.linalg.slogdet(J)[1]"
+)
 torch.set_printoptions(precision=3, sci_mode=False)
 print("Jacobian dz/dx:\n", J)
-z, ladj = layer(x)
 print("log|det J| by slogdet:", logdet_autograd.item())
 print("sum of s (the layer):  ", ladj.item())
 x_back, _ = layer.inverse(z)
@@ -252,7 +269,19 @@ print(
     f"test NLL {result['nll']:.4f}, exact entropy {result['entropy']:.4f}, gap {result['gap']:.4f} nats "
     f"({len(history['loss'])} steps in {history['seconds']:.1f} s)"
 )
+if FAST:  # the converged weights: 2000 steps of `python -m realnvp --save`
+    load_checkpoint(flow, CHECKPOINTS / "ua_nb.pt")
+    result = nll_gap(flow, target, n=100_000)
+    print(f"converged (2000 steps): gap {result['gap']:.4f} ± {result['stderr']:.4f} nats")
 plot_density_comparison(flow, target, title=f"Real NVP on ua_nb: gap {result['gap']:.3f} nats")
+plt.show()
+
+# %% [markdown]
+# The flow at work: each coupling moves one coordinate as a function of the other, from the base
+# (left) to the data (right).
+
+# %%
+plot_layers(flow, data=target.sample(2000))
 plt.show()
 
 # %% [markdown]
@@ -266,14 +295,35 @@ plt.show()
 # 1797 scikit-learn digits with 17 grey levels, dequantised as $(k + u)/17$. Bits per dimension $=
 # \big(\mathrm{NLL} + 64 \log 17\big) / (64 \log 2)$ bounds the discrete code length; a uniform
 # model gives $\log_2 17 = 4.09$. The weights with the best validation NLL are kept.
+#
+# **Exercise 2.** Turn a test NLL in nats per image of 64 dequantised pixels in $[0, 1]$ into bits
+# per dimension. The density of $x = (k + u)/17$ is 17 times per pixel larger than the density of
+# $k + u$, whose NLL bounds the code length of the discrete $k$; divide by $64 \log 2$ for bits per
+# pixel.
+
+# %%
+nll_nats = torch.tensor([-89.75, 0.0, -30.0])
+# BEGIN SOLUTION realnvp.notebook_bits_per_dim
+# add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
+# 64 log 2 (nats to bits, per pixel). Name it my_bits (same shape as nll_nats).
+my_bits = (nll_nats + 64 * math.log(17)) / (64 * math.log(2))
+# END SOLUTION
+
+# %%
+expected = torch.tensor([bits_per_dim(v.item()) for v in nll_nats])
+assert torch.allclose(my_bits, expected, atol=1e-6), (
+    f"your bits/dim {my_bits.tolist()} differ from common.metrics.bits_per_dim's "
+    f"{expected.tolist()}: expected (NLL + 64 log 17) / (64 log 2)"
+)
+print(f"bits/dim right: NLL 0 nats is {my_bits[1]:.3f} bits/dim, the uniform model's log2 17")
 
 # %%
 data = load_digits_split(seed=0)
-image_flow = RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=16 if FAST else 32)
+image_flow = RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32)
 history = train_forward_kl(
     image_flow,
     data["train"],
-    steps=40 if FAST else 3000,
+    steps=30 if FAST else 3000,
     batch_size=128,
     val=data["val"],
     preprocess=dequantize,
@@ -282,8 +332,15 @@ history = train_forward_kl(
 nll, stderr = dataset_nll(image_flow, dequantize(data["test"], torch.Generator().manual_seed(2)))
 print(
     f"test bits/dim {bits_per_dim(nll):.3f} ± {stderr / (64 * math.log(2)):.3f} "
-    f"(uniform: {math.log2(17):.3f}) after {history['seconds']:.0f} s"
+    f"(uniform: {math.log2(17):.3f}) after {len(history['loss'])} steps, {history['seconds']:.0f} s"
 )
+if FAST:  # the converged weights: 3000 steps of `python -m realnvp --data digits --save`
+    history = load_checkpoint(image_flow, CHECKPOINTS / "digits.pt")["history"]  # its losses too
+    image_flow.eval()
+    nll, stderr = dataset_nll(
+        image_flow, dequantize(data["test"], torch.Generator().manual_seed(2))
+    )
+    print(f"converged: test bits/dim {bits_per_dim(nll):.3f} ± {stderr / (64 * math.log(2)):.3f}")
 plot_loss(history, ylabel="NLL (nats per image)")
 plt.show()
 plot_image_grid(image_flow.sample(36), title="samples")
