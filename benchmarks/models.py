@@ -4,7 +4,7 @@ A builder takes the number of features D and returns a module with this reposito
 interface (``log_prob(x)``, ``rsample_and_log_prob(n)``, ``sample(n)``), so that ``common.train``
 and ``common.metrics`` train and score every library alike. Peers are wrapped in ``PeerFlow``.
 
-Architectures (those of ``shared/reference/peers.md``), ReLU conditioners and a N(0, I) base
+Architectures (the peers' reference sizes, the same for every library), ReLU conditioners and a N(0, I) base
 everywhere:
 
 * MAF: 5 affine autoregressive transforms, MADE 2 x 64, order reversed between transforms;

@@ -8,7 +8,7 @@
 The architectures are those of ``benchmarks.models`` (``ours`` and ``zuko_flow``). A training step
 is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), the median of
 ``--steps`` after a warm-up; ``--sampling`` adds seconds for log_prob of ``--points`` new points
-and for drawing as many samples. One thread, as in shared/reference/peers.md. The two flows are
+and for drawing as many samples. One thread per process. The two flows are
 timed in turn for ``--rounds`` rounds and each keeps its best round, so that load from other
 processes hits both alike. Ratio = ours / zuko: below 1 means this repository is faster.
 ``python -m benchmarks --only cost`` times every family and peer.
