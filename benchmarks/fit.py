@@ -9,10 +9,12 @@ peer, measure ours before a fix, ours after it, and the peer, in one loop, on on
 Items (each a list of models of equal architecture, parameter counts printed):
 
 * planar: reverse KL, planar K = 32, 2000 steps, batch 256, Adam 1e-3, on U1-U4 and the sine energy.
-  "start near identity" is the initialisation the repository used (u = 0.1 N(0, 1/D)), "unit-scale
-  u" the fix (u ~ N(0, I), see fit_patches/planar_init.diff); both are set here explicitly, so the
-  two rows mean the same thing before and after the patch. Peer: normflows' planar flow (its
-  diagonal Gaussian base trainable, 164 parameters, as in normflows' own examples, and fixed, 160).
+  "start near identity" is the initialisation the repository used (w ~ N(0, 1/D), u = 0.1 N(0,
+  1/D)), "uniform u and w" the fix (u ~ U(-sqrt 2, sqrt 2), w ~ U(-sqrt(2/D), sqrt(2/D)), the
+  ranges normflows uses, fit_patches/planar_init.diff), "u ~ N(0, I)" a start that was tried; b = 0
+  in all. Each is set here explicitly, so a row means the same thing before and after the patch.
+  Peer: normflows' planar flow (its diagonal Gaussian base trainable, 164 parameters, as in
+  normflows' own examples, and fixed, 160).
 * iaf: reverse KL, IAF 5 x MADE 2 x 64, 400 steps (the budget of ``python -m benchmarks``), gated
   step (Eq. 14) and general step (Eq. 10, needs fit_patches/iaf_general_step.diff), beside zuko's
   MAF run backwards.
@@ -126,17 +128,24 @@ class DiagonalNormal(nn.Module):
 
 
 def planar(start, K=32, base="fixed"):
-    """Our planar flow with an explicit start: "identity" (u = 0.1 N(0, 1/D), the repository's
-    initialisation before the fix) or "unit" (u ~ N(0, I), the fix); w ~ N(0, 1/D), b = 0 both."""
-    flow = PlanarFlow(2, transforms=K)
+    """Our planar flow with an explicit start, b = 0 in all: "identity" (w ~ N(0, 1/D), u = 0.1 N(0,
+    1/D), the repository's initialisation before the fix), "unit" (w ~ N(0, 1/D), u ~ N(0, I), tried)
+    or "uniform" (u ~ U(-sqrt 2, sqrt 2), w ~ U(-sqrt(2/D), sqrt(2/D)), the fix)."""
+    with torch.random.fork_rng():  # the library's own initial draws do not touch the seed's stream
+        flow = PlanarFlow(2, transforms=K)
     with torch.no_grad():
+        for _ in range(2 * K):  # skip the draws the repository's PlanarFlow made before the patch
+            torch.randn(2)  # (w, u per layer), so rows measured then are reproduced exactly
         for layer in flow.transform.transforms:
             layer.w.normal_(0, 1 / math.sqrt(2))
             layer.b.zero_()
             if start == "identity":
                 layer.u.normal_(0, 0.1 / math.sqrt(2))
-            else:
+            elif start == "unit":
                 layer.u.normal_()
+            else:  # "uniform": u ~ U(-sqrt 2, sqrt 2), w ~ U(-sqrt(2 / D), sqrt(2 / D)), normflows'
+                layer.u.uniform_(-math.sqrt(2), math.sqrt(2))
+                layer.w.uniform_(-1, 1)
     if base == "diagonal":
         flow = Flow(flow.transform, base=DiagonalNormal(2))
     return flow
@@ -153,7 +162,8 @@ def normflows_planar(K=32, trainable=True):
 def planar_models():
     return {
         "ours planar K=32, start near identity (before)": ("ours", lambda: planar("identity")),
-        "ours planar K=32, unit-scale u (after)": ("ours", lambda: planar("unit")),
+        "ours planar K=32, uniform u and w (after)": ("ours", lambda: planar("uniform")),
+        "ours planar K=32, u ~ N(0, I) (tried)": ("ours", lambda: planar("unit")),
         "normflows planar K=32, trainable base": ("normflows", lambda: normflows_planar()),
         "normflows planar K=32, fixed base": (
             "normflows",

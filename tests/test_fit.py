@@ -32,7 +32,7 @@ def _counts(models):
 def test_models_compared_in_one_item_have_the_same_parameter_count():
     planar_counts = _counts(planar_models())
     assert set(planar_counts.values()) <= {160, 164}  # 164: normflows' trainable base (4 numbers)
-    assert planar_counts["ours planar K=32, unit-scale u (after)"] == 5 * 32
+    assert planar_counts["ours planar K=32, uniform u and w (after)"] == 5 * 32
     iaf = _counts(iaf_models())
     ours = {n for label, n in iaf.items() if label.startswith("ours")}
     peers = {n for label, n in iaf.items() if not label.startswith("ours")}
@@ -45,13 +45,19 @@ def test_models_compared_in_one_item_have_the_same_parameter_count():
         assert bound["ours ActNorm + NSF-AR, B=5"] == plain.pop() + 2 * 10  # shift and log-scale
 
 
-def test_the_two_planar_starts_differ_only_in_the_scale_of_u():
+def test_the_planar_starts_are_the_documented_ones():
     torch.manual_seed(0)
-    near, unit = planar("identity"), planar("unit")
-    u_near = torch.stack([layer.u for layer in near.transform.transforms])
-    u_unit = torch.stack([layer.u for layer in unit.transform.transforms])
-    assert u_near.std() < 0.15 and 0.7 < u_unit.std() < 1.3
-    for flow in (near, unit):
+    flows = {start: planar(start) for start in ("identity", "unit", "uniform")}
+
+    def stacked(flow, name):
+        return torch.stack([getattr(layer, name) for layer in flow.transform.transforms])
+
+    assert stacked(flows["identity"], "u").std() < 0.15  # 0.1 N(0, 1/2): near the identity
+    assert 0.7 < stacked(flows["unit"], "u").std() < 1.3
+    u, w = stacked(flows["uniform"], "u"), stacked(flows["uniform"], "w")
+    assert u.abs().max() <= math.sqrt(2) and u.abs().max() > 1.2  # U(-sqrt 2, sqrt 2)
+    assert w.abs().max() <= 1 and w.abs().max() > 0.8  # U(-sqrt(2 / D), sqrt(2 / D)), D = 2
+    for flow in flows.values():
         assert all(layer.b == 0 for layer in flow.transform.transforms)
 
 
@@ -97,7 +103,7 @@ def test_a_short_run_writes_the_results_and_the_table(tmp_path):
     records = json.loads((tmp_path / "fit.json").read_text())["records"]
     assert len(records) == 1 and records[0]["params"] == 160 and records[0]["steps"] == 20
     assert math.isfinite(records[0]["kl"]) and records[0]["kl"] > 0
-    assert "unit-scale u (after)" in (tmp_path / "fit.md").read_text()
+    assert "uniform u and w (after)" in (tmp_path / "fit.md").read_text()
 
 
 def test_bad_steps_are_refused():
