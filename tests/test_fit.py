@@ -1,0 +1,137 @@
+"""benchmarks/fit.py: its models are of equal size, its 10-D target is what it claims, it runs."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks.fit import (
+    ScaleThenShift,
+    WideMixture,
+    bound_models,
+    iaf_models,
+    made_models,
+    main,
+    planar,
+    planar_models,
+)
+from benchmarks.models import available, parameters
+from common.flows import Flow
+from tests.harness import check_transform, perturb
+
+
+def _counts(models):
+    return {
+        label: parameters(build())
+        for label, (library, build) in models.items()
+        if available(library)
+    }
+
+
+def test_models_compared_in_one_item_have_the_same_parameter_count():
+    planar_counts = _counts(planar_models())
+    assert set(planar_counts.values()) <= {160, 164}  # 164: normflows' trainable base (4 numbers)
+    assert planar_counts["ours planar K=32, uniform u and w (after)"] == 5 * 32
+    iaf = _counts(iaf_models())
+    ours = {n for label, n in iaf.items() if label.startswith("ours")}
+    peers = {n for label, n in iaf.items() if not label.startswith("ours")}
+    assert len(ours) == 1 and all(o - p == 4 for o in ours for p in peers)  # our z_0 = mu_0 + s_0 e
+    assert len(set(_counts(made_models(hidden=16)).values())) == 1
+    bound = _counts(bound_models())
+    plain = {n for label, n in bound.items() if "ActNorm" not in label}
+    assert len(plain) == 1
+    if "ours ActNorm + NSF-AR, B=5" in bound:
+        assert bound["ours ActNorm + NSF-AR, B=5"] == plain.pop() + 2 * 10  # shift and log-scale
+
+
+def test_the_planar_starts_are_the_documented_ones():
+    torch.manual_seed(0)
+    flows = {start: planar(start) for start in ("identity", "unit", "uniform")}
+
+    def stacked(flow, name):
+        return torch.stack([getattr(layer, name) for layer in flow.transform.transforms])
+
+    assert stacked(flows["identity"], "u").std() < 0.15  # 0.1 N(0, 1/2): near the identity
+    assert 0.7 < stacked(flows["unit"], "u").std() < 1.3
+    u, w = stacked(flows["uniform"], "u"), stacked(flows["uniform"], "w")
+    assert u.abs().max() <= math.sqrt(2) and u.abs().max() > 1.2  # U(-sqrt 2, sqrt 2)
+    assert w.abs().max() <= 1 and w.abs().max() > 0.8  # U(-sqrt(2 / D), sqrt(2 / D)), D = 2
+    for flow in flows.values():
+        assert all(layer.b == 0 for layer in flow.transform.transforms)
+
+
+def test_scale_then_shift_is_an_exact_maf_layer():
+    layer = perturb(ScaleThenShift(3, (16, 16), 0, torch.tensor([2, 0, 1])).double())
+    check_transform(layer, 3)
+
+
+def test_wide_mixture_reaches_20_and_its_entropy_is_right():
+    target = WideMixture()
+    x = target.sample(50_000, torch.Generator().manual_seed(0))
+    assert x.abs().max() > 18 and (x.abs() > 5).float().mean() > 0.7  # mostly beyond B = 5
+    exact, _ = target.entropy()
+    mc, stderr = target.entropy_mc(50_000)
+    assert abs(mc - exact) < 4 * stderr
+    # log_prob integrates to 1 along a line through one component (a 1-D slice is a Gaussian
+    # in its free coordinate, times the constant density of the others at the mean)
+    grid = torch.linspace(-40, 40, 80_001, dtype=torch.float64)
+    points = target.means[2].double().repeat(grid.numel(), 1)
+    points[:, 0] = grid
+    slice_mass = torch.exp(target.log_prob(points)).sum() * (grid[1] - grid[0])
+    at_mean = 0.2 * (2 * math.pi * 16) ** -4.5  # the other 9 coordinates at their mean
+    assert abs(slice_mass.item() / at_mean - 1) < 1e-6
+
+
+def test_a_short_run_writes_the_results_and_the_table(tmp_path):
+    main(
+        [
+            "--only",
+            "planar",
+            "--steps",
+            "20",
+            "--seeds",
+            "0",
+            "--tasks",
+            "sine",
+            "--models",
+            "after",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    records = json.loads((tmp_path / "fit.json").read_text())["records"]
+    assert len(records) == 1 and records[0]["params"] == 160 and records[0]["steps"] == 20
+    assert math.isfinite(records[0]["kl"]) and records[0]["kl"] > 0
+    assert "uniform u and w (after)" in (tmp_path / "fit.md").read_text()
+
+
+def test_bad_steps_are_refused():
+    with pytest.raises(SystemExit):
+        main(["--steps", "0"])
+
+
+def test_our_made_is_zukos_so_the_digits_gap_is_the_layer_form():
+    """Same seed: our MADE and zuko's MaskedMLP hold the same weights and masks, and our MAF layer
+    written in zuko's form (u = x exp(alpha) + mu) gives zuko's log-density; the paper's form u =
+    (x - mu) exp(-alpha) (Eq. 4) is the only difference."""
+    zuko = pytest.importorskip("zuko")
+    from common.train import seed_everything
+
+    class ZukoForm(ScaleThenShift):
+        def forward(self, x, context=None):
+            mu, alpha = self.conditioner(x, context)
+            return x * torch.exp(alpha) + mu, alpha.sum(-1)
+
+    seed_everything(0)
+    layers = [
+        ZukoForm(6, (16, 16), 0, torch.arange(6).flip(0) if t % 2 else None) for t in range(3)
+    ]
+    ours = Flow(layers, features=6)
+    seed_everything(0)
+    theirs = zuko.flows.MAF(6, transforms=3, hidden_features=(16, 16))
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)
+    x = 3 * torch.randn(7, 6)
+    with torch.no_grad():
+        assert torch.allclose(ours.log_prob(x), theirs().log_prob(x), atol=1e-5)
