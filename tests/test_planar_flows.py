@@ -105,7 +105,8 @@ def test_planar_constraint_adversarial(dtype, rel):
     # an inverse still converges where the constraint is nearly tight (w^T u_hat ~ -1): a fold would
     # break it
     layer = Planar(2).double()
-    with torch.no_grad():
+    with torch.no_grad():  # |w| = 1: the error in x at the tangency grows as |u_hat| = 1 / |w|
+        layer.w.copy_(torch.tensor([0.6, -0.8]))
         layer.u.copy_(-1e3 * layer.w / (layer.w @ layer.w))
     x = torch.linspace(-3, 3, 101, dtype=torch.float64)[:, None] * layer.w / layer.w.norm()
     x_back, _ = layer.inverse(layer(x)[0])
