@@ -1,8 +1,8 @@
 """Inverse Autoregressive Flow (Kingma et al. 2016).
 
-``IAF(features, transforms, hidden_features, context, gate_bias)`` returns a ``common.flows.Flow``.
+``IAF(features, transforms, hidden_features, context, gate_bias, step)`` returns a ``common.flows.Flow``.
 """
 
-from .iaf import IAF, DiagonalAffine, GatedAutoregressive
+from .iaf import IAF, AffineAutoregressive, DiagonalAffine, GatedAutoregressive
 
-__all__ = ["IAF", "DiagonalAffine", "GatedAutoregressive"]
+__all__ = ["IAF", "AffineAutoregressive", "DiagonalAffine", "GatedAutoregressive"]

@@ -18,17 +18,29 @@ run the other way: ``IAF`` wraps the chain of steps in ``Inverse``, so the flow'
 (sampling) is the one pass and its ``forward`` (density) the D-pass recursion.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.flows import Compose, Flow, Inverse, Transform, check_builder_args, check_number
+from common.flows import (
+    Compose,
+    Flow,
+    Inverse,
+    Transform,
+    check_builder_args,
+    check_choice,
+    check_number,
+)
 from common.nets import MADE
 from common.train import recorded
 
 # The MADE sees its input clamped to this size: an inverse that runs off to +-inf (a point far from
 # the support) then gives log_prob -inf instead of NaN from inf * 0 in a masked weight.
 INPUT_BOUND = 1e15
+# The general step's soft bound on log sigma: one step scales a variable by at most 1000x
+LOG_SIGMA_BOUND = math.log(1000)
 
 
 class DiagonalAffine(Transform):
@@ -122,10 +134,64 @@ class GatedAutoregressive(Transform):
         # END SOLUTION
 
 
+class AffineAutoregressive(Transform):
+    """The general IAF step (Eq. 10): z' = mu + sigma * z, [mu, log sigma] = MADE(z, h), sigma =
+    exp(log sigma) free, so a step can expand as well as contract (the gated step has sigma < 1).
+
+    ``forward(z, context) -> (z', sum log sigma)``: ONE MADE pass (the sampling step inside IAF);
+    ``inverse``: D passes. The paper leaves log sigma raw; here it is softly bounded, s / (1 + |s| /
+    log 1000), so one step scales a variable by at most 1000x: a single large s would otherwise
+    send samples to infinity. ``order`` as in ``GatedAutoregressive``. Shapes: z (batch, D),
+    context (batch, C); ladj (batch,).
+
+    >>> step = AffineAutoregressive(3, hidden_features=(8,))
+    >>> z = torch.randn(4, 3)
+    >>> torch.allclose(step.inverse(step(z)[0])[0], z, atol=1e-5)
+    True
+    """
+
+    def __init__(self, features, hidden_features=(64, 64), context=0, order=None):
+        super().__init__()
+        self.features = features
+        self.made = MADE(features, 2, hidden_features, context, order)  # Eq. 10: [mu, s] = NN(z, h)
+
+    def mu_and_log_sigma(self, z, context=None):
+        """(mu, log sigma), each (batch, D), one MADE pass; log sigma softly bounded."""
+        mu, s = self.made(z.clamp(-INPUT_BOUND, INPUT_BOUND), context).unbind(-1)
+        return mu, s / (1 + s.abs() / LOG_SIGMA_BOUND)  # |log sigma| < log 1000
+
+    def forward(self, z, context=None):
+        mu, log_sigma = self.mu_and_log_sigma(z, context)
+        sigma = log_sigma.exp()
+        # Eq. 10: z_t = mu_t + sigma_t * z_{t-1}; dz_t / dz_{t-1} is triangular with diagonal sigma_t
+        return mu + sigma * z, log_sigma.sum(-1)
+
+    def inverse(self, y, context=None):
+        # D passes from any start: after pass k the first k variables of the order are exact, since
+        # mu_i, sigma_i see only the variables before i
+        z = y
+        for _ in self.made.order:
+            mu, log_sigma = self.mu_and_log_sigma(z, context)
+            z = (y - mu) / log_sigma.exp()  # Eq. 10 solved for z_{t-1}
+        return z, -log_sigma.sum(-1)
+
+
+STEPS = {"gated": GatedAutoregressive, "affine": AffineAutoregressive}
+
+
 @recorded  # the model remembers this builder and its arguments (checkpoints)
-def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2.0):
+def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2.0, step="gated"):
     """An inverse autoregressive flow on R^features: eps ~ N(0, I), z_0 = mu_0 + sigma_0 eps, then
-    ``transforms`` gated steps with the variable order reversed between them (Algorithm 1).
+    ``transforms`` steps with the variable order reversed between them (Algorithm 1).
+
+    ``step="gated"`` (default): the LSTM-type step of Eq. 14 / Algorithm 1, sigma in (0, 1), the
+    form the paper recommends for VAEs (numerically stable; with ``gate_bias`` every step starts
+    near the identity). A gated step can only contract; all expansion comes from z_0's sigma_0.
+    ``step="affine"``: the general step of Eq. 10 (``AffineAutoregressive``), sigma free, which
+    wins where q must stretch the base, as in reverse KL on 2-D energies: 5 steps, MADE 2 x 64,
+    400 steps, 3 seeds, KL 0.13-0.37 nats on U1-U4 and sine against 0.53-3.79 gated, and within
+    0.012 of zuko's inverted MAF (``python -m benchmarks.fit --only iaf``). ``gate_bias`` is used
+    by the gated step only.
 
     ``rsample_and_log_prob`` costs one MADE pass per step; ``log_prob`` of a new point costs D per
     step. ``context`` is the size of h, fed to every step. Returns a ``common.flows.Flow``.
@@ -137,11 +203,13 @@ def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2
     """
     check_builder_args(features, transforms, hidden_features, context)
     check_number("gate_bias", gate_bias)
+    check_choice("step", step, STEPS)
     forward_order, reversed_order = list(range(features)), list(range(features))[::-1]
     steps = [DiagonalAffine(features, context)]  # Alg. 1: z <- sigma * eps + mu (the encoder's)
     for t in range(transforms):  # Alg. 1: for t = 1..T; the order is reversed between steps
         order = forward_order if t % 2 == 0 else reversed_order
-        steps.append(GatedAutoregressive(features, hidden_features, context, order, gate_bias))
+        gate = {"gate_bias": gate_bias} if step == "gated" else {}
+        steps.append(STEPS[step](features, hidden_features, context, order, **gate))
     # The chain eps -> z_0 -> z_1 -> ... -> z_T is Compose(*steps).forward, one pass per step. The
     # contract wants noise -> data in ``inverse``, so the flow is that chain wrapped in Inverse: a
     # MAF run backwards.

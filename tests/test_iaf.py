@@ -6,7 +6,8 @@ from torch.autograd.functional import jacobian
 
 from common.flows import Inverse
 from common.nets import MADE
-from iaf import IAF, DiagonalAffine, GatedAutoregressive
+from common.train import load_flow, save_checkpoint
+from iaf import IAF, AffineAutoregressive, DiagonalAffine, GatedAutoregressive
 from tests.harness import (
     check_bad_input_raises,
     check_flow_normalised,
@@ -36,7 +37,17 @@ HARNESS_CASES = [
         lambda d, c: perturb(GatedAutoregressive(d, (16, 16), c, _order(d)).double()),
         (0, 3),
     ),
+    (
+        "affine-autoregressive",
+        lambda d, c: perturb(AffineAutoregressive(d, (16, 16), c, _order(d)).double()),
+        (0, 3),
+    ),
     ("diagonal-affine", lambda d, c: perturb(DiagonalAffine(d, c).double()), (0, 3)),
+    (
+        "iaf-chain-affine-step",
+        lambda d, c: perturb(IAF(d, 3, (16, 16), c, step="affine").double(), 0.25).transform,
+        (0, 3),
+    ),
     (
         "iaf-chain",
         lambda d, c: _iaf(d, c).transform,
@@ -144,6 +155,8 @@ def test_order_is_reversed_between_steps():
         dict(features=2, hidden_features=()),
         dict(features=2, hidden_features=(64, 0)),
         dict(features=2, hidden_features=64),
+        dict(features=2, step="free"),
+        dict(features=2, step=None),
     ],
 )
 def test_bad_hyperparameters_raise(kwargs):
@@ -193,3 +206,26 @@ def test_a_far_row_does_not_poison_the_gradients_of_the_others():
     assert torch.allclose(log_p[:4], flow.log_prob(x[:4]))
     log_p[:4].sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in flow.parameters())
+
+
+def test_the_general_step_can_expand_where_the_gated_one_only_contracts():
+    """Eq. 14's sigma = sigmoid(s) < 1 whatever the weights; Eq. 10's sigma is free."""
+    torch.manual_seed(0)
+    gated, affine = GatedAutoregressive(3, (8,)), AffineAutoregressive(3, (8,))
+    with torch.no_grad():
+        gated.made.net[-1].bias.view(3, 2)[:, 1] = 50.0  # sigmoid(50): as large as a gate gets
+        affine.made.net[-1].bias.view(3, 2)[:, 1] = 2.0  # log sigma = 2 / (1 + 2 / log 1000)
+    z = torch.randn(7, 3)
+    assert (gated(z)[1] <= 0).all()
+    assert (affine(z)[1] > 0).all()
+
+
+@pytest.mark.parametrize("step", ["gated", "affine"])
+def test_step_choice_builds_that_step_and_survives_a_checkpoint(step, tmp_path):
+    flow = IAF(2, 2, (8,), step=step)
+    kinds = {type(m) for m in flow.modules()}
+    assert (AffineAutoregressive in kinds) == (step == "affine")
+    assert (GatedAutoregressive in kinds) == (step == "gated")
+    save_checkpoint(flow, tmp_path / "f.pt")
+    x = torch.randn(5, 2)
+    assert torch.allclose(load_flow(tmp_path / "f.pt")[0].log_prob(x), flow.log_prob(x))
