@@ -284,7 +284,8 @@ def test_planar_constraint_by_hand():
     close(u_hat, [(-1 + math.log1p(math.exp(-10))) / 2, 0.0])  # moved along w only
     for wu in (30.0, 100.0):  # large w^T u: m(x) = x - 1, u_hat = u - w / ||w||^2
         close(
-            constrain(torch.tensor([wu, 0.0]).double(), torch.tensor([1.0, 0.0]).double()), [wu, 0]
+            constrain(torch.tensor([wu, 0.0]).double(), torch.tensor([1.0, 0.0]).double()),
+            [wu - 1, 0],
         )
 
 
