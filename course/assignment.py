@@ -43,7 +43,16 @@ import tempfile
 from pathlib import Path
 
 from course.leaks import find_leaks, fingerprints
-from course.markers import GROUPS, MarkerError, Region, parse, splice, strip, student_blocks
+from course.markers import (
+    GROUPS,
+    MarkerError,
+    Region,
+    parse,
+    splice,
+    strip,
+    student_blocks,
+    student_markers,
+)
 from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,12 +215,35 @@ def write_copy(out, files, selected, chosen, ipynb=False, root=ROOT):
         f"papers = {json.dumps(set_papers)}\n"
         f"parts = {json.dumps(set_parts)}\n"
     )
-    (out / HANDOUT).write_text(handout(chosen, root))
+    (out / HANDOUT).write_text(handout(chosen, root, out))
     if ipynb:
         import jupytext
 
         for notebook in sorted(out.glob("*/tutorial.py")):
             jupytext.write(jupytext.read(notebook), notebook.with_suffix(".ipynb"))
+
+
+def fill(copy, part, code):
+    """Write ``code`` ({file: [lines of each region]}) between the student markers of ``part`` in
+    the student copy ``copy`` (the markers stay): a copy with that part done."""
+    for path, bodies in code.items():
+        target = Path(copy) / path
+        lines, out, given = target.read_text().splitlines(), [], iter(bodies)
+        blocks = student_blocks("\n".join(lines), str(path))
+        markers = [line for name, line in student_markers("\n".join(lines)) if name == part]
+        if len(markers) != len(bodies) or len([b for b in blocks if b[0] == part]) != len(bodies):
+            raise ValueError(f"{path}: {len(markers)} blocks of {part}, {len(bodies)} bodies given")
+        skipping = False
+        for number, line in enumerate(lines, start=1):
+            if number in markers:
+                out += [line, *next(given)]
+                skipping = True
+            elif skipping and line.strip().startswith("# END YOUR CODE"):
+                out.append(line)
+                skipping = False
+            elif not skipping:
+                out.append(line)
+        target.write_text("\n".join(out) + "\n")
 
 
 def main(argv=None):

@@ -392,6 +392,29 @@ def student_code(submission, reference, part):
     return bodies
 
 
+def reference_code(reference, part):
+    """{file: [lines of each region]} of ``part`` from the reference itself (the full score)."""
+    from course.markers import body, parse
+
+    code = {}
+    for path in part_files(reference, part):
+        lines = (Path(reference) / path).read_text().splitlines()
+        regions = parse("\n".join(lines), str(path))
+        code[path] = [body(r, lines) for r in regions if r.part == part]
+    return code
+
+
+def code_from_text(text, reference, part):
+    """{file: [lines of each region]} of ``part`` from a text of BEGIN/END YOUR CODE blocks (the
+    format of course/wrong/); the part must live in one file."""
+    from course.markers import student_blocks
+
+    files = part_files(reference, part)
+    if len(files) != 1:
+        raise ValueError(f"{part} spans {len(files)} files; a text of blocks needs one")
+    return {files[0]: [lines for name, lines in student_blocks(text, part, True) if name == part]}
+
+
 def build_tree(base, out, part, bodies):
     """A scratch tree: ``base`` (a copy of the reference) with ``part``'s regions from ``bodies``."""
     from course.markers import splice

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from course.grade import HIDDEN, TIMEOUT, WEIGHTS, load_weights
+from course.markers import student_markers
 
 PAPER_NAMES = {
     "common": "the shared library (common/)",
@@ -18,8 +19,23 @@ def _points(value):
     return f"{value:g}"
 
 
-def handout(chosen, root):
-    """The handout's markdown for the stubbed regions ``chosen``."""
+def _student_lines(chosen, copy):
+    """{(path, begin in the reference): line of its BEGIN YOUR CODE in the student copy}."""
+    lines = {}
+    for path in dict.fromkeys(r.path for r in chosen):
+        markers = student_markers((Path(copy) / path).read_text())
+        for region, (_, line) in zip([r for r in chosen if r.path == path], markers, strict=False):
+            lines[path, region.begin] = line
+    return lines
+
+
+def handout(chosen, root, copy=None):
+    """The handout's markdown for the stubbed regions ``chosen`` (line numbers from ``copy``)."""
+    where_in = _student_lines(chosen, copy) if copy else {}
+
+    def at(region):
+        return f"`{region.path}:{where_in.get((region.path, region.begin), region.begin)}`"
+
     weights = load_weights(Path(root) / WEIGHTS)
     parts = list(dict.fromkeys(r.part for r in chosen))
     graded = [p for p in parts if weights[p]["points"] > 0]
@@ -40,7 +56,7 @@ def handout(chosen, root):
     ]
     for part in parts:
         regions = [r for r in chosen if r.part == part]
-        where = ", ".join(f"`{r.path}:{r.begin}`" for r in regions)
+        where = ", ".join(at(r) for r in regions)
         points = _points(weights[part]["points"]) if weights[part]["points"] else "ungraded"
         lines.append(f"| `{part}` | {weights[part]['title']} | {points} | {where} |")
     lines += [
@@ -86,10 +102,10 @@ def handout(chosen, root):
         points = f"{_points(entry['points'])} points" if entry["points"] else "ungraded"
         lines += ["", f"### `{part}`: {entry['title']} ({points})", ""]
         lines += [f"**Read first:** {entry['read']}", "", f"**Contract:** {entry['contract']}", ""]
-        lines.append("**Where:** " + ", ".join(f"`{r.path}:{r.begin}`" for r in regions))
+        lines.append("**Where:** " + ", ".join(at(r) for r in regions))
         lines += ["", "**Hints:**", ""]
         for region in regions:
-            lines.append(f"- `{region.path}:{region.begin}`: {' '.join(region.hints)}")
+            lines.append(f"- {at(region)}: {' '.join(region.hints)}")
         if public:
             lines += ["", "**Tests:** " + ", ".join(f"`{p}`" for p in public)]
         if hidden:

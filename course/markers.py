@@ -175,12 +175,25 @@ def strip(source, path="<string>", selected=lambda part: True):
     return "\n".join(out) + ending, regions
 
 
-def student_blocks(source, path="<string>"):
+def student_markers(source):
+    """[(part, line)] of the ``BEGIN YOUR CODE`` markers of a student's file, in order."""
+    lines = source.splitlines()
+    found = []
+    for number in sorted(_comment_lines(source)):
+        begin = STUDENT_BEGIN.fullmatch(lines[number - 1].strip())
+        if begin:
+            found.append((begin.group(1), number))
+    return found
+
+
+def student_blocks(source, path="<string>", plain=False):
     """[(part, [lines])] for each ``BEGIN YOUR CODE`` ... ``END YOUR CODE`` block of a student's
-    file, in order. Raises ``MarkerError`` when the markers are unbalanced or nested."""
+    file, in order. Raises ``MarkerError`` when the markers are unbalanced or nested. ``plain``:
+    every line may be a marker (for text files that are not Python, such as course/wrong/)."""
     lines = source.splitlines()
     blocks, open_block = [], None
-    for number in sorted(_comment_lines(source)):
+    candidates = range(1, len(lines) + 1) if plain else sorted(_comment_lines(source))
+    for number in candidates:
         text = lines[number - 1].strip()
         begin, end = STUDENT_BEGIN.fullmatch(text), STUDENT_END.fullmatch(text)
         if begin:

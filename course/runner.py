@@ -74,7 +74,9 @@ def pytest_runtest_logreport(report):
     record = {"nodeid": report.nodeid, "when": report.when, "outcome": outcome}
     if blocked:
         record["blocked_by"] = blocked
-    if outcome == "failed":
+    if blocked and report.skipped:
+        record["message"] = f"needs {blocked}, which is not implemented"
+    elif outcome == "failed":
         record["message"] = _message(report)
     with open(RESULTS, "a") as file:
         file.write(json.dumps(record) + "\n")
