@@ -304,15 +304,15 @@ def gradescope(rows, seconds, hidden_visibility="after_published"):
             tests.append(
                 {
                     "name": f"{row['part']}: {label}{name}",
-                    "score": round(group["earned"], 4),
-                    "max_score": round(group["max"], 4),
+                    "score": round(group["earned"], 6),
+                    "max_score": round(group["max"], 6),
                     "output": output[:5000],
                     "visibility": hidden_visibility if group["hidden"] else "visible",
                     "tags": [row["part"]],
                 }
             )
     return {
-        "score": round(sum(row["earned"] for row in rows), 4),
+        "score": round(sum(g["earned"] for row in rows for g in row["groups"]), 6),
         "execution_time": round(seconds),
         "output": table(rows),
         "output_format": "md",
