@@ -276,12 +276,13 @@ def test_planar_constraint_by_hand():
     expected = [1 + (m - 1) / 2, (m - 1) / 2]  # u + [m - w^T u] w / ||w||^2
     close(constrain(u, w), expected)
     close(constrain(u.expand(3, 2), w.expand(3, 2)), [expected] * 3)
-    # a u with w^T u = -10, far below -1: u_hat satisfies w^T u_hat = m(-10) >= -1
-    u, w = torch.tensor([-5.0, 0.0]).double(), torch.tensor([2.0, 0.0]).double()
-    u_hat = constrain(u, w)
-    wu = (w * u_hat).sum().item()
-    assert wu >= -1 and abs(wu - (-1 + math.log1p(math.exp(-10)))) < 1e-12, wu
-    close(u_hat, [(-1 + math.log1p(math.exp(-10))) / 2, 0.0])  # moved along w only
+    # a u with w^T u = -3, below -1: u_hat is moved along w only, to w^T u_hat = m(-3) > -1
+    u, w = torch.tensor([-1.5, 0.0]).double(), torch.tensor([2.0, 0.0]).double()
+    m = -1 + math.log1p(math.exp(-3))
+    close(constrain(u, w), [m / 2, 0.0])
+    for wu in (-10.0, -50.0, -1e4):  # far below: w^T u_hat stays >= -1
+        u_hat = constrain(torch.tensor([wu / 2, 1.0]).double(), torch.tensor([2.0, 0.0]).double())
+        assert 2 * u_hat[0].item() >= -1 and u_hat[1].item() == 1.0, u_hat
     for wu in (30.0, 100.0):  # large w^T u: m(x) = x - 1, u_hat = u - w / ||w||^2
         close(
             constrain(torch.tensor([wu, 0.0]).double(), torch.tensor([1.0, 0.0]).double()),
