@@ -2,12 +2,10 @@
 
 Marker syntax (comments only, so the reference code runs and reads as before)::
 
-    def forward(self, x, context=None):
-        # BEGIN SOLUTION maf.step
-        # u_i = (x_i - mu_i) exp(-alpha_i) (Eq. 4); the log-det is -sum_i alpha_i (Eq. 5).
-        mu, alpha = self.conditioner(x, context)
-        u = (x - mu) * torch.exp(-alpha)  # Eq. 4
-        return u, -alpha.sum(-1)
+    def double_plus_one(x):
+        # BEGIN SOLUTION demo.step
+        # return 2 x + 1 (the hint: every comment line right after BEGIN)
+        return 2 * x + 1
         # END SOLUTION
 
 * ``BEGIN SOLUTION <part>`` opens a region; ``<part>`` is ``<paper>.<name>``, where ``<paper>`` is
@@ -19,12 +17,13 @@ Marker syntax (comments only, so the reference code runs and reads as before)::
 * ``END SOLUTION`` closes it, at the same indentation. Regions hold whole statements and do not
   nest.
 
-In the student copy every selected region becomes its hint lines and ``raise
-NotImplementedError("<part>: <hint>")`` at the marker's indentation; in regions that are not
-selected only the marker and hint lines disappear. The copy holds every file of the repository that
-git tracks (or would track: untracked files that .gitignore does not exclude), with nothing else
-changed, plus ``assignment.toml``, which names the parts that were set (``python -m course.grade``
-reads it).
+In the student copy every selected region becomes ``# BEGIN YOUR CODE <part>``, its hint lines,
+``raise NotImplementedError("<part>: <hint>")`` and ``# END YOUR CODE``; the grader takes only the
+lines between those two markers. In regions that are not selected only the marker and hint lines
+disappear. The copy holds what a student needs (see ``NOT_FOR_STUDENTS``: no benchmarks, CI,
+hidden tests, wrong implementations or tooling tests), plus ``assignment.toml`` (the parts set) and
+``HANDOUT.md`` (the homework sheet). Before anything is written to ``--out``, the copy is searched
+for any statement of a stripped region (``course/leaks.py``); a hit refuses with file:line.
 
     python -m course.assignment --out ../hw                          # every part of every paper and of common/
     python -m course.assignment --out ../hw --papers maf nsf         # only these papers' parts
