@@ -25,11 +25,11 @@ hidden tests, wrong implementations or tooling tests), plus ``assignment.toml`` 
 ``HANDOUT.md`` (the homework sheet). Before anything is written to ``--out``, the copy is searched
 for any statement of a stripped region (``course/leaks.py``); a hit refuses with file:line.
 
-    python -m course.assignment --out ../hw                          # every part of every paper and of common/
-    python -m course.assignment --out ../hw --papers maf nsf         # only these papers' parts
-    python -m course.assignment --out ../hw --papers maf common      # ... plus the shared parts (MADE masks, ...)
-    python -m course.assignment --out ../hw --parts maf.step --ipynb # single parts; also write .ipynb notebooks
-    python -m course.assignment --list                               # the parts and where they are
+    python -m course.assignment --out ../hw                      # every part, common/ included
+    python -m course.assignment --out ../hw --papers maf nsf     # only these papers' parts
+    python -m course.assignment --out ../hw --papers maf common  # ... plus the shared parts
+    python -m course.assignment --out ../hw --parts maf.step     # single parts (--ipynb: notebooks)
+    python -m course.assignment --list                           # the parts and where they are
 """
 
 import argparse
@@ -96,7 +96,7 @@ __all__ = [
 
 
 def marked_files(root=ROOT):
-    """Every .py file in common/ and the paper folders (tutorials included), relative to ``root``."""
+    """Every .py file in common/ and the paper folders (tutorials too), relative to ``root``."""
     return sorted(p.relative_to(root) for group in GROUPS for p in (root / group).glob("*.py"))
 
 
@@ -147,7 +147,7 @@ def make_assignment(
     out, papers=GROUPS, parts=None, force=False, ipynb=False, root=ROOT, check=True
 ):
     """Write the student copy into ``out``; returns the regions turned into stubs. Refuses (before
-    anything reaches ``out``) when a statement of a stripped region appears elsewhere in the copy."""
+    anything reaches ``out``) when a statement of a stripped region appears elsewhere in it."""
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a directory, got the file {out}")
@@ -290,7 +290,8 @@ def main(argv=None):
         return 2
     parts = sorted({r.part for r in chosen})
     print(
-        f"wrote {os.path.abspath(args.out)}: {len(chosen)} regions stubbed in {len(parts)} parts: {', '.join(parts)}"
+        f"wrote {os.path.abspath(args.out)}: {len(chosen)} regions stubbed in {len(parts)} parts: "
+        f"{', '.join(parts)}; the homework sheet is {HANDOUT}"
     )
     return 0
 
