@@ -61,7 +61,7 @@ TREE_FILES = ("pyproject.toml",)
 # ---------------------------------------------------------------- pytest hooks (imported by
 # tests/conftest.py)
 def unimplemented_part(excinfo):
-    """(part, message, "file:line") when the exception, or one it was raised from, is a stub's; else None."""
+    """(part, message, "file:line") when the exception (or its cause) is a stub's; else None."""
     error, seen = excinfo.value if excinfo is not None else None, set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -416,7 +416,7 @@ def code_from_text(text, reference, part):
 
 
 def build_tree(base, out, part, bodies):
-    """A scratch tree: ``base`` (a copy of the reference) with ``part``'s regions from ``bodies``."""
+    """A scratch tree: ``base`` (a reference copy) with ``part``'s regions from ``bodies``."""
     from course.markers import splice
 
     shutil.copytree(base, out, symlinks=False)

@@ -63,7 +63,8 @@ def handout(chosen, root, copy=None):
         "",
         "## How to work",
         "",
-        "1. Read the paper section and the notebook section named under each part (the notebooks are "
+        "1. Read the paper section and the notebook section named under each part (the notebooks "
+        "are "
         "the `tutorial.py` files; `jupytext --to ipynb <paper>/tutorial.py` makes a notebook). The "
         "contract every layer follows is in README.md: `forward` maps data to noise, `inverse` "
         "noise to data, each returns `(output, log|det d output / d input|)` with the log-det of "

@@ -62,7 +62,7 @@ class Region:
 
 
 def _comment_lines(source):
-    """Line numbers (1-based) of the comments alone on their line (tokenize: never inside strings)."""
+    """Line numbers (1-based) of the comments alone on their line (tokenize: not in strings)."""
     lines = set()
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):

@@ -1,4 +1,4 @@
-"""The leak check of the student copy: the full copy passes, planted leaks are caught with file:line.
+"""The leak check of the student copy: the full copy passes, planted leaks are caught (file:line).
 
 The full-copy test is xfail(strict) while the two known leaks of issue 13/15 are in the code
 (``AffineAutoregressive`` in nsf/__main__.py, the planar log-det in the root find of
