@@ -6,10 +6,10 @@ A statement matches when it is the same after renaming local names (``u = (x - m
 with some of its sub-expressions replaced by local names (``torch.log((1 + (1 - t**2) * c).abs())``
 is ``torch.log((1 + (1 - t**2) * (w * u).sum(-1)).abs())`` with ``c`` for ``(w * u).sum(-1)``), as
 long as at least ``MIN_OPS`` operations (arithmetic, calls, subscripts, comparisons) agree.
-Whitespace, line breaks and comments never matter. The copy is searched everywhere: code, docstrings and other
-strings, comments, notebooks (.ipynb) and text files (.md, .txt, .toml), where any line or paragraph
-that parses as Python is checked. The stub's own ``# HINT:`` lines are the instructor's and are not
-searched.
+Whitespace, line breaks and comments never matter. The copy is searched everywhere: code,
+docstrings and other strings, comments, notebooks (.ipynb) and text files (.md, .txt, .toml),
+where any line or paragraph that parses as Python is checked. The stub's own ``# HINT:`` lines are
+the instructor's and are not searched.
 """
 
 import ast
