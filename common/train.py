@@ -300,8 +300,9 @@ def train_reverse_kl(
         for step in range(1, steps + 1):
             beta = 1.0 if anneal is None else min(1.0, 0.01 + step / anneal)
             # BEGIN SOLUTION common.reverse_kl
-            # draw x ~ q with its log q(x) in one reparameterised pass; the loss is the mean of
-            # log q + beta U.
+            # draw x ~ q with its log q(x) in one reparameterised pass, one call of
+            # flow.rsample_and_log_prob(batch_size, context) per step; the loss is the mean of
+            # log q(x) + beta U(x).
             x, log_q = flow.rsample_and_log_prob(batch_size, context)
             loss = (log_q + beta * U(x)).mean()
             # END SOLUTION

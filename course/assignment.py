@@ -2,12 +2,10 @@
 
 Marker syntax (comments only, so the reference code runs and reads as before)::
 
-    def forward(self, x, context=None):
-        # BEGIN SOLUTION maf.step
-        # u_i = (x_i - mu_i) exp(-alpha_i) (Eq. 4); the log-det is -sum_i alpha_i (Eq. 5).
-        mu, alpha = self.conditioner(x, context)
-        u = (x - mu) * torch.exp(-alpha)  # Eq. 4
-        return u, -alpha.sum(-1)
+    def double_plus_one(x):
+        # BEGIN SOLUTION demo.step
+        # return 2 x + 1 (the hint: every comment line right after BEGIN)
+        return 2 * x + 1
         # END SOLUTION
 
 * ``BEGIN SOLUTION <part>`` opens a region; ``<part>`` is ``<paper>.<name>``, where ``<paper>`` is
@@ -19,38 +17,46 @@ Marker syntax (comments only, so the reference code runs and reads as before)::
 * ``END SOLUTION`` closes it, at the same indentation. Regions hold whole statements and do not
   nest.
 
-In the student copy every selected region becomes its hint lines and ``raise
-NotImplementedError("<part>: <hint>")`` at the marker's indentation; in regions that are not
-selected only the marker and hint lines disappear. The copy holds every file of the repository that
-git tracks (or would track: untracked files that .gitignore does not exclude), with nothing else
-changed, plus ``assignment.toml``, which names the parts that were set (``python -m course.grade``
-reads it).
+In the student copy every selected region becomes ``# BEGIN YOUR CODE <part>``, its hint lines,
+``raise NotImplementedError("<part>: <hint>")`` and ``# END YOUR CODE``; the grader takes only the
+lines between those two markers. In regions that are not selected only the marker and hint lines
+disappear. The copy holds what a student needs (see ``NOT_FOR_STUDENTS``: no benchmarks, CI,
+hidden tests, wrong implementations or tooling tests), plus ``assignment.toml`` (the parts set) and
+``HANDOUT.md`` (the homework sheet). Before anything is written to ``--out``, the copy is searched
+for any statement of a stripped region (``course/leaks.py``); a hit refuses with file:line.
 
-    python -m course.assignment --out ../hw                          # every part of every paper and of common/
-    python -m course.assignment --out ../hw --papers maf nsf         # only these papers' parts
-    python -m course.assignment --out ../hw --papers maf common      # ... plus the shared parts (MADE masks, ...)
-    python -m course.assignment --out ../hw --parts maf.step --ipynb # single parts; also write .ipynb notebooks
-    python -m course.assignment --list                               # the parts and where they are
+    python -m course.assignment --out ../hw                      # every part, common/ included
+    python -m course.assignment --out ../hw --papers maf nsf     # only these papers' parts
+    python -m course.assignment --out ../hw --papers maf common  # ... plus the shared parts
+    python -m course.assignment --out ../hw --parts maf.step     # single parts (--ipynb: notebooks)
+    python -m course.assignment --list                           # the parts and where they are
 """
 
 import argparse
-import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import textwrap
-import tokenize
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from course.leaks import find_leaks, fingerprints
+from course.markers import (
+    GROUPS,
+    MarkerError,
+    Region,
+    parse,
+    splice,
+    strip,
+    student_blocks,
+    student_markers,
+)
 from tools.papers import PAPERS
 
-GROUPS = PAPERS + ("common",)  # "common" is the pseudo-paper of the shared code's parts
+ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "assignment.toml"
+HANDOUT = "HANDOUT.md"
 NOT_COPIED = {
     ".git",
     "runs",
@@ -60,150 +66,37 @@ NOT_COPIED = {
     ".benchmarks",
     ".ipynb_checkpoints",
 }
-
-PART_ID = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
-MARKER_LIKE = re.compile(r"#\s*(BEGIN|END)\W*SOLUTION", re.IGNORECASE)
-BEGIN = re.compile(rf"# BEGIN SOLUTION ({PART_ID})")
-END = re.compile(r"# END SOLUTION")
-# the comment lines right after BEGIN are the part's hint: written once, read by the reference's
-# reader as a comment and by the student as the stub's "HINT:" lines
-HINT = re.compile(r"#(?! (?:BEGIN|END) SOLUTION)\s?(.*)")
-
-
-class MarkerError(ValueError):
-    """A solution marker is malformed, unbalanced or nested; the message names the file and line."""
-
-
-@dataclass
-class Region:
-    """One marked region: ``begin`` and ``end`` are the 1-based lines of its two markers."""
-
-    part: str
-    path: str
-    begin: int
-    end: int
-    indent: str
-    hints: list = field(default_factory=list)
-
-    @property
-    def paper(self):
-        return self.part.split(".")[0]
-
-    @property
-    def message(self):
-        return f"{self.part}: {' '.join(self.hints) if self.hints else 'not implemented yet'}"
-
-
-def _comment_lines(source):
-    """Line numbers (1-based) of the comments that stand alone on their line (tokenize: never inside strings)."""
-    lines = set()
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT and token.line.strip() == token.string.strip():
-            lines.add(token.start[0])
-    return lines
-
-
-def parse(source, path="<string>"):
-    """The solution regions of ``source``, in order. Raises ``MarkerError`` (with ``path:line``) on any defect."""
-    lines = source.splitlines()
-    regions, open_region = [], None
-    folder = Path(path).parts[0] if Path(path).parts else ""
-    for number in sorted(_comment_lines(source)):
-        line = lines[number - 1]
-        text, indent = line.strip(), line[: len(line) - len(line.lstrip())]
-        where = f"{path}:{number}"
-        if not MARKER_LIKE.match(text):
-            continue
-        begin, end = BEGIN.fullmatch(text), END.fullmatch(text)
-        if begin:
-            if open_region is not None:
-                raise MarkerError(
-                    f"{where}: nested BEGIN SOLUTION: the region opened at "
-                    f"{path}:{open_region.begin} is not closed yet (regions do not nest)"
-                )
-            part = begin.group(1)
-            if folder in GROUPS and part.split(".")[0] != folder:
-                raise MarkerError(
-                    f"{where}: part {part!r} must start with the folder name, '{folder}.'"
-                )
-            open_region = Region(part, path, number, 0, indent)
-        elif end:
-            if open_region is None:
-                raise MarkerError(f"{where}: END SOLUTION without a BEGIN SOLUTION before it")
-            if indent != open_region.indent:
-                raise MarkerError(
-                    f"{where}: END SOLUTION is not at the indentation of its BEGIN SOLUTION "
-                    f"({path}:{open_region.begin})"
-                )
-            open_region.end = number
-            _check_body(open_region, lines)
-            regions.append(open_region)
-            open_region = None
-        else:
-            raise MarkerError(
-                f"{where}: malformed marker {text!r}; expected '# BEGIN SOLUTION <paper>.<name>' "
-                f"(e.g. '# BEGIN SOLUTION maf.step') or '# END SOLUTION'"
-            )
-    if open_region is not None:
-        raise MarkerError(
-            f"{path}:{open_region.begin}: BEGIN SOLUTION {open_region.part} is never closed "
-            f"(no END SOLUTION before the end of the file)"
-        )
-    return regions
-
-
-def _check_body(region, lines):
-    """Collect the hint lines after BEGIN and check that no line of the region is indented less than the markers."""
-    body = lines[region.begin : region.end - 1]
-    for line in body:
-        hint = HINT.fullmatch(line.strip())
-        if not hint or line[: len(region.indent)] != region.indent:
-            break
-        region.hints.append(hint.group(1).strip())
-    for offset, line in enumerate(body):
-        if line.strip() and not line.startswith(region.indent):
-            raise MarkerError(
-                f"{region.path}:{region.begin + 1 + offset}: line inside the region "
-                f"{region.part} is indented less than its BEGIN SOLUTION marker"
-            )
-
-
-def stub(region):
-    """The lines that replace ``region``: its hints, then ``raise NotImplementedError("<part>: <hint>")``."""
-    lines = [f"{region.indent}# HINT: {hint}" for hint in region.hints]
-    message = region.message.replace("\\", "\\\\").replace('"', '\\"')
-    first = f'{region.indent}raise NotImplementedError("{message}")'
-    if len(first) <= 100:
-        return lines + [first]
-    width = 96 - len(region.indent) - 4
-    pieces = textwrap.wrap(message, width, drop_whitespace=False)
-    return (
-        lines
-        + [f"{region.indent}raise NotImplementedError("]
-        + [f'{region.indent}    "{piece}"' for piece in pieces]
-        + [f"{region.indent})"]
-    )
-
-
-def strip(source, path="<string>", selected=lambda part: True):
-    """``source`` with every region whose part is ``selected`` replaced by its stub, and the marker
-    and hint
-    lines of the other regions removed. Returns (new source, regions)."""
-    regions = parse(source, path)
-    lines = source.splitlines()
-    out, start = [], 0
-    for region in regions:
-        out += lines[start : region.begin - 1]
-        body = lines[region.begin + len(region.hints) : region.end - 1]
-        out += stub(region) if selected(region.part) else body
-        start = region.end
-    out += lines[start:]
-    ending = "\n" if source.endswith("\n") else ""
-    return "\n".join(out) + ending, regions
+# what a student does not receive (item 8 of issue 15): the benchmarks and their results, CI, the
+# course tooling beyond the self-grader, the instructors' notes, hidden tests, the tooling's tests
+NOT_FOR_STUDENTS = (
+    "benchmarks/",
+    ".ci/",
+    "course/assignment.py",
+    "course/gradescope.py",
+    "course/leaks.py",
+    "course/handout.py",
+    "course/README.md",
+    "course/__main__.py",
+    "course/hidden_tests/",
+    "course/wrong/",
+    "tests/test_assignment.py",
+    "tests/test_course_",
+    "tests/test_benchmarks.py",
+)
+__all__ = [
+    "GROUPS",
+    "PAPERS",
+    "MarkerError",
+    "Region",
+    "parse",
+    "splice",
+    "strip",
+    "student_blocks",
+]
 
 
 def marked_files(root=ROOT):
-    """Every .py file in common/ and the paper folders (tutorials included), relative to ``root``."""
+    """Every .py file in common/ and the paper folders (tutorials too), relative to ``root``."""
     return sorted(p.relative_to(root) for group in GROUPS for p in (root / group).glob("*.py"))
 
 
@@ -234,14 +127,27 @@ def repository_files(root=ROOT):
     )
 
 
+def for_students(path):
+    """Whether the student copy holds ``path`` (relative to the repository root)."""
+    name = path.as_posix()
+    return not any(name.startswith(prefix) for prefix in NOT_FOR_STUDENTS)
+
+
 def _selector(papers, parts):
     if parts:
         return lambda part: part in parts
     return lambda part: part.split(".")[0] in papers
 
 
-def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, root=ROOT):
-    """Write the student copy into ``out``; returns the regions turned into stubs."""
+class LeakError(ValueError):
+    """A statement of a stripped region appears elsewhere in the student copy (file:line listed)."""
+
+
+def make_assignment(
+    out, papers=GROUPS, parts=None, force=False, ipynb=False, root=ROOT, check=True
+):
+    """Write the student copy into ``out``; returns the regions turned into stubs. Refuses (before
+    anything reaches ``out``) when a statement of a stripped region appears elsewhere in it."""
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a directory, got the file {out}")
@@ -253,7 +159,44 @@ def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, ro
     if unknown:
         raise ValueError(f"unknown parts {unknown}; the marked parts are {known}")
     selected = _selector(set(papers), set(parts or ()))
-    files = [p for p in repository_files(root) if not (root / p).resolve().is_relative_to(out)]
+    chosen = [r for r in regions if selected(r.part)]
+    if not chosen:
+        raise ValueError("no part selected (check --papers / --parts)")
+    files = [
+        p
+        for p in repository_files(root)
+        if for_students(p) and not (root / p).resolve().is_relative_to(out)
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".assignment-", dir=out.parent))
+    try:
+        write_copy(scratch, files, selected, chosen, ipynb, root)
+        if check:
+            prints = fingerprints(root, marked_files(root), selected)
+            leaks = find_leaks(scratch, prints)
+            if leaks:
+                raise LeakError(
+                    f"{len(leaks)} statements of stripped regions appear elsewhere in the student "
+                    "copy (remove them, or build them from something that is not the graded part):"
+                    "\n  " + "\n  ".join(leaks)
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in scratch.iterdir():
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            shutil.move(str(entry), target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return chosen
+
+
+def write_copy(out, files, selected, chosen, ipynb=False, root=ROOT):
+    """The student copy's files, manifest and handout, written into ``out``."""
+    from course.handout import handout
+
     marked = set(marked_files(root))
     for path in files:
         target = out / path
@@ -262,21 +205,44 @@ def make_assignment(out, papers=GROUPS, parts=None, force=False, ipynb=False, ro
             target.write_text(strip((root / path).read_text(), str(path), selected)[0])
         else:
             shutil.copy2(root / path, target)
-    chosen = [r for r in regions if selected(r.part)]
     set_parts = sorted({r.part for r in chosen})
     set_papers = sorted({r.paper for r in chosen}, key=GROUPS.index)
     (out / MANIFEST).write_text(
         "# Written by `python -m course.assignment`: the parts this copy asks you to write.\n"
-        '# Each is a `raise NotImplementedError("<part>: ...")` in the code; `python -m course.grade` grades them.\n'
+        "# Each is a `raise NotImplementedError(...)` between `# BEGIN YOUR CODE <part>` and\n"
+        "# `# END YOUR CODE`; `python -m course.grade` grades them.\n"
         f"papers = {json.dumps(set_papers)}\n"
         f"parts = {json.dumps(set_parts)}\n"
     )
+    (out / HANDOUT).write_text(handout(chosen, root, out))
     if ipynb:
         import jupytext
 
         for notebook in sorted(out.glob("*/tutorial.py")):
             jupytext.write(jupytext.read(notebook), notebook.with_suffix(".ipynb"))
-    return chosen
+
+
+def fill(copy, part, code):
+    """Write ``code`` ({file: [lines of each region]}) between the student markers of ``part`` in
+    the student copy ``copy`` (the markers stay): a copy with that part done."""
+    for path, bodies in code.items():
+        target = Path(copy) / path
+        lines, out, given = target.read_text().splitlines(), [], iter(bodies)
+        blocks = student_blocks("\n".join(lines), str(path))
+        markers = [line for name, line in student_markers("\n".join(lines)) if name == part]
+        if len(markers) != len(bodies) or len([b for b in blocks if b[0] == part]) != len(bodies):
+            raise ValueError(f"{path}: {len(markers)} blocks of {part}, {len(bodies)} bodies given")
+        skipping = False
+        for number, line in enumerate(lines, start=1):
+            if number in markers:
+                out += [line, *next(given)]
+                skipping = True
+            elif skipping and line.strip().startswith("# END YOUR CODE"):
+                out.append(line)
+                skipping = False
+            elif not skipping:
+                out.append(line)
+        target.write_text("\n".join(out) + "\n")
 
 
 def main(argv=None):
@@ -319,12 +285,13 @@ def main(argv=None):
         if not args.out:
             parser.error("--out DIR is required (or --list)")
         chosen = make_assignment(args.out, args.papers, args.parts, args.force, args.ipynb)
-    except (MarkerError, ValueError) as error:
+    except (MarkerError, LeakError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     parts = sorted({r.part for r in chosen})
     print(
-        f"wrote {os.path.abspath(args.out)}: {len(chosen)} regions stubbed in {len(parts)} parts: {', '.join(parts)}"
+        f"wrote {os.path.abspath(args.out)}: {len(chosen)} regions stubbed in {len(parts)} parts: "
+        f"{', '.join(parts)}; the homework sheet is {HANDOUT}"
     )
     return 0
 

@@ -1,29 +1,43 @@
-"""Grade an assignment: run the tests of every part and print points per paper and per part
-    (markdown).
+"""Grade an assignment: run each part's tests and print points per paper and per part (markdown).
 
-    python -m course.grade                      # in a student copy: the parts named in
-    assignment.toml python -m course.grade --papers maf nsf     # only these papers' parts (in the
-    reference: all by default) python -m course.grade > grade.md           # the table goes to
-    stdout, pytest's output to stderr
+    python -m course.grade                          # self-grade a student copy in place (its parts)
+    python -m course.grade --submission ../alice    # the instructor's grade of a submission
+    python -m course.grade --submission ../alice --json results.json   # ... also Gradescope's JSON
+    python -m course.grade --papers maf nsf         # only these papers' parts
 
-The weights live in one file, ``course/grading.toml``: for each part its points and the tests that
-    check it
-(pytest node ids, ``*`` matches anything). A part earns ``points * passed / run`` of its tests; a
-    test that
-raises the NotImplementedError of a stub counts as failed. Exits 1 when any test fails, 0 when all
-    pass.
+Weights: ``course/grading.toml``. A part's points are split over its test groups by weight (a group
+is one pattern, usually one test function with all its parametrisations) and a group earns its
+share times the fraction of its tests that pass.
+
+``--submission DIR`` is the grade that counts. It never runs the student's tests or reads the
+student's weights: for each part it builds a scratch tree from this (the instructor's) repository,
+with the reference implementation of every other part, takes from the submission only the lines
+between that part's ``# BEGIN YOUR CODE <part>`` and ``# END YOUR CODE`` markers, and runs the
+instructor's tests, hidden ones included (``course/hidden_tests/``), in a subprocess with a
+timeout per test. So a wrong MADE costs ``common.made`` and nothing else, and an infinite loop
+costs the part it is in.
+
+Without ``--submission`` the tests run in place, in a subprocess, on the copy's own code and tests:
+a student's self-check. Hidden groups are listed as "hidden" there (the copy does not hold them).
+Exits 1 when a part lost points, 0 when every part earned full marks, 2 on bad arguments.
 
 The pytest hooks below are imported by ``tests/conftest.py``: when a test fails on a stub's
 ``NotImplementedError("<part>: <hint>")``, the first such test of each part fails with a one-line
-    message
-naming the part, the following ones are reported as skipped ("needs <part>"), and the run ends with
-``not implemented: <part> (blocks N tests)``. Without stubs (the reference), they change nothing.
+message naming the part, the following ones are reported as skipped ("needs <part>"), and the run
+ends with ``not implemented: <part> (blocks N tests)``. Without stubs (the reference), they change
+nothing.
 """
 
 import argparse
-import contextlib
+import concurrent.futures
+import json
+import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 import tomllib
 import traceback
 from pathlib import Path
@@ -33,17 +47,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = Path("course") / "grading.toml"
 MANIFEST = "assignment.toml"
+HIDDEN = "course/hidden_tests/"
 STUB_MESSAGE = re.compile(r"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+): ")
 PROPERTY = "not_implemented"
 BLOCKED = pytest.StashKey[dict]()
+TIMEOUT = 60.0  # seconds per test; the slowest reference test takes about 3 s on one thread
+PART_TIMEOUT = 900.0  # seconds for all the tests of one part (a backstop for a hung process)
+# what a scratch tree copies from the instructor's repository
+TREE = ("common", "planar_flows", "iaf", "maf", "nsf", "realnvp", "tests", "course", "tools")
+TREE_FILES = ("pyproject.toml",)
 
 
 # ---------------------------------------------------------------- pytest hooks (imported by
 # tests/conftest.py)
-
-
 def unimplemented_part(excinfo):
-    """(part, message, "file:line") when the exception, or one it was raised from, is a stub's; else None."""
+    """(part, message, "file:line") when the exception (or its cause) is a stub's; else None."""
     error, seen = excinfo.value if excinfo is not None else None, set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -96,25 +114,35 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             )
 
 
-# ---------------------------------------------------------------- grading
+# ---------------------------------------------------------------- weights
 
 
 def load_weights(path):
-    """{part: {"points": float, "tests": [patterns]}} from the weights file, checked."""
+    """{part: {"points", "groups": {pattern: weight}, "title", "read", "contract"}}, checked."""
     with open(path, "rb") as file:
         weights = tomllib.load(file)
+    out = {}
     for part, entry in weights.items():
+        tests = entry.get("tests", {}) if isinstance(entry, dict) else None
+        if isinstance(tests, list):  # the old form: every pattern weighs 1
+            tests = dict.fromkeys(tests, 1)
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("points"), (int, float))
-            or not isinstance(entry.get("tests"), list)
-            or not (entry["tests"] or entry["points"] == 0)
+            or not isinstance(tests, dict)
+            or not all(isinstance(w, (int, float)) and w > 0 for w in tests.values())
+            or not (tests or entry["points"] == 0)
         ):
             raise ValueError(
-                f'{path}: ["{part}"] needs points = <number> and tests = [<node id patterns>] '
-                "(tests = [] only for an ungraded part, points = 0)"
+                f'{path}: ["{part}"] needs points = <number> and a ["{part}".tests] table of '
+                "<node id pattern> = <weight > 0> (no tests only for an ungraded part, points = 0)"
             )
-    return weights
+        out[part] = {
+            "points": entry["points"],
+            "groups": tests,
+            **{key: entry.get(key, "") for key in ("title", "read", "contract")},
+        }
+    return out
 
 
 def _pattern(glob):
@@ -125,74 +153,118 @@ def matches(nodeid, globs):
     return any(_pattern(g).fullmatch(nodeid) for g in globs)
 
 
-class Recorder:
-    """A pytest plugin: keeps only the tests the graded parts name, and records each one's outcome."""
-
-    def __init__(self, globs):
-        self.globs, self.outcomes, self.blocked_by, self.collected = globs, {}, {}, []
-
-    def pytest_collection_modifyitems(self, config, items):
-        kept = [item for item in items if matches(item.nodeid, self.globs)]
-        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-        items[:] = kept
-        self.collected = [item.nodeid for item in kept]
-
-    def pytest_runtest_logreport(self, report):
-        for name, value in report.user_properties:
-            if name == PROPERTY:
-                self.blocked_by[report.nodeid] = value
-        previous = self.outcomes.get(report.nodeid)
-        if report.failed or report.nodeid in self.blocked_by:
-            self.outcomes[report.nodeid] = "failed"
-        elif report.skipped and previous != "failed":
-            self.outcomes[report.nodeid] = "skipped"
-        elif report.when == "call" and previous is None:
-            self.outcomes[report.nodeid] = "passed"
+def _file(pattern):
+    return pattern.split("::")[0]
 
 
-def run_tests(globs, root=ROOT, verbose=False):
-    """Run the tests matching ``globs`` in-process from ``root`` (pytest's output on stderr); returns a Recorder."""
-    files = sorted({g.split("::")[0] for g in globs if "*" not in g.split("::")[0]} or {"tests"})
-    recorder = Recorder(globs)
-    with contextlib.chdir(root), contextlib.redirect_stdout(sys.stderr):
-        pytest.main(
-            ["-q" if not verbose else "-v", "-p", "no:cacheprovider", *files], plugins=[recorder]
-        )
-    return recorder
+# ---------------------------------------------------------------- running tests
 
 
-def score(weights, parts, recorder):
-    """One row per part: its tests, how many passed, the points earned, and why points were lost."""
-    rows = []
-    for part in parts:
-        nodes = [n for n in recorder.collected if matches(n, weights[part]["tests"])]
-        counted = [n for n in nodes if recorder.outcomes.get(n) != "skipped"]
-        passed = sum(recorder.outcomes.get(n) == "passed" for n in counted)
-        points = weights[part]["points"]
-        earned = round(points * passed / len(counted), 2) if counted else 0.0
-        blockers = sorted({recorder.blocked_by[n] for n in counted if n in recorder.blocked_by})
-        if not weights[part]["tests"]:
+def run_tests(tree, globs, timeout=TIMEOUT, part_timeout=PART_TIMEOUT, verbose=False):
+    """Run the tests of ``tree`` that match ``globs`` in a pytest subprocess.
+
+    Returns {"collected": [node ids], "results": {node id: record}, "log": pytest's output}; a
+    test that did not finish (the run was killed) is missing from "results"."""
+    tree = Path(tree)
+    files = sorted({_file(g) for g in globs if "*" not in _file(g) and (tree / _file(g)).exists()})
+    if not files:
+        return {"collected": [], "results": {}, "log": "no test file found"}
+    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+        record = Path(scratch) / "results.jsonl"
+        env = {
+            **os.environ,
+            "COURSE_GLOBS": json.dumps(list(globs)),
+            "COURSE_RESULTS": str(record),
+            "COURSE_TIMEOUT": str(timeout),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+            "MPLBACKEND": "Agg",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": str(tree),
+        }
+        command = [sys.executable, "-m", "pytest", "-q" if not verbose else "-v"]
+        command += ["-p", "no:cacheprovider", "-p", "course.runner", "-o", "addopts=", *files]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=tree,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=part_timeout,
+            )
+            log = done.stdout + done.stderr
+        except subprocess.TimeoutExpired as expired:
+            log = f"{expired.stdout or ''}\nkilled after {part_timeout:g} s"
+        collected, results = [], {}
+        lines = record.read_text().splitlines() if record.exists() else []
+        for line in lines:
+            entry = json.loads(line)
+            if "collected" in entry:
+                collected.append(entry["collected"])
+                continue
+            previous = results.get(entry["nodeid"])
+            if previous is None or (entry["outcome"] == "failed" != previous["outcome"]):
+                results[entry["nodeid"]] = entry
+    return {"collected": collected, "results": results, "log": log}
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score_part(part, entry, run, available=lambda pattern: True, note=""):
+    """One row: the part's groups, what each earned, and a note saying why points were lost."""
+    total_weight = sum(entry["groups"].values())
+    groups, blockers = [], set()
+    for pattern, weight in entry["groups"].items():
+        share = entry["points"] * weight / total_weight
+        hidden = pattern.startswith(HIDDEN)
+        nodes = [n for n in run["collected"] if matches(n, [pattern])] if run else []
+        counted = [n for n in nodes if run["results"].get(n, {}).get("outcome") != "skipped"]
+        passed = sum(run["results"].get(n, {}).get("outcome") == "passed" for n in counted)
+        failures = []
+        for n in counted:
+            result = run["results"].get(n)
+            if result is None:
+                failures.append(f"{n}: did not finish (the part ran out of time)")
+            elif result["outcome"] == "failed":
+                failures.append(f"{n}: {result.get('message', 'failed')}")
+                if "blocked_by" in result:
+                    blockers.add(result["blocked_by"])
+        group = {
+            "pattern": pattern,
+            "hidden": hidden,
+            "max": share,
+            "run": len(counted),
+            "passed": passed,
+            "earned": share * passed / len(counted) if counted else 0.0,
+            "output": "\n\n".join(failures)[:4000],
+            "available": available(pattern),
+        }
+        groups.append(group)
+    earned = sum(g["earned"] for g in groups)
+    if not note:
+        unavailable = [g for g in groups if not g["available"]]
+        if not entry["groups"]:
             note = "ungraded (a notebook exercise: run the notebook)"
-        elif not counted:
-            note = "no test ran"
         elif part in blockers:
             note = "not implemented"
         elif blockers:
-            note = "blocked by " + ", ".join(blockers)
-        else:
-            note = "" if passed == len(counted) else "wrong results"
-        rows.append(
-            {
-                "part": part,
-                "paper": part.split(".")[0],
-                "run": len(counted),
-                "passed": passed,
-                "points": points,
-                "earned": earned,
-                "note": note,
-            }
-        )
-    return rows
+            note = "blocked by " + ", ".join(sorted(blockers))
+        elif not any(g["run"] for g in groups):
+            note = "no test ran"
+        elif any(g["passed"] < g["run"] or (g["run"] == 0 and g["available"]) for g in groups):
+            note = "wrong results"
+        if unavailable:
+            extra = f"{len(unavailable)} hidden group(s) graded on submission"
+            note = f"{note}; {extra}" if note else extra
+    return {
+        "part": part,
+        "paper": part.split(".")[0],
+        "points": entry["points"],
+        "earned": round(earned, 2),
+        "note": note,
+        "groups": groups,
+    }
 
 
 def _number(value):
@@ -201,13 +273,14 @@ def _number(value):
 
 def table(rows):
     """The markdown table a TA pastes: each part, a subtotal per paper, the total."""
-    lines = ["| paper | part | tests passed | points | note |", "|---|---|---|---|---|"]
+    lines = ["| paper | part | groups passed | points | note |", "|---|---|---|---|---|"]
     papers = list(dict.fromkeys(row["paper"] for row in rows))
     for paper in papers:
         mine = [row for row in rows if row["paper"] == paper]
         for row in mine:
+            full = sum(g["run"] > 0 and g["passed"] == g["run"] for g in row["groups"])
             lines.append(
-                f"| {paper} | `{row['part']}` | {row['passed']} / {row['run']} | "
+                f"| {paper} | `{row['part']}` | {full} / {len(row['groups'])} | "
                 f"{_number(row['earned'])} / {_number(row['points'])} | {row['note']} |"
             )
         earned, points = sum(r["earned"] for r in mine), sum(r["points"] for r in mine)
@@ -217,18 +290,190 @@ def table(rows):
     return "\n".join(lines)
 
 
-def graded_parts(weights, root=ROOT, papers=None):
-    """The parts to grade: those of assignment.toml in a student copy, else every part of the weights file."""
-    manifest = root / MANIFEST
-    if manifest.exists():
-        with open(manifest, "rb") as file:
+def gradescope(rows, seconds, hidden_visibility="after_published"):
+    """Gradescope's results.json: one test per group (name, score, max_score, output, visibility),
+    the total score and the execution time."""
+    tests = []
+    for row in rows:
+        for group in row["groups"]:
+            name = group["pattern"].split("::")[-1].rstrip("*[")
+            label = "hidden test " if group["hidden"] else ""
+            output = group["output"] or ("passed" if group["passed"] == group["run"] else "")
+            if row["note"] and group["earned"] < group["max"]:
+                output = f"{row['part']}: {row['note']}\n{output}"
+            tests.append(
+                {
+                    "name": f"{row['part']}: {label}{name}",
+                    "score": round(group["earned"], 6),
+                    "max_score": round(group["max"], 6),
+                    "output": output[:5000],
+                    "visibility": hidden_visibility if group["hidden"] else "visible",
+                    "tags": [row["part"]],
+                }
+            )
+    return {
+        "score": round(sum(g["earned"] for row in rows for g in row["groups"]), 6),
+        "execution_time": round(seconds),
+        "output": table(rows),
+        "output_format": "md",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+# ---------------------------------------------------------------- grading
+
+
+def graded_parts(weights, root=ROOT, papers=None, parts=None, manifest=True):
+    """The parts to grade: ``parts``, else those of assignment.toml in a student copy (only when
+    ``manifest``), else every part of the weights file; restricted to ``papers``."""
+    if not parts and manifest and (root / MANIFEST).exists():
+        with open(root / MANIFEST, "rb") as file:
             parts = tomllib.load(file)["parts"]
-    else:
-        parts = list(weights)
+    parts = list(parts or weights)
     missing = [p for p in parts if p not in weights]
     if missing:
         raise ValueError(f"parts {missing} have no entry in {WEIGHTS}")
     return [p for p in weights if p in parts and (not papers or p.split(".")[0] in papers)]
+
+
+def grade_in_place(root, weights, parts, timeout=TIMEOUT, verbose=False):
+    """The self-check: every part's tests on the code and tests of ``root`` itself."""
+    root = Path(root)
+    globs = [g for part in parts for g in weights[part]["groups"]]
+    run = run_tests(root, globs, timeout, verbose=verbose)
+    if verbose:
+        print(run["log"], file=sys.stderr)
+
+    def available(pattern):
+        return (root / _file(pattern)).exists()
+
+    return [score_part(p, weights[p], run, available) for p in parts]
+
+
+def _submission_root(submission, files):
+    """The folder of the submission that holds the marked files (it may be one level down)."""
+    submission = Path(submission)
+    candidates = [submission] + sorted(p for p in submission.glob("*") if p.is_dir())
+    candidates += sorted(p for p in submission.glob("*/*") if p.is_dir())
+    best = max(candidates, key=lambda d: sum((d / f).is_file() for f in files))
+    return best
+
+
+def part_files(reference, part):
+    """The reference files (relative) holding regions of ``part``."""
+    from course.markers import GROUPS, parse
+
+    found = []
+    for group in GROUPS:
+        for path in sorted((Path(reference) / group).glob("*.py")):
+            rel = path.relative_to(reference)
+            if any(r.part == part for r in parse(path.read_text(), str(rel))):
+                found.append(rel)
+    return found
+
+
+def student_code(submission, reference, part):
+    """{file: [lines of each region]} of ``part`` from a submission; raises ValueError naming the
+    file when a file is missing or its markers are broken."""
+    from course.markers import MarkerError, student_blocks
+
+    bodies = {}
+    for path in part_files(reference, part):
+        target = Path(submission) / path
+        if not target.is_file():
+            raise ValueError(f"{path} is not in the submission")
+        try:
+            blocks = student_blocks(target.read_text(errors="replace"), str(path))
+        except MarkerError as error:
+            raise ValueError(str(error)) from None
+        bodies[path] = [lines for name, lines in blocks if name == part]
+    return bodies
+
+
+def reference_code(reference, part):
+    """{file: [lines of each region]} of ``part`` from the reference itself (the full score)."""
+    from course.markers import body, parse
+
+    code = {}
+    for path in part_files(reference, part):
+        lines = (Path(reference) / path).read_text().splitlines()
+        regions = parse("\n".join(lines), str(path))
+        code[path] = [body(r, lines) for r in regions if r.part == part]
+    return code
+
+
+def code_from_text(text, reference, part):
+    """{file: [lines of each region]} of ``part`` from a text of BEGIN/END YOUR CODE blocks (the
+    format of course/wrong/); the part must live in one file."""
+    from course.markers import student_blocks
+
+    files = part_files(reference, part)
+    if len(files) != 1:
+        raise ValueError(f"{part} spans {len(files)} files; a text of blocks needs one")
+    return {files[0]: [lines for name, lines in student_blocks(text, part, True) if name == part]}
+
+
+def build_tree(base, out, part, bodies):
+    """A scratch tree: ``base`` (a reference copy) with ``part``'s regions from ``bodies``."""
+    from course.markers import splice
+
+    shutil.copytree(base, out, symlinks=False)
+    for path, blocks in bodies.items():
+        source = (Path(base) / path).read_text()
+        (Path(out) / path).write_text(splice(source, str(path), part, blocks))
+
+
+def reference_base(reference, out):
+    """Copy what a scratch tree needs from the reference repository into ``out``."""
+    reference, out = Path(reference), Path(out)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "runs", "*.ipynb")
+    for name in TREE:
+        if (reference / name).is_dir():
+            shutil.copytree(reference / name, out / name, ignore=ignore)
+    for name in TREE_FILES:
+        if (reference / name).is_file():
+            shutil.copy2(reference / name, out / name)
+    return out
+
+
+def grade_parts(
+    code_of, weights, parts, reference=ROOT, timeout=TIMEOUT, jobs=1, part_timeout=PART_TIMEOUT
+):
+    """Grade each part alone: ``code_of(part)`` gives {file: [region lines]} (or raises
+    ValueError); the part's tests run on the reference with only that code in place."""
+    with tempfile.TemporaryDirectory(prefix="grade-trees-") as scratch:
+        base = reference_base(reference, Path(scratch) / "reference")
+
+        def one(part):
+            entry = weights[part]
+            if not entry["groups"]:
+                return score_part(part, entry, None)
+            try:
+                bodies = code_of(part)
+            except ValueError as error:
+                return score_part(part, entry, None, note=f"not graded: {error}")
+            tree = Path(scratch) / part
+            try:
+                build_tree(base, tree, part, bodies)
+            except ValueError as error:
+                return score_part(part, entry, None, note=f"not graded: {error}")
+            run = run_tests(tree, list(entry["groups"]), timeout, part_timeout)
+            shutil.rmtree(tree, ignore_errors=True)
+            return score_part(part, entry, run)
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+            return list(pool.map(one, parts))
+
+
+def grade_submission(submission, weights, parts, reference=ROOT, **options):
+    """The instructor's grade of a student's copy (or of any folder holding the marked files)."""
+    files = sorted({f for part in parts for f in part_files(reference, part)})
+    root = _submission_root(submission, files)
+    return grade_parts(
+        lambda part: student_code(root, reference, part), weights, parts, reference, **options
+    )
 
 
 def main(argv=None):
@@ -238,27 +483,52 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--submission",
+        metavar="DIR",
+        help="grade this student copy against this repository's tests, weights and hidden tests",
+    )
+    parser.add_argument("--parts", nargs="+", metavar="PART", help="grade only these parts")
+    parser.add_argument(
         "--papers", nargs="+", metavar="PAPER", help="grade only these papers' parts"
     )
-    parser.add_argument("--weights", default=None, help=f"the weights file (default: {WEIGHTS})")
-    parser.add_argument("--verbose", action="store_true", help="list every test pytest runs")
+    parser.add_argument(
+        "--weights", default=None, help=f"the weights file (default: {WEIGHTS}; not --submission)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
+    parser.add_argument(
+        "--timeout", type=float, default=TIMEOUT, help=f"seconds per test (default {TIMEOUT:g})"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="parts graded at once with --submission (default 1)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     args = parser.parse_args(argv)
-    weights_path = Path(args.weights) if args.weights else ROOT / WEIGHTS
+    if args.submission and args.weights:
+        parser.error("--weights and --submission: a submission is graded with course/grading.toml")
+    start = time.perf_counter()
     try:
-        weights = load_weights(weights_path)
-        parts = graded_parts(weights, ROOT, args.papers)
+        weights = load_weights(Path(args.weights) if args.weights else ROOT / WEIGHTS)
+        parts = graded_parts(weights, ROOT, args.papers, args.parts, manifest=not args.submission)
+        if args.submission and not Path(args.submission).is_dir():
+            raise ValueError(f"--submission must be a directory, got {args.submission}")
     except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not parts:
-        print("error: no part to grade (check --papers)", file=sys.stderr)
+        print("error: no part to grade (check --parts / --papers)", file=sys.stderr)
         return 2
-    globs = [g for part in parts for g in weights[part]["tests"]]
-    recorder = run_tests(globs, ROOT, args.verbose)
-    rows = score(weights, parts, recorder)
+    if args.submission:
+        rows = grade_submission(
+            args.submission, weights, parts, ROOT, timeout=args.timeout, jobs=args.jobs
+        )
+    else:
+        rows = grade_in_place(ROOT, weights, parts, args.timeout, args.verbose)
     print(table(rows))
-    failed = [n for n, outcome in recorder.outcomes.items() if outcome == "failed"]
-    return 1 if failed or any(row["earned"] < row["points"] for row in rows) else 0
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        result = gradescope(rows, time.perf_counter() - start)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 1 if any(row["earned"] < row["points"] for row in rows) else 0
 
 
 if __name__ == "__main__":

@@ -113,8 +113,8 @@ class BatchNorm(Transform):
         else:
             m, v = self.mean, self.var
         # BEGIN SOLUTION maf.batch_norm
-        # u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta (Appendix B); the log-det is the same
-        # for every row.
+        # u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta (Appendix B); self._log_scale(v) is
+        # gamma - 0.5 log(v + eps). The log-det is its sum, the same for every row: shape (batch,).
         log_scale = self._log_scale(v)
         u = (x - m) * torch.exp(log_scale) + self.beta  # Appendix B
         return u, log_scale.sum().expand(x.shape[0])  # log det = sum(gamma - 0.5 log(v + eps))

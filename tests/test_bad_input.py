@@ -1,9 +1,7 @@
 """Every bad input of issue 14 and the 41 that were already refused, in one table.
 
 Each case asserts the error type AND that the message names what was expected (a regex), so a
-clear message cannot silently turn back into torch's raw error. Cases the library does not handle
-yet are ``xfail(strict=True)`` with the issue-14 item and the owner in the reason: once the fix
-lands they XPASS, fail, and the mark is removed.
+clear message cannot silently turn back into torch's raw error.
 """
 
 import math
@@ -24,7 +22,6 @@ from planar_flows import PlanarFlow
 from realnvp import RealNVP
 from realnvp.realnvp import RealNVPImage
 
-PIM = "fixed by cores_pim in common/flows.py"
 FLOWS = {  # every pre-built flow, small; the ones with a context take 2 context features
     "planar": lambda: PlanarFlow(2, transforms=2),
     "radial": lambda: PlanarFlow(2, transforms=2, kind="radial"),
@@ -46,9 +43,8 @@ def x2(*shape, dtype=torch.float32):
     return torch.zeros(*shape, dtype=dtype)
 
 
-def case(name, call, error, match, xfail=None):
-    marks = [pytest.mark.xfail(strict=True, reason=f"issue 14: {xfail}")] if xfail else []
-    return pytest.param(call, error, match, marks=marks, id=name)
+def case(name, call, error, match):
+    return pytest.param(call, error, match, id=name)
 
 
 def _flow_cases():
@@ -96,7 +92,6 @@ def _flow_cases():
                 lambda b=build: b().eval().log_prob(torch.tensor([[0.0, math.nan]])),
                 ValueError,
                 r"NaN",
-                xfail=f"item 8, NaN input comes back as NaN; {PIM}",
             ),
             case(
                 f"{name}-unexpected-context",
@@ -109,28 +104,24 @@ def _flow_cases():
                 lambda b=build: b().eval().sample(-1),
                 ValueError,
                 r"integer.*got -1",
-                xfail=f"sample(-1) gets torch's raw error; {PIM}",
             ),
             case(
                 f"{name}-sample(2.5)",
                 lambda b=build: b().eval().sample(2.5),
                 ValueError,
                 r"integer.*got 2\.5",
-                xfail=f"sample(2.5) gets torch's raw error; {PIM}",
             ),
             case(
                 f"{name}-sample('3')",
                 lambda b=build: b().eval().sample("3"),
                 ValueError,
                 r"integer.*got '3'",
-                xfail=f"sample('3') gets torch's raw error; {PIM}",
             ),
             case(
                 f"{name}-sample(True)",
                 lambda b=build: b().eval().sample(True),
                 ValueError,
                 r"integer.*got True",
-                xfail=f"sample(True) draws one sample; {PIM}",
             ),
         ]
     for name in ("maf", "realnvp"):  # a device the flow is not on ("meta" exists on every machine)
@@ -140,7 +131,6 @@ def _flow_cases():
                 lambda b=FLOWS[name]: b().log_prob(torch.zeros(4, 2, device="meta")),
                 ValueError,
                 r"device.*meta",
-                xfail=f"x on another device than the flow; {PIM}",
             )
         )
     for name, build in CONTEXT_FLOWS.items():
@@ -181,14 +171,12 @@ def _flow_cases():
                 lambda b=build: b().log_prob(x2(4, 2), np.zeros((4, 2), np.float32)),
                 ValueError,
                 r"context.*torch\.Tensor.*ndarray",
-                xfail=f"context as numpy: AttributeError; {PIM}",
             ),
             case(
                 f"{name}-context-list",
                 lambda b=build, c=c: b().log_prob(x2(4, 2), c.tolist()),
                 ValueError,
                 r"context.*torch\.Tensor.*list",
-                xfail=f"context as a list: AttributeError; {PIM}",
             ),
             case(
                 f"{name}-x-features-with-context",
@@ -249,33 +237,31 @@ def _builder_cases():
             "nsf-bound=0",
             lambda: NSF(2, bound=0.0),
             ValueError,
-            r"bound must be a positive number, got 0\.0",
+            r"bound must be a finite positive number, got 0\.0",
         ),
         case(
             "nsf-bound=-1",
             lambda: NSF(2, bound=-1),
             ValueError,
-            r"bound must be a positive number, got -1",
+            r"bound must be a finite positive number, got -1",
         ),
         case(
             "nsf-bound=inf",
             lambda: NSF(2, bound=math.inf),
             ValueError,
-            r"bound.*finite.*inf",
-            xfail="item 8, NSF(bound=inf) returns all NaN; fixed by cores_nr in nsf/nsf.py",
+            r"bound must be a finite positive number, got inf",
         ),
         case(
             "nsf-bound=nan",
             lambda: NSF(2, bound=math.nan),
             ValueError,
-            r"bound must be a positive number, got nan",
+            r"bound must be a finite positive number, got nan",
         ),
         case(
             "iaf-gate_bias='x'",
             lambda: IAF(2, gate_bias="x"),
             ValueError,
             r"gate_bias.*number.*'x'",
-            xfail="IAF(gate_bias='x') is not validated; fixed by cores_pim in iaf/iaf.py",
         ),
         case(
             "planar-kind",
@@ -288,7 +274,6 @@ def _builder_cases():
             lambda: PlanarFlow(2, kind=["planar"]),
             ValueError,
             r"kind must be one of \['planar', 'radial'\], got \['planar'\]",
-            xfail="kind=['planar'] gets a TypeError; fixed by cores_pim in planar_flows/planar.py",
         ),
         case(
             "planar-transforms=0",
@@ -301,8 +286,6 @@ def _builder_cases():
             lambda: PlanarFlow(2, transforms=True),
             ValueError,
             r"transforms must be an integer >= 1, got True",
-            xfail="PlanarFlow(2, transforms=True) builds one layer; fixed by cores_pim in "
-            "planar_flows/planar.py",
         ),
         case(
             "planar-features=0",
@@ -315,8 +298,6 @@ def _builder_cases():
             lambda: PlanarFlow(True),
             ValueError,
             r"features must be an integer >= 1, got True",
-            xfail="PlanarFlow(True) builds a 1-D flow; fixed by cores_pim in "
-            "planar_flows/planar.py",
         ),
         case(
             "realnvp-image-shape-scales",
@@ -353,14 +334,12 @@ def _builder_cases():
             lambda: Logit(alpha=0.5),
             ValueError,
             r"alpha.*got 0\.5",
-            xfail="Logit(alpha=0.5) fails later with 'math domain error'; " + PIM,
         ),
         case(
             "logit-alpha=-0.1",
             lambda: Logit(alpha=-0.1),
             ValueError,
             r"alpha.*got -0\.1",
-            xfail="Logit(alpha=-0.1) is accepted; " + PIM,
         ),
         case(
             "check_builder_args-transforms=2.0",
@@ -394,9 +373,9 @@ def _builder_cases():
         ),
         case(
             "target-unknown",
-            lambda: get_target("banana"),
+            lambda: get_target("no-such-target"),
             ValueError,
-            r"unknown target 'banana'; expected one of .*U1",
+            r"unknown target 'no-such-target'; expected one of .*U1",
         ),
         case("vae-wrong-data-size", lambda: VAE(64, 4).elbo(torch.zeros(3, 63)), ValueError, r"64"),
         case(

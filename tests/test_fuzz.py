@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from nsf.nsf import rq_spline
+from nsf.nsf import knots, rq_spline
 from realnvp import RealNVP
 from tools.fuzz import (
     DTYPES,
@@ -22,27 +22,15 @@ from tools.fuzz import (
     fuzz_inputs,
     layers,
     round_trip_error,
-    spline_knots,
     worst_round_trip,
 )
 
 N = 400  # inputs per flow and dtype
 CASES = [(name, dtype) for name in FLOWS for dtype in DTYPES]
 IDS = [f"{name}-{str(dtype)[6:]}" for name, dtype in CASES]
-XFAIL_NAN = {
-    "iaf": "issue 14 item 5: IAF log_prob NaN at distant points (and NaN gradients of the other "
-    "rows); fixed by cores_pim in iaf/iaf.py"
-}
 
 
-def _mark_nan(name, dtype):
-    marks = []
-    if name in XFAIL_NAN:
-        marks.append(pytest.mark.xfail(strict=True, reason=XFAIL_NAN[name]))
-    return pytest.param(name, dtype, marks=marks, id=f"{name}-{str(dtype)[6:]}")
-
-
-@pytest.mark.parametrize("name, dtype", [_mark_nan(*case) for case in CASES])
+@pytest.mark.parametrize("name, dtype", CASES, ids=IDS)
 def test_no_nan_in_log_prob_samples_or_gradients(name, dtype):
     flow = build(name, dtype)
     x = fuzz_inputs(flow, N)
@@ -94,14 +82,15 @@ def test_round_trip_error_can_fail():
 @pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
 def test_spline_at_knots_and_bounds(dtype, inverse):
     """rq_spline at every knot, at +-B exactly and just inside/outside: finite values,
-    log-derivatives
-    and gradients; knots map to knots; the tails are the identity with log-derivative exactly 0."""
+    log-derivatives and gradients; knots map to knots; the tails are the identity with
+    log-derivative exactly 0."""
     gen = torch.Generator().manual_seed(0)
     K, B, n = 8, 3.0, 64
     params = (torch.randn(n, 3 * K - 1, generator=gen, dtype=torch.float64)).to(dtype)
     params.requires_grad_(True)
-    xk = spline_knots(params, B, heights=inverse).detach()  # where the inputs are
-    yk = spline_knots(params, B, heights=not inverse).detach()  # where they must land
+    xk, yk, _ = (k.detach() for k in knots(params, B))  # x-knots map to y-knots
+    if inverse:
+        xk, yk = yk, xk  # and the inverse maps y-knots back to x-knots
     eps = torch.finfo(dtype).eps
     x = torch.cat([xk, xk[:, :1] - 10 * eps * B, xk[:, -1:] + 10 * eps * B, xk[:, :1] - 1e3], 1)
     p = params[:, None].expand(n, x.shape[1], -1)
@@ -121,17 +110,9 @@ def test_spline_at_knots_and_bounds(dtype, inverse):
     assert (log_back + log_d.detach()).abs().max() < log_tol
 
 
-RIGHT_TAIL = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 9: NSF right tail is the identity only up to rounding (g(B) != B, "
-    "inverse "
-    "log-derivative 1e-4 in float32, 7e-14 in float64); fixed by cores_nr in nsf/nsf.py",
-)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
-@pytest.mark.parametrize("side", ["left", pytest.param("right", marks=RIGHT_TAIL)])
+@pytest.mark.parametrize("side", ["left", "right"])
 def test_spline_tails_are_exactly_the_identity(side, inverse, dtype):
     """The docstring's promise: at and outside +-B the spline is the identity, log g' exactly 0."""
     gen = torch.Generator().manual_seed(0)
@@ -149,27 +130,9 @@ EMPTY = {
     **FLOWS,
     "realnvp-bn": lambda: RealNVP(3, transforms=2, hidden_features=(16,), batch_norm=True),
 }
-NR_EMPTY = (
-    "issue 14 item 13: empty batch crashes ('cannot reshape tensor of 0 elements'); fixed by "
-)
-XFAIL_EMPTY = {
-    "nsf-c": NR_EMPTY + "cores_nr in nsf/nsf.py",
-    "realnvp-bn": NR_EMPTY + "cores_nr in realnvp/realnvp.py",
-}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=[pytest.mark.xfail(strict=True, reason=XFAIL_EMPTY[n])]
-            if n in XFAIL_EMPTY
-            else [],
-        )
-        for n in EMPTY
-    ],
-)
+@pytest.mark.parametrize("name", EMPTY)
 def test_empty_batch(name):
     """sample(0) and log_prob of a (0, D) batch are empty, in eval and (log_prob) train mode."""
     flow = EMPTY[name]().eval()
@@ -179,20 +142,7 @@ def test_empty_batch(name):
     assert flow.train().log_prob(torch.empty(0, D)).shape == (0,)
 
 
-BN_POISON = {
-    "maf-bn": "issue 14 item 6: an empty or NaN batch in train mode turns MAF's batch-norm "
-    "statistics "
-    "NaN for good; fixed by cores_pim in maf/maf.py",
-    "realnvp-bn": "issue 14 items 6 and 13: Real NVP's batch norm crashes on an empty batch and a "
-    "NaN "
-    "row poisons its running statistics; fixed by cores_nr in realnvp/realnvp.py",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=r)) for n, r in BN_POISON.items()],
-)
+@pytest.mark.parametrize("name", ["maf-bn", "realnvp-bn"])
 def test_batch_norm_survives_an_empty_or_nan_batch(name):
     """Train-mode batch norm: an empty batch returns empty, a NaN row is refused (ValueError) or
     stays in its row; either way the statistics used afterwards in eval mode stay finite."""
@@ -209,14 +159,6 @@ def test_batch_norm_survives_an_empty_or_nan_batch(name):
     assert torch.isfinite(flow.eval().log_prob(torch.randn(16, D))).all()
 
 
-PIM_PLANAR = "fixed by cores_pim in planar_flows/planar.py"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 7: in float32 w = (1, 0), u = (-20, 0) rounds w^T u_hat + 1 to 0 and "
-    f"log_prob is NaN on the line w^T x = 0; {PIM_PLANAR}",
-)
 def test_planar_constraint_keeps_a_margin_in_float32():
     from common.flows import Flow
     from planar_flows.planar import Planar
@@ -231,10 +173,6 @@ def test_planar_constraint_keeps_a_margin_in_float32():
     assert not Flow([layer], features=2).log_prob(x).isnan().any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"issue 14 item 7: radial with beta_raw = -20 gives NaN at z0 in float32; {PIM_PLANAR}",
-)
 def test_radial_constraint_keeps_a_margin_in_float32():
     from common.flows import Flow
     from planar_flows.planar import Radial
@@ -246,36 +184,25 @@ def test_radial_constraint_keeps_a_margin_in_float32():
     assert not Flow([layer], features=2).log_prob(x).isnan().any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 11: the final Newton step of Planar.forward moves the value near a "
-    f"singular layer (round trip 4e-2 at 1 + w^T u_hat = 1e-12); {PIM_PLANAR}",
-)
 def test_planar_round_trip_near_a_singular_layer():
-    from planar_flows.planar import Planar
+    """At the most singular layer the constraint allows (1 + w^T u_hat = MARGIN, slope 1e-4 on the
+    line w^T z + b = 0) the round trip is as exact as its conditioning (1e4 eps): the final Newton
+    step removes the root finder's residual (4e-10 without it)."""
+    from planar_flows.planar import MARGIN, Planar
 
     layer = Planar(2).double()
-    with torch.no_grad():  # softplus(w^T u) = 1e-12, i.e. 1 + w^T u_hat = 1e-12
+    with torch.no_grad():  # softplus(w^T u) = softplus(-20) < MARGIN: 1 + w^T u_hat = MARGIN
         layer.w.copy_(torch.tensor([1.0, 0.0])), layer.b.zero_()
-        layer.u.copy_(torch.tensor([math.log(math.expm1(1e-12)), 0.3]))
-    assert 0 < 1 + (layer.w * layer.u_hat()).sum() < 2e-12
+        layer.u.copy_(torch.tensor([-20.0, 0.3]))
+    assert (1 + (layer.w * layer.u_hat()).sum()).item() == pytest.approx(MARGIN, rel=1e-9)
     z = torch.randn(2000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    z[:, 0] *= 1e-3  # near w^T z + b = 0, where the layer's slope is 1e-12
+    z[:, 0] *= 1e-3  # near w^T z + b = 0, where the layer's slope is MARGIN
     x, _ = layer.inverse(z)
     z_back, _ = layer(x)
-    assert (z_back - z).abs().max() < 1e-8
+    assert (z_back - z).abs().max() < 1e-12
 
 
-INF_REASON = (
-    "issue 14 item 8: an infinite coordinate gives log_prob NaN (expected -inf or a ValueError, "
-    "the same in all five flows); fixed by cores_pim in common/flows.py"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=INF_REASON)) for n in FLOWS],
-)
+@pytest.mark.parametrize("name", FLOWS)
 @pytest.mark.parametrize("value", [math.inf, -math.inf], ids=["+inf", "-inf"])
 def test_infinite_input_is_minus_inf_or_refused(name, value):
     flow = build(name, torch.float64)

@@ -1,7 +1,8 @@
 """Cross-checks against the peer libraries (issue 14): zuko, nflows and normflows.
 
 Each layer is compared with the peer's on identical parameters in float64 to 1e-10: our
-rational-quadratic spline with nflows' (the same parametrisation) and with zuko's (a different one:
+rational-quadratic spline with nflows' (the same parametrisation once nflows is given our
+soft-bounded raw parameters) and with zuko's (a different one:
 compared on identical knots and derivatives), our planar and radial layers with normflows', our MAF
 layer with zuko's monotonic affine transform given the same MADE outputs, our affine coupling with
 normflows' given the same s and t. Then our own ports of two of the peers' unit tests, run on OUR
@@ -31,7 +32,15 @@ from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform  # n
 
 from common.nets import MLP  # noqa: E402
 from maf.maf import MAFLayer  # noqa: E402
-from nsf.nsf import MIN_DERIVATIVE, MIN_WIDTH, rq_spline  # noqa: E402
+from nsf.nsf import (  # noqa: E402
+    DERIVATIVE_BOUND,
+    LOGIT_BOUND,
+    MIN_DERIVATIVE,
+    MIN_WIDTH,
+    knots,
+    rq_spline,
+    soft_bound,
+)
 from planar_flows.planar import Planar, Radial  # noqa: E402
 from realnvp.realnvp import AffineCoupling  # noqa: E402
 from tests.harness import perturb  # noqa: E402
@@ -56,7 +65,8 @@ def _spline_inputs(n, bound, gen, dtype=F64):
 @pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
 def test_spline_matches_nflows(bins, bound, inverse):
     """nflows' unconstrained RQ spline with linear tails has our parametrisation (softmax widths and
-    heights with minimum 1e-3, derivatives 1e-3 + softplus, boundary derivatives 1)."""
+    heights with minimum 1e-3, derivatives 1e-3 + softplus, boundary derivatives 1) once it is
+    given our soft-bounded raw parameters."""
     gen = torch.Generator().manual_seed(bins)
     n = 3000
     params = 1.5 * torch.randn(n, 3 * bins - 1, generator=gen, dtype=F64)
@@ -64,9 +74,9 @@ def test_spline_matches_nflows(bins, bound, inverse):
     ours, ours_ld = rq_spline(x, params, bound, inverse=inverse)
     theirs, theirs_ld = nflows_spline(
         x,
-        params[:, :bins],
-        params[:, bins : 2 * bins],
-        params[:, 2 * bins :],
+        soft_bound(params[:, :bins], LOGIT_BOUND),
+        soft_bound(params[:, bins : 2 * bins], LOGIT_BOUND),
+        soft_bound(params[:, 2 * bins :], DERIVATIVE_BOUND),
         inverse=inverse,
         tail_bound=bound,
         min_bin_width=MIN_WIDTH,
@@ -89,15 +99,12 @@ def test_spline_matches_zuko_on_identical_knots(inverse):
     n, K, B, slope = 3000, 8, 5.0, 1e-3
     params = torch.randn(n, 3 * K - 1, generator=gen, dtype=F64)
     L = -math.log(slope)
-    sizes = [
-        MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(params[:, i : i + K], -1) for i in (0, K)
-    ]
+    xk, yk, d = knots(params, B)
+    sizes = [k.diff(dim=-1) / (2 * B) for k in (xk, yk)]  # bin widths and heights, summing to 1
     # softmax of log(w) - mean is w / sum(w); zuko divides widths by (1 + |2 w| / L)
     logs = [s.log() - s.log().mean(-1, keepdim=True) for s in sizes]
     widths, heights = (_soft_unbound(v, L / 2) for v in logs)
-    derivs = _soft_unbound(
-        (MIN_DERIVATIVE + torch.nn.functional.softplus(params[:, 2 * K :])).log(), L
-    )
+    derivs = _soft_unbound(d[:, 1:-1].log(), L)  # zuko: exp(soft bound of the raw value)
     t = MonotonicRQSTransform(widths, heights, derivs, bound=B, slope=slope)
     x = _spline_inputs(n, B, gen)
     ours, ours_ld = rq_spline(x, params, B, inverse=inverse)
@@ -222,11 +229,6 @@ def _nflows10(x, params, bound, inverse):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 9: the inverse right tail's log-derivative is amplified (not exactly 0): "
-    "seed 24 of 50 fails our port of nflows' consistency test; fixed by cores_nr in nsf/nsf.py",
-)
 def test_nflows_spline_consistency_port_on_our_spline():
     failing = _consistency_failures(lambda x, p, b, inv: rq_spline(x, p, b, inv), range(50))
     assert failing == [], f"{len(failing)} of 50 seeds fail: {failing}"
@@ -266,20 +268,14 @@ def _nflows(x, params, inverse):
     return nflows_spline(x, params[:, :8], params[:, 8:16], params[:, 16:], inverse, tail_bound=5.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 10: the float32 inverse fails our port of zuko's univariate-transform "
-    "test "
-    "on about 20 of 50 seeds; fixed by cores_nr in nsf/nsf.py",
-)
 def test_zuko_univariate_transform_port_on_our_spline():
     failing = _zuko_port_failures(_ours, range(50))
     assert failing == [], f"{len(failing)} of 50 seeds fail: {failing}"
 
 
 def test_zuko_port_is_not_trivially_passed():
-    """The port fails the spline it was reported to fail (nflows', same parametrisation as ours)
-    and passes zuko's own spline: the test can tell them apart."""
+    """The port fails the spline it was reported to fail (nflows' on raw parameters, our old
+    parametrisation) and passes zuko's own spline: the test can tell them apart."""
     assert len(_zuko_port_failures(_nflows, range(20))) > 0
 
     def zuko_spline(x, params, inverse):

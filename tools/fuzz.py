@@ -29,6 +29,7 @@ from common.flows import Compose, Flow, Inverse
 from iaf import IAF
 from maf import MAF
 from nsf import NSF
+from nsf.nsf import knots as nsf_knots
 from planar_flows import PlanarFlow
 from realnvp import RealNVP
 
@@ -76,19 +77,6 @@ def layers(transform):
     return walk(transform.transform if isinstance(transform, Flow) else transform)
 
 
-def spline_knots(params, bound, heights=False):
-    """The x-knots (or with ``heights`` the y-knots), (..., K + 1), of ``nsf.rq_spline`` for raw
-    ``params`` (..., 3K - 1), recomputed from Sec. 3.1's parametrisation (softmax widths of at least
-    nsf's MIN_WIDTH, summing to 2B)."""
-    from nsf.nsf import MIN_WIDTH
-
-    K = (params.shape[-1] + 1) // 3
-    raw = params[..., K : 2 * K] if heights else params[..., :K]
-    w = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(raw, -1)
-    cum = torch.nn.functional.pad(w.cumsum(-1), (1, 0))
-    return 2 * bound * cum / cum[..., -1:] - bound
-
-
 def nsf_knot_inputs(flow, n, gen):
     """Points whose transformed coordinates sit exactly on the first NSF layer's x-knots (or
     bounds): coupling layers take the knots of the MLP's output for a random kept half;
@@ -101,12 +89,12 @@ def nsf_knot_inputs(flow, n, gen):
         if hasattr(layer, "net"):  # SplineCoupling
             d = layer.split
             params = layer.net(x[:, :d]).view(n, D - d, -1)
-            knots = spline_knots(params, bound)  # (n, D - d, K + 1)
+            knots = nsf_knots(params, bound)[0]  # x-knots (n, D - d, K + 1)
             pick = torch.randint(0, knots.shape[-1], (n, D - d, 1), generator=gen)
             x[:, d:] = knots.gather(-1, pick)[..., 0]
         else:  # SplineAutoregressive
             for i in torch.argsort(layer.made.order).tolist():
-                knots = spline_knots(layer.made(x)[:, i], bound)  # (n, K + 1)
+                knots = nsf_knots(layer.made(x)[:, i], bound)[0]  # (n, K + 1)
                 pick = torch.randint(0, knots.shape[-1], (n, 1), generator=gen)
                 x[:, i] = knots.gather(-1, pick)[:, 0]
     return x

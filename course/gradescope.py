@@ -1,0 +1,178 @@
+"""Write a Gradescope autograder bundle, and run one locally the way Gradescope would.
+
+    python -m course.gradescope --out autograder.zip                  # every graded part
+    python -m course.gradescope --out autograder.zip --papers maf nsf # the parts of an assignment
+    python -m course.gradescope --out autograder.zip --assignment ../hw/assignment.toml
+    python -m course.gradescope --try autograder.zip --submission ../alice   # local dry run
+
+The zip follows Gradescope's autograder specification: ``setup.sh`` and ``run_autograder`` at its
+root, next to the files they need. Gradescope unpacks it into ``/autograder/source``, runs
+``setup.sh`` once when it builds the image, then for each submission (unpacked in
+``/autograder/submission``) runs ``run_autograder``, which must write
+``/autograder/results/results.json``. Here the "files they need" are this repository's reference
+(the five papers, ``common/``, ``tests/``, ``course/`` with the weights and the hidden tests,
+``tools/``), so every part is graded alone against the reference, with the instructor's tests.
+results.json has one test per test group (name, score, max_score, output, visibility: hidden
+groups are "after_published"), the total ``score`` and ``execution_time``.
+
+``--try`` lays out a temporary directory as Gradescope does (``source/``, ``submission/``,
+``results/``, ``run_autograder``), runs it with ``AUTOGRADER_ROOT`` pointing there and prints the
+results; ``run_autograder`` also takes the submission as its first argument.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from pathlib import Path
+
+from course.grade import MANIFEST, ROOT, TREE, TREE_FILES, WEIGHTS, graded_parts, load_weights
+from course.markers import GROUPS
+
+SETUP = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu).
+set -euo pipefail
+apt-get update -q && apt-get install -y -q python3 python3-pip python3-venv >/dev/null
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install -q --index-url https://download.pytorch.org/whl/cpu torch
+/autograder/venv/bin/pip install -q -r /autograder/source/requirements.txt
+"""
+
+RUN = """#!/usr/bin/env bash
+# Gradescope runs this for each submission. Locally: AUTOGRADER_ROOT=<dir> run_autograder [DIR].
+set -uo pipefail
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+SUBMISSION="${{1:-${{SUBMISSION:-$ROOT/submission}}}}"
+PYTHON="${{PYTHON:-$ROOT/venv/bin/python}}"
+[ -x "$PYTHON" ] || PYTHON=python3
+mkdir -p "$ROOT/results"
+cd "$ROOT/source"
+export OMP_NUM_THREADS=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
+"$PYTHON" -m course.grade --submission "$SUBMISSION" --json "$ROOT/results/results.json" \\
+    --timeout {timeout} --jobs {jobs} --parts {parts}
+status=$?
+if [ ! -s "$ROOT/results/results.json" ]; then  # the grader itself failed: say so, score 0
+  printf '{{"score": 0, "output": "the autograder failed (exit %s); ask your instructor", ' \\
+    "$status" >"$ROOT/results/results.json"
+  printf '"execution_time": 0, "tests": []}}\\n' >>"$ROOT/results/results.json"
+fi
+exit 0
+"""
+
+
+def bundle_files(root=ROOT):
+    """(path in the zip, file) for the reference tree the autograder needs."""
+    root = Path(root)
+    skip = {"__pycache__", ".pytest_cache", "runs", ".ipynb_checkpoints"}
+    files = []
+    for name in TREE:
+        for path in sorted((root / name).rglob("*")):
+            rel = path.relative_to(root)
+            if (
+                path.is_file()
+                and not skip & set(rel.parts)
+                and path.suffix not in {".pyc", ".ipynb"}
+            ):
+                files.append((rel.as_posix(), path))
+    for name in (*TREE_FILES, "requirements.txt"):
+        if (root / name).is_file():
+            files.append((name, root / name))
+    return files
+
+
+def write_bundle(out, parts, root=ROOT, timeout=60, jobs=1):
+    """Write the autograder zip ``out`` for ``parts``; returns the names it holds."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = []
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
+
+        def add(name, data, executable=False):
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, data)
+            names.append(name)
+
+        add("setup.sh", SETUP, executable=True)
+        run = RUN.format(timeout=f"{timeout:g}", jobs=jobs, parts=" ".join(parts))
+        add("run_autograder", run, executable=True)
+        for name, path in bundle_files(root):
+            add(name, path.read_bytes())
+    return names
+
+
+def try_bundle(bundle, submission, python=sys.executable, keep=None):
+    """Run ``bundle`` on ``submission`` in a directory laid out as Gradescope's /autograder;
+    returns (results.json as a dict, seconds)."""
+    with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
+        root = Path(keep or scratch)
+        (root / "source").mkdir(parents=True)
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(root / "source")
+        shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
+        os.chmod(root / "run_autograder", 0o755)
+        shutil.copytree(submission, root / "submission")
+        env = {**os.environ, "AUTOGRADER_ROOT": str(root), "PYTHON": python}
+        start = time.perf_counter()
+        subprocess.run(["bash", str(root / "run_autograder")], env=env, check=True)
+        seconds = time.perf_counter() - start
+        return json.loads((root / "results" / "results.json").read_text()), seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        "python -m course.gradescope",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", help="write the autograder zip here")
+    parser.add_argument("--papers", nargs="+", choices=GROUPS, metavar="PAPER")
+    parser.add_argument("--parts", nargs="+", metavar="PART")
+    parser.add_argument(
+        "--assignment",
+        metavar="TOML",
+        help=f"grade the parts of this {MANIFEST} (a student copy's)",
+    )
+    parser.add_argument("--timeout", type=float, default=60, help="seconds per test (default 60)")
+    parser.add_argument("--jobs", type=int, default=1, help="parts graded at once (default 1)")
+    parser.add_argument("--try", dest="bundle", metavar="ZIP", help="run this bundle locally")
+    parser.add_argument("--submission", metavar="DIR", help="the submission for --try")
+    args = parser.parse_args(argv)
+    try:
+        if args.bundle:
+            if not args.submission:
+                parser.error("--try needs --submission DIR")
+            result, seconds = try_bundle(args.bundle, args.submission)
+            print(result.get("output", ""))
+            print(f"results.json: score {result['score']} in {seconds:.0f} s")
+            return 0
+        if not args.out:
+            parser.error("--out ZIP is required (or --try ZIP --submission DIR)")
+        weights = load_weights(ROOT / WEIGHTS)
+        parts = args.parts
+        if args.assignment:
+            with open(args.assignment, "rb") as file:
+                parts = tomllib.load(file)["parts"]
+        parts = [p for p in graded_parts(weights, ROOT, args.papers, parts, manifest=False)]
+        parts = [p for p in parts if weights[p]["points"] > 0]
+        if not parts:
+            raise ValueError("no graded part selected")
+        names = write_bundle(args.out, parts, ROOT, args.timeout, args.jobs)
+    except (OSError, ValueError, KeyError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    points = sum(weights[p]["points"] for p in parts)
+    print(f"wrote {args.out}: {len(names)} files, {len(parts)} parts, {points:g} points")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The leak check: no statement of a stripped region may appear anywhere else in the student copy.
+
+The fingerprints of a region are its statements and its larger expressions, parsed with ``ast``.
+A statement matches when it is the same after renaming local names (``u = (x - mu) * ...`` and
+``z = (y - m) * ...`` are one statement); an expression matches when it is the region's expression
+with some of its sub-expressions replaced by local names (``torch.log((1 + (1 - t**2) * c).abs())``
+is ``torch.log((1 + (1 - t**2) * (w * u).sum(-1)).abs())`` with ``c`` for ``(w * u).sum(-1)``), as
+long as at least ``MIN_OPS`` operations (arithmetic, calls, subscripts, comparisons) agree.
+Whitespace, line breaks and comments never matter. The copy is searched everywhere: code,
+docstrings and other strings, comments, notebooks (.ipynb) and text files (.md, .txt, .toml),
+where any line or paragraph that parses as Python is checked. The stub's own ``# HINT:`` lines are
+the instructor's and are not searched.
+"""
+
+import ast
+import builtins
+import json
+import re
+import textwrap
+from pathlib import Path
+
+from course.markers import body, parse
+
+MIN_OPS = 4  # operations an expression must share with a region's to count as a leak
+MIN_STATEMENT_OPS = 3  # operations a region's statement needs to be a fingerprint on its own
+GLOBALS = {"torch", "F", "nn", "np", "math", "jacobian", *dir(builtins)}
+OPS = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare, ast.Subscript, ast.BoolOp, ast.IfExp)
+TEXT_SUFFIXES = {".md", ".txt", ".toml", ".rst", ".cfg"}
+# Known, reviewed repetitions: (file, part) -> why the statement there is not the graded part's
+# solution. Keep this short; everything else that matches refuses the copy.
+ALLOWED = {
+    ("iaf/iaf.py", "maf.step"): "DiagonalAffine, an elementwise affine map with learned constants "
+    "(no conditioner, no D-pass inverse); its formula is the maf.step hint's",
+    ("tests/test_common.py", "maf.step"): "ElementwiseAffine, the tests' elementwise affine layer; "
+    "its formula is the maf.step hint's",
+}
+PROMPT = re.compile(r"^\s*(?:#+|>>>|\.\.\.)?\s?")
+
+
+def _is_op(node):
+    """An operation, not a negative literal such as ``-1``."""
+    literal = isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
+    return isinstance(node, OPS) and not literal
+
+
+def _ops(node):
+    return sum(_is_op(n) for n in ast.walk(node))
+
+
+def _local(node):
+    return isinstance(node, ast.Name) and node.id not in GLOBALS
+
+
+def _normal(node):
+    """The statement's dump with local names numbered in order of appearance."""
+    names = {}
+    for n in ast.walk(node):
+        if _local(n):
+            n.id = names.setdefault(n.id, f"_v{len(names)}")
+    return ast.dump(node, annotate_fields=False, include_attributes=False)
+
+
+def _match(pattern, candidate):
+    """Operations of ``pattern`` that ``candidate`` repeats, where a local name of ``candidate``
+    stands for any sub-expression; None when they differ."""
+    if _local(candidate) and isinstance(pattern, ast.expr):
+        return 0
+    if type(pattern) is not type(candidate):
+        return None
+    count = int(_is_op(pattern))
+    for name in pattern._fields:
+        if name == "ctx":
+            continue
+        a, b = getattr(pattern, name, None), getattr(candidate, name, None)
+        if isinstance(a, list) or isinstance(b, list):
+            if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b):
+                return None
+            pairs = zip(a, b, strict=True)
+        else:
+            pairs = [(a, b)]
+        for x, y in pairs:
+            if isinstance(x, ast.AST) or isinstance(y, ast.AST):
+                if not isinstance(x, ast.AST) or not isinstance(y, ast.AST):
+                    return None
+                sub = _match(x, y)
+                if sub is None:
+                    return None
+                count += sub
+            elif x != y and not (_local(pattern) and name == "id"):
+                return None
+    return count
+
+
+class Fingerprints:
+    """The statements and expressions of the stripped regions, indexed for the search."""
+
+    def __init__(self):
+        self.statements, self.expressions = {}, {}
+
+    def add(self, region, lines):
+        code = textwrap.dedent("\n".join(body(region, lines)))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            return
+        where = f"{region.part} ({region.path}:{region.begin})"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.stmt) and not isinstance(node, ast.FunctionDef):
+                if _ops(node) >= MIN_STATEMENT_OPS and not hasattr(node, "body"):
+                    self.statements.setdefault(_normal(_copy(node)), where)
+            if isinstance(node, ast.expr) and _ops(node) >= MIN_OPS:
+                self.expressions.setdefault(type(node), []).append((node, where))
+
+    def find(self, tree):
+        """(line offset, what leaked) for each match in ``tree``."""
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.stmt) and not hasattr(node, "body"):
+                where = self.statements.get(_normal(_copy(node)))
+                if where:
+                    found.append((node.lineno, where))
+                    continue
+            if isinstance(node, ast.expr) and _ops(node) >= MIN_OPS:
+                for pattern, where in self.expressions.get(type(node), ()):
+                    count = _match(pattern, node)
+                    if count is not None and count >= MIN_OPS:
+                        found.append((node.lineno, where))
+                        break
+        return found
+
+
+def _copy(node):
+    return ast.parse(ast.unparse(node)).body[0] if isinstance(node, ast.stmt) else node
+
+
+def fingerprints(root, paths, selected):
+    """Fingerprints of the ``selected`` regions of the reference files ``paths`` under ``root``."""
+    prints = Fingerprints()
+    for path in paths:
+        lines = (Path(root) / path).read_text().splitlines()
+        for region in parse("\n".join(lines), str(path)):
+            if selected(region.part):
+                prints.add(region, lines)
+    return prints
+
+
+def _snippets(lines, first=1):
+    """(line number, tree) for every line and every paragraph of text that parses as Python."""
+    cleaned = [PROMPT.sub("", line, count=1) if line.strip() else "" for line in lines]
+    out, paragraph = [], []
+    for number, line in enumerate(cleaned + [""], start=first):
+        original = lines[number - first] if number - first < len(lines) else ""
+        if line.strip() and "HINT:" not in original:
+            paragraph.append((number, line))
+            continue
+        if len(paragraph) > 1:
+            tree = _parse(textwrap.dedent("\n".join(text for _, text in paragraph)))
+            if tree is not None:
+                out.append((paragraph[0][0], tree))
+        paragraph = []
+    for number, line in enumerate(cleaned, start=first):
+        skip = not line.strip() or "HINT:" in lines[number - first]
+        tree = None if skip else _parse(line.strip())
+        if tree is not None:
+            out.append((number, tree))
+    return out
+
+
+def _parse(text):
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
+def _python_sources(text):
+    """(line number, tree) of a .py file: its code, then its strings and comments as text."""
+    lines = text.splitlines()
+    out, tree = [], _parse(text)
+    if tree is not None:
+        out.append((1, tree))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "\n" in node.value
+            ):
+                for number, sub in _snippets(node.value.splitlines()):
+                    out.append((node.lineno + number - 1, sub))
+    comments = [
+        (n, line.split("#", 1)[1])
+        for n, line in enumerate(lines, start=1)
+        if "#" in line and "HINT:" not in line
+    ]
+    for n, comment in comments:
+        sub = _parse(comment.strip())
+        if sub is not None:
+            out.append((n, sub))
+    return out
+
+
+def _notebook_sources(text):
+    out = []
+    for index, cell in enumerate(json.loads(text).get("cells", [])):
+        source = "".join(cell.get("source", []))
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        tree = _parse("\n".join(lines)) if cell.get("cell_type") == "code" else None
+        if tree is not None:
+            out.append((1, tree, f"cell {index + 1}"))
+        out += [(n, t, f"cell {index + 1}") for n, t in _snippets(source.splitlines())]
+    return out
+
+
+def find_leaks(copy, prints, skip=()):
+    """["file:line: ..."] for every statement of a stripped region found in the copy ``copy``."""
+    copy, leaks = Path(copy), []
+    for path in sorted(p for p in copy.rglob("*") if p.is_file()):
+        rel = path.relative_to(copy)
+        if rel in skip or "__pycache__" in rel.parts:
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        if path.suffix == ".py":
+            sources = [(n, t, None) for n, t in _python_sources(text)]
+        elif path.suffix == ".ipynb":
+            sources = _notebook_sources(text)
+        elif path.suffix in TEXT_SUFFIXES:
+            sources = [(n, t, None) for n, t in _snippets(text.splitlines())]
+        else:
+            continue
+        seen = set()
+        for offset, tree, cell in sources:
+            for line, where in prints.find(tree):
+                if (rel.as_posix(), where.split()[0]) in ALLOWED:
+                    continue
+                number = offset + line - 1
+                key = (number, where)
+                if key in seen:
+                    continue
+                seen.add(key)
+                place = f"{rel}:{number}" + (f" ({cell})" if cell else "")
+                lines = text.splitlines()
+                shown = lines[number - 1].strip() if not cell and number <= len(lines) else ""
+                leaks.append(f"{place}: a statement of {where} appears here: {shown}".rstrip())
+    return leaks

@@ -1,0 +1,114 @@
+"""The leak check of the student copy: the full copy passes, planted leaks are caught (file:line).
+
+The full-copy test is xfail(strict) while the two known leaks of issue 13/15 are in the code
+(``AffineAutoregressive`` in nsf/__main__.py, the planar log-det in the root find of
+planar_flows/planar.py): the check must catch them, and must find nothing else.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from course.assignment import MANIFEST, LeakError, make_assignment
+from course.leaks import find_leaks, fingerprints
+from course.markers import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+if (ROOT / MANIFEST).exists():
+    pytest.skip(
+        "a student copy: the course tooling is tested in the reference", allow_module_level=True
+    )
+
+KNOWN = ("nsf/__main__.py", "planar_flows/planar.py")  # the leaks being removed by issue 13 work
+
+
+class KnownLeaks(Exception):  # noqa: N818
+    """The copy leaks, but only in the places already known to leak."""
+
+
+@pytest.fixture(scope="module")
+def student_copy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("leaks") / "student"
+    make_assignment(out, check=False)
+    return out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=KnownLeaks,
+    reason="leak in nsf/__main__.py removed by issue 13 work (and the planar one by cores_pim)",
+)
+def test_the_full_student_copy_has_no_leak(student_copy):
+    from course.assignment import marked_files
+
+    leaks = find_leaks(student_copy, fingerprints(ROOT, marked_files(), lambda part: True))
+    unknown = [leak for leak in leaks if not leak.startswith(KNOWN)]
+    assert not unknown, "\n".join(unknown)
+    if leaks:
+        raise KnownLeaks("\n".join(leaks))
+
+
+def test_a_planted_leak_is_caught_in_code_docstrings_comments_and_notebooks(student_copy, tmp_path):
+    from course.assignment import marked_files
+
+    copy = tmp_path / "copy"
+    for name in ("common", "maf", "tests"):  # enough of the copy, and quick to search
+        (copy / name).mkdir(parents=True)
+        for path in (student_copy / name).glob("*.py"):
+            (copy / name / path.name).write_text(path.read_text())
+    prints = fingerprints(ROOT, marked_files(), lambda part: True)
+    assert [leak for leak in find_leaks(copy, prints) if "maf.step" in leak] == []
+    plot = copy / "common" / "plot.py"
+    lines = plot.read_text().splitlines()
+    lines[0] += "\n    >>> v = (a - m) * torch.exp(-al)  # renamed, still the statement"
+    plot.write_text("\n".join(lines) + "\n")
+    (copy / "tests" / "test_maf.py").write_text(
+        (copy / "tests" / "test_maf.py").read_text()
+        + "\n# y = z * torch.exp(a) + m\n"
+        + "def helper(u, w):\n    return torch.log((1 + (1 - q**2) * (u * w).sum(-1)).abs())\n"
+    )
+    notebook = {
+        "cells": [
+            {"cell_type": "markdown", "source": ["The layer:\n"]},
+            {"cell_type": "code", "source": ["z = (x - mu) *\\\n", "  torch.exp(-alpha)\n"]},
+        ]
+    }
+    (copy / "maf" / "tutorial.ipynb").write_text(json.dumps(notebook))
+    leaks = find_leaks(copy, prints)
+    text = "\n".join(leaks)
+    assert "common/plot.py:2: a statement of maf.step (maf/maf.py:" in text, text
+    assert "tests/test_maf.py:" in text and "planar_flows.planar" in text, text
+    assert sum("maf.step (maf/maf.py:75)" in leak for leak in leaks) >= 1, text  # the inverse
+    assert "maf/tutorial.ipynb:1 (cell 2): a statement of maf.step" in text, text
+
+
+def test_the_generator_refuses_a_leaking_copy_before_writing_anything(tmp_path):
+    root = tmp_path / "repo"
+    (root / "maf").mkdir(parents=True)
+    (root / "course").mkdir()
+    (root / "course" / "grading.toml").write_text(
+        '["maf.step"]\npoints = 1\ntitle = "t"\nread = "r"\ncontract = "c"\n'
+        '["maf.step".tests]\n"tests/test_maf.py::test_x" = 1\n'
+    )
+    (root / "maf" / "maf.py").write_text(
+        "import torch\n\n\ndef forward(x, mu, alpha):\n"
+        "    # BEGIN SOLUTION maf.step\n    # u = (x - mu) exp(-alpha)\n"
+        "    return (x - mu) * torch.exp(-alpha)\n    # END SOLUTION\n"
+    )
+    (root / "maf" / "notes.py").write_text(
+        '"""Notes.\n\nThe answer::\n\n    u = (x - m) * torch.exp(-a)\n"""\n'
+    )
+    assert [r.part for r in parse((root / "maf" / "maf.py").read_text(), "maf/maf.py")] == [
+        "maf.step"
+    ]
+    out = tmp_path / "hw"
+    with pytest.raises(
+        LeakError, match=r"maf/notes\.py:5: a statement of maf\.step \(maf/maf\.py:5\)"
+    ):
+        make_assignment(out, root=root)
+    assert not out.exists() or not any(out.iterdir())
+    (root / "maf" / "notes.py").write_text('"""Notes: the answer is in the paper."""\n')
+    make_assignment(out, root=root)
+    assert "raise NotImplementedError" in (out / "maf" / "maf.py").read_text()
+    assert (out / "HANDOUT.md").exists() and (out / "course" / "grading.toml").exists()
