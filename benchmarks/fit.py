@@ -52,7 +52,7 @@ from maf.maf import MAFLayer
 from nsf import NSF
 from planar_flows import PlanarFlow
 
-from .models import PeerFlow, _nflows, _zuko, available, parameters
+from .models import PeerFlow, _nflows, available, parameters, zuko_flow
 from .report import fmt
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -181,7 +181,7 @@ def has_argument(function, name):
 def zuko_inverted_maf(hidden=(64, 64)):
     import zuko
 
-    flow = _zuko("MAF", 2, hidden)
+    flow = zuko_flow("MAF", 2, hidden)
     return PeerFlow("zuko", zuko.flows.Flow(flow.transform.inv, flow.base))
 
 
@@ -240,7 +240,7 @@ def made_models(hidden=128):
         ),
         f"zuko MAF 5 x MADE 2 x {hidden}": (
             "zuko",
-            lambda: PeerFlow("zuko", _zuko("MAF", 64, h), logit=common_flows.Logit(0.05)),
+            lambda: PeerFlow("zuko", zuko_flow("MAF", 64, h), logit=common_flows.Logit(0.05)),
         ),
     }
 
@@ -265,7 +265,7 @@ def bound_models(features=10):
         print("bound: common.flows has no ActNorm (fit_patches/nsf_actnorm.diff); skipped")
     models["zuko NSF-AR 5 x 8 bins, MADE 2 x 64"] = (
         "zuko",
-        lambda: PeerFlow("zuko", _zuko("NSF-AR", features, (64, 64))),
+        lambda: PeerFlow("zuko", zuko_flow("NSF-AR", features, (64, 64))),
     )
     models["nflows NSF-AR 5 x 8 bins, MADE 2 x 64, B=5"] = (
         "nflows",
