@@ -120,6 +120,44 @@ class Logit(Transform):
         return x, ladj
 
 
+class ActNorm(Transform):
+    """A per-feature affine layer set from the data (ActNorm, Kingma & Dhariwal 2018, Sec. 3.1):
+    ``forward(x) = (x - shift) / scale`` with ``scale = exp(log_scale)``; ladj ``-sum log_scale``.
+
+    Data-dependent start, once: the first ``forward`` (data -> noise) in training mode sets
+    ``shift`` and ``log_scale`` to that batch's mean and log standard deviation, so the first
+    batch leaves standardised; from then on both are ordinary trained parameters. The buffer
+    ``initialised`` records that this happened; it is saved with the weights, so a model restored
+    by ``common.train.load_checkpoint`` or ``load_flow`` is never re-initialised. Before it, or in
+    evaluation mode, the layer is the identity it starts as. Why: put first in a flow (data side),
+    it standardises data that are not, as papers do before fitting, so a layer with a fixed
+    working range (a spline's [-B, B]) sees them. Shapes: x (batch, D); ladj (batch,).
+    """
+
+    def __init__(self, features):
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.register_buffer("initialised", torch.tensor(False))
+
+    def forward(self, x, context=None):
+        if self.training and not self.initialised:
+            if x.shape[0] < 2:
+                raise ValueError(
+                    f"ActNorm sets its scale from its first training batch and needs at least 2 "
+                    f"points there, got {x.shape[0]}"
+                )
+            with torch.no_grad():  # Kingma & Dhariwal, Sec. 3.1: zero mean, unit variance
+                self.shift.copy_(x.mean(0))
+                self.log_scale.copy_(x.std(0).clamp_min(1e-12).log())
+                self.initialised.fill_(True)
+        ladj = -self.log_scale.sum().expand(x.shape[0])  # log|det| of a diagonal map
+        return (x - self.shift) / self.log_scale.exp(), ladj
+
+    def inverse(self, z, context=None):
+        return self.shift + self.log_scale.exp() * z, self.log_scale.sum().expand(z.shape[0])
+
+
 class StandardNormal(nn.Module):
     """N(0, I_D). Its mean ``loc`` is a buffer (the scale is 1, not stored), so ``.to(device)`` and
     ``.double()`` move it, and the flow reads its dtype and device from it.

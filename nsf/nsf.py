@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common.flows import Flow, Permute, Transform, check_builder_args, check_integer
+from common.flows import ActNorm, Flow, Permute, Transform, check_builder_args, check_integer
 from common.nets import MADE, MLP
 from common.train import recorded
 
@@ -208,7 +208,14 @@ class SplineAutoregressive(Transform):
 
 @recorded  # the model remembers this builder and its arguments (checkpoints)
 def NSF(
-    features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0, coupling=False, context=0
+    features,
+    transforms=5,
+    hidden_features=(64, 64),
+    bins=8,
+    bound=5.0,
+    coupling=False,
+    context=0,
+    actnorm=False,
 ):
     """A neural spline flow on R^features: ``transforms`` rational-quadratic layers on N(0, I).
 
@@ -217,11 +224,19 @@ def NSF(
     ``bound=5.0`` (B): zuko's default and the peer benchmark's; the paper uses B = 3 on standardised
     data. Data outside [-B, B] only see the identity tails, so B should cover the data. ``bins=8``
     (K) as in the paper. ``context`` > 0 gives p(x | context). Returns a ``common.flows.Flow``.
+    ``actnorm=True`` puts ``common.flows.ActNorm`` first (data side): a per-feature affine map set
+    from the first training batch's mean and standard deviation, then trained. The paper
+    standardises its data before fitting; this does it inside the model, for data that are not
+    standardised beyond [-B, B], which the splines would otherwise see only through the identity
+    tails (10-D data reaching +-20, B = 5, 2000 steps, seed 0: gap to the entropy 908.2 nats
+    without, 0.137 with; ``python -m benchmarks.fit --only bound``).
     The conditioners start at PyTorch's default initialisation: dividing the raw widths and heights
     by sqrt(hidden) as nflows does (near-uniform first bins) fitted no better in 1500 steps on
     checker, rings and gauss8 (better on gauss8, worse on rings; the numbers are in issue 17).
     """
-    check_builder_args(features, transforms, hidden_features, context, coupling=coupling)
+    check_builder_args(
+        features, transforms, hidden_features, context, coupling=coupling, actnorm=actnorm
+    )
     check_integer("bins", bins, 2)  # K = 1 with boundary derivatives 1 is the identity
     if bins * MIN_WIDTH >= 1:
         raise ValueError(
@@ -229,7 +244,7 @@ def NSF(
         )
     if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
         raise ValueError(f"bound must be a finite positive number, got {bound!r}")
-    layers = []
+    layers = [ActNorm(features)] if actnorm else []  # the data's scale, from the first batch
     for t in range(transforms):
         if coupling:
             layers += [Permute.reverse(features)] if t else []  # swap which half is kept

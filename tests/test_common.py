@@ -6,7 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from common.flows import Compose, Flow, Inverse, Logit, Permute, Transform, check_builder_args
+from common.flows import (
+    ActNorm,
+    Compose,
+    Flow,
+    Inverse,
+    Logit,
+    Permute,
+    Transform,
+    check_builder_args,
+)
 from common.metrics import bits_per_dim
 from common.nets import MADE, MLP
 from common.train import (
@@ -44,6 +53,14 @@ def _affine(features, context):
     return perturb(ElementwiseAffine(features, context).double())
 
 
+def _actnorm(features):
+    """An ActNorm past its data-dependent start (on data of mean 20, sd 7), then perturbed."""
+    layer = ActNorm(features).double()
+    gen = torch.Generator().manual_seed(features)
+    layer(20 + 7 * torch.randn(64, features, generator=gen, dtype=torch.float64))
+    return perturb(layer, 0.3)
+
+
 HARNESS_CASES = [
     (
         "permute",
@@ -58,6 +75,7 @@ HARNESS_CASES = [
         (0, 3),
     ),
     ("logit", lambda d, c: Logit(0.05), (0,)),
+    ("actnorm", lambda d, c: _actnorm(d), (0,)),
 ]
 
 
@@ -387,3 +405,39 @@ def test_a_log_density_below_minus_sqrt_max_float_is_minus_inf():
     assert log_p[1] == -math.inf and torch.isfinite(log_p[[0, 2]]).all(), log_p
     log_p[[0, 2]].sum().backward()
     assert torch.isfinite(flow.transform.transforms[0].log_scale.grad)
+
+
+def test_actnorm_standardises_its_first_training_batch_once():
+    """Kingma & Dhariwal (2018), Sec. 3.1: the first training batch leaves with mean 0, sd 1; the
+    start happens once (a second batch, a checkpoint round trip, evaluation mode do not redo it)."""
+    gen = torch.Generator().manual_seed(1)
+    x = 20 + 7 * torch.randn(256, 3, generator=gen, dtype=torch.float64)
+    layer = ActNorm(3).double()
+    assert not layer.initialised
+    z, ladj = layer(x)  # training mode: this call sets shift and log_scale from x
+    assert layer.initialised
+    assert torch.allclose(z.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(z.std(0), torch.ones(3, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(ladj, -torch.log(x.std(0)).sum().expand(256))
+    shift = layer.shift.detach().clone()
+    layer(x + 100)  # a second batch does not re-initialise
+    assert torch.equal(layer.shift.detach(), shift)
+    fresh = ActNorm(3).double().eval()  # evaluation mode never initialises: the identity
+    assert torch.equal(fresh(x)[0], x) and not fresh.initialised
+    with pytest.raises(ValueError, match="at least 2 points"):
+        ActNorm(3)(torch.zeros(1, 3))
+
+
+def test_actnorm_start_survives_a_checkpoint(tmp_path):
+    """The 'initialised' flag is a buffer: a restored layer keeps the trained shift and scale
+    and does not re-initialise on its first training batch."""
+    gen = torch.Generator().manual_seed(2)
+    layer = ActNorm(2).double()
+    layer(5 + 3 * torch.randn(100, 2, generator=gen, dtype=torch.float64))
+    save_checkpoint(layer, tmp_path / "actnorm.pt")
+    restored = ActNorm(2).double()
+    load_checkpoint(restored, tmp_path / "actnorm.pt")
+    assert restored.initialised and restored.training
+    restored(torch.randn(100, 2, generator=gen, dtype=torch.float64) - 50)  # no second start
+    assert torch.equal(restored.shift, layer.shift)
+    assert torch.equal(restored.log_scale, layer.log_scale)

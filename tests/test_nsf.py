@@ -14,6 +14,21 @@ from tests.harness import check_bad_input_raises, check_flow_normalised, check_t
 
 B, K = 5.0, 8
 
+
+def _unstandardised(n, features, seed=0):
+    """Points of sd 6 around 12: mostly outside [-B, B], where a spline is the identity."""
+    gen = torch.Generator().manual_seed(seed)
+    return 12 + 6 * torch.randn(n, features, generator=gen, dtype=torch.float64)
+
+
+def _with_actnorm(features, context, coupling):
+    """NSF(actnorm=True) past ActNorm's start on its first training batch, then perturbed."""
+    flow = NSF(features, 3, (16, 16), coupling=coupling, context=context, actnorm=True).double()
+    h = torch.randn(64, context, dtype=torch.float64) if context else None
+    flow.log_prob(_unstandardised(64, features), h)  # training mode: ActNorm's start
+    return perturb(flow, 0.2).transform
+
+
 # Perturbation scales: at the harness's default 0.5 some random splines get slopes of 1e-8 and the
 # composed map is so ill-conditioned that float64 rounding alone (error = eps / slope) breaks 1e-6;
 # that is the map, not the code. The spline tests below cover extreme parameters in the
@@ -39,6 +54,8 @@ HARNESS_CASES = [
         lambda d, c: perturb(NSF(d, 3, (16, 16), coupling=True, context=c).double(), 0.2).transform,
         (0, 3),
     ),
+    ("nsf-ar-actnorm", lambda d, c: _with_actnorm(d, c, coupling=False), (0, 3)),
+    ("nsf-c-actnorm", lambda d, c: _with_actnorm(d, c, coupling=True), (0, 3)),
 ]
 PARAMS = [
     (name, factory, context, features)
@@ -256,6 +273,7 @@ def test_bad_hyperparameters_raise():
         dict(features=2, hidden_features=(0,)),
         dict(features=2, context=-1),
         dict(features=2, coupling="yes"),
+        dict(features=2, actnorm="yes"),
         dict(features=True),
     ]:
         with pytest.raises(ValueError):
@@ -380,3 +398,27 @@ def test_infinite_inputs_have_log_prob_minus_infinity(coupling):
 def test_bad_bins_and_bounds_name_what_was_expected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         NSF(2, **kwargs)
+
+
+def test_actnorm_brings_unstandardised_data_into_the_bound_and_survives_a_checkpoint(tmp_path):
+    """NSF(actnorm=True): after the first training batch the points reaching the first spline are
+    standardised (inside [-B, B]); load_flow and load_checkpoint restore that start, not redo it."""
+    from common.flows import ActNorm
+    from common.train import load_checkpoint, load_flow, save_checkpoint
+
+    flow = NSF(2, 2, (8,), actnorm=True)
+    assert isinstance(flow.transform.transforms[0], ActNorm)
+    assert not any(isinstance(m, ActNorm) for m in NSF(2, 2, (8,)).modules())
+    x = _unstandardised(512, 2).float()
+    assert (x.abs() > B).float().mean() > 0.5
+    log_p = flow.log_prob(x)  # training mode: the start
+    z, _ = flow.transform.transforms[0](x)
+    assert (z.abs() < B).float().mean() > 0.99
+    save_checkpoint(flow, tmp_path / "nsf.pt")
+    rebuilt, _ = load_flow(tmp_path / "nsf.pt")
+    rebuilt.train()
+    assert torch.equal(rebuilt.log_prob(x - 30), flow.log_prob(x - 30))  # no second start
+    assert torch.equal(rebuilt.log_prob(x), log_p)
+    into = NSF(2, 2, (8,), actnorm=True)
+    load_checkpoint(into, tmp_path / "nsf.pt")
+    assert torch.equal(into.log_prob(x - 30), flow.log_prob(x - 30))
