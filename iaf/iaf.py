@@ -16,6 +16,9 @@ data): ``GatedAutoregressive.forward`` is the one-pass map above. Used as it is,
 layer a MAF (Papamakarios et al. 2017): density in one pass, sampling in D. IAF is the *same* layer
 run the other way: ``IAF`` wraps the chain of steps in ``Inverse``, so the flow's ``inverse``
 (sampling) is the one pass and its ``forward`` (density) the D-pass recursion.
+
+``IAF(..., step="affine")`` uses the paper's general step instead (Eq. 10, z' = mu + sigma * z with
+sigma free, ``AffineAutoregressive``); the builder's docstring says when each wins.
 """
 
 import math
