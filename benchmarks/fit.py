@@ -11,22 +11,23 @@ Items (each a list of models of equal architecture, parameter counts printed):
 * planar: reverse KL, planar K = 32, 2000 steps, batch 256, Adam 1e-3, on U1-U4 and the sine energy.
   "start near identity" is the initialisation the repository used (w ~ N(0, 1/D), u = 0.1 N(0,
   1/D)), "uniform u and w" the fix (u ~ U(-sqrt 2, sqrt 2), w ~ U(-sqrt(2/D), sqrt(2/D)), the
-  ranges normflows uses, fit_patches/planar_init.diff), "u ~ N(0, I)" a start that was tried; b = 0
-  in all. Each is set here explicitly, so a row means the same thing before and after the patch.
+  ranges normflows uses, now ``Planar``'s own start), "u ~ N(0, I)" a start that was tried; b = 0
+  in all. Each is set here explicitly, so a row means the same thing before and after the fix.
   Peer: normflows' planar flow (its diagonal Gaussian base trainable, 164 parameters, as in
   normflows' own examples, and fixed, 160).
 * iaf: reverse KL, IAF 5 x MADE 2 x 64, 400 steps (the budget of ``python -m benchmarks``), gated
-  step (Eq. 14) and general step (Eq. 10, needs fit_patches/iaf_general_step.diff), beside zuko's
+  step (Eq. 14) and general step (Eq. 10, ``IAF(..., step="affine")``), beside zuko's
   MAF run backwards.
 * made: forward KL on the 8x8 digits, MAF 5 x MADE 2 x 128 without batch norm, 600 steps, batch 128
   (the budget of ``python -m benchmarks``), beside zuko's MAF.
 * bound: forward KL on ``wide10``, a 10-D Gaussian mixture whose coordinates reach +-20 (defined
   below), NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5, 2000 steps, batch 512; ours without and with an
-  ActNorm first layer (needs fit_patches/nsf_actnorm.diff), beside zuko's and nflows' NSF.
+  ActNorm first layer (``common.flows.ActNorm``), beside zuko's and nflows' NSF.
 
 Results go to benchmarks/results/fit.json (a record per model, task and seed, saved after every
 record; records already there are kept and not re-run unless --fresh) and fit.md (mean +- sd over
-seeds). A model whose library or patch is missing is skipped with a message.
+seeds). A model whose library (or, in an older checkout, whose fix) is missing is skipped with a
+message.
 """
 
 import argparse
@@ -134,7 +135,7 @@ def planar(start, K=32, base="fixed"):
     with torch.random.fork_rng():  # the library's own initial draws do not touch the seed's stream
         flow = PlanarFlow(2, transforms=K)
     with torch.no_grad():
-        for _ in range(2 * K):  # skip the draws the repository's PlanarFlow made before the patch
+        for _ in range(2 * K):  # skip the draws the repository's PlanarFlow made before the fix
             torch.randn(2)  # (w, u per layer), so rows measured then are reproduced exactly
         for layer in flow.transform.transforms:
             layer.w.normal_(0, 1 / math.sqrt(2))
@@ -193,7 +194,7 @@ def iaf_models():
             lambda: IAF(2, step="affine"),
         )
     else:
-        print("iaf: IAF has no step= argument (fit_patches/iaf_general_step.diff); skipped")
+        print("iaf: IAF has no step= argument (issue 17's general step); skipped")
     models["zuko inverted MAF 5 x MADE 2 x 64"] = ("zuko", zuko_inverted_maf)
     return models
 
@@ -262,7 +263,7 @@ def bound_models(features=10):
     if hasattr(common_flows, "ActNorm"):
         models["ours ActNorm + NSF-AR, B=5"] = ("ours", lambda: nsf_with_actnorm(features))
     else:
-        print("bound: common.flows has no ActNorm (fit_patches/nsf_actnorm.diff); skipped")
+        print("bound: common.flows has no ActNorm (issue 17's fix); skipped")
     models["zuko NSF-AR 5 x 8 bins, MADE 2 x 64"] = (
         "zuko",
         lambda: PeerFlow("zuko", zuko_flow("NSF-AR", features, (64, 64))),
