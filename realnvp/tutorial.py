@@ -307,7 +307,8 @@ nll_nats = torch.tensor([-89.75, 0.0, -30.0])
 # BEGIN SOLUTION realnvp.notebook_bits_per_dim
 # add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
 # 64 log 2 (nats to bits, per pixel). Name it my_bits (same shape as nll_nats).
-my_bits = (nll_nats + 64 * math.log(17)) / (64 * math.log(2))
+nats_per_pixel = nll_nats / 64 + math.log(17)  # x = (k + u) / 17: log|dx/d(k + u)| = -log 17
+my_bits = nats_per_pixel / math.log(2)
 # END SOLUTION
 
 # %%
