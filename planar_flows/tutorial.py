@@ -214,8 +214,10 @@ plt.show()
 # %%
 def min_slope(wu):
     # BEGIN SOLUTION planar_flows.notebook_fold
-    # the slope is 1 + wu (1 - tanh(a)^2); return its minimum over the grid a as a float.
-    return (1 + wu * (1 - torch.tanh(a) ** 2)).min().item()
+    # the slope is 1 + wu sech^2(a), with sech(a) = 1 / cosh(a); return its minimum over the
+    # grid a as a float.
+    slopes = 1 + wu / torch.cosh(a) ** 2  # sech^2 = 1 - tanh^2
+    return slopes.min().item()
     # END SOLUTION
 
 
