@@ -50,7 +50,10 @@ def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0
     for direction, fn, inp in (("forward", layer.forward, x), ("inverse", layer.inverse, x)):
         J = torch.stack(
             [
-                jacobian(lambda xi: fn(xi[None], None if c is None else c[i : i + 1])[0][0], xi)
+                jacobian(
+                    lambda xi, fn=fn, i=i: fn(xi[None], None if c is None else c[i : i + 1])[0][0],
+                    xi,
+                )
                 for i, xi in enumerate(inp)
             ]
         )

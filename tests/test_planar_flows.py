@@ -75,7 +75,10 @@ def test_steep_layers_do_not_cycle(dtype):
     (A trained 2-layer flow on U1 had |w| = 7 and w^T u_hat = 5.3: plain safeguarded Newton cycled.)"""
     for c in (5.2578, 20.0, 200.0):
         s = torch.linspace(-40, 40, 4001, dtype=dtype)
-        g = lambda a: (a + c * torch.tanh(a - 0.0949), 1 + c * (1 - torch.tanh(a - 0.0949) ** 2))
+        g = lambda a, c=c: (
+            a + c * torch.tanh(a - 0.0949),
+            1 + c * (1 - torch.tanh(a - 0.0949) ** 2),
+        )
         a = solve_increasing(g, s, s - c, s + c, start=s - c * torch.tanh(s - 0.0949))
         scale = 64 * torch.finfo(dtype).eps * (1 + s.abs() + 2 * c)
         assert (g(a)[0] - s).abs().max() <= scale.max(), c
