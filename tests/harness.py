@@ -93,7 +93,7 @@ def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):
 
 
 def count_calls(model, module_type, fn):
-    """How many times ``fn()`` runs a submodule of ``module_type`` in ``model`` (e.g. MADE passes)."""
+    """How many times ``fn()`` runs a ``module_type`` submodule of ``model`` (e.g. MADE passes)."""
     calls = []
     hooks = [
         m.register_forward_hook(lambda *a: calls.append(1))

@@ -1,4 +1,7 @@
-"""IAF (Kingma et al. 2016): the gated step, its direction under the contract, and the pre-built flow."""
+"""IAF (Kingma et al. 2016).
+
+The gated step, its direction under the contract, and the pre-built flow.
+"""
 
 import pytest
 import torch

@@ -1,4 +1,7 @@
-"""MAF (Papamakarios et al. 2017): the layer, its costs, batch norm in both modes, the conditional flow."""
+"""MAF (Papamakarios et al. 2017).
+
+The layer, its costs, batch norm in both modes, the conditional flow.
+"""
 
 import pytest
 import torch
