@@ -28,7 +28,8 @@ from .models import PEERS, available
 from .report import write_report
 from .tasks import SECTIONS
 
-FULL = {  # sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
+# FULL: sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
+FULL = {
     "density": {
         "targets": ["gauss8", "checker", "rings", "ua_nb"],
         "steps": 500,
@@ -100,7 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)  # every check below comes before any computation
     if args.device != "cpu":
         parser.error(
-            f"--device must be cpu (the benchmark times CPU runs on one thread), got {args.device!r}"
+            "--device must be cpu (the benchmark times CPU runs on one thread), "
+            f"got {args.device!r}"
         )
     out = args.out or (os.path.join("runs", "benchmarks") if args.quick else RESULTS)
     check_out(parser, out)
@@ -117,7 +119,8 @@ def main(argv=None):
     missing = [p for p in PEERS if not available(p)]
     if missing:
         print(
-            f"not installed, skipped: {', '.join(missing)} (pip install -r benchmarks/requirements.txt)"
+            f"not installed, skipped: {', '.join(missing)} "
+            "(pip install -r benchmarks/requirements.txt)"
         )
     results = load(path)
     results["records"] = [

@@ -4,12 +4,12 @@ A builder takes the number of features D and returns a module with this reposito
 interface (``log_prob(x)``, ``rsample_and_log_prob(n)``, ``sample(n)``), so that ``common.train``
 and ``common.metrics`` train and score every library alike. Peers are wrapped in ``PeerFlow``.
 
-Architectures (the peers' reference sizes, the same for every library), ReLU conditioners and a N(0, I) base
-everywhere:
+Architectures (the peers' reference sizes, the same for every library), ReLU conditioners and a
+N(0, I) base everywhere:
 
 * MAF: 5 affine autoregressive transforms, MADE 2 x 64, order reversed between transforms;
-* NSF-AR: 5 autoregressive rational-quadratic transforms, 8 bins, linear tails, bound 5, MADE 2 x
-  64;
+* NSF-AR: 5 autoregressive rational-quadratic transforms, 8 bins, linear tails, bound 5,
+  MADE 2 x 64;
 * NSF-C: 5 rational-quadratic couplings, 8 bins, bound 5, MLP 2 x 64, halves swapped between
   couplings;
 * coupling (Real NVP): 8 affine couplings, alternating masks, MLP 2 x 64 per coupling;
@@ -53,7 +53,7 @@ def available(library):
 
 
 def match_width(build, target, widths=range(1, 1025)):
-    """The width h for which ``build(h)`` has the parameter count closest to ``target``: (h, count)."""
+    """(h, count): the width h whose ``build(h)`` has the parameter count closest to ``target``."""
     best = None
     for h in widths:
         count = parameters(build(h))
@@ -247,14 +247,14 @@ def _normflows(family, features, hidden):
 
 
 def peer(library, family, features, hidden=HIDDEN):
-    """The peer ``library``'s model of ``family`` wrapped in ``PeerFlow``, or None where it has none."""
+    """The peer ``library``'s model of ``family`` wrapped in ``PeerFlow``; None if it has none."""
     build = {"zuko": zuko_flow, "nflows": _nflows, "normflows": _normflows}[library]
     module = build(family, features, hidden)
     return None if module is None else PeerFlow(library, module)
 
 
 def density_model(library, family, features):
-    """A model for forward KL: this repository's (``library="ours"``) or a peer's; None if it has none."""
+    """A forward-KL model, this repository's (``library="ours"``) or a peer's; None if none."""
     return ours(family, features) if library == "ours" else peer(library, family, features)
 
 

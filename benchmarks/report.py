@@ -85,9 +85,11 @@ def density_table(records):
 
 
 def goals_table(records):
-    """Each of our flows against the goals: mean gap no worse than the best peer's mean plus that
-    peer's standard
-    deviation over seeds, and a training step no slower than zuko's (every D of the cost section)."""
+    """Each of our flows against the goals.
+
+    The goals: a mean gap no worse than the best peer's mean plus that peer's standard deviation
+    over seeds, and a training step no slower than zuko's (every D of the cost section).
+    """
     groups = group(records, "density", "family", "library", "target")
     timing = group(records, "cost", "family", "library", "features")
     rows = []
@@ -275,8 +277,9 @@ def write_report(results, out):
     if "density" in sections:
         c = config["density"]
         parts += [
-            f"### Density estimation (forward KL), 2-D: gap = test NLL - exact entropy\n\n{c['steps']} steps, "
-            f"batch 512, Adam 1e-3, fresh samples every step; {c['n_test']} test samples; seeds {c['seeds']}.",
+            "### Density estimation (forward KL), 2-D: gap = test NLL - exact entropy\n\n"
+            f"{c['steps']} steps, batch 512, Adam 1e-3, fresh samples every step; "
+            f"{c['n_test']} test samples; seeds {c['seeds']}.",
             density_table(records),
             "Against the goals:",
             goals_table(records),
@@ -285,19 +288,22 @@ def write_report(results, out):
     if "digits" in sections:
         c = config["digits"]
         parts += [
-            f"### 8x8 digits: test NLL and bits/dim\n\n{c['steps']} steps, batch 128, Adam 1e-3, best "
-            f"validation weights kept; seeds {c['seeds']}. **MAF paper, Table 1 (issue 4):** the first two "
-            "rows, MAF beside a Real NVP whose MLP width gives about the same parameter count, same split and "
-            "budget (MAF's batch-norm statistics set from the whole training set, Real NVP's running averages). "
+            f"### 8x8 digits: test NLL and bits/dim\n\n{c['steps']} steps, batch 128, Adam 1e-3, "
+            f"best validation weights kept; seeds {c['seeds']}. "
+            "**MAF paper, Table 1 (issue 4):** the first two rows, MAF beside a Real NVP whose MLP "
+            "width gives about the same parameter count, same split and budget (MAF's batch-norm "
+            "statistics set from the whole training set, Real NVP's running averages). "
             "The last two: MAF without batch norm against zuko's at equal architecture.",
             digits_table(records),
         ]
     if "vi" in sections:
         c = config["vi"]
         parts += [
-            f"### Variational inference (reverse KL): KL(q || p) in nats\n\n{c['steps']} steps, batch 256, "
-            f"Adam 1e-3; {c['n_test']} samples of q; seeds {c['seeds']}. "
-            "**IAF beside planar flows of about the same parameter count (issue 5):** the first two rows. "
+            "### Variational inference (reverse KL): KL(q || p) in nats\n\n"
+            f"{c['steps']} steps, batch 256, Adam 1e-3; {c['n_test']} samples of q; "
+            f"seeds {c['seeds']}. "
+            "**IAF beside planar flows of about the same parameter count (issue 5):** "
+            "the first two rows. "
             "IAF and inverted NSF-AR at the peers' "
             "architecture (5 x MADE 2 x 64) against zuko's inverted MAF and NSF.",
             vi_table(records),
@@ -306,7 +312,8 @@ def write_report(results, out):
     if "cost" in sections:
         c = config["cost"]
         parts += [
-            f"### Cost, one thread\n\nms per training step (log_prob + backward + Adam, batch 512, median of "
+            "### Cost, one thread\n\n"
+            "ms per training step (log_prob + backward + Adam, batch 512, median of "
             f"{c['steps']}); rounds {c['seeds']}.",
             cost_table(records, "ms_per_step", 2),
             f"Seconds per 100k samples (timed on {c['n']}, scaled):",

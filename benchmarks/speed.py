@@ -37,7 +37,10 @@ def models(paper, features):
 
 
 def measure(flow, features, args):
-    """{quantity: value} for one flow: ms per training step, and seconds for log_prob and sampling if asked."""
+    """{quantity: value} for one flow.
+
+    The quantities: ms per training step, and seconds for log_prob and sampling if asked.
+    """
     ours = isinstance(flow, Flow)  # zuko's flows are distributions built by calling the module
     log_prob = flow.log_prob if ours else lambda x: flow().log_prob(x)
     sample = flow.sample if ours else lambda n: flow().sample((n,))
@@ -82,7 +85,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(
-        f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, {args.steps} steps x {args.rounds} rounds"
+        f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, "
+        f"{args.steps} steps x {args.rounds} rounds"
     )
     print(f"{'D':>3} {'params':>7} {'quantity':>14} {'ours':>9} {'zuko':>9} {'ours/zuko':>9}")
     for features in args.features:

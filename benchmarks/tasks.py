@@ -29,9 +29,10 @@ LIBRARIES = ("ours", "zuko", "nflows", "normflows")
 
 
 def _train(train, record):
-    """Run ``train()``; on a non-finite loss mark the record as diverged (the model keeps its last
-    finite
-    weights and is still scored, as a user would see it)."""
+    """Run ``train()``; on a non-finite loss mark the record as diverged.
+
+    The model keeps its last finite weights and is still scored, as a user would see it.
+    """
     try:
         history = train()
         record["train_seconds"] = history["seconds"]
@@ -59,7 +60,7 @@ def density(config, seeds, log):
                         steps=config["steps"],
                     )
                     _train(
-                        lambda: train_forward_kl(
+                        lambda flow=flow, target=target: train_forward_kl(
                             flow,
                             target,
                             steps=config["steps"],
@@ -96,7 +97,7 @@ def digits(config, seeds, log):
                 steps=config["steps"],
             )
             _train(
-                lambda: train_forward_kl(
+                lambda flow=flow: train_forward_kl(
                     flow,
                     split["train"],
                     steps=config["steps"],
@@ -136,7 +137,7 @@ def vi(config, seeds, log):
                     steps=config["steps"],
                 )
                 _train(
-                    lambda: train_reverse_kl(
+                    lambda flow=flow, energy=energy: train_reverse_kl(
                         flow, energy, steps=config["steps"], batch_size=256, lr=1e-3, progress=False
                     ),
                     record,
@@ -177,7 +178,7 @@ def cost(config, seeds, log):
                     record["ms_per_step"] = ms_per_training_step(
                         flow.log_prob,
                         flow.parameters(),
-                        lambda: torch.randn(512, features),
+                        lambda features=features: torch.randn(512, features),
                         steps=config["steps"],
                         warmup=3,
                     )
@@ -185,10 +186,12 @@ def cost(config, seeds, log):
                         flow.eval()
                         flow.sample(8), flow.log_prob(data[:8])  # warm-up: first calls allocate
                         record["sample_s_per_100k"] = (
-                            seconds(lambda: flow.sample(n), repeat=1) * 100_000 / n
+                            seconds(lambda flow=flow: flow.sample(n), repeat=1) * 100_000 / n
                         )
                         record["log_prob_s_per_100k"] = (
-                            seconds(lambda: flow.log_prob(data), repeat=1) * 100_000 / n
+                            seconds(lambda flow=flow, data=data: flow.log_prob(data), repeat=1)
+                            * 100_000
+                            / n
                         )
                     log(
                         record,

@@ -16,7 +16,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def save_figure(fig, path):
-    """Write ``fig`` as a PNG at ``path`` (folders created; the one dpi of every figure); ``None`` skips."""
+    """Write ``fig`` as a PNG at ``path``; ``None`` skips.
+
+    Missing folders are created; every figure is written at the same dpi.
+    """
     if path is not None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -37,12 +40,15 @@ def flow_log_prob(flow, context=None):
 
 
 def window(bounds):
-    """((x_lo, x_hi), (y_lo, y_hi)) from a square window (lo, hi) or a rectangle given as such a pair."""
+    """((x_lo, x_hi), (y_lo, y_hi)) from a square window (lo, hi) or a rectangle given as a pair."""
     return tuple(bounds) if isinstance(bounds[0], (tuple, list)) else (tuple(bounds), tuple(bounds))
 
 
 def view(target):
-    """A target's plotting window: its ``view`` rectangle if it has one (long thin densities), else its bounds."""
+    """A target's plotting window: its ``view`` rectangle if it has one, else its bounds.
+
+    Long thin densities have a ``view``.
+    """
     return getattr(target, "view", None) or target.bounds
 
 
@@ -74,7 +80,8 @@ def show_density(
     ``density_grid``), with a few ticks on both axes.
 
     ``vmax`` fixes the top of the colour scale (panels that are compared share one, see
-    ``plot_densities``); ``colorbar=True`` adds a colour bar beside ``ax``. Returns the (n, n) density.
+    ``plot_densities``); ``colorbar=True`` adds a colour bar beside ``ax``. Returns the (n, n)
+    density.
     """
     _, _, density = density_grid(log_prob, bounds, n)
     (x_lo, x_hi), (y_lo, y_hi) = window(bounds)
@@ -109,9 +116,10 @@ def _ticks(ax, ticks=True):
 def plot_densities(rows, bounds, path=None, n=150, size=2.4, title=None):
     """A grid of density panels, one colour scale and one colour bar per row.
 
-    ``rows`` is a list of rows, each a list of ``(log_prob, title)`` or ``(log_prob, title,
-    bounds)``; ``bounds`` is one window for every panel or a list of one per row. Panels in a row share ``vmax`` (the row's largest density), so their
-    colours can be compared. Returns the figure.
+    ``rows`` is a list of rows, each a list of ``(log_prob, title)`` or
+    ``(log_prob, title, bounds)``; ``bounds`` is one window for every panel or a list of one per
+    row. Panels in a row share ``vmax`` (the row's largest density), so their colours can be
+    compared. Returns the figure.
     """
     n_cols = max(len(row) for row in rows)
     fig, axes = plt.subplots(

@@ -29,7 +29,10 @@ EXACT = (
 # -----------------------------------------------------------------------------------------------
 # quadrature
 def grid(bounds, n):
-    """Cell midpoints of an n x n grid over the square ``bounds`` (float64, (n*n, 2)) and the cell area."""
+    """The cell midpoints of an n x n grid over the square ``bounds``, and the cell area.
+
+    The midpoints are float64, of shape (n*n, 2).
+    """
     lo, hi = bounds
     h = (hi - lo) / n
     t = lo + h * (torch.arange(n, dtype=torch.float64) + 0.5)
@@ -45,7 +48,10 @@ def grid_values(fn, bounds, n, chunk=1 << 15):
 
 
 def grid_logsumexp(log_f, bounds, n):
-    """log ∫ exp(log_f(x)) dx over the square by the midpoint rule: logsumexp of the grid values + log(area)."""
+    """log ∫ exp(log_f(x)) dx over the square by the midpoint rule.
+
+    That is the logsumexp of the grid values plus log(area).
+    """
     values, area = grid_values(log_f, bounds, n)
     return (torch.logsumexp(values, 0) + math.log(area)).item()
 
@@ -382,7 +388,10 @@ def _confine(z):
 
 
 def u1(z):
-    """U1 = 0.5 ((|z| - 2) / 0.4)^2 - log(exp(-0.5 ((z1 - 2) / 0.6)^2) + exp(-0.5 ((z1 + 2) / 0.6)^2))."""
+    """The energy U1 (Rezende & Mohamed 2015, Table 1).
+
+    U1 = 0.5 ((|z| - 2) / 0.4)^2 - log(exp(-0.5 ((z1 - 2) / 0.6)^2) + exp(-0.5 ((z1 + 2) / 0.6)^2)).
+    """
     ring = 0.5 * ((z.norm(dim=-1) - 2) / 0.4) ** 2
     return ring - torch.logaddexp(
         -0.5 * ((z[:, 0] - 2) / 0.6) ** 2, -0.5 * ((z[:, 0] + 2) / 0.6) ** 2
@@ -395,13 +404,19 @@ def u2(z):
 
 
 def u3(z):
-    """U3 = -log(exp(-0.5 ((z2 - w1) / 0.35)^2) + exp(-0.5 ((z2 - w1 + w2) / 0.35)^2)) (+ confinement)."""
+    """The energy U3 (Rezende & Mohamed 2015, Table 1).
+
+    U3 = -log(exp(-0.5 ((z2 - w1) / 0.35)^2) + exp(-0.5 ((z2 - w1 + w2) / 0.35)^2)) (+ confinement).
+    """
     d = z[:, 1] - _w1(z)
     return -torch.logaddexp(-0.5 * (d / 0.35) ** 2, -0.5 * ((d + _w2(z)) / 0.35) ** 2) + _confine(z)
 
 
 def u4(z):
-    """U4 = -log(exp(-0.5 ((z2 - w1) / 0.4)^2) + exp(-0.5 ((z2 - w1 + w3) / 0.35)^2)) (+ confinement)."""
+    """The energy U4 (Rezende & Mohamed 2015, Table 1).
+
+    U4 = -log(exp(-0.5 ((z2 - w1) / 0.4)^2) + exp(-0.5 ((z2 - w1 + w3) / 0.35)^2)) (+ confinement).
+    """
     d = z[:, 1] - _w1(z)
     return -torch.logaddexp(-0.5 * (d / 0.4) ** 2, -0.5 * ((d + _w3(z)) / 0.35) ** 2) + _confine(z)
 
@@ -491,7 +506,10 @@ ENERGIES = tuple(_ENERGIES)
 
 
 def get_target(name):
-    """The target or energy called ``name`` (one shared instance, so cached entropies and log Z persist)."""
+    """The target or energy called ``name``.
+
+    One shared instance per name, so cached entropies and log Z persist.
+    """
     if name in _TARGETS:
         return _TARGETS[name]
     if name in _ENERGIES:

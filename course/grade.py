@@ -44,6 +44,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.papers import PAPERS
+
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = Path("course") / "grading.toml"
 MANIFEST = "assignment.toml"
@@ -54,7 +56,7 @@ BLOCKED = pytest.StashKey[dict]()
 TIMEOUT = 60.0  # seconds per test; the slowest reference test takes about 3 s on one thread
 PART_TIMEOUT = 900.0  # seconds for all the tests of one part (a backstop for a hung process)
 # what a scratch tree copies from the instructor's repository
-TREE = ("common", "planar_flows", "iaf", "maf", "nsf", "realnvp", "tests", "course", "tools")
+TREE = ("common", "intro", *PAPERS, "tests", "course", "tools")
 TREE_FILES = ("pyproject.toml",)
 
 

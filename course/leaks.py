@@ -33,6 +33,15 @@ ALLOWED = {
     "(no conditioner, no D-pass inverse); its formula is the maf.step hint's",
     ("tests/test_common.py", "maf.step"): "ElementwiseAffine, the tests' elementwise affine layer; "
     "its formula is the maf.step hint's",
+    # the gated step's inverse divides by sigma in log space, (y - ...) * exp(-log_sigma), the shape
+    # of any elementwise affine inverse; these two are elementwise layers, not the gated step
+    ("iaf/iaf.py", "iaf.step"): "DiagonalAffine.inverse, an elementwise affine map with learned "
+    "constants; it shares only the division by exp(log_sigma) with the gated step's inverse",
+    (
+        "tests/test_common.py",
+        "iaf.step",
+    ): "ElementwiseAffine.inverse, the tests' elementwise affine "
+    "layer; it shares only the division by exp(log_scale) with the gated step's inverse",
 }
 PROMPT = re.compile(r"^\s*(?:#+|>>>|\.\.\.)?\s?")
 

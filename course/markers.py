@@ -23,7 +23,8 @@ from pathlib import Path
 
 from tools.papers import PAPERS
 
-GROUPS = PAPERS + ("common",)  # "common" is the pseudo-paper of the shared code's parts
+# "common" is the pseudo-paper of the shared code's parts, "intro" the opening notebook's
+GROUPS = PAPERS + ("common", "intro")
 
 PART_ID = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
 MARKER_LIKE = re.compile(r"#\s*(BEGIN|END)\W*SOLUTION", re.IGNORECASE)

@@ -125,7 +125,7 @@ print("sum log sigma =", layer(z[:1])[1].item(), " log|det J| =", torch.linalg.s
 # (`DiagonalAffine` is Algorithm 1's start, $z_0 = \mu_0 + \sigma_0 \odot \varepsilon$.) Let us
 # count MADE passes with a hook.
 #
-# **Exercise 1.** Before running it: for $D = 8$ and $T = 5$ steps, how many MADE passes does each of
+# **Exercise 1.** Before running: for $D = 8$ and $T = 5$ steps, how many MADE passes does each of
 # the four calls below make? Write your predictions as numbers; the check compares them with the
 # hook's counts.
 
@@ -209,7 +209,8 @@ for name in names:
         load_checkpoint(flow, CHECKPOINTS / f"energy_{name}.pt")
         kl = reverse_kl(flow, energy, n=100_000)
     print(
-        f"{name:>5}: final  KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats (log Z = {kl['log_z']:.3f})"
+        f"{name:>5}: final  KL(q||p) = {kl['kl']:.3f} +- {kl['stderr']:.3f} nats "
+        f"(log Z = {kl['log_z']:.3f})"
     )
     rows.append(
         [(energy.log_prob, f"{name}: target"), (flow_log_prob(flow), f"IAF, KL {kl['kl']:.2f}")]
@@ -328,7 +329,8 @@ for name, T in (("diagonal Gaussian", 0), ("IAF, 2 steps", 2)):
     result = evaluate(vae, digits["test"], k=256)
     elbo, iw = result["elbo"].mean(), result["iw"].mean()
     print(
-        f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), gap {iw - elbo:.2f}"
+        f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), "
+        f"gap {iw - elbo:.2f}"
     )
 
 # %% [markdown]
@@ -337,6 +339,7 @@ for name, T in (("diagonal Gaussian", 0), ("IAF, 2 steps", 2)):
 # models have barely started. With 5000 steps, `python -m iaf.vae` (diagonal Gaussian and IAF with
 # 1, 2 and 4 steps, three seeds each) finds the test ELBO rising from -18.14 to about -17.95 nats
 # and the gap falling from 1.06 to 0.88 nats, while log p(x) stays within the seed-to-seed spread;
-# `planar_flows/README.md` puts the table beside the paper's MNIST numbers ($-81.08$ nats for the diagonal
+# `planar_flows/README.md` puts the table beside the paper's MNIST numbers
+# ($-81.08$ nats for the diagonal
 # Gaussian, $-79.10$ for the largest IAF). On 8x8 digits the absolute values are of course
 # different, so only the direction of the change can be compared.

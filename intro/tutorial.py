@@ -95,8 +95,9 @@ seed_everything(0)
 #   \log p_X(x) = \log p_Z\big(f(x)\big) + \log\big|f'(x)\big| .$$
 #
 # Where $f$ stretches ($|f'| > 1$), a short interval of $x$ gets a long interval of $z$ and its
-# mass: the density of $x$ is *higher* there. The figure shows it for $f(x) = \operatorname{asinh}(2x)$;
-# read it from right to left: the same blue strip of mass in $z$ and in $x$.
+# mass: the density of $x$ is *higher* there. The figure shows it for
+# $f(x) = \operatorname{asinh}(2x)$; read it from right to left: the same blue strip of mass in $z$
+# and in $x$.
 
 # %%
 f = lambda x: torch.asinh(2 * x)  # noqa: E731  an increasing map, data x -> noise z
@@ -335,7 +336,7 @@ print(f"your KL(q||p) = {my_kl:.4f}, reverse_kl: {reference['kl']:.4f} ± {refer
 # ## 5. The contract every layer follows
 #
 # ```python
-# z, ladj = layer(x, context=None)          # forward: data -> noise, ladj = log|det dz/dx|, (batch,)
+# z, ladj = layer(x, context=None)          # forward: data -> noise, ladj = log|det dz/dx| (batch,)
 # x, ladj = layer.inverse(z, context=None)  # inverse: noise -> data, ladj = log|det dx/dz|
 # Inverse(layer)                            # swaps the two directions (IAF = Inverse(MAF layer))
 # flow = Flow(transforms, features=D)       # log_prob(x), sample(n), rsample_and_log_prob(n)
@@ -382,13 +383,16 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 #
 # ## 6. Reading order
 #
-# | step | folder | paper | what it adds |
-# |---|---|---|---|
-# | 1 | [`planar_flows/`](../planar_flows/README.md) | Rezende & Mohamed 2015 | flows for variational inference; reverse KL; a rank-one layer whose determinant is one dot product |
-# | 2 | [`maf/`](../maf/README.md) | Papamakarios et al. 2017 | autoregressive = triangular: MADE gives every conditional in one pass; density fast, sampling $D$ passes |
-# | 3 | [`iaf/`](../iaf/README.md) | Kingma et al. 2016 | the same layer inverted: sampling in one pass, for VI and VAEs; the gated update |
-# | 4 | [`realnvp/`](../realnvp/README.md) | Dinh et al. 2017 | coupling layers: one pass both ways; masks, squeeze and multi-scale for images |
-# | 5 | [`nsf/`](../nsf/README.md) | Durkan et al. 2019 | keep the architecture, replace the affine map by a monotone spline: multimodal conditionals |
+# 1. [`planar_flows/`](../planar_flows/README.md), Rezende & Mohamed 2015: flows for variational
+#    inference; reverse KL; a rank-one layer whose determinant is one dot product.
+# 2. [`maf/`](../maf/README.md), Papamakarios et al. 2017: autoregressive = triangular: MADE gives
+#    every conditional in one pass; density fast, sampling $D$ passes.
+# 3. [`iaf/`](../iaf/README.md), Kingma et al. 2016: the same layer inverted: sampling in one pass,
+#    for VI and VAEs; the gated update.
+# 4. [`realnvp/`](../realnvp/README.md), Dinh et al. 2017: coupling layers: one pass both ways;
+#    masks, squeeze and multi-scale for images.
+# 5. [`nsf/`](../nsf/README.md), Durkan et al. 2019: keep the architecture, replace the affine map
+#    by a monotone spline: multimodal conditionals.
 #
 # Planar flows first because they are the origin of the idea and the simplest layer; MAF before
 # IAF because IAF is MAF read backwards (IAF was published first); Real NVP after both because

@@ -159,10 +159,12 @@ def timed(fn):
 
 print(f"D = {D}, 2000 points       density (forward)   sampling (inverse)")
 print(
-    f"MAF layer           {timed(lambda: maf_layer(z)):12.1f} ms {timed(lambda: maf_layer.inverse(z)):14.1f} ms"
+    f"MAF layer           {timed(lambda: maf_layer(z)):12.1f} ms "
+    f"{timed(lambda: maf_layer.inverse(z)):14.1f} ms"
 )
 print(
-    f"IAF = Inverse(MAF)  {timed(lambda: iaf_layer(z)):12.1f} ms {timed(lambda: iaf_layer.inverse(z)):14.1f} ms"
+    f"IAF = Inverse(MAF)  {timed(lambda: iaf_layer(z)):12.1f} ms "
+    f"{timed(lambda: iaf_layer.inverse(z)):14.1f} ms"
 )
 
 # %% [markdown]

@@ -29,8 +29,8 @@ from nsf import NSF
 def energy(args):
     """zuko's tutorial "Train from energy": NSF(2, transforms=3, hidden (64, 64)) inverted so that
     sampling is its one-pass direction, trained by reverse KL on p(x) proportional to exp(-U(x)),
-    -U(x) = sin(pi x1) - 2 (x1^2 + x2^2 - 2)^2, for 8 epochs of 256 steps (batch 256, Adam 1e-3). The loss E_q[log q + U] = KL(q || p) - log Z (the tutorial
-    ends near -1.59)."""
+    -U(x) = sin(pi x1) - 2 (x1^2 + x2^2 - 2)^2, for 8 epochs of 256 steps (batch 256, Adam 1e-3).
+    The loss E_q[log q + U] = KL(q || p) - log Z (the tutorial ends near -1.59)."""
     target = get_target("sine")
     nsf = NSF(2, transforms=3, hidden_features=(64, 64))
     flow = Flow(Inverse(nsf.transform), features=2).to(

@@ -77,14 +77,16 @@ B, K = 5.0, 8
 # x^k)$,
 #
 # $$g(x) = y^k + \frac{(y^{k+1} - y^k)\,[s^k \xi^2 + \delta^k \xi (1 - \xi)]}
-#                   {s^k + [\delta^{k+1} + \delta^k - 2 s^k]\, \xi (1 - \xi)} \qquad \text{(Eq. 4)}$$
+#                   {s^k + [\delta^{k+1} + \delta^k - 2 s^k]\, \xi (1 - \xi)}
+#   \qquad \text{(Eq. 4)}$$
 #
 # It passes through both corners of the bin ($\xi = 0, 1$) with the prescribed slopes there, and it
 # is monotone whenever the slopes are positive (Gregory & Delbourgo 1982). Its derivative is again
 # in closed form,
 #
 # $$g'(x) = \frac{(s^k)^2\,[\delta^{k+1} \xi^2 + 2 s^k \xi (1 - \xi) + \delta^k (1 - \xi)^2]}
-#                {[s^k + (\delta^{k+1} + \delta^k - 2 s^k)\, \xi (1 - \xi)]^2} \qquad \text{(Eq. 5)}$$
+#                {[s^k + (\delta^{k+1} + \delta^k - 2 s^k)\, \xi (1 - \xi)]^2}
+#   \qquad \text{(Eq. 5)}$$
 #
 # Here is one spline with random parameters, its knots, and its derivative (Eq. 5 against finite
 # differences).
@@ -174,7 +176,8 @@ print("identity tails right, with finite gradients at x = +-1e6")
 # = 0$ with
 #
 # $$a = (y^{k+1} - y^k)(s^k - \delta^k) + (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
-#   b = (y^{k+1} - y^k)\delta^k - (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad c = -s^k (y - y^k).$$
+#   b = (y^{k+1} - y^k)\delta^k - (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
+#   c = -s^k (y - y^k).$$
 #
 # Monotonicity means exactly one root lies in $[0, 1]$; the paper writes it as $\xi = 2c / (-b -
 # \sqrt{b^2 - 4ac})$, which avoids the cancellation of the textbook formula when $b > 0$. Two
@@ -192,7 +195,7 @@ print("identity tails right, with finite gradients at x = +-1e6")
 
 # %%
 def paper_root_only(y, params):
-    """Eq. 4 inverted with the single formula 2c / (-b - sqrt(b^2 - 4ac)) everywhere (for comparison)."""
+    """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""
     wh = MIN_WIDTH + (1 - MIN_WIDTH * K) * torch.softmax(
         params[..., : 2 * K].unflatten(-1, (2, K)), -1
     )
@@ -237,8 +240,9 @@ for name, x_back in (
 #   reverse the features between layers. Density *and* sampling in one pass each.
 # * **NSF-AR** (autoregressive): parameters of $x_i$ from a MADE of $x_{<i}$, the order reversed
 #   between layers.
-#   More expressive per layer, density in one pass, but sampling needs $D$ passes (one variable at a time), as
-#   in MAF. Wrapped in `Inverse` it becomes an IAF-style flow: one-pass sampling, $D$-pass density.
+#   More expressive per layer, density in one pass, but sampling needs $D$ passes (one variable at
+#   a time), as in MAF. Wrapped in `Inverse` it becomes an IAF-style flow: one-pass sampling,
+#   $D$-pass density.
 
 # %%
 d, n = 16, 256
@@ -251,7 +255,8 @@ for label, flow in (("NSF-AR", NSF(d)), ("NSF-C", NSF(d, coupling=True))):
         flow.sample(n)
         t2 = time.perf_counter()
     print(
-        f"{label}: log_prob {1000 * (t1 - t0):6.1f} ms, sample {1000 * (t2 - t1):7.1f} ms  (D = {d}, {n} points)"
+        f"{label}: log_prob {1000 * (t1 - t0):6.1f} ms, sample {1000 * (t2 - t1):7.1f} ms  "
+        f"(D = {d}, {n} points)"
     )
 
 # %% [markdown]
@@ -327,8 +332,9 @@ for point in (-2.0, -1.0, 0.0, 1.0, 2.0):
 #
 # Reverse KL needs samples and their log-density in one pass: so NSF-AR is **inverted** (its
 # one-pass direction becomes sampling) and trained on the energy $U(x) = 2 (x_1^2 + x_2^2 - 2)^2 -
-# \sin(\pi x_1)$, $p \propto e^{-U}$. The loss $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs
-# zuko's 8 x 256 steps (loss about $-1.58$, KL about 0.02).
+# \sin(\pi x_1)$, $p \propto e^{-U}$. The loss
+# $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs zuko's 8 x 256
+# steps (loss about $-1.58$, KL about 0.02).
 
 # %%
 seed_everything(0)

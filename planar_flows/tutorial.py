@@ -71,7 +71,8 @@ seed_everything(0)
 # For $q$ with samples and log-density, the reverse Kullback-Leibler divergence is
 #
 # $$\mathrm{KL}(q \,\|\, p) = \mathbb{E}_{q}\big[\log q(x) - \log p(x)\big]
-#   = \underbrace{\mathbb{E}_{q}\big[\log q(x) + U(x)\big]}_{\mathcal{F}(q),\ \text{the free energy}} + \log Z .$$
+#   = \underbrace{\mathbb{E}_{q}\big[\log q(x) + U(x)\big]}
+#     _{\mathcal{F}(q),\ \text{the free energy}} + \log Z .$$
 #
 # $\log Z$ does not depend on $q$, so minimising $\mathcal{F}$ minimises the KL, and $\mathcal{F}$
 # needs only the unnormalised $U$. (In the paper $U(z) = -\log p(x, z)$ for a latent-variable model,
@@ -81,12 +82,12 @@ seed_everything(0)
 #
 # Two ingredients make $\mathcal{F}$ trainable by stochastic gradients:
 #
-# * **samples with a log-density**: $x = f_K \circ \dots \circ f_1(z_0)$, $z_0 \sim \mathcal{N}(0,
-#   I)$, and
-#   $\log q(x) = \log \mathcal{N}(z_0) - \sum_k \log |\det \partial f_k / \partial z_{k-1}|$ (Eq. 13);
+# * **samples with a log-density**: $x = f_K \circ \dots \circ f_1(z_0)$,
+#   $z_0 \sim \mathcal{N}(0, I)$, and
+#   $\log q(x) = \log \mathcal{N}(z_0) - \sum_k \log |\det \partial f_k / \partial z_{k-1}|$
+#   (Eq. 13);
 # * **reparameterisation**: $x$ is a differentiable function of the parameters, so the gradient of
-#   the
-#   Monte-Carlo estimate of $\mathcal{F}$ flows through the samples.
+#   the Monte-Carlo estimate of $\mathcal{F}$ flows through the samples.
 #
 # `Flow.rsample_and_log_prob(n)` returns exactly those two things; `common.train.train_reverse_kl`
 # is a loop around it. The paper anneals an inverse temperature, minimising $\mathbb{E}_q[\log q +
@@ -116,7 +117,8 @@ plt.show()
 # rank-one update of the identity, $I + u\, \psi(z)^\top$ with $\psi(z) = h'(w^\top z + b)\, w$, so
 # by the matrix determinant lemma
 #
-# $$\left|\det \frac{\partial f}{\partial z}\right| = \left|1 + u^\top \psi(z)\right| \qquad \text{(Eq. 11-12)},$$
+# $$\left|\det \frac{\partial f}{\partial z}\right| = \left|1 + u^\top \psi(z)\right|
+#   \qquad \text{(Eq. 11-12)},$$
 #
 # $O(D)$ instead of $O(D^3)$. In this repository `forward` always maps data to noise, so the paper's
 # $f$ (noise to data) is the layer's `inverse`:
@@ -183,7 +185,8 @@ plt.show()
 # the map folds space onto itself and is not invertible (and the log-determinant hits $\log 0$).
 # Appendix A.1 keeps the raw $u$ free and uses instead
 #
-# $$\hat u = u + \big[m(w^\top u) - w^\top u\big] \frac{w}{\|w\|^2}, \qquad m(x) = -1 + \log(1 + e^x),$$
+# $$\hat u = u + \big[m(w^\top u) - w^\top u\big] \frac{w}{\|w\|^2},
+#   \qquad m(x) = -1 + \log(1 + e^x),$$
 #
 # which changes only the component of $u$ along $w$ and sets $w^\top \hat u = m(w^\top u) > -1$.
 # (`torch.nn.functional.softplus` computes $\log(1 + e^x)$ without overflow.)
@@ -214,8 +217,10 @@ plt.show()
 # %%
 def min_slope(wu):
     # BEGIN SOLUTION planar_flows.notebook_fold
-    # the slope is 1 + wu (1 - tanh(a)^2); return its minimum over the grid a as a float.
-    return (1 + wu * (1 - torch.tanh(a) ** 2)).min().item()
+    # the slope is 1 + wu sech^2(a), with sech(a) = 1 / cosh(a); return its minimum over the
+    # grid a as a float.
+    slopes = 1 + wu / torch.cosh(a) ** 2  # sech^2 = 1 - tanh^2
+    return slopes.min().item()
     # END SOLUTION
 
 
@@ -223,8 +228,8 @@ def min_slope(wu):
 for wu in (-3.0, -1.5, -0.5, 0.0, 2.0):
     expected = 1 + wu if wu < 0 else 1 + wu * (1 - math.tanh(4.0) ** 2)  # at a = 0, or at |a| = 4
     assert abs(min_slope(wu) - expected) < 1e-3, (
-        f"min_slope({wu}) = {min_slope(wu):.4f}, expected {expected:.4f}: the slope 1 + wu sech^2(a) "
-        "is smallest at a = 0 when wu < 0"
+        f"min_slope({wu}) = {min_slope(wu):.4f}, expected {expected:.4f}: "
+        "the slope 1 + wu sech^2(a) is smallest at a = 0 when wu < 0"
     )
 print(
     "the map folds (slope < 0) exactly when w^T u < -1:", [min_slope(v) < 0 for v in (-1.5, -0.5)]
@@ -262,7 +267,8 @@ print(f"integral of q over [-10, 10]^2: {mass.item():.5f}")
 # %% [markdown]
 # ## 5. The radial layer
 #
-# $$f(z) = z + \beta\, h(\alpha, r)\,(z - z_0), \quad r = \|z - z_0\|, \quad h(\alpha, r) = \frac{1}{\alpha + r}
+# $$f(z) = z + \beta\, h(\alpha, r)\,(z - z_0), \quad r = \|z - z_0\|,
+#   \quad h(\alpha, r) = \frac{1}{\alpha + r}
 # \qquad \text{(Eq. 14)}$$
 #
 # contracts ($\beta < 0$) or expands ($\beta > 0$) space around a reference point $z_0$. Its
@@ -328,11 +334,11 @@ plot_layers(flow)
 plt.show()
 
 # %% [markdown]
-# (In fast mode each flow trains 20 steps to show the loop, then loads the converged
-# weights of `python -m planar_flows --save`.) Longer flows fit better: with 1,000 steps the KL falls with $K$ on all four energies,
-# as the bound does in the paper's Figure 3b (`python -m planar_flows` prints the table for planar
-# and radial flows; `planar_flows/README.md` shows it). A planar layer bends space along a single
-# hyperplane, so curved shapes like $U_2$–$U_4$ need many of them.
+# (In fast mode each flow trains 20 steps to show the loop, then loads the converged weights of
+# `python -m planar_flows --save`.) Longer flows fit better: with 1,000 steps the KL falls with $K$
+# on all four energies, as the bound does in the paper's Figure 3b (`python -m planar_flows` prints
+# the table for planar and radial flows; `planar_flows/README.md` shows it). A planar layer bends
+# space along a single hyperplane, so curved shapes like $U_2$–$U_4$ need many of them.
 #
 # ## 7. Reverse KL is mode-seeking
 #
@@ -352,7 +358,10 @@ plt.show()
 
 # %%
 class TwoModes:
-    """p = 0.5 N(m1, s^2 I) + 0.5 N(m2, s^2 I) as an energy (reverse KL) and with samples (forward KL)."""
+    """The mixture p = 0.5 N(m1, s^2 I) + 0.5 N(m2, s^2 I).
+
+    Given as an energy (reverse KL) and with samples (forward KL).
+    """
 
     dim, bounds = 2, (-6, 6)
 
@@ -404,7 +413,8 @@ for ax, (label, flow) in zip(axes[1:], fits.items(), strict=False):
         GRID,
     )
     print(
-        f"{label:>30}: KL(q || p) = {reverse:.3f} nats (log 2 = {math.log(2):.3f}), KL(p || q) = {forward:.2f} nats"
+        f"{label:>30}: KL(q || p) = {reverse:.3f} nats (log 2 = {math.log(2):.3f}), "
+        f"KL(p || q) = {forward:.2f} nats"
     )
 plt.tight_layout()
 plt.show()
@@ -433,7 +443,8 @@ plt.show()
 # into $u_k, w_k, b_k$ with its own linear head (the last layer of the inference network). The loss
 # is the negative ELBO (the free energy, Eq. 15):
 #
-# $$-\mathcal L(x) = \mathbb E_{q_0}\Big[\log q_0(z_0 \mid x) - \sum_k \log\big|1 + u_k^\top \psi_k(z_{k-1})\big|
+# $$-\mathcal L(x) = \mathbb E_{q_0}\Big[\log q_0(z_0 \mid x)
+#   - \sum_k \log\big|1 + u_k^\top \psi_k(z_{k-1})\big|
 #   - \log p(x \mid z_K) - \log p(z_K)\Big] \;\ge\; -\log p(x),$$
 #
 # and $\log p(x)$ itself is estimated by importance weighting with $k$ samples of $q$, $\log \frac1k
@@ -457,7 +468,8 @@ for name, K in (("diagonal Gaussian", 0), ("planar K = 8", 8)):
     result = evaluate(vaes[name], digits["test"], k=256)
     elbo, iw = result["elbo"].mean(), result["iw"].mean()
     print(
-        f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), gap {iw - elbo:.2f}"
+        f"{name:>18}: test ELBO {elbo:.2f}, log p(x) >= {iw:.2f} nats (k = 256), "
+        f"gap {iw - elbo:.2f}"
     )
 
 planar_vae = vaes["planar K = 8"]
@@ -478,9 +490,9 @@ plt.show()
 # posterior as the best diagonal Gaussian, so after enough training the gap $\log p(x) -
 # \text{ELBO}$ (the KL from $q$ to the posterior, up to the estimate's own bias) should shrink and
 # the ELBO rise. A short run need not show it: with 300 steps the flow's gap can even come out
-# larger. On
-# these tiny images the effect is small, and in the fast mode (300 steps) the models have barely
-# started. With 5000 steps, `python -m planar_flows.vae` (diagonal Gaussian and K = 2, 8, 16, three
-# seeds each) finds the test ELBO rising from -18.14 to -17.73 nats and the gap falling from 1.06 to
-# 0.87 nats as K grows; `planar_flows/README.md` puts that table beside the paper's MNIST numbers (89.9 nats down
-# to 85.1), whose absolute values are not comparable (784 pixels, not 64): only the direction is.
+# larger. On these tiny images the effect is small, and in the fast mode (300 steps) the models have
+# barely started. With 5000 steps, `python -m planar_flows.vae` (diagonal Gaussian and K = 2, 8, 16,
+# three seeds each) finds the test ELBO rising from -18.14 to -17.73 nats and the gap falling from
+# 1.06 to 0.87 nats as K grows; `planar_flows/README.md` puts that table beside the paper's MNIST
+# numbers (89.9 nats down to 85.1), whose absolute values are not comparable (784 pixels, not 64):
+# only the direction is.

@@ -161,8 +161,8 @@ def best_ms(fn, repeat=5):
 for D_big in (64, 256, 1024):
     A, s = torch.randn(D_big, D_big), torch.randn(D_big)
     print(
-        f"D = {D_big:5d}: dense slogdet {best_ms(lambda: torch.linalg.slogdet(A)):7.3f} ms, "
-        f"sum of log-scales {best_ms(lambda: s.sum()):.3f} ms"
+        f"D = {D_big:5d}: dense slogdet {best_ms(lambda A=A: torch.linalg.slogdet(A)):7.3f} ms, "
+        f"sum of log-scales {best_ms(lambda s=s: s.sum()):.3f} ms"
     )
 
 # %% [markdown]
@@ -230,7 +230,8 @@ plt.show()
 # One scale is: 3 checkerboard couplings, squeeze, 3 channel couplings, then **factor out** half of
 # the dimensions: they are final noise $z^{(i)}$ and the rest $h^{(i)}$ goes on to the next scale,
 #
-# $$h^{(0)} = x, \qquad (z^{(i+1)}, h^{(i+1)}) = f^{(i+1)}(h^{(i)}), \qquad z^{(L)} = f^{(L)}(h^{(L-1)}),$$
+# $$h^{(0)} = x, \qquad (z^{(i+1)}, h^{(i+1)}) = f^{(i+1)}(h^{(i)}),
+#   \qquad z^{(L)} = f^{(L)}(h^{(L-1)}),$$
 #
 # and the last scale has 4 checkerboard couplings. Factoring out halves the cost of every later
 # scale and spreads the loss over several levels of detail. Our conditioners for images are small
@@ -266,7 +267,8 @@ flow = RealNVP(2, transforms=8, hidden_features=(64, 64))
 history = train_forward_kl(flow, target, steps=100 if FAST else 2000, progress=False)
 result = nll_gap(flow, target, n=5_000 if FAST else 100_000)
 print(
-    f"test NLL {result['nll']:.4f}, exact entropy {result['entropy']:.4f}, gap {result['gap']:.4f} nats "
+    f"test NLL {result['nll']:.4f}, exact entropy {result['entropy']:.4f}, "
+    f"gap {result['gap']:.4f} nats "
     f"({len(history['loss'])} steps in {history['seconds']:.1f} s)"
 )
 if FAST:  # the converged weights: 2000 steps of `python -m realnvp --save`
@@ -307,7 +309,8 @@ nll_nats = torch.tensor([-89.75, 0.0, -30.0])
 # BEGIN SOLUTION realnvp.notebook_bits_per_dim
 # add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
 # 64 log 2 (nats to bits, per pixel). Name it my_bits (same shape as nll_nats).
-my_bits = (nll_nats + 64 * math.log(17)) / (64 * math.log(2))
+nats_per_pixel = nll_nats / 64 + math.log(17)  # x = (k + u) / 17: log|dx/d(k + u)| = -log 17
+my_bits = nats_per_pixel / math.log(2)
 # END SOLUTION
 
 # %%

@@ -50,7 +50,10 @@ def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0
     for direction, fn, inp in (("forward", layer.forward, x), ("inverse", layer.inverse, x)):
         J = torch.stack(
             [
-                jacobian(lambda xi: fn(xi[None], None if c is None else c[i : i + 1])[0][0], xi)
+                jacobian(
+                    lambda xi, fn=fn, i=i: fn(xi[None], None if c is None else c[i : i + 1])[0][0],
+                    xi,
+                )
                 for i, xi in enumerate(inp)
             ]
         )
@@ -90,7 +93,7 @@ def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):
 
 
 def count_calls(model, module_type, fn):
-    """How many times ``fn()`` runs a submodule of ``module_type`` in ``model`` (e.g. MADE passes)."""
+    """How many times ``fn()`` runs a ``module_type`` submodule of ``model`` (e.g. MADE passes)."""
     calls = []
     hooks = [
         m.register_forward_hook(lambda *a: calls.append(1))

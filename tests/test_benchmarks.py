@@ -1,4 +1,4 @@
-"""The cross-paper benchmark: its report turns a results file into tables, and its equal-size claims hold."""
+"""The cross-paper benchmark: its report turns results into tables; its equal-size claims hold."""
 
 import pytest
 import torch

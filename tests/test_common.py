@@ -1,4 +1,7 @@
-"""The contract in common/: Flow, Inverse, Compose, Permute, Logit, MADE, the training guard, metrics."""
+"""The contract in common/.
+
+Flow, Inverse, Compose, Permute, Logit, MADE, the training guard, metrics.
+"""
 
 import math
 
@@ -260,7 +263,7 @@ def test_builder_arguments_are_checked(kwargs, message):
 
 
 def test_readme_line_counts_are_measured():
-    """The README's table of logical lines is what ``python -m tools.lines`` counts, paper by paper."""
+    """The README's table of logical lines is what ``python -m tools.lines`` counts, per paper."""
     from pathlib import Path
 
     from tools.lines import PAPERS, core_files, logical_lines

@@ -20,12 +20,6 @@ if (ROOT / MANIFEST).exists():
         "a student copy: the course tooling is tested in the reference", allow_module_level=True
     )
 
-KNOWN = ("nsf/__main__.py", "planar_flows/planar.py")  # the leaks being removed by issue 13 work
-
-
-class KnownLeaks(Exception):  # noqa: N818
-    """The copy leaks, but only in the places already known to leak."""
-
 
 @pytest.fixture(scope="module")
 def student_copy(tmp_path_factory):
@@ -34,19 +28,11 @@ def student_copy(tmp_path_factory):
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownLeaks,
-    reason="leak in nsf/__main__.py removed by issue 13 work (and the planar one by cores_pim)",
-)
 def test_the_full_student_copy_has_no_leak(student_copy):
     from course.assignment import marked_files
 
     leaks = find_leaks(student_copy, fingerprints(ROOT, marked_files(), lambda part: True))
-    unknown = [leak for leak in leaks if not leak.startswith(KNOWN)]
-    assert not unknown, "\n".join(unknown)
-    if leaks:
-        raise KnownLeaks("\n".join(leaks))
+    assert not leaks, "\n".join(leaks)
 
 
 def test_a_planted_leak_is_caught_in_code_docstrings_comments_and_notebooks(student_copy, tmp_path):
@@ -79,7 +65,10 @@ def test_a_planted_leak_is_caught_in_code_docstrings_comments_and_notebooks(stud
     text = "\n".join(leaks)
     assert "common/plot.py:2: a statement of maf.step (maf/maf.py:" in text, text
     assert "tests/test_maf.py:" in text and "planar_flows.planar" in text, text
-    assert sum("maf.step (maf/maf.py:75)" in leak for leak in leaks) >= 1, text  # the inverse
+    maf_lines = (ROOT / "maf" / "maf.py").read_text().splitlines()
+    begins = [i + 1 for i, line in enumerate(maf_lines) if "# BEGIN SOLUTION maf.step" in line]
+    inverse = f"maf.step (maf/maf.py:{begins[1]})"  # the second region: the D-pass inverse
+    assert sum(inverse in leak for leak in leaks) >= 1, text
     assert "maf/tutorial.ipynb:1 (cell 2): a statement of maf.step" in text, text
 
 

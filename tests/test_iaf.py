@@ -1,4 +1,7 @@
-"""IAF (Kingma et al. 2016): the gated step, its direction under the contract, and the pre-built flow."""
+"""IAF (Kingma et al. 2016).
+
+The gated step, its direction under the contract, and the pre-built flow.
+"""
 
 import pytest
 import torch
@@ -76,7 +79,9 @@ def test_jacobian_is_triangular_in_the_layer_order_with_gates_on_the_diagonal(co
     earlier = order[None, :] < order[:, None]
     _, s = layer.gate(z, c)
     for i in range(4):
-        J = jacobian(lambda zi: layer(zi[None], None if c is None else c[i : i + 1])[0][0], z[i])
+        J = jacobian(
+            lambda zi, i=i: layer(zi[None], None if c is None else c[i : i + 1])[0][0], z[i]
+        )
         assert torch.all(J[later] == 0), "output i depends on a variable after i in the order"
         assert J[earlier].abs().max() > 1e-3, "no autoregressive dependence at all"
         sigma = torch.diagonal(J)

@@ -1,4 +1,7 @@
-"""MAF (Papamakarios et al. 2017): the layer, its costs, batch norm in both modes, the conditional flow."""
+"""MAF (Papamakarios et al. 2017).
+
+The layer, its costs, batch norm in both modes, the conditional flow.
+"""
 
 import pytest
 import torch
@@ -70,7 +73,9 @@ def test_jacobian_is_triangular_in_the_layer_order_with_exp_minus_alpha_on_the_d
     earlier = order[None, :] < order[:, None]
     _, alpha = layer.conditioner(x, c)
     for i in range(4):
-        J = jacobian(lambda xi: layer(xi[None], None if c is None else c[i : i + 1])[0][0], x[i])
+        J = jacobian(
+            lambda xi, i=i: layer(xi[None], None if c is None else c[i : i + 1])[0][0], x[i]
+        )
         assert torch.all(J[later] == 0), (
             "u_i depends on a variable that is not before x_i in the order"
         )
@@ -109,7 +114,7 @@ def test_context_enters_every_made_and_every_feature():
     x = torch.randn(1, 3, dtype=torch.float64)
     for layer in flow.transform.transforms:
         J = jacobian(
-            lambda c: layer.made(x, c)[0], torch.randn(1, 2, dtype=torch.float64)
+            lambda c, layer=layer: layer.made(x, c)[0], torch.randn(1, 2, dtype=torch.float64)
         )  # (D, 2, 1, C)
         assert torch.all(J.abs().sum((-1, -2)) > 0), "some (mu_i, alpha_i) ignore the context"
 
@@ -137,7 +142,7 @@ def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det(
     assert torch.allclose(ladj, (gamma - 0.5 * torch.log(v + 1e-5)).sum().expand(B), atol=1e-12)
     x_hat_sq = (x - x.mean(0)) ** 2 / (v + 1e-5)
     for i in range(B):
-        J = jacobian(lambda xi: layer(torch.cat([x[:i], xi[None], x[i + 1 :]]))[0][i], x[i])
+        J = jacobian(lambda xi, i=i: layer(torch.cat([x[:i], xi[None], x[i + 1 :]]))[0][i], x[i])
         assert torch.all(J[~torch.eye(d, dtype=torch.bool)] == 0)  # statistics are per feature
         correction = torch.log(
             1 - 1 / B - x_hat_sq[i] / B

@@ -1,4 +1,7 @@
-"""Planar and radial flows (Rezende & Mohamed 2015): both directions, the constraints, normalisation."""
+"""Planar and radial flows (Rezende & Mohamed 2015).
+
+Both directions, the constraints, normalisation.
+"""
 
 import math
 
@@ -9,7 +12,8 @@ from planar_flows import Planar, PlanarFlow, Radial, solve_increasing
 from planar_flows.planar import MARGIN
 from tests.harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
-TOL = 1e-8  # the 1-D inverses are solved to about 1e-13 in float64; this is the accuracy the tests demand
+# the 1-D inverses are solved to about 1e-13 in float64; this is the accuracy the tests demand
+TOL = 1e-8
 
 
 def planar(features, context):
@@ -18,7 +22,7 @@ def planar(features, context):
 
 
 def planar_violating(features, context):
-    """Raw u with w^T u = -5 < -1: the unconstrained map would fold; u_hat must keep it invertible."""
+    """Raw u with w^T u = -5 < -1: the raw map would fold; u_hat must keep it invertible."""
     layer = perturb(Planar(features).double(), seed=1)
     with torch.no_grad():
         w = layer.w
@@ -52,7 +56,10 @@ def test_harness(name, factory, contexts, features):
 
 
 def test_far_points_and_root_accuracy():
-    """Points far out on either side of the hyperplane (tanh saturated), and a flat spot of the 1-D map."""
+    """Points far out on either side of the hyperplane (tanh saturated), and a flat spot.
+
+    The flat spot is one of the 1-D map.
+    """
     torch.manual_seed(0)
     layer = planar_violating(3, 0)
     x = 20 * torch.randn(200, 3, dtype=torch.float64)
@@ -70,12 +77,17 @@ def test_far_points_and_root_accuracy():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_steep_layers_do_not_cycle(dtype):
-    """Newton on a + c tanh(a + b) can bounce between the two flat tails; the safeguard must stop
-    that.
-    (A trained 2-layer flow on U1 had |w| = 7 and w^T u_hat = 5.3: plain safeguarded Newton cycled.)"""
+    """Newton on a + c tanh(a + b) can bounce between the two flat tails; the safeguard stops it.
+
+    (A trained 2-layer flow on U1 had |w| = 7 and w^T u_hat = 5.3: plain safeguarded Newton
+    cycled.)
+    """
     for c in (5.2578, 20.0, 200.0):
         s = torch.linspace(-40, 40, 4001, dtype=dtype)
-        g = lambda a: (a + c * torch.tanh(a - 0.0949), 1 + c * (1 - torch.tanh(a - 0.0949) ** 2))
+        g = lambda a, c=c: (
+            a + c * torch.tanh(a - 0.0949),
+            1 + c * (1 - torch.tanh(a - 0.0949) ** 2),
+        )
         a = solve_increasing(g, s, s - c, s + c, start=s - c * torch.tanh(s - 0.0949))
         scale = 64 * torch.finfo(dtype).eps * (1 + s.abs() + 2 * c)
         assert (g(a)[0] - s).abs().max() <= scale.max(), c
@@ -92,7 +104,10 @@ def test_steep_layers_do_not_cycle(dtype):
 
 @pytest.mark.parametrize("dtype,rel", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_planar_constraint_adversarial(dtype, rel):
-    """w^T u_hat = m(w^T u) >= -1 for huge negative or positive w^T u and tiny ||w|| (up to rounding in |w^T u|)."""
+    """w^T u_hat = m(w^T u) >= -1 for huge negative or positive w^T u and tiny ||w||.
+
+    Up to rounding in |w^T u|.
+    """
     torch.manual_seed(0)
     for wu in (-1e6, -1e3, -50.0, -1.0, 0.0, 30.0, 1e4):
         for norm in (1e-6, 1e-3, 1.0, 1e3):
@@ -126,7 +141,7 @@ def test_radial_constraint():
 
 @pytest.mark.parametrize("kind", ["planar", "radial"])
 def test_flow_normalised_and_consistent(kind):
-    """A 2-D flow's density integrates to 1, and log_prob (1-D inverses) agrees with rsample_and_log_prob."""
+    """A 2-D flow's density integrates to 1, and log_prob (1-D inverses) agrees with sampling's."""
     torch.manual_seed(0)
     flow = perturb(PlanarFlow(2, transforms=4, kind=kind).double(), seed=3)
     check_flow_normalised(flow, lim=10.0, n=300)

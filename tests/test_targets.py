@@ -37,7 +37,7 @@ def test_log_prob_integrates_to_one(name):
 
 @pytest.mark.parametrize("name", SAMPLE_TARGETS)
 def test_sampler_matches_density(name):
-    """-mean log p(samples) estimates H(sampler) + KL(sampler || p); it equals H(p) only if they agree."""
+    """-mean log p(samples) estimates H(sampler) + KL(sampler || p): H(p) only if they agree."""
     target = get_target(name)
     torch.manual_seed(0)
     x = target.sample(20_000)

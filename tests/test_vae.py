@@ -1,6 +1,8 @@
-"""The VAE of common/vae.py: the importance-weighted bound against the ELBO and against an exact log
-p(x), and the
-amortised posteriors (planar with per-point u, w, b; IAF with the encoder's h in every MADE) in the harness."""
+"""The VAE of common/vae.py.
+
+The importance-weighted bound against the ELBO and against an exact log p(x), and the amortised
+posteriors (planar with per-point u, w, b; IAF with the encoder's h in every MADE) in the harness.
+"""
 
 import math
 
@@ -48,7 +50,7 @@ def test_amortised_planar_parameters_differ_between_points():
 
 
 class Affine(Transform):
-    """z = m(h) + L z_0 with a fixed lower-triangular L: maps N(0, I) to N(m(h), L L^T) (test helper)."""
+    """Test helper: z = m(h) + L z_0, fixed lower-triangular L, maps N(0, I) to N(m(h), L L^T)."""
 
     def __init__(self, L, mean):
         super().__init__()

@@ -3,7 +3,7 @@
 python -m tools.papers            # prints them, one per line (used by .ci/run)
 """
 
-PAPERS = ("planar_flows", "iaf", "maf", "nsf", "realnvp")
+PAPERS = ("planar_flows", "maf", "iaf", "realnvp", "nsf")
 
 if __name__ == "__main__":
     print("\n".join(PAPERS))

@@ -18,7 +18,7 @@ from common.nets import MADE, MaskedLinear
 from common.train import train_reverse_kl
 from iaf.iaf import GatedAutoregressive
 from maf.maf import BatchNorm, MAFLayer
-from nsf.nsf import MIN_DERIVATIVE, MIN_WIDTH, rq_spline
+from nsf.nsf import DERIVATIVE_BOUND, LOGIT_BOUND, MIN_DERIVATIVE, MIN_WIDTH, rq_spline
 from planar_flows.planar import Planar, Radial, constrain
 from realnvp.realnvp import AffineCoupling, channel_mask, checkerboard
 
@@ -226,9 +226,16 @@ Y1 = 2 * H0 - 1
 D1 = 2.0
 
 
+def _unbounded(t, c):
+    """The raw value whose soft bound v / (1 + |v| / c) is t (nsf.nsf.soft_bound's inverse)."""
+    return t / (1 - abs(t) / c)
+
+
 def _params():
     raw = math.log(math.expm1(D1 - MIN_DERIVATIVE))  # softplus(raw) + MIN_DERIVATIVE = 2
-    return torch.tensor([0.0, 0.0, 0.0, math.log(3.0), raw], dtype=torch.float64)
+    logits = [0.0, 0.0, 0.0, math.log(3.0)]  # widths 1:1, heights 1:3 after the softmax
+    raw_logits = [_unbounded(v, LOGIT_BOUND) for v in logits]
+    return torch.tensor([*raw_logits, _unbounded(raw, DERIVATIVE_BOUND)], dtype=torch.float64)
 
 
 def _by_hand(xi, x0, w, y0, h, d0, d1):
