@@ -108,7 +108,7 @@ class WideMixture:
 # ------------------------------------------------------------------------------------------------
 # planar
 class DiagonalNormal(nn.Module):
-    """N(loc, diag(exp(log_scale))^2) with trainable loc and log_scale (normflows' trainable base)."""
+    """N(loc, diag(exp(log_scale))^2), loc and log_scale trainable (normflows' trainable base)."""
 
     def __init__(self, features):
         super().__init__()
@@ -130,7 +130,8 @@ class DiagonalNormal(nn.Module):
 
 def planar(start, K=32, base="fixed"):
     """Our planar flow with an explicit start, b = 0 in all: "identity" (w ~ N(0, 1/D), u = 0.1 N(0,
-    1/D), the repository's initialisation before the fix), "unit" (w ~ N(0, 1/D), u ~ N(0, I), tried)
+    1/D), the repository's initialisation before the fix), "unit" (w ~ N(0, 1/D), u ~ N(0, I),
+    tried)
     or "uniform" (u ~ U(-sqrt 2, sqrt 2), w ~ U(-sqrt(2/D), sqrt(2/D)), the fix)."""
     with torch.random.fork_rng():  # the library's own initial draws do not touch the seed's stream
         flow = PlanarFlow(2, transforms=K)

@@ -1,6 +1,7 @@
 """Inverse Autoregressive Flow (Kingma et al. 2016).
 
-``IAF(features, transforms, hidden_features, context, gate_bias, step)`` returns a ``common.flows.Flow``.
+``IAF(features, transforms, hidden_features, context, gate_bias, step)`` returns a
+``common.flows.Flow``.
 """
 
 from .iaf import IAF, AffineAutoregressive, DiagonalAffine, GatedAutoregressive

@@ -166,7 +166,7 @@ class AffineAutoregressive(Transform):
     def forward(self, z, context=None):
         mu, log_sigma = self.mu_and_log_sigma(z, context)
         sigma = log_sigma.exp()
-        # Eq. 10: z_t = mu_t + sigma_t * z_{t-1}; dz_t / dz_{t-1} is triangular with diagonal sigma_t
+        # Eq. 10: z_t = mu_t + sigma_t * z_{t-1}; the Jacobian is triangular, diagonal sigma_t
         return mu + sigma * z, log_sigma.sum(-1)
 
     def inverse(self, y, context=None):

@@ -289,8 +289,9 @@ for step in ("gated", "affine"):
 
 # %% [markdown]
 # With `FLOWS_FAST=1` (200 steps, seed 0) this prints KL 0.982 for the gated step and 0.431 for the
-# general one; with 400 steps, 0.649 and 0.364. Measured over 3 seeds at 400 steps (`python -m benchmarks.fit --only iaf`; 5 steps, MADE 2 x 64,
-# batch 256, KL in nats): the gated step ends at 3.794 ± 0.069 on $U_1$, 0.527 ± 0.049 on $U_2$,
+# general one; with 400 steps, 0.649 and 0.364. Measured over 3 seeds at 400 steps
+# (`python -m benchmarks.fit --only iaf`; 5 steps, MADE 2 x 64, batch 256, KL in nats): the gated
+# step ends at 3.794 ± 0.069 on $U_1$, 0.527 ± 0.049 on $U_2$,
 # 0.709 ± 0.093 on $U_3$, 0.712 ± 0.055 on $U_4$ and 1.990 ± 0.075 on the sine ring; the general
 # step at 0.354 ± 0.319, 0.133 ± 0.037, 0.231 ± 0.043, 0.373 ± 0.022 and 0.280 ± 0.254, within
 # 0.012 of zuko's inverted MAF of the same size on every energy. So where $q$ must stretch the
