@@ -487,6 +487,21 @@ def read_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+def _with_new_defaults(record):
+    """The recorded arguments, plus the default of every argument the builder gained since the file
+    was written (so adding an option with a default does not orphan old checkpoints)."""
+    module, _, name = record["builder"].rpartition(".")
+    try:
+        builder = importlib.import_module(module)
+        for part in name.split("."):
+            builder = getattr(builder, part)
+        parameters = inspect.signature(builder).parameters.values()
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return record["args"]
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {**defaults, **record["args"]}
+
+
 def _mismatch(model, checkpoint, path):
     """Why ``checkpoint`` does not fit ``model`` (builder arguments, keys, shapes, dtypes), or
     None."""
@@ -494,7 +509,7 @@ def _mismatch(model, checkpoint, path):
     if ours is not None and theirs is not None:
         if ours["builder"] != theirs["builder"]:
             return f"it holds a {theirs['builder']}, the model is a {ours['builder']}"
-        a, b = _canonical(ours["args"]), _canonical(theirs["args"])
+        a, b = _canonical(ours["args"]), _canonical(_with_new_defaults(theirs))
         diff = [
             f"{k}={b.get(k)!r} (model: {a.get(k)!r})"
             for k in sorted(set(a) | set(b))

@@ -165,3 +165,16 @@ def test_later_format_version_and_unrecorded_builders_are_refused(tmp_path):
         load_flow(path)
     with pytest.raises(CheckpointError, match="directory"):
         save_checkpoint(MAF(2, 2, (8, 8)), tmp_path)
+
+
+def test_an_option_added_since_the_file_was_written_takes_its_default(tmp_path):
+    """A checkpoint written before NSF gained ``actnorm`` (its record lacks the argument) still
+    loads into a model built with the default, and is refused by one built otherwise."""
+    old = NSF(2, transforms=2, hidden_features=(8,))
+    del old.builder["args"]["actnorm"]  # as a file of the version before the option existed
+    path = save_checkpoint(old, tmp_path / "old.pt")
+    load_checkpoint(NSF(2, transforms=2, hidden_features=(8,)), path)
+    model, _ = load_flow(path)
+    assert model.builder["args"]["actnorm"] is False
+    with pytest.raises(CheckpointError, match=r"actnorm=False \(model: True\)"):
+        load_checkpoint(NSF(2, transforms=2, hidden_features=(8,), actnorm=True), path)
