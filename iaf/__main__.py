@@ -50,9 +50,15 @@ def energies(args):
         )
         result = reverse_kl(flow, energy, n=n_eval)
         rows.append((name, result["log_z"], result["kl"], result["stderr"], history["seconds"]))
-        show_density(axes[0, j], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z")
+        # one colour scale per column: the target's, so the two panels can be compared
+        top = show_density(axes[0, j], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z").max()
         show_density(
-            axes[1, j], flow_log_prob(flow), energy.bounds, f"IAF, KL = {result['kl']:.3f}"
+            axes[1, j],
+            flow_log_prob(flow),
+            energy.bounds,
+            f"IAF, KL = {result['kl']:.3f}",
+            vmax=top.item(),
+            colorbar=True,
         )
     print(
         f"{'energy':<8}{'log Z':>9}{'KL(q||p)':>11}{'stderr':>9}{'train s':>9}   ceiling: KL = 0 "
@@ -141,7 +147,11 @@ def cost(args):
     ds = [r[0] for r in rows]
     ax.plot(ds, [r[1] for r in rows], "o-", label="sample + log q (1 pass / step)")
     ax.plot(ds, [r[2] for r in rows], "s-", label="log_prob of new points (D passes / step)")
-    ax.set_xscale("log", base=2), ax.set_yscale("log")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(ds, [str(d) for d in ds])  # the measured D only, no minor tick labels
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
     (
         ax.set_xlabel("D"),
         ax.set_ylabel(f"seconds for {n} points"),

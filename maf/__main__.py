@@ -81,15 +81,17 @@ def figure1(args):
     )
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
     window = plot.view(target)
-    plot.show_density(axes[0], target.log_prob, window, "target")
-    plot.show_density(axes[1], plot.flow_log_prob(made), window, "MADE, x1 first")
+    top = plot.show_density(axes[0], target.log_prob, window, "target").max().item()
+    plot.show_density(axes[1], plot.flow_log_prob(made), window, "MADE, x1 first", vmax=top)
     with (
         torch.no_grad()
     ):  # the random numbers u the MADE would need to generate the data: not N(0, I)
         u, _ = made.transform(target.sample(2000).to(args.device))
     axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
     axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
-    plot.show_density(axes[3], plot.flow_log_prob(maf), window, "MAF 5 layers")
+    plot.show_density(
+        axes[3], plot.flow_log_prob(maf), window, "MAF 5 layers", vmax=top, colorbar=True
+    )
     save_figure(fig, os.path.join(args.out, "figure1.png"))
     plt.close(fig)
     print(f"  figure: {os.path.join(args.out, 'figure1.png')}")

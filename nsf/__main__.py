@@ -56,7 +56,7 @@ def energy(args):
         f"{result['log_z']:.4f} by quadrature; {history['seconds']:.1f} s training"
     )
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    plot.show_density(axes[0], target.log_prob, target.bounds, "true density exp(-U) / Z")
+    top = plot.show_density(axes[0], target.log_prob, target.bounds, "true density exp(-U) / Z")
     with torch.no_grad():
         x = flow.sample(args.n_test).cpu()
     lo, hi = target.bounds
@@ -65,7 +65,12 @@ def energy(args):
     )
     axes[1].set(title=f"{args.n_test} samples of q", aspect="equal", xticks=[], yticks=[])
     plot.show_density(
-        axes[2], plot.flow_log_prob(flow), target.bounds, f"q, KL = {result['kl']:.3f}"
+        axes[2],
+        plot.flow_log_prob(flow),
+        target.bounds,
+        f"q, KL = {result['kl']:.3f}",
+        vmax=top.max().item(),  # the true density's scale, so the two can be compared
+        colorbar=True,
     )
     fig.tight_layout()
     save_figure(fig, os.path.join(args.out, "sine.png"))
@@ -103,7 +108,9 @@ def on_target(args):
         "NSF-C: 5 x RQ spline coupling, MLP 2 x 64": ("nsf_c", NSF(2, 5, (64, 64), coupling=True)),
     }
     fig, axes = plt.subplots(1, len(models) + 1, figsize=(3.3 * (len(models) + 1), 3.6))
-    plot.show_density(axes[0], target.log_prob, target.bounds, f"{target.name}, H = {entropy:.3f}")
+    top = plot.show_density(
+        axes[0], target.log_prob, target.bounds, f"{target.name}, H = {entropy:.3f}"
+    ).max()
     for ax, (label, (name, flow)) in zip(axes[1:], models.items(), strict=True):
         seed_everything(args.seed)
         flow.to(args.device)
@@ -116,7 +123,10 @@ def on_target(args):
             f"{result['stderr']:.4f}  {result['gap']:8.4f}  {history['seconds']:7.1f}"
         )
         title = f"{label.split(':')[0]}: gap {result['gap']:.3f}"
-        plot.show_density(ax, plot.flow_log_prob(flow), target.bounds, title)
+        last = ax is axes[-1]  # one colour scale (the target's) and one bar for the row
+        plot.show_density(
+            ax, plot.flow_log_prob(flow), target.bounds, title, vmax=top.item(), colorbar=last
+        )
     print(
         "  An affine autoregressive flow (MAF) beside these, at equal size: python -m benchmarks "
         "--only density"

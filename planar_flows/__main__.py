@@ -104,9 +104,9 @@ def main(argv=None):
             squeeze=False,
         )
         for row, (name, energy) in enumerate(energies.items()):
-            show_density(
+            top = show_density(
                 axes[row, 0], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z", args.grid
-            )
+            ).max()  # the row's colour scale: every panel of a row is compared with the energy
             cells = []
             for col, K in enumerate(args.K, start=1):
                 flow, kl, inverse_error = fit_one(kind, energy, K, args)
@@ -118,6 +118,8 @@ def main(argv=None):
                     energy.bounds,
                     f"{kind} K = {K}\nKL {kl['kl']:.3f}",
                     args.grid,
+                    vmax=top.item(),
+                    colorbar=col == len(args.K),
                 )
             line = f"| {kind} | {name} | {energy.log_z():.4f} | " + " | ".join(cells) + " |"
             lines.append(line)
