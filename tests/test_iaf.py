@@ -47,7 +47,7 @@ HARNESS_CASES = [
     ),
     ("diagonal-affine", lambda d, c: perturb(DiagonalAffine(d, c).double()), (0, 3)),
     (
-        "iaf-chain-affine-step",
+        "affine-step-chain",  # not "iaf-chain-*": the graded gated chain (course/grading.toml)
         lambda d, c: perturb(IAF(d, 3, (16, 16), c, step="affine").double(), 0.25).transform,
         (0, 3),
     ),
