@@ -248,6 +248,52 @@ def made_models(hidden=128):
 
 
 # ------------------------------------------------------------------------------------------------
+# NSF at equal architecture
+class ScaledBins(nn.Module):
+    """A spline layer's MADE with the raw bin widths and heights divided by ``scale`` (nflows
+    divides them by sqrt(hidden features), so the first bins are near-uniform); the derivatives are
+    left alone. Same parameters, a different start."""
+
+    def __init__(self, made, bins, scale):
+        super().__init__()
+        self.made, self.bins, self.scale = made, bins, scale
+
+    def forward(self, x, context=None):
+        params = self.made(x, context)  # (batch, D, 3K - 1): widths, heights, derivatives
+        widths_heights = params[..., : 2 * self.bins] / self.scale
+        return torch.cat([widths_heights, params[..., 2 * self.bins :]], -1)
+
+
+def nsf_scaled_start(features=2, hidden=64):
+    flow = NSF(features, transforms=5, hidden_features=(hidden, hidden), bins=8, bound=5.0)
+    for layer in flow.transform.transforms:
+        layer.made = ScaledBins(layer.made, 8, math.sqrt(hidden))
+    return flow
+
+
+def nsf_models():
+    h = (64, 64)
+    return {
+        "ours NSF-AR 5 x 8 bins, MADE 2 x 64 (soft bound)": (
+            "ours",
+            lambda: NSF(2, transforms=5, hidden_features=h, bins=8, bound=5.0),
+        ),
+        "ours NSF-AR, widths and heights / sqrt(64) (nflows' start)": (
+            "ours",
+            nsf_scaled_start,
+        ),
+        "zuko NSF-AR 5 x 8 bins, MADE 2 x 64": (
+            "zuko",
+            lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 2, h)),
+        ),
+        "nflows NSF-AR 5 x 8 bins, MADE 2 x 64, B=5": (
+            "nflows",
+            lambda: PeerFlow("nflows", _nflows("NSF-AR", 2, h)),
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
 # beyond the bound
 def nsf_with_actnorm(features):
     flow = NSF(features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0)
@@ -306,6 +352,12 @@ def _digits(flow, name, steps):
     }
 
 
+def _density(flow, name, steps):
+    target = get_target(name)
+    history = train_forward_kl(flow, target, steps=steps, batch_size=512, lr=1e-3, progress=False)
+    return {"train_seconds": history["seconds"], **nll_gap(flow, target, n=100_000)}
+
+
 WIDE = WideMixture()
 
 
@@ -317,6 +369,13 @@ def _wide(flow, name, steps):
 ITEMS = {
     "planar": dict(models=planar_models, tasks=ENERGIES, steps=2000, run=_reverse, metric="kl"),
     "iaf": dict(models=iaf_models, tasks=ENERGIES, steps=400, run=_reverse, metric="kl"),
+    "nsf": dict(
+        models=nsf_models,
+        tasks=("checker", "rings", "gauss8"),
+        steps=1500,
+        run=_density,
+        metric="gap",
+    ),
     "made": dict(
         models=made_models, tasks=("digits",), steps=600, run=_digits, metric="bits_per_dim"
     ),

@@ -272,6 +272,10 @@ def vi_models(planar_layers=32):
             lambda: IAF(2, 5, hidden_features=(width,)),
         ),
         "IAF 5 x MADE 2 x 64": ("ours", lambda: ours("IAF", 2)),
+        "IAF 5 x MADE 2 x 64, general step (Eq. 10)": (
+            "ours",
+            lambda: IAF(2, transforms=5, hidden_features=HIDDEN, step="affine"),
+        ),
         "inverted NSF-AR": ("ours", lambda: inverted(ours("NSF-AR", 2))),
     }
     if available("zuko"):

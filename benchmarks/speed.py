@@ -4,6 +4,9 @@
     python -m benchmarks.speed maf --sampling     # 5 MAF layers, MADE 2 x 64; log_prob, sampling
     python -m benchmarks.speed nsf --features 2 8 # 5 autoregressive RQ splines, 8 bins, MADE 2 x 64
     python -m benchmarks.speed nsf-c              # 5 RQ couplings against zuko's NSF(passes=2)
+    python -m benchmarks.speed nsf --actnorm      # NSF-AR with ActNorm first (zuko's without)
+    python -m benchmarks.speed iaf                # IAF, general step, against zuko's MAF run
+                                                  # backwards: a reverse-KL step (sample + log q)
 
 The architectures are those of ``benchmarks.models`` (``ours`` and ``zuko_flow``). A training step
 is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), the median of
@@ -11,7 +14,11 @@ is log_prob + backward + Adam on a batch of 512 (drawing the batch not timed), t
 and for drawing as many samples. One thread per process. The two flows are
 timed in turn for ``--rounds`` rounds and each keeps its best round, so that load from other
 processes hits both alike. Ratio = ours / zuko: below 1 means this repository is faster.
-``python -m benchmarks --only cost`` times every family and peer.
+``iaf`` times the step reverse KL takes (rsample_and_log_prob of 512 + backward + Adam) for
+``IAF(..., step="affine")`` and for zuko's inverted MAF, the same 5 x MADE 2 x 64; ``--step gated``
+times the paper's gated step instead. ``--actnorm`` puts ``common.flows.ActNorm`` in front of our
+NSF (20 parameters more in 10-D; zuko's has none). ``python -m benchmarks --only cost`` times every
+family and peer.
 """
 
 import argparse
@@ -20,20 +27,30 @@ import torch
 
 from common.bench import ms_per_training_step, seconds
 from common.cli import positive, run
-from common.flows import Flow
+from common.flows import ActNorm, Flow
 from common.metrics import count_parameters
+from iaf import IAF
 
 from .models import HIDDEN, available, ours, zuko_flow
 
-FAMILY = {"realnvp": "coupling", "maf": "MAF", "nsf": "NSF-AR", "nsf-c": "NSF-C"}
+FAMILY = {"realnvp": "coupling", "maf": "MAF", "nsf": "NSF-AR", "nsf-c": "NSF-C", "iaf": "MAF"}
 
 
-def models(paper, features):
+def models(paper, features, actnorm=False, step="affine"):
     """(ours, zuko's or None) at the architectures of ``benchmarks.models`` (the one list of them);
-    zuko's flows are called with no context."""
+    zuko's flows are called with no context. For ``iaf`` zuko's is its MAF run backwards."""
     family = FAMILY[paper]
     peer = zuko_flow(family, features, HIDDEN) if available("zuko") else None
-    return ours(family, features), peer
+    if paper == "iaf":
+        import zuko
+
+        flow = IAF(features, transforms=5, hidden_features=HIDDEN, step=step)
+        return flow, peer and zuko.flows.Flow(peer.transform.inv, peer.base)
+    flow = ours(family, features)
+    if actnorm and paper in ("nsf", "nsf-c"):
+        flow = Flow([ActNorm(features), flow.transform], features=features)
+        flow.log_prob(torch.randn(512, features))  # ActNorm takes its statistics from a batch
+    return flow, peer
 
 
 def measure(flow, features, args):
@@ -44,9 +61,21 @@ def measure(flow, features, args):
     ours = isinstance(flow, Flow)  # zuko's flows are distributions built by calling the module
     log_prob = flow.log_prob if ours else lambda x: flow().log_prob(x)
     sample = flow.sample if ours else lambda n: flow().sample((n,))
+
+    def batch():
+        return torch.randn(512, features)
+
+    loss_density = log_prob
+    if args.paper == "iaf":  # reverse KL's step: log q of q's own samples, drawn in one pass
+
+        def loss_density(_):
+            if ours:
+                return flow.rsample_and_log_prob(512)[1]
+            return flow().rsample_and_log_prob((512,))[1]
+
     result = {
         "train ms/step": ms_per_training_step(
-            log_prob, flow.parameters(), lambda: torch.randn(512, features), steps=args.steps
+            loss_density, flow.parameters(), batch, steps=args.steps
         )
     }
     if args.sampling:
@@ -82,7 +111,20 @@ def main(argv=None):
     parser.add_argument(
         "--points", type=positive, default=100_000, help="points for --sampling (default 100k)"
     )
+    parser.add_argument(
+        "--actnorm", action="store_true", help="nsf, nsf-c: our flow with ActNorm first"
+    )
+    parser.add_argument(
+        "--step",
+        choices=("affine", "gated"),
+        default="affine",
+        help="iaf: the general step (Eq. 10, default) or the gated one (Eq. 14)",
+    )
     args = parser.parse_args(argv)
+    if args.actnorm and args.paper not in ("nsf", "nsf-c"):
+        parser.error(f"--actnorm is for nsf and nsf-c, not {args.paper}")
+    if args.sampling and args.paper == "iaf":
+        parser.error("--sampling is not measured for iaf (its training step already samples)")
     torch.set_num_threads(1)
     print(
         f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, "
@@ -91,7 +133,7 @@ def main(argv=None):
     print(f"{'D':>3} {'params':>7} {'quantity':>14} {'ours':>9} {'zuko':>9} {'ours/zuko':>9}")
     for features in args.features:
         torch.manual_seed(0)
-        ours, peer = models(args.paper, features)
+        ours, peer = models(args.paper, features, args.actnorm, args.step)
         flows = {"ours": ours, **({"zuko": peer} if peer is not None else {})}
         best = {name: {} for name in flows}
         for _ in range(args.rounds):

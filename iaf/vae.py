@@ -4,6 +4,7 @@
     python -m iaf.vae                 # diagonal Gaussian and IAF with 1, 2, 4 steps, 3 seeds each
     python -m iaf.vae --quick         # the same in seconds (or FLOWS_FAST=1)
     python -m iaf.vae --T 1 2 4 8 --seeds 5
+    python -m iaf.vae --T 4 --step gated affine   # the gated step (Eq. 14) against Eq. 10's
 
 The encoder outputs q_0 = N(mu, diag sigma^2) and a context h; the posterior is ``IAF(latent, T,
 context=C)`` run in its sampling direction, so h enters every MADE (Figure 2, Algorithm 1):
@@ -31,13 +32,26 @@ def main(argv=None):
                 "--made",
                 dict(type=positive, default=64, help="width of each MADE's 2 hidden layers"),
             ),
+            (
+                "--step",
+                dict(
+                    nargs="+",
+                    choices=("gated", "affine"),
+                    default=["gated"],
+                    help="IAF step: gated (Eq. 14, the default) and/or affine (Eq. 10)",
+                ),
+            ),
         ],
     )
 
-    def iaf(T):
-        return lambda: IAF(args.latent, T, (args.made, args.made), context=args.context).transform
+    def iaf(T, step):
+        h = (args.made, args.made)
+        return lambda: IAF(args.latent, T, h, context=args.context, step=step).transform
 
-    steps = {f"IAF, {T} step{'s' * (T > 1)}": iaf(T) for T in args.T}
+    def name(T, step):
+        return f"IAF, {T} step{'s' * (T > 1)}" + ("" if args.step == ["gated"] else f", {step}")
+
+    steps = {name(T, step): iaf(T, step) for T in args.T for step in args.step}
     return compare({"diagonal Gaussian": None, **steps}, args)
 
 

@@ -56,6 +56,13 @@ def test_bad_arguments_are_argparse_errors_before_any_work(module, tmp_path, cap
     assert info.value.code == 0 and "--no-progress" in capsys.readouterr().out
 
 
+def test_iaf_vae_refuses_an_unknown_step(tmp_path, capsys):
+    from iaf.vae import main
+
+    err = refused(capsys, main, ["--step", "lstm", "--out", str(tmp_path / "o")], "--step")
+    assert "gated" in err and "affine" in err  # the choices are named
+
+
 def test_benchmarks_refuse_before_computing(tmp_path, capsys):
     from benchmarks.__main__ import main
     from benchmarks.speed import main as speed
@@ -67,6 +74,9 @@ def test_benchmarks_refuse_before_computing(tmp_path, capsys):
     refused(capsys, main, ["--report", "--out", str(tmp_path / "none")], "--report")
     refused(capsys, speed, ["maf", "--steps", "0"], "--steps")
     refused(capsys, speed, ["maf", "--features", "0"], "--features")
+    refused(capsys, speed, ["maf", "--actnorm"], "--actnorm")
+    refused(capsys, speed, ["iaf", "--sampling"], "--sampling")
+    refused(capsys, speed, ["iaf", "--step", "lstm"], "--step")
 
 
 def test_settings_fill_only_what_was_not_given(tmp_path, monkeypatch):

@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from benchmarks.fit import (
+    ScaledBins,
     ScaleThenShift,
     WideMixture,
     bound_models,
     iaf_models,
     made_models,
     main,
+    nsf_models,
+    nsf_scaled_start,
     planar,
     planar_models,
 )
@@ -38,6 +41,7 @@ def test_models_compared_in_one_item_have_the_same_parameter_count():
     peers = {n for label, n in iaf.items() if not label.startswith("ours")}
     assert len(ours) == 1 and all(o - p == 4 for o in ours for p in peers)  # our z_0 = mu_0 + s_0 e
     assert len(set(_counts(made_models(hidden=16)).values())) == 1
+    assert len(set(_counts(nsf_models()).values())) == 1  # 36,710 for every library's NSF-AR
     bound = _counts(bound_models())
     plain = {n for label, n in bound.items() if "ActNorm" not in label}
     assert len(plain) == 1
@@ -64,6 +68,18 @@ def test_the_planar_starts_are_the_documented_ones():
 def test_scale_then_shift_is_an_exact_maf_layer():
     layer = perturb(ScaleThenShift(3, (16, 16), 0, torch.tensor([2, 0, 1])).double())
     check_transform(layer, 3)
+
+
+def test_nflows_start_divides_only_the_widths_and_heights():
+    torch.manual_seed(0)
+    flow = nsf_scaled_start()
+    layer = flow.transform.transforms[0]
+    assert isinstance(layer.made, ScaledBins)
+    x = torch.randn(7, 2)
+    raw, scaled = layer.made.made(x), layer.made(x)  # (7, 2, 3K - 1), K = 8
+    assert torch.allclose(scaled[..., :16], raw[..., :16] / 8)  # sqrt(64)
+    assert torch.equal(scaled[..., 16:], raw[..., 16:])  # the derivatives are left alone
+    check_transform(perturb(layer.double()), 2)  # still an exact spline layer
 
 
 def test_wide_mixture_reaches_20_and_its_entropy_is_right():
