@@ -25,7 +25,7 @@ import torch
 from common.cli import check_out, non_negative, run
 
 from .models import PEERS, available
-from .report import write_report
+from .report import update_readme, write_report
 from .tasks import SECTIONS
 
 # FULL: sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
@@ -51,6 +51,15 @@ QUICK = {
     "cost": {"dims": [2, 8], "n": 500, "steps": 3, "sample_libraries": ["ours", "zuko"]},
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+
+
+def report(results, out):
+    """Tables and figures into ``out``; the committed results also refresh the README's tables."""
+    markdown = write_report(results, out)
+    if os.path.abspath(out) == RESULTS:
+        update_readme(markdown, README)
+    return markdown
 
 
 def load(path):
@@ -110,7 +119,7 @@ def main(argv=None):
         parser.error(f"--report needs {os.path.join(out, 'results.json')}, which does not exist")
     path = os.path.join(out, "results.json")
     if args.report:
-        print(write_report(load(path), out))
+        print(report(load(path), out))
         return
     torch.set_num_threads(1)
     config = QUICK if args.quick else FULL
@@ -146,7 +155,7 @@ def main(argv=None):
             save(results, path)  # after every record: a long run can be stopped and still reported
         results["config"][name]["seconds"] = round(time.perf_counter() - section_start)
     save(results, path)
-    print(write_report(results, out))
+    print(report(results, out))
     print(f"total {time.perf_counter() - start:.0f} s; results in {path}")
 
 

@@ -4,7 +4,8 @@ peer, measure ours before a fix, ours after it, and the peer, in one loop, on on
     python -m benchmarks.fit                        # every item, seeds 0 1 2 (tens of minutes)
     python -m benchmarks.fit --only planar --seeds 0 # one item, one seed
     python -m benchmarks.fit --only iaf --steps 100  # override the item's number of steps
-    python -m benchmarks.fit --report               # the markdown table from the results file only
+    python -m benchmarks.fit --report               # the tables from the results file only
+    python -m benchmarks.fit --import-benchmark --report  # first copy the benchmark's same runs
 
 Items (each a list of models of equal architecture, parameter counts printed):
 
@@ -14,10 +15,18 @@ Items (each a list of models of equal architecture, parameter counts printed):
   ranges normflows uses, now ``Planar``'s own start), "u ~ N(0, I)" a start that was tried; b = 0
   in all. Each is set here explicitly, so a row means the same thing before and after the fix.
   Peer: normflows' planar flow (its diagonal Gaussian base trainable, 164 parameters, as in
-  normflows' own examples, and fixed, 160).
+  normflows' own examples, and fixed, 160); ours with that trainable base too (164).
 * iaf: reverse KL, IAF 5 x MADE 2 x 64, 400 steps (the budget of ``python -m benchmarks``), gated
   step (Eq. 14) and general step (Eq. 10, ``IAF(..., step="affine")``), beside zuko's
   MAF run backwards.
+* nsf: forward KL on checker, rings and gauss8, NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5, 1500 steps,
+  batch 512: ours (the paper's softplus slopes, soft-bounded raw parameters, PyTorch's default
+  start), the same with other starts (``SplineStart``: nflows' widths and heights / sqrt(hidden),
+  interior slopes 1 as zuko's exp gives, both), zuko's and nflows' NSF-AR.
+* nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours with and without the
+  slope-1 start beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only vi``).
+* nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours with and without the
+  slope-1 start beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only digits``).
 * made: forward KL on the 8x8 digits, MAF 5 x MADE 2 x 128 without batch norm, 600 steps, batch 128
   (the budget of ``python -m benchmarks``), beside zuko's MAF.
 * bound: forward KL on ``wide10``, a 10-D Gaussian mixture whose coordinates reach +-20 (defined
@@ -26,7 +35,8 @@ Items (each a list of models of equal architecture, parameter counts printed):
 
 Results go to benchmarks/results/fit.json (a record per model, task and seed, saved after every
 record; records already there are kept and not re-run unless --fresh) and fit.md (mean +- sd over
-seeds). A model whose library (or, in an older checkout, whose fix) is missing is skipped with a
+seeds), which is also written into benchmarks/README.md between its markers when --out is the
+default. A model whose library (or, in an older checkout, whose fix) is missing is skipped with a
 message.
 """
 
@@ -53,8 +63,8 @@ from maf.maf import MAFLayer
 from nsf import NSF
 from planar_flows import PlanarFlow
 
-from .models import PeerFlow, _nflows, available, parameters, zuko_flow
-from .report import fmt
+from .models import PeerFlow, _nflows, available, inverted, ours, parameters, zuko_flow
+from .report import fmt, update_readme
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ENERGIES = ("U1", "U2", "U3", "U4", "sine")
@@ -166,6 +176,10 @@ def planar_models():
         "ours planar K=32, start near identity (before)": ("ours", lambda: planar("identity")),
         "ours planar K=32, uniform u and w (after)": ("ours", lambda: planar("uniform")),
         "ours planar K=32, u ~ N(0, I) (tried)": ("ours", lambda: planar("unit")),
+        "ours planar K=32, uniform u and w, trainable diagonal base": (
+            "ours",
+            lambda: planar("uniform", base="diagonal"),
+        ),
         "normflows planar K=32, trainable base": ("normflows", lambda: normflows_planar()),
         "normflows planar K=32, fixed base": (
             "normflows",
@@ -180,11 +194,16 @@ def has_argument(function, name):
     return name in inspect.signature(function).parameters
 
 
-def zuko_inverted_maf(hidden=(64, 64)):
+def zuko_inverted(family, hidden=(64, 64)):
+    """zuko's ``family`` flow on R^2 run backwards (its sampling direction is then one pass)."""
     import zuko
 
-    flow = zuko_flow("MAF", 2, hidden)
-    return PeerFlow("zuko", zuko.flows.Flow(flow.transform.inv, flow.base))
+    flow = zuko_flow(family, 2, hidden)
+    return zuko.flows.Flow(flow.transform.inv, flow.base)
+
+
+def zuko_inverted_maf(hidden=(64, 64)):
+    return PeerFlow("zuko", zuko_inverted("MAF", hidden))
 
 
 def iaf_models():
@@ -249,26 +268,38 @@ def made_models(hidden=128):
 
 # ------------------------------------------------------------------------------------------------
 # NSF at equal architecture
-class ScaledBins(nn.Module):
-    """A spline layer's MADE with the raw bin widths and heights divided by ``scale`` (nflows
-    divides them by sqrt(hidden features), so the first bins are near-uniform); the derivatives are
-    left alone. Same parameters, a different start."""
+class SplineStart(nn.Module):
+    """A spline layer's MADE with another start for the same parameters: the raw bin widths and
+    heights divided by ``bin_scale`` (nflows divides them by sqrt(hidden features), so the first
+    bins are near-uniform), ``derivative_offset`` added to the raw interior derivatives (log(e - 1)
+    makes softplus give slope 1 at the start, as zuko's exp does, where the paper's softplus of 0
+    gives 0.69)."""
 
-    def __init__(self, made, bins, scale):
+    def __init__(self, made, bins, bin_scale=1.0, derivative_offset=0.0):
         super().__init__()
-        self.made, self.bins, self.scale = made, bins, scale
+        self.made, self.bins = made, bins
+        self.bin_scale, self.derivative_offset = bin_scale, derivative_offset
 
     def forward(self, x, context=None):
         params = self.made(x, context)  # (batch, D, 3K - 1): widths, heights, derivatives
-        widths_heights = params[..., : 2 * self.bins] / self.scale
-        return torch.cat([widths_heights, params[..., 2 * self.bins :]], -1)
+        widths_heights = params[..., : 2 * self.bins] / self.bin_scale
+        return torch.cat(
+            [widths_heights, params[..., 2 * self.bins :] + self.derivative_offset], -1
+        )
+
+
+SLOPE_ONE = math.log(math.e - 1)  # softplus(log(e - 1)) = 1
+
+
+def nsf_started(features=2, hidden=64, bin_scale=1.0, derivative_offset=0.0):
+    flow = NSF(features, transforms=5, hidden_features=(hidden, hidden), bins=8, bound=5.0)
+    for layer in flow.transform.transforms:
+        layer.made = SplineStart(layer.made, 8, bin_scale, derivative_offset)
+    return flow
 
 
 def nsf_scaled_start(features=2, hidden=64):
-    flow = NSF(features, transforms=5, hidden_features=(hidden, hidden), bins=8, bound=5.0)
-    for layer in flow.transform.transforms:
-        layer.made = ScaledBins(layer.made, 8, math.sqrt(hidden))
-    return flow
+    return nsf_started(features, hidden, bin_scale=math.sqrt(hidden))
 
 
 def nsf_models():
@@ -282,6 +313,14 @@ def nsf_models():
             "ours",
             nsf_scaled_start,
         ),
+        "ours NSF-AR, interior slopes 1 at the start": (
+            "ours",
+            lambda: nsf_started(derivative_offset=SLOPE_ONE),
+        ),
+        "ours NSF-AR, both starts (/ sqrt(64), slopes 1)": (
+            "ours",
+            lambda: nsf_started(bin_scale=8.0, derivative_offset=SLOPE_ONE),
+        ),
         "zuko NSF-AR 5 x 8 bins, MADE 2 x 64": (
             "zuko",
             lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 2, h)),
@@ -289,6 +328,41 @@ def nsf_models():
         "nflows NSF-AR 5 x 8 bins, MADE 2 x 64, B=5": (
             "nflows",
             lambda: PeerFlow("nflows", _nflows("NSF-AR", 2, h)),
+        ),
+    }
+
+
+def nsf_digits_models(hidden=64):
+    h = (hidden, hidden)
+    return {
+        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}": (
+            "ours",
+            lambda: with_logit(NSF(64, 5, h, bins=8, bound=5.0)),
+        ),
+        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, interior slopes 1 at the start": (
+            "ours",
+            lambda: with_logit(nsf_started(64, hidden, derivative_offset=SLOPE_ONE)),
+        ),
+        f"zuko NSF-AR 5 x 8 bins, 2 x {hidden}": (
+            "zuko",
+            lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 64, h), logit=common_flows.Logit(0.05)),
+        ),
+    }
+
+
+def nsf_vi_models():
+    return {
+        "ours inverted NSF-AR 5 x 8 bins, MADE 2 x 64": (
+            "ours",
+            lambda: inverted(ours("NSF-AR", 2)),
+        ),
+        "ours inverted NSF-AR, interior slopes 1 at the start": (
+            "ours",
+            lambda: inverted(nsf_started(derivative_offset=SLOPE_ONE)),
+        ),
+        "zuko inverted NSF-AR 5 x 8 bins, MADE 2 x 64": (
+            "zuko",
+            lambda: PeerFlow("zuko", zuko_inverted("NSF-AR")),
         ),
     }
 
@@ -379,6 +453,10 @@ ITEMS = {
     "made": dict(
         models=made_models, tasks=("digits",), steps=600, run=_digits, metric="bits_per_dim"
     ),
+    "nsf-vi": dict(models=nsf_vi_models, tasks=ENERGIES, steps=400, run=_reverse, metric="kl"),
+    "nsf-digits": dict(
+        models=nsf_digits_models, tasks=("digits",), steps=600, run=_digits, metric="bits_per_dim"
+    ),
     "bound": dict(models=bound_models, tasks=("wide10",), steps=2000, run=_wide, metric="gap"),
 }
 
@@ -405,6 +483,13 @@ BENCHMARK_LABELS = {
     ("vi", "zuko inverted MAF (IAF)"): ("iaf", "zuko inverted MAF 5 x MADE 2 x 64"),
     ("digits", "MAF 5 x MADE 2 x 128"): ("made", "ours MAF 5 x MADE 2 x 128"),
     ("digits", "zuko MAF 5 x MADE 2 x 128"): ("made", "zuko MAF 5 x MADE 2 x 128"),
+    ("vi", "inverted NSF-AR"): ("nsf-vi", "ours inverted NSF-AR 5 x 8 bins, MADE 2 x 64"),
+    ("vi", "zuko inverted NSF-AR"): ("nsf-vi", "zuko inverted NSF-AR 5 x 8 bins, MADE 2 x 64"),
+    ("digits", "NSF-AR 5 x 8 bins, 2 x 64"): ("nsf-digits", "ours NSF-AR 5 x 8 bins, 2 x 64"),
+    ("digits", "zuko NSF-AR 5 x 8 bins, 2 x 64"): (
+        "nsf-digits",
+        "zuko NSF-AR 5 x 8 bins, 2 x 64",
+    ),
 }
 
 
@@ -424,35 +509,52 @@ def import_benchmark(results, path):
         results["records"].append({**key, **extra, "source": "python -m benchmarks"})
 
 
+METRICS = {
+    "kl": "KL(q||p), nats",
+    "gap": "test NLL - entropy, nats",
+    "bits_per_dim": "bits/dim",
+}
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+README_BEGIN = (
+    "<!-- fit tables: written by python -m benchmarks.fit --report from results/fit.json -->"
+)
+README_END = "<!-- end of the fit tables -->"
+
+
 def report(results):
-    """One markdown table per item and task: mean +- sd over seeds of the item's metric."""
+    """One markdown table per item: a row per model (and number of steps, where it is not the
+    item's), a column per task, each cell the mean +- sd of the item's metric over the seeds run
+    (n given where it is not 3); parameter counts beside each row."""
     lines = []
     for item, spec in ITEMS.items():
         records = [r for r in results["records"] if r["item"] == item]
         if not records:
             continue
         metric = spec["metric"]
-        lines += [f"### {item} ({metric}, lower is better)", ""]
-        lines += [
-            "| task | model | params | steps | " + metric + " | seeds | s/run |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        keys = []
+        tasks = [t for t in spec["tasks"] if any(r["task"] == t for r in records)]
+        order = list(spec["models"]())  # the item's own order of models
+        rows = []
         for r in records:
-            key = (r["task"], r["model"], r["steps"])
-            if key not in keys:
-                keys.append(key)
-        for task, model, steps in keys:
-            rows = [
-                r for r in records if (r["task"], r["model"], r["steps"]) == (task, model, steps)
-            ]
-            seconds = sum(r.get("train_seconds", math.nan) for r in rows) / len(rows)
-            diverged = sum("diverged" in r for r in rows)
-            lines.append(
-                f"| {task} | {model} | {rows[0]['params']} | {steps} | "
-                f"{fmt([r.get(metric) for r in rows])}{f' ({diverged} NaN)' if diverged else ''} | "
-                f"{','.join(str(r['seed']) for r in rows)} | {seconds:.0f} |"
-            )
+            if (r["model"], r["steps"]) not in rows:
+                rows.append((r["model"], r["steps"]))
+        rows.sort(key=lambda row: order.index(row[0]) if row[0] in order else len(order))
+        lines += [
+            f"**{item}** ({METRICS[metric]}, lower is better; {spec['steps']} steps):",
+            "",
+            "| model | params | " + " | ".join(tasks) + " |",
+            "|---|---|" + "---|" * len(tasks),
+        ]
+        for model, steps in rows:
+            mine = [r for r in records if (r["model"], r["steps"]) == (model, steps)]
+            cells = []
+            for task in tasks:
+                done = [r for r in mine if r["task"] == task]
+                diverged = sum("diverged" in r for r in done)
+                cell = fmt([r.get(metric) for r in done]) if done else "—"
+                cell += f" (n={len(done)})" if done and len(done) != 3 else ""
+                cells.append(cell + (f" ({diverged} NaN)" if diverged else ""))
+            label = model + ("" if steps == spec["steps"] else f", {steps} steps")
+            lines.append(f"| {label} | {mine[0]['params']:,} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -525,6 +627,8 @@ def main(argv=None):
     table = report(results)
     with open(os.path.join(args.out, "fit.md"), "w") as f:
         f.write(table)
+    if os.path.abspath(args.out) == RESULTS:  # the committed results: the README's tables too
+        update_readme(table, README, README_BEGIN, README_END)
     print(table)
 
 

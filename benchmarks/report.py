@@ -88,7 +88,9 @@ def goals_table(records):
     """Each of our flows against the goals.
 
     The goals: a mean gap no worse than the best peer's mean plus that peer's standard deviation
-    over seeds, and a training step no slower than zuko's (every D of the cost section).
+    over seeds, and a training step no slower than zuko's (every D of the cost section). The time
+    ratio takes each library's best round, as ``benchmarks.speed`` does: on a shared machine
+    load only ever adds time, so the fastest round is the least disturbed one.
     """
     groups = group(records, "density", "family", "library", "target")
     timing = group(records, "cost", "family", "library", "features")
@@ -112,8 +114,8 @@ def goals_table(records):
         ratios = []
         for (f, lib, d), rs in sorted(timing.items(), key=lambda kv: kv[0][2]):
             if f == family and lib == "ours" and (f, "zuko", d) in timing:
-                theirs = spread([r["ms_per_step"] for r in timing[(f, "zuko", d)]])[0]
-                ratios.append(f"{spread([r['ms_per_step'] for r in rs])[0] / theirs:.2f}")
+                theirs = min(r["ms_per_step"] for r in timing[(f, "zuko", d)])
+                ratios.append(f"{min(r['ms_per_step'] for r in rs) / theirs:.2f}")
         rows.append(
             [
                 family,
@@ -133,7 +135,7 @@ def goals_table(records):
             "our gap",
             "best peer gap",
             "within spread",
-            "ours / zuko ms per step (D = 2 / 8 / 32 / 64)",
+            "ours / zuko ms per step, best round (D = 2 / 8 / 32 / 64)",
         ],
         rows,
     )
@@ -269,8 +271,34 @@ def plot_cost(records, path):
     return save_figure(fig, path)
 
 
-def write_report(results, out):
-    """Write ``tables.md`` and the figures into ``out``; return the markdown."""
+README_BEGIN = "<!-- tables: written by python -m benchmarks --report from results/results.json -->"
+README_END = "<!-- end of the tables -->"
+
+
+def update_readme(markdown, path, begin=README_BEGIN, end=README_END):
+    """Replace the text between the markers ``begin`` and ``end`` in ``path``
+    (benchmarks/README.md) with ``markdown``: the README's tables are the results file's, never a
+    hand copy."""
+    with open(path) as f:
+        text = f.read()
+    head, sep, rest = text.partition(begin)
+    _, sep_end, tail = rest.partition(end)
+    if not (sep and sep_end):
+        raise ValueError(f"{path} lacks the markers {begin!r} ... {end!r}")
+    with open(path, "w") as f:
+        f.write(f"{head}{begin}\n\n{markdown.strip()}\n\n{end}{tail}")
+
+
+def readme_tables(path, begin=README_BEGIN, end=README_END):
+    """The markdown between the markers of ``path`` (what ``update_readme`` wrote), stripped."""
+    with open(path) as f:
+        text = f.read()
+    return text.partition(begin)[2].partition(end)[0].strip()
+
+
+def write_report(results, out=None):
+    """Write ``tables.md`` and the figures into ``out`` (None: nothing written); return the
+    markdown."""
     records, config = results["records"], results["config"]
     sections = {r["section"] for r in records}
     parts = [f"Environment: {config.get('environment', {})}. Mean ± standard deviation over seeds."]
@@ -284,7 +312,8 @@ def write_report(results, out):
             "Against the goals:",
             goals_table(records),
         ]
-        plot_density(records, os.path.join(out, "density.png"))
+        if out:
+            plot_density(records, os.path.join(out, "density.png"))
     if "digits" in sections:
         c = config["digits"]
         parts += [
@@ -304,11 +333,13 @@ def write_report(results, out):
             f"seeds {c['seeds']}. "
             "**IAF beside planar flows of about the same parameter count (issue 5):** "
             "the first two rows. "
-            "IAF and inverted NSF-AR at the peers' "
-            "architecture (5 x MADE 2 x 64) against zuko's inverted MAF and NSF.",
+            "IAF (the gated step of Eq. 14, the default, and the general step of Eq. 10) and "
+            "inverted NSF-AR at the peers' architecture (5 x MADE 2 x 64) against zuko's inverted "
+            "MAF and NSF.",
             vi_table(records),
         ]
-        plot_vi(records, os.path.join(out, "vi.png"))
+        if out:
+            plot_vi(records, os.path.join(out, "vi.png"))
     if "cost" in sections:
         c = config["cost"]
         parts += [
@@ -321,8 +352,11 @@ def write_report(results, out):
             "Seconds per 100k log_prob:",
             cost_table(records, "log_prob_s_per_100k", 2),
         ]
-        plot_cost(records, os.path.join(out, "cost.png"))
+        if out:
+            plot_cost(records, os.path.join(out, "cost.png"))
     markdown = "\n\n".join(parts) + "\n"
+    if not out:
+        return markdown
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "tables.md"), "w") as f:
         f.write(markdown)

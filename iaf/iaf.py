@@ -193,8 +193,9 @@ def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2
     ``step="affine"``: the general step of Eq. 10 (``AffineAutoregressive``), sigma free, which
     wins where q must stretch the base, as in reverse KL on 2-D energies: 5 steps, MADE 2 x 64,
     400 steps, 3 seeds, KL 0.13-0.37 nats on U1-U4 and sine against 0.53-3.79 gated, and within
-    0.012 of zuko's inverted MAF (``python -m benchmarks.fit --only iaf``). ``gate_bias`` is used
-    by the gated step only.
+    0.012 of zuko's inverted MAF (``python -m benchmarks.fit --only iaf``). In the VAE of
+    ``python -m iaf.vae`` (4 steps, 5 seeds) the two are within a seed spread: test ELBO -17.97 +-
+    0.11 gated, -17.89 +- 0.10 general. ``gate_bias`` is used by the gated step only.
 
     ``rsample_and_log_prob`` costs one MADE pass per step; ``log_prob`` of a new point costs D per
     step. ``context`` is the size of h, fed to every step. Returns a ``common.flows.Flow``.

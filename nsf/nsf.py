@@ -234,9 +234,12 @@ def NSF(
     standardised beyond [-B, B], which the splines would otherwise see only through the identity
     tails (10-D data reaching +-20, B = 5, 2000 steps, 3 seeds: gap to the entropy 910.1 +- 1.7
     nats without, 0.159 +- 0.030 with; ``python -m benchmarks.fit --only bound``).
-    The conditioners start at PyTorch's default initialisation: dividing the raw widths and heights
-    by sqrt(hidden) as nflows does (near-uniform first bins) fitted no better in 1500 steps on
-    checker, rings and gauss8 (better on gauss8, worse on rings; the numbers are in issue 17).
+    The conditioners start at PyTorch's default initialisation, so the interior slopes start at
+    softplus(0) + 1e-3 = 0.69. Other starts of the same parameters, measured at equal architecture
+    (``python -m benchmarks.fit --only nsf nsf-vi nsf-digits``, 3-5 seeds): nflows' (raw widths
+    and heights / sqrt(hidden)) is better on gauss8, worse on rings; slopes starting at 1 (zuko's)
+    are better on the checkerboard, the digits (2.066 against 2.080 bits/dim) and reverse KL on U1
+    and U2, worse on rings. Not adopted yet: no start wins everywhere (benchmarks/README.md).
     """
     check_builder_args(
         features, transforms, hidden_features, context, coupling=coupling, actnorm=actnorm

@@ -1,11 +1,13 @@
 """The cross-paper benchmark: its report turns results into tables; its equal-size claims hold."""
 
+import os
+
 import pytest
 import torch
 
 from benchmarks.__main__ import QUICK
 from benchmarks.models import density_model, digits_models, match_width, parameters, vi_models
-from benchmarks.report import spread, write_report
+from benchmarks.report import readme_tables, spread, write_report
 
 
 def _record(section, seed, **values):
@@ -95,3 +97,12 @@ def test_peers_match_our_autoregressive_flows_exactly(library):
             assert parameters(density_model(library, family, features)) == parameters(
                 density_model("ours", family, features)
             )
+
+
+def test_the_readme_tables_are_the_results_files():
+    """benchmarks/README.md's tables are what ``python -m benchmarks --report`` makes of the
+    committed results/results.json: re-run the report after a benchmark run, never edit by hand."""
+    from benchmarks.__main__ import README, RESULTS, load
+
+    results = load(os.path.join(RESULTS, "results.json"))
+    assert readme_tables(README) == write_report(results).strip()

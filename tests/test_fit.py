@@ -2,20 +2,24 @@
 
 import json
 import math
+import os
 
 import pytest
 import torch
 
 from benchmarks.fit import (
-    ScaledBins,
+    SLOPE_ONE,
     ScaleThenShift,
+    SplineStart,
     WideMixture,
     bound_models,
     iaf_models,
     made_models,
     main,
+    nsf_digits_models,
     nsf_models,
     nsf_scaled_start,
+    nsf_started,
     planar,
     planar_models,
 )
@@ -42,6 +46,7 @@ def test_models_compared_in_one_item_have_the_same_parameter_count():
     assert len(ours) == 1 and all(o - p == 4 for o in ours for p in peers)  # our z_0 = mu_0 + s_0 e
     assert len(set(_counts(made_models(hidden=16)).values())) == 1
     assert len(set(_counts(nsf_models()).values())) == 1  # 36,710 for every library's NSF-AR
+    assert len(set(_counts(nsf_digits_models(hidden=8)).values())) == 1
     bound = _counts(bound_models())
     plain = {n for label, n in bound.items() if "ActNorm" not in label}
     assert len(plain) == 1
@@ -74,12 +79,17 @@ def test_nflows_start_divides_only_the_widths_and_heights():
     torch.manual_seed(0)
     flow = nsf_scaled_start()
     layer = flow.transform.transforms[0]
-    assert isinstance(layer.made, ScaledBins)
+    assert isinstance(layer.made, SplineStart)
     x = torch.randn(7, 2)
     raw, scaled = layer.made.made(x), layer.made(x)  # (7, 2, 3K - 1), K = 8
     assert torch.allclose(scaled[..., :16], raw[..., :16] / 8)  # sqrt(64)
     assert torch.equal(scaled[..., 16:], raw[..., 16:])  # the derivatives are left alone
     check_transform(perturb(layer.double()), 2)  # still an exact spline layer
+    slope_one = nsf_started(derivative_offset=SLOPE_ONE).transform.transforms[0]
+    x = torch.randn(7, 2)
+    d = slope_one.made(x)[..., 16:] - slope_one.made.made(x)[..., 16:]
+    assert torch.allclose(d, torch.full_like(d, SLOPE_ONE))
+    assert torch.nn.functional.softplus(torch.tensor(SLOPE_ONE)).item() == pytest.approx(1)
 
 
 def test_wide_mixture_reaches_20_and_its_entropy_is_right():
@@ -151,3 +161,13 @@ def test_our_made_is_zukos_so_the_digits_gap_is_the_layer_form():
     x = 3 * torch.randn(7, 6)
     with torch.no_grad():
         assert torch.allclose(ours.log_prob(x), theirs().log_prob(x), atol=1e-5)
+
+
+def test_the_readme_tables_are_the_results_files():
+    """benchmarks/README.md's fit tables are ``python -m benchmarks.fit --report`` of the committed
+    results/fit.json: regenerated, never edited by hand."""
+    from benchmarks.fit import README, README_BEGIN, README_END, RESULTS, load, report
+    from benchmarks.report import readme_tables
+
+    tables = readme_tables(README, README_BEGIN, README_END)
+    assert tables == report(load(os.path.join(RESULTS, "fit.json"))).strip()
