@@ -14,7 +14,6 @@ one used. Bad arguments are refused before anything is computed.
 
 import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -25,7 +24,7 @@ import torch
 from common.cli import check_out, non_negative, run
 
 from .models import PEERS, available
-from .report import update_readme, write_report
+from .report import load, save, update_readme, write_report
 from .tasks import SECTIONS
 
 # FULL: sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
@@ -60,21 +59,6 @@ def report(results, out):
     if os.path.abspath(out) == RESULTS:
         update_readme(markdown, README)
     return markdown
-
-
-def load(path):
-    """The results file as a dict {"config": ..., "records": [...]}, or an empty one."""
-    if not os.path.exists(path):
-        return {"config": {}, "records": []}
-    with open(path) as f:
-        return json.load(f)
-
-
-def save(results, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)  # a run stopped half-way never leaves a broken file
 
 
 def environment():

@@ -42,7 +42,6 @@ message.
 
 import argparse
 import inspect
-import json
 import math
 import os
 import sys
@@ -60,11 +59,19 @@ from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train
 from iaf import IAF
 from maf import MAF
 from maf.maf import MAFLayer
-from nsf import NSF
 from planar_flows import PlanarFlow
 
-from .models import PeerFlow, _nflows, available, inverted, ours, parameters, zuko_flow
-from .report import fmt, update_readme
+from .models import (
+    PeerFlow,
+    _nflows,
+    available,
+    inverted,
+    ours,
+    parameters,
+    zuko_flow,
+    zuko_inverted,
+)
+from .report import fmt, load, save, update_readme
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ENERGIES = ("U1", "U2", "U3", "U4", "sine")
@@ -194,16 +201,8 @@ def has_argument(function, name):
     return name in inspect.signature(function).parameters
 
 
-def zuko_inverted(family, hidden=(64, 64)):
-    """zuko's ``family`` flow on R^2 run backwards (its sampling direction is then one pass)."""
-    import zuko
-
-    flow = zuko_flow(family, 2, hidden)
-    return zuko.flows.Flow(flow.transform.inv, flow.base)
-
-
-def zuko_inverted_maf(hidden=(64, 64)):
-    return PeerFlow("zuko", zuko_inverted("MAF", hidden))
+def zuko_inverted_maf():
+    return PeerFlow("zuko", zuko_inverted("MAF"))
 
 
 def iaf_models():
@@ -211,7 +210,7 @@ def iaf_models():
     if has_argument(IAF, "step"):
         models["ours IAF 5 x MADE 2 x 64, general step (Eq. 10)"] = (
             "ours",
-            lambda: IAF(2, step="affine"),
+            lambda: ours("IAF", 2, step="affine"),
         )
     else:
         print("iaf: IAF has no step= argument (issue 17's general step); skipped")
@@ -292,7 +291,7 @@ SLOPE_ONE = math.log(math.e - 1)  # softplus(log(e - 1)) = 1
 
 
 def nsf_started(features=2, hidden=64, bin_scale=1.0, derivative_offset=0.0):
-    flow = NSF(features, transforms=5, hidden_features=(hidden, hidden), bins=8, bound=5.0)
+    flow = ours("NSF-AR", features, (hidden, hidden))
     for layer in flow.transform.transforms:
         layer.made = SplineStart(layer.made, 8, bin_scale, derivative_offset)
     return flow
@@ -305,10 +304,7 @@ def nsf_scaled_start(features=2, hidden=64):
 def nsf_models():
     h = (64, 64)
     return {
-        "ours NSF-AR 5 x 8 bins, MADE 2 x 64 (soft bound)": (
-            "ours",
-            lambda: NSF(2, transforms=5, hidden_features=h, bins=8, bound=5.0),
-        ),
+        "ours NSF-AR 5 x 8 bins, MADE 2 x 64 (soft bound)": ("ours", lambda: ours("NSF-AR", 2)),
         "ours NSF-AR, widths and heights / sqrt(64) (nflows' start)": (
             "ours",
             nsf_scaled_start,
@@ -337,7 +333,7 @@ def nsf_digits_models(hidden=64):
     return {
         f"ours NSF-AR 5 x 8 bins, 2 x {hidden}": (
             "ours",
-            lambda: with_logit(NSF(64, 5, h, bins=8, bound=5.0)),
+            lambda: with_logit(ours("NSF-AR", 64, h)),
         ),
         f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, interior slopes 1 at the start": (
             "ours",
@@ -369,20 +365,18 @@ def nsf_vi_models():
 
 # ------------------------------------------------------------------------------------------------
 # beyond the bound
-def nsf_with_actnorm(features):
-    flow = NSF(features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0)
-    return Flow([common_flows.ActNorm(features), flow.transform], features=features)
-
-
 def bound_models(features=10):
     models = {
         "ours NSF-AR 5 x 8 bins, MADE 2 x 64, B=5": (
             "ours",
-            lambda: NSF(features, transforms=5, hidden_features=(64, 64), bins=8, bound=5.0),
+            lambda: ours("NSF-AR", features),
         )
     }
     if hasattr(common_flows, "ActNorm"):
-        models["ours ActNorm + NSF-AR, B=5"] = ("ours", lambda: nsf_with_actnorm(features))
+        models["ours ActNorm + NSF-AR, B=5"] = (
+            "ours",
+            lambda: ours("NSF-AR", features, actnorm=True),
+        )
     else:
         print("bound: common.flows has no ActNorm (issue 17's fix); skipped")
     models["zuko NSF-AR 5 x 8 bins, MADE 2 x 64"] = (
@@ -462,20 +456,6 @@ ITEMS = {
 
 
 # ------------------------------------------------------------------------------------------------
-def load(path):
-    if not os.path.exists(path):
-        return {"records": []}
-    with open(path) as f:
-        return json.load(f)
-
-
-def save(results, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
 # the benchmark's records that are the same runs as items here (same builder, loop, budget and
 # seed: on U1 the gated IAF gave 3.7319, 3.7822, 3.8678 in both, seeds 0-2)
 BENCHMARK_LABELS = {

@@ -103,18 +103,18 @@ class PeerFlow(nn.Module):
 
 # ------------------------------------------------------------------------------------------------
 # this repo
-def ours(family, features, hidden=HIDDEN):
-    """This repository's model of ``family`` on R^features."""
+def ours(family, features, hidden=HIDDEN, **options):
+    """This repository's model of ``family`` on R^features; ``options`` go to the paper's builder
+    (``actnorm=True`` for NSF, ``step="affine"`` for IAF)."""
     if family == "MAF":
-        return MAF(features, transforms=5, hidden_features=hidden)
-    if family == "NSF-AR":
-        return NSF(features, transforms=5, hidden_features=hidden, bins=8, bound=5.0)
-    if family == "NSF-C":
-        return NSF(features, transforms=5, hidden_features=hidden, bins=8, bound=5.0, coupling=True)
+        return MAF(features, transforms=5, hidden_features=hidden, **options)
+    if family in ("NSF-AR", "NSF-C"):
+        coupling = family == "NSF-C"
+        return NSF(features, 5, hidden, bins=8, bound=5.0, coupling=coupling, **options)
     if family == "coupling":
-        return RealNVP(features, transforms=8, hidden_features=hidden)
+        return RealNVP(features, transforms=8, hidden_features=hidden, **options)
     if family == "IAF":
-        return IAF(features, transforms=5, hidden_features=hidden)
+        return IAF(features, transforms=5, hidden_features=hidden, **options)
     if family == WIDE_MAF:  # the affine autoregressive flow at the size of NSF-AR
         width, _ = match_width(
             lambda h: MAF(features, 5, (h, h)), parameters(ours("NSF-AR", features))
@@ -142,6 +142,14 @@ def zuko_flow(family, features, hidden):
     if family == "coupling":
         return zuko.flows.RealNVP(features, transforms=8, hidden_features=hidden)
     return None
+
+
+def zuko_inverted(family, features=2, hidden=HIDDEN):
+    """zuko's ``family`` flow run backwards, so that sampling takes its one-pass direction."""
+    import zuko
+
+    flow = zuko_flow(family, features, hidden)
+    return zuko.flows.Flow(flow.transform.inv, flow.base)
 
 
 class _ConditionerMLP(nn.Sequential):
@@ -274,19 +282,16 @@ def vi_models(planar_layers=32):
         "IAF 5 x MADE 2 x 64": ("ours", lambda: ours("IAF", 2)),
         "IAF 5 x MADE 2 x 64, general step (Eq. 10)": (
             "ours",
-            lambda: IAF(2, transforms=5, hidden_features=HIDDEN, step="affine"),
+            lambda: ours("IAF", 2, step="affine"),
         ),
         "inverted NSF-AR": ("ours", lambda: inverted(ours("NSF-AR", 2))),
     }
     if available("zuko"):
-        import zuko
-
-        def zuko_inverted(family):
-            flow = zuko_flow(family, 2, HIDDEN)
-            return PeerFlow("zuko", zuko.flows.Flow(flow.transform.inv, flow.base))
-
-        models["zuko inverted MAF (IAF)"] = ("zuko", lambda: zuko_inverted("MAF"))
-        models["zuko inverted NSF-AR"] = ("zuko", lambda: zuko_inverted("NSF-AR"))
+        models["zuko inverted MAF (IAF)"] = ("zuko", lambda: PeerFlow("zuko", zuko_inverted("MAF")))
+        models["zuko inverted NSF-AR"] = (
+            "zuko",
+            lambda: PeerFlow("zuko", zuko_inverted("NSF-AR")),
+        )
     if available("normflows"):
         import normflows as nf
 

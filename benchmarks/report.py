@@ -4,6 +4,7 @@
 Every number is the mean over seeds ± the standard deviation over seeds (± — with one seed).
 """
 
+import json
 import math
 import os
 import statistics
@@ -269,6 +270,22 @@ def plot_cost(records, path):
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def load(path):
+    """A results file (results.json, fit.json) as a dict {"config": ..., "records": [...]}, or an
+    empty one."""
+    if not os.path.exists(path):
+        return {"config": {}, "records": []}
+    with open(path) as f:
+        return json.load(f)
+
+
+def save(results, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)  # a run stopped half-way never leaves a broken file
 
 
 README_BEGIN = "<!-- tables: written by python -m benchmarks --report from results/results.json -->"

@@ -27,11 +27,10 @@ import torch
 
 from common.bench import ms_per_training_step, seconds
 from common.cli import positive, run
-from common.flows import ActNorm, Flow
+from common.flows import Flow
 from common.metrics import count_parameters
-from iaf import IAF
 
-from .models import HIDDEN, available, ours, zuko_flow
+from .models import HIDDEN, available, ours, zuko_flow, zuko_inverted
 
 FAMILY = {"realnvp": "coupling", "maf": "MAF", "nsf": "NSF-AR", "nsf-c": "NSF-C", "iaf": "MAF"}
 
@@ -40,17 +39,15 @@ def models(paper, features, actnorm=False, step="affine"):
     """(ours, zuko's or None) at the architectures of ``benchmarks.models`` (the one list of them);
     zuko's flows are called with no context. For ``iaf`` zuko's is its MAF run backwards."""
     family = FAMILY[paper]
-    peer = zuko_flow(family, features, HIDDEN) if available("zuko") else None
     if paper == "iaf":
-        import zuko
-
-        flow = IAF(features, transforms=5, hidden_features=HIDDEN, step=step)
-        return flow, peer and zuko.flows.Flow(peer.transform.inv, peer.base)
-    flow = ours(family, features)
-    if actnorm and paper in ("nsf", "nsf-c"):
-        flow = Flow([ActNorm(features), flow.transform], features=features)
-        flow.log_prob(torch.randn(512, features))  # ActNorm takes its statistics from a batch
-    return flow, peer
+        peer = zuko_inverted("MAF", features) if available("zuko") else None
+        return ours("IAF", features, step=step), peer
+    peer = zuko_flow(family, features, HIDDEN) if available("zuko") else None
+    if actnorm:  # ActNorm takes its statistics from the first batch it sees in training mode
+        flow = ours(family, features, actnorm=True)
+        flow.log_prob(torch.randn(512, features))
+        return flow, peer
+    return ours(family, features), peer
 
 
 def measure(flow, features, args):
