@@ -20,15 +20,20 @@ Items (each a list of models of equal architecture, parameter counts printed):
   step (Eq. 14) and general step (Eq. 10, ``IAF(..., step="affine")``), beside zuko's
   MAF run backwards.
 * nsf: forward KL on checker, rings and gauss8, NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5, 1500 steps,
-  batch 512: ours (the paper's softplus slopes, soft-bounded raw parameters, PyTorch's default
-  start), the same with other starts (``SplineStart``: nflows' widths and heights / sqrt(hidden),
-  interior slopes 1 as zuko's exp gives, both), zuko's and nflows' NSF-AR.
-* nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours with and without the
-  slope-1 start beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only vi``).
-* nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours with and without the
-  slope-1 start beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only digits``).
+  batch 512: ours (the paper's softplus slopes shifted by ``nsf.SLOPE_SHIFT`` so that they start
+  at 1, soft-bounded raw parameters, PyTorch's default start), the same with other starts
+  (``SplineStart``: slopes 0.69, the paper's softplus of 0 and the repository's start before;
+  nflows' widths and heights / sqrt(hidden); both, which is nflows' start), zuko's and nflows'
+  NSF-AR. The records of the 0.69 start and of nflows' start were taken with the code before
+  SLOPE_SHIFT (commit b348d04, marked in their "source").
+* nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours with slopes starting at 1
+  and at 0.69 beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only vi``).
+* nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours with slopes starting
+  at 1 and at 0.69 beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only
+  digits``).
 * made: forward KL on the 8x8 digits, MAF 5 x MADE 2 x 128 without batch norm, 600 steps, batch 128
-  (the budget of ``python -m benchmarks``), beside zuko's MAF.
+  (the budget of ``python -m benchmarks``): ours (Eq. 4), the shift after the scale, zuko's form of
+  the layer (``ZukoAffine``), and zuko's MAF.
 * bound: forward KL on ``wide10``, a 10-D Gaussian mixture whose coordinates reach +-20 (defined
   below), NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5, 2000 steps, batch 512; ours without and with an
   ActNorm first layer (``common.flows.ActNorm``), beside zuko's and nflows' NSF.
@@ -59,6 +64,7 @@ from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train
 from iaf import IAF
 from maf import MAF
 from maf.maf import MAFLayer
+from nsf.nsf import SLOPE_SHIFT
 from planar_flows import PlanarFlow
 
 from .models import (
@@ -242,9 +248,25 @@ class ScaleThenShift(MAFLayer):
         return x, alpha.sum(-1)
 
 
-def scale_then_shift_maf(features, hidden):
+class ZukoAffine(ScaleThenShift):
+    """zuko's affine layer exactly: u = x exp(alpha) + mu, the sign of alpha flipped against
+    ``ScaleThenShift``. With our MADE (whose weights at a seed are zuko's) it is zuko's MAF."""
+
+    def forward(self, x, context=None):
+        mu, alpha = self.conditioner(x, context)
+        return x * torch.exp(alpha) + mu, alpha.sum(-1)
+
+    def inverse(self, u, context=None):
+        x = torch.zeros_like(u)
+        for _ in range(self.features):
+            mu, alpha = self.conditioner(x, context)
+            x = (u - mu) * torch.exp(-alpha)
+        return x, -alpha.sum(-1)
+
+
+def scale_then_shift_maf(features, hidden, layer=ScaleThenShift):
     layers = [
-        ScaleThenShift(features, hidden, 0, torch.arange(features).flip(0) if t % 2 else None)
+        layer(features, hidden, 0, torch.arange(features).flip(0) if t % 2 else None)
         for t in range(5)
     ]
     return Flow(layers, features=features)
@@ -258,6 +280,10 @@ def made_models(hidden=128):
             "ours",
             lambda: with_logit(scale_then_shift_maf(64, h)),
         ),
+        f"ours MAF 5 x MADE 2 x {hidden}, zuko's form u = x exp(alpha) + mu": (
+            "ours",
+            lambda: with_logit(scale_then_shift_maf(64, h, ZukoAffine)),
+        ),
         f"zuko MAF 5 x MADE 2 x {hidden}": (
             "zuko",
             lambda: PeerFlow("zuko", zuko_flow("MAF", 64, h), logit=common_flows.Logit(0.05)),
@@ -270,9 +296,9 @@ def made_models(hidden=128):
 class SplineStart(nn.Module):
     """A spline layer's MADE with another start for the same parameters: the raw bin widths and
     heights divided by ``bin_scale`` (nflows divides them by sqrt(hidden features), so the first
-    bins are near-uniform), ``derivative_offset`` added to the raw interior derivatives (log(e - 1)
-    makes softplus give slope 1 at the start, as zuko's exp does, where the paper's softplus of 0
-    gives 0.69)."""
+    bins are near-uniform), ``derivative_offset`` added to the raw interior derivatives. ``nsf``
+    adds SLOPE_SHIFT itself, so slopes start at 1 (zuko's start); an offset of -SLOPE_SHIFT gives
+    back the paper's softplus of 0, slopes 0.69 (this repository's start before issue 17)."""
 
     def __init__(self, made, bins, bin_scale=1.0, derivative_offset=0.0):
         super().__init__()
@@ -287,9 +313,6 @@ class SplineStart(nn.Module):
         )
 
 
-SLOPE_ONE = math.log(math.e - 1)  # softplus(log(e - 1)) = 1
-
-
 def nsf_started(features=2, hidden=64, bin_scale=1.0, derivative_offset=0.0):
     flow = ours("NSF-AR", features, (hidden, hidden))
     for layer in flow.transform.transforms:
@@ -297,25 +320,31 @@ def nsf_started(features=2, hidden=64, bin_scale=1.0, derivative_offset=0.0):
     return flow
 
 
-def nsf_scaled_start(features=2, hidden=64):
-    return nsf_started(features, hidden, bin_scale=math.sqrt(hidden))
+def nsf_scaled_start(features=2, hidden=64, derivative_offset=0.0):
+    return nsf_started(features, hidden, math.sqrt(hidden), derivative_offset)
+
+
+SLOPES_069 = "slopes 0.69 at the start (the paper's softplus of 0; before)"
 
 
 def nsf_models():
     h = (64, 64)
     return {
-        "ours NSF-AR 5 x 8 bins, MADE 2 x 64 (soft bound)": ("ours", lambda: ours("NSF-AR", 2)),
-        "ours NSF-AR, widths and heights / sqrt(64) (nflows' start)": (
+        "ours NSF-AR 5 x 8 bins, MADE 2 x 64 (slopes 1 at the start)": (
+            "ours",
+            lambda: ours("NSF-AR", 2),
+        ),
+        f"ours NSF-AR, {SLOPES_069}": (
+            "ours",
+            lambda: nsf_started(derivative_offset=-SLOPE_SHIFT),
+        ),
+        "ours NSF-AR, widths and heights / sqrt(64) (nflows' bins), slopes 1": (
             "ours",
             nsf_scaled_start,
         ),
-        "ours NSF-AR, interior slopes 1 at the start": (
+        "ours NSF-AR, / sqrt(64) and slopes 0.69 (nflows' start)": (
             "ours",
-            lambda: nsf_started(derivative_offset=SLOPE_ONE),
-        ),
-        "ours NSF-AR, both starts (/ sqrt(64), slopes 1)": (
-            "ours",
-            lambda: nsf_started(bin_scale=8.0, derivative_offset=SLOPE_ONE),
+            lambda: nsf_scaled_start(derivative_offset=-SLOPE_SHIFT),
         ),
         "zuko NSF-AR 5 x 8 bins, MADE 2 x 64": (
             "zuko",
@@ -335,9 +364,9 @@ def nsf_digits_models(hidden=64):
             "ours",
             lambda: with_logit(ours("NSF-AR", 64, h)),
         ),
-        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, interior slopes 1 at the start": (
+        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {SLOPES_069}": (
             "ours",
-            lambda: with_logit(nsf_started(64, hidden, derivative_offset=SLOPE_ONE)),
+            lambda: with_logit(nsf_started(64, hidden, derivative_offset=-SLOPE_SHIFT)),
         ),
         f"zuko NSF-AR 5 x 8 bins, 2 x {hidden}": (
             "zuko",
@@ -352,9 +381,9 @@ def nsf_vi_models():
             "ours",
             lambda: inverted(ours("NSF-AR", 2)),
         ),
-        "ours inverted NSF-AR, interior slopes 1 at the start": (
+        f"ours inverted NSF-AR, {SLOPES_069}": (
             "ours",
-            lambda: inverted(nsf_started(derivative_offset=SLOPE_ONE)),
+            lambda: inverted(nsf_started(derivative_offset=-SLOPE_SHIFT)),
         ),
         "zuko inverted NSF-AR 5 x 8 bins, MADE 2 x 64": (
             "zuko",

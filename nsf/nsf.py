@@ -37,6 +37,10 @@ MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = 1e-3  # the authors' defaults: no bin 
 # and height logits within +-3.45, so no bin is more than e^6.9 = 1e3 times another, and the raw
 # derivatives within +-1e3, so every knot slope lies in (1e-3, 1e3).
 LOGIT_BOUND, DERIVATIVE_BOUND = 0.5 * math.log(1e3), 1e3
+# Added to the raw derivatives, so that a raw value of 0 is a slope of exactly 1 and raw parameters
+# of 0 are the identity (equal bins, slopes 1). Not in the paper, whose softplus of 0 gives 0.69;
+# it is the constant the authors' code uses for the boundary slopes, and the start zuko's exp has.
+SLOPE_SHIFT = math.log(math.expm1(1 - MIN_DERIVATIVE))  # softplus(SLOPE_SHIFT) + 1e-3 = 1
 
 
 def soft_bound(v, c):
@@ -50,12 +54,15 @@ def knots(params, bound=5.0):
     >>> xk, yk, d = knots(torch.zeros(3 * 4 - 1), bound=2.0)  # K = 4 equal bins on [-2, 2]
     >>> xk
     tensor([-2., -1.,  0.,  1.,  2.])
-    >>> d  # softplus(0) + 1e-3 inside; exactly 1 at -B and B, where the identity tails join
-    tensor([1.0000, 0.6941, 0.6941, 0.6941, 1.0000])
+    >>> d  # 1 inside (see SLOPE_SHIFT) and at -B and B, where the identity tails join
+    tensor([1.0000, 1.0000, 1.0000, 1.0000, 1.0000])
+    >>> torch.equal(yk, xk)  # raw parameters of 0: the identity
+    True
     """
     K = (params.shape[-1] + 1) // 3
     widths, heights, derivatives = params.split((K, K, K - 1), -1)
-    interior = MIN_DERIVATIVE + F.softplus(soft_bound(derivatives, DERIVATIVE_BOUND))
+    # Sec. 3.1: positive slopes, each > 1e-3; a raw 0 gives slope 1 (SLOPE_SHIFT)
+    interior = MIN_DERIVATIVE + F.softplus(soft_bound(derivatives, DERIVATIVE_BOUND) + SLOPE_SHIFT)
     return (
         _positions(widths, MIN_WIDTH, bound),
         _positions(heights, MIN_HEIGHT, bound),
@@ -233,13 +240,12 @@ def NSF(
     standardises its data before fitting; this does it inside the model, for data that are not
     standardised beyond [-B, B], which the splines would otherwise see only through the identity
     tails (10-D data reaching +-20, B = 5, 2000 steps, 3 seeds: gap to the entropy 910.1 +- 1.7
-    nats without, 0.159 +- 0.030 with; ``python -m benchmarks.fit --only bound``).
-    The conditioners start at PyTorch's default initialisation, so the interior slopes start at
-    softplus(0) + 1e-3 = 0.69. Other starts of the same parameters, measured at equal architecture
-    (``python -m benchmarks.fit --only nsf nsf-vi nsf-digits``, 3-5 seeds): nflows' (raw widths
-    and heights / sqrt(hidden)) is better on gauss8, worse on rings; slopes starting at 1 (zuko's)
-    are better on the checkerboard, the digits (2.066 against 2.080 bits/dim) and reverse KL on U1
-    and U2, worse on rings. Not adopted yet: no start wins everywhere (benchmarks/README.md).
+    nats without, 0.160 +- 0.025 with; ``python -m benchmarks.fit --only bound``).
+    The start: the conditioners have PyTorch's default initialisation, and ``SLOPE_SHIFT`` makes a
+    raw derivative of 0 a slope of 1, so every layer starts near the identity (zuko's start). The
+    paper's plain softplus starts the slopes at softplus(0) + 1e-3 = 0.69. Measured at equal
+    architecture (``python -m benchmarks.fit --only nsf nsf-vi nsf-digits``, the numbers are in
+    benchmarks/README.md): slopes 1 are better on the digits and in reverse KL, worse on rings.
     """
     check_builder_args(
         features, transforms, hidden_features, context, coupling=coupling, actnorm=actnorm

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from benchmarks.fit import (
-    SLOPE_ONE,
     ScaleThenShift,
     SplineStart,
     WideMixture,
+    ZukoAffine,
     bound_models,
     iaf_models,
     made_models,
@@ -25,6 +25,7 @@ from benchmarks.fit import (
 )
 from benchmarks.models import available, parameters
 from common.flows import Flow
+from nsf.nsf import SLOPE_SHIFT, knots
 from tests.harness import check_transform, perturb
 
 
@@ -70,8 +71,9 @@ def test_the_planar_starts_are_the_documented_ones():
         assert all(layer.b == 0 for layer in flow.transform.transforms)
 
 
-def test_scale_then_shift_is_an_exact_maf_layer():
-    layer = perturb(ScaleThenShift(3, (16, 16), 0, torch.tensor([2, 0, 1])).double())
+@pytest.mark.parametrize("form", [ScaleThenShift, ZukoAffine])
+def test_scale_then_shift_is_an_exact_maf_layer(form):
+    layer = perturb(form(3, (16, 16), 0, torch.tensor([2, 0, 1])).double())
     check_transform(layer, 3)
 
 
@@ -85,11 +87,14 @@ def test_nflows_start_divides_only_the_widths_and_heights():
     assert torch.allclose(scaled[..., :16], raw[..., :16] / 8)  # sqrt(64)
     assert torch.equal(scaled[..., 16:], raw[..., 16:])  # the derivatives are left alone
     check_transform(perturb(layer.double()), 2)  # still an exact spline layer
-    slope_one = nsf_started(derivative_offset=SLOPE_ONE).transform.transforms[0]
+    before = nsf_started(derivative_offset=-SLOPE_SHIFT).transform.transforms[0]
     x = torch.randn(7, 2)
-    d = slope_one.made(x)[..., 16:] - slope_one.made.made(x)[..., 16:]
-    assert torch.allclose(d, torch.full_like(d, SLOPE_ONE))
-    assert torch.nn.functional.softplus(torch.tensor(SLOPE_ONE)).item() == pytest.approx(1)
+    d = before.made(x)[..., 16:] - before.made.made(x)[..., 16:]
+    assert torch.allclose(d, torch.full_like(d, -SLOPE_SHIFT))
+    # a raw derivative of 0 is a slope of 1 in nsf, and 0.69 (softplus(0) + 1e-3) with the offset
+    assert knots(torch.zeros(23))[2][1:-1].allclose(torch.ones(7))
+    slopes = knots(torch.cat([torch.zeros(16), torch.full((7,), -SLOPE_SHIFT)]))[2][1:-1]
+    assert slopes.allclose(torch.full((7,), math.log(2) + 1e-3), atol=1e-3)
 
 
 def test_wide_mixture_reaches_20_and_its_entropy_is_right():
@@ -144,14 +149,9 @@ def test_our_made_is_zukos_so_the_digits_gap_is_the_layer_form():
     zuko = pytest.importorskip("zuko")
     from common.train import seed_everything
 
-    class ZukoForm(ScaleThenShift):
-        def forward(self, x, context=None):
-            mu, alpha = self.conditioner(x, context)
-            return x * torch.exp(alpha) + mu, alpha.sum(-1)
-
     seed_everything(0)
     layers = [
-        ZukoForm(6, (16, 16), 0, torch.arange(6).flip(0) if t % 2 else None) for t in range(3)
+        ZukoAffine(6, (16, 16), 0, torch.arange(6).flip(0) if t % 2 else None) for t in range(3)
     ]
     ours = Flow(layers, features=6)
     seed_everything(0)
