@@ -23,9 +23,11 @@ Items (each a list of models of equal architecture, parameter counts printed):
   batch 512: ours (the paper's softplus slopes shifted by ``nsf.SLOPE_SHIFT`` so that they start
   at 1, soft-bounded raw parameters, PyTorch's default start), the same with other starts
   (``SplineStart``: slopes 0.69, the paper's softplus of 0 and the repository's start before;
-  nflows' widths and heights / sqrt(hidden); both, which is nflows' start), zuko's and nflows'
-  NSF-AR. The records of the 0.69 start and of nflows' start were taken with the code before
-  SLOPE_SHIFT (commit b348d04, marked in their "source").
+  widths and heights / sqrt(hidden); both), zuko's and nflows' NSF-AR. nflows divides by
+  sqrt(hidden) only when its conditioner has a ``hidden_features`` attribute (its ResidualNet, in
+  coupling layers); its MADE has none, so nflows' NSF-AR starts as the 0.69 row does. The records
+  of the two 0.69 rows were taken with the code before SLOPE_SHIFT (commit b348d04, marked in their
+  "source").
 * nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours with slopes starting at 1
   and at 0.69 beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only vi``).
 * nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours with slopes starting
@@ -295,8 +297,9 @@ def made_models(hidden=128):
 # NSF at equal architecture
 class SplineStart(nn.Module):
     """A spline layer's MADE with another start for the same parameters: the raw bin widths and
-    heights divided by ``bin_scale`` (nflows divides them by sqrt(hidden features), so the first
-    bins are near-uniform), ``derivative_offset`` added to the raw interior derivatives. ``nsf``
+    heights divided by ``bin_scale`` (nflows' coupling layer divides them by sqrt(hidden features)
+    when its conditioner is its ResidualNet, so the first bins are near-uniform),
+    ``derivative_offset`` added to the raw interior derivatives. ``nsf``
     adds SLOPE_SHIFT itself, so slopes start at 1 (zuko's start); an offset of -SLOPE_SHIFT gives
     back the paper's softplus of 0, slopes 0.69 (this repository's start before issue 17)."""
 
@@ -338,11 +341,11 @@ def nsf_models():
             "ours",
             lambda: nsf_started(derivative_offset=-SLOPE_SHIFT),
         ),
-        "ours NSF-AR, widths and heights / sqrt(64) (nflows' bins), slopes 1": (
+        "ours NSF-AR, widths and heights / sqrt(64), slopes 1": (
             "ours",
             nsf_scaled_start,
         ),
-        "ours NSF-AR, / sqrt(64) and slopes 0.69 (nflows' start)": (
+        "ours NSF-AR, / sqrt(64) and slopes 0.69 (nflows' ResidualNet start)": (
             "ours",
             lambda: nsf_scaled_start(derivative_offset=-SLOPE_SHIFT),
         ),

@@ -77,7 +77,7 @@ def test_scale_then_shift_is_an_exact_maf_layer(form):
     check_transform(layer, 3)
 
 
-def test_nflows_start_divides_only_the_widths_and_heights():
+def test_bin_scale_divides_only_the_widths_and_heights():
     torch.manual_seed(0)
     flow = nsf_scaled_start()
     layer = flow.transform.transforms[0]
@@ -95,6 +95,22 @@ def test_nflows_start_divides_only_the_widths_and_heights():
     assert knots(torch.zeros(23))[2][1:-1].allclose(torch.ones(7))
     slopes = knots(torch.cat([torch.zeros(16), torch.full((7,), -SLOPE_SHIFT)]))[2][1:-1]
     assert slopes.allclose(torch.full((7,), math.log(2) + 1e-3), atol=1e-3)
+
+
+def test_nflows_autoregressive_spline_does_not_scale_its_bins():
+    """nflows divides the raw widths and heights by sqrt(hidden) only if its conditioner has a
+    ``hidden_features`` attribute; its MADE has none, so its NSF-AR starts as the paper's softplus
+    start does (the 0.69 row of the nsf item), not as the / sqrt(hidden) rows."""
+    pytest.importorskip("nflows")
+    from nflows.transforms.autoregressive import (
+        MaskedPiecewiseRationalQuadraticAutoregressiveTransform as Spline,
+    )
+
+    from benchmarks.models import _nflows
+
+    layers = [m for m in _nflows("NSF-AR", 2, (64, 64)).modules() if isinstance(m, Spline)]
+    assert len(layers) == 5
+    assert not any(hasattr(layer.autoregressive_net, "hidden_features") for layer in layers)
 
 
 def test_wide_mixture_reaches_20_and_its_entropy_is_right():
