@@ -35,7 +35,7 @@ from common.train import recorded
 MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = 1e-3  # the authors' defaults: no bin or slope is 0
 # Soft bounds on the raw parameters (not in the paper; zuko bounds its spline the same way): width
 # and height logits within +-3.45, so no bin is more than e^6.9 = 1e3 times another, and the raw
-# derivatives within +-1e3, so every knot slope lies in (1e-3, 1e3).
+# derivatives within +-1e3, so every knot slope lies in (1e-3, ~1e3).
 LOGIT_BOUND, DERIVATIVE_BOUND = 0.5 * math.log(1e3), 1e3
 # Added to the raw derivatives, so that a raw value of 0 is a slope of exactly 1 and raw parameters
 # of 0 are the identity (equal bins, slopes 1). Not in the paper, whose softplus of 0 gives 0.69;
