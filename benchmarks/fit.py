@@ -23,16 +23,18 @@ Items (each a list of models of equal architecture, parameter counts printed):
   batch 512: ours (the paper's softplus slopes shifted by ``nsf.SLOPE_SHIFT`` so that they start
   at 1, soft-bounded raw parameters, PyTorch's default start), the same with other starts
   (``SplineStart``: slopes 0.69, the paper's softplus of 0 and the repository's start before;
-  widths and heights / sqrt(hidden); both), zuko's and nflows' NSF-AR. nflows divides by
+  widths and heights / sqrt(hidden); both; ``nsf_output_scaled``: every MADE's last layer x 0.1 or
+  x 0, near or at the identity), zuko's and nflows' NSF-AR. nflows divides by
   sqrt(hidden) only when its conditioner has a ``hidden_features`` attribute (its ResidualNet, in
   coupling layers); its MADE has none, so nflows' NSF-AR starts as the 0.69 row does. The records
   of the two 0.69 rows were taken with the code before SLOPE_SHIFT (commit b348d04, marked in their
   "source").
 * nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours with slopes starting at 1
-  and at 0.69 beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only vi``).
+  (also with the output layer x 0.1 and x 0) and at 0.69 beside zuko's (ours and zuko's: the runs
+  of ``python -m benchmarks --only vi``).
 * nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours with slopes starting
-  at 1 and at 0.69 beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only
-  digits``).
+  at 1 (also with the output layer x 0.1 and x 0) and at 0.69 beside zuko's (ours and zuko's: the
+  runs of ``python -m benchmarks --only digits``).
 * made: forward KL on the 8x8 digits, MAF 5 x MADE 2 x 128 without batch norm, 600 steps, batch 128
   (the budget of ``python -m benchmarks``): ours (Eq. 4), the shift after the scale, zuko's form of
   the layer (``ZukoAffine``), and zuko's MAF.
@@ -330,6 +332,22 @@ def nsf_scaled_start(features=2, hidden=64, derivative_offset=0.0):
 SLOPES_069 = "slopes 0.69 at the start (the paper's softplus of 0; before)"
 
 
+def nsf_output_scaled(flow, scale):
+    """``flow`` (an NSF-AR) with the last linear layer of every MADE multiplied by ``scale``: 0
+    starts every spline as the identity (raw parameters 0, with SLOPE_SHIFT), 0.1 near it (normflows
+    starts its splines at the identity; Glow zero-initialises its last layers)."""
+    with torch.no_grad():
+        for layer in flow.transform.transforms:
+            last = [m for m in layer.made.modules() if isinstance(m, nn.Linear)][-1]
+            last.weight.mul_(scale)
+            last.bias.mul_(scale)
+    return flow
+
+
+SMALL_OUT = "output layer x 0.1 at the start (near the identity)"
+ZERO_OUT = "output layer 0 at the start (the identity)"
+
+
 def nsf_models():
     h = (64, 64)
     return {
@@ -340,6 +358,14 @@ def nsf_models():
         f"ours NSF-AR, {SLOPES_069}": (
             "ours",
             lambda: nsf_started(derivative_offset=-SLOPE_SHIFT),
+        ),
+        f"ours NSF-AR, {SMALL_OUT}": (
+            "ours",
+            lambda: nsf_output_scaled(ours("NSF-AR", 2), 0.1),
+        ),
+        f"ours NSF-AR, {ZERO_OUT}": (
+            "ours",
+            lambda: nsf_output_scaled(ours("NSF-AR", 2), 0.0),
         ),
         "ours NSF-AR, widths and heights / sqrt(64), slopes 1": (
             "ours",
@@ -367,6 +393,14 @@ def nsf_digits_models(hidden=64):
             "ours",
             lambda: with_logit(ours("NSF-AR", 64, h)),
         ),
+        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {SMALL_OUT}": (
+            "ours",
+            lambda: with_logit(nsf_output_scaled(ours("NSF-AR", 64, h), 0.1)),
+        ),
+        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {ZERO_OUT}": (
+            "ours",
+            lambda: with_logit(nsf_output_scaled(ours("NSF-AR", 64, h), 0.0)),
+        ),
         f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {SLOPES_069}": (
             "ours",
             lambda: with_logit(nsf_started(64, hidden, derivative_offset=-SLOPE_SHIFT)),
@@ -383,6 +417,14 @@ def nsf_vi_models():
         "ours inverted NSF-AR 5 x 8 bins, MADE 2 x 64": (
             "ours",
             lambda: inverted(ours("NSF-AR", 2)),
+        ),
+        f"ours inverted NSF-AR, {SMALL_OUT}": (
+            "ours",
+            lambda: inverted(nsf_output_scaled(ours("NSF-AR", 2), 0.1)),
+        ),
+        f"ours inverted NSF-AR, {ZERO_OUT}": (
+            "ours",
+            lambda: inverted(nsf_output_scaled(ours("NSF-AR", 2), 0.0)),
         ),
         f"ours inverted NSF-AR, {SLOPES_069}": (
             "ours",

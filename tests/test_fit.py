@@ -18,6 +18,7 @@ from benchmarks.fit import (
     main,
     nsf_digits_models,
     nsf_models,
+    nsf_output_scaled,
     nsf_scaled_start,
     nsf_started,
     planar,
@@ -95,6 +96,22 @@ def test_bin_scale_divides_only_the_widths_and_heights():
     assert knots(torch.zeros(23))[2][1:-1].allclose(torch.ones(7))
     slopes = knots(torch.cat([torch.zeros(16), torch.full((7,), -SLOPE_SHIFT)]))[2][1:-1]
     assert slopes.allclose(torch.full((7,), math.log(2) + 1e-3), atol=1e-3)
+
+
+def test_a_zero_output_layer_starts_nsf_as_the_identity():
+    """With SLOPE_SHIFT, raw parameters of 0 are the identity spline: an NSF-AR whose MADEs end in
+    a zero layer maps x to itself with log-det 0, in both directions (and x 0.1 does not)."""
+    from benchmarks.models import ours
+
+    torch.manual_seed(0)
+    x = 3 * torch.randn(64, 2, dtype=torch.float64)
+    flow = nsf_output_scaled(ours("NSF-AR", 2), 0.0).double()
+    z, ladj = flow.transform(x)
+    assert torch.allclose(z, x, atol=1e-12) and ladj.abs().max() < 1e-12
+    back, ladj_back = flow.transform.inverse(x)
+    assert torch.allclose(back, x, atol=1e-12) and ladj_back.abs().max() < 1e-12
+    z, _ = nsf_output_scaled(ours("NSF-AR", 2), 0.1).double().transform(x)
+    assert (z - x).abs().max() > 1e-3
 
 
 def test_nflows_autoregressive_spline_does_not_scale_its_bins():
