@@ -344,9 +344,10 @@ def plot_image_grid(images, path=None, shape=(8, 8), rows=None, title=None, row_
     return save_figure(fig, path)
 
 
-def _layer_figures():
+def _layer_figures(only=None):
     """``python -m common.plot``: the layer-by-layer figures of the folder READMEs, drawn from the
-    shipped checkpoints (``<folder>/checkpoints``) into ``<folder>/figures/layers_*.png``."""
+    shipped checkpoints (``<folder>/checkpoints``) into ``<folder>/figures/layers_*.png``; ``only``:
+    the folders to draw (default all)."""
     from pathlib import Path
 
     from common.flows import Flow, Inverse
@@ -381,6 +382,8 @@ def _layer_figures():
         ),
     ]
     for checkpoint, flow, folder, target, lim in figures:
+        if only and folder not in only:
+            continue
         seed_everything(0)
         load_checkpoint(flow, root / checkpoint)
         data = get_target(target).sample(2000) if target else None
@@ -389,5 +392,18 @@ def _layer_figures():
         print(f"wrote {path.relative_to(root)}")
 
 
+def main(argv=None):
+    import argparse
+
+    folders = ["intro", "planar_flows", "iaf", "maf", "realnvp", "nsf"]
+    parser = argparse.ArgumentParser(
+        "python -m common.plot",
+        description="Redraw the layer-by-layer figures of the folder READMEs from the shipped "
+        "checkpoints (<folder>/checkpoints -> <folder>/figures/layers_*.png).",
+    )
+    parser.add_argument("--only", nargs="+", choices=folders, help="only these folders")
+    _layer_figures(parser.parse_args(argv).only)
+
+
 if __name__ == "__main__":
-    _layer_figures()
+    main()

@@ -74,3 +74,15 @@ def test_show_density_has_ticks_and_an_optional_colour_bar():
     assert ax.get_xticks().size > 0 and ax.get_yticks().size > 0
     assert len(fig.axes) == 2
     plt.close(fig)
+
+
+def test_the_figure_script_has_help_and_refuses_unknown_folders(capsys):
+    """``python -m common.plot --help`` prints help and draws nothing (it used to redraw them)."""
+    from common.plot import main
+
+    with pytest.raises(SystemExit) as exit_help:
+        main(["--help"])
+    assert exit_help.value.code == 0 and "--only" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_bad:
+        main(["--only", "nowhere"])
+    assert exit_bad.value.code == 2 and "invalid choice: 'nowhere'" in capsys.readouterr().err
