@@ -3,6 +3,8 @@
     python -m benchmarks                      # full run (3 seeds): results/results.json + report
     python -m benchmarks --only cost vi       # some sections; the others' records are kept
     python -m benchmarks --only density       # also NSF against MAF at NSF-AR's size
+    python -m benchmarks --only density digits vi --models NSF --libraries ours
+                                              # only these rows; every other record is kept
     python -m benchmarks --report             # tables (results/tables.md) and figures, no training
     python -m benchmarks --quick              # under 2 minutes, 1 seed, writes to runs/benchmarks/
 
@@ -25,7 +27,7 @@ from common.cli import check_out, non_negative, run
 
 from .models import PEERS, available
 from .report import load, save, update_readme, write_report
-from .tasks import SECTIONS
+from .tasks import LIBRARIES, SECTIONS
 
 # FULL: sized to finish in about 45 minutes on one core of a 2-core machine shared with other jobs
 FULL = {
@@ -80,6 +82,15 @@ def main(argv=None):
     )
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     parser.add_argument(
+        "--models",
+        nargs="+",
+        metavar="TEXT",
+        help="only rows whose family or model label contains one of these (others are kept)",
+    )
+    parser.add_argument(
+        "--libraries", nargs="+", choices=LIBRARIES, help="only these libraries' rows"
+    )
+    parser.add_argument(
         "--seeds", type=non_negative, nargs="+", help="seeds (default 0 1 2; --quick: 0)"
     )
     parser.add_argument(
@@ -115,11 +126,28 @@ def main(argv=None):
             f"not installed, skipped: {', '.join(missing)} "
             "(pip install -r benchmarks/requirements.txt)"
         )
+
+    def keep(library, name):  # the rows this run computes (and replaces in the file)
+        chosen = not args.models or any(text in name for text in args.models)
+        return chosen and (not args.libraries or library in args.libraries)
+
+    some = bool(args.models or args.libraries)
     results = load(path)
     results["records"] = [
-        r for r in results["records"] if r["section"] not in sections
+        r
+        for r in results["records"]
+        if r["section"] not in sections or not keep(r["library"], r.get("family") or r["model"])
     ]  # replaced below
     for name in sections:
+        old = results["config"].get(name)
+        if some and old:  # some rows of a section: with the budget of the rest of its rows
+            if old.get("seeds") != seeds or old.get("quick") != args.quick:
+                parser.error(
+                    f"--models/--libraries re-run rows of {name} with the file's seeds "
+                    f"{old.get('seeds')} and quick={old.get('quick')}, got {seeds} and "
+                    f"quick={args.quick}"
+                )
+            continue
         results["config"][name] = {**config[name], "seeds": seeds, "quick": args.quick}
     results["config"]["environment"] = environment()
     start = time.perf_counter()
@@ -134,10 +162,11 @@ def main(argv=None):
 
     for name in sections:
         section_start = time.perf_counter()
-        for record in SECTIONS[name](config[name], seeds, log):
+        for record in SECTIONS[name](config[name], seeds, log, keep):
             results["records"].append(record)
             save(results, path)  # after every record: a long run can be stopped and still reported
-        results["config"][name]["seconds"] = round(time.perf_counter() - section_start)
+        if not some:
+            results["config"][name]["seconds"] = round(time.perf_counter() - section_start)
     save(results, path)
     print(report(results, out))
     print(f"total {time.perf_counter() - start:.0f} s; results in {path}")

@@ -40,12 +40,18 @@ def _train(train, record):
         record["diverged"] = str(error)
 
 
-def density(config, seeds, log):
+def everything(library, name):
+    return True
+
+
+def density(config, seeds, log, keep=everything):
     for name in config["targets"]:
         target = get_target(name)
         for seed in seeds:
             for family in DENSITY_FAMILIES:
                 for library in filter(available, LIBRARIES):
+                    if not keep(library, family):
+                        continue
                     seed_everything(seed)
                     flow = density_model(library, family, 2)
                     if flow is None:
@@ -75,7 +81,7 @@ def density(config, seeds, log):
                     yield record
 
 
-def digits(config, seeds, log):
+def digits(config, seeds, log, keep=everything):
     split = load_digits_split(
         0
     )  # one fixed split; the seed changes initialisation, batches and dequantisation
@@ -86,6 +92,8 @@ def digits(config, seeds, log):
         for label, (library, build) in digits_models(
             config["hidden"], config.get("nsf_hidden")
         ).items():
+            if not keep(library, label):
+                continue
             seed_everything(seed)
             flow = build()
             record = dict(
@@ -119,12 +127,14 @@ def digits(config, seeds, log):
             yield record
 
 
-def vi(config, seeds, log):
+def vi(config, seeds, log, keep=everything):
     models = vi_models(config["planar_layers"])
     for name in config["energies"]:
         energy = get_target(name)
         for seed in seeds:
             for label, (library, build) in models.items():
+                if not keep(library, label):
+                    continue
                 seed_everything(seed)
                 flow = build()
                 record = dict(
@@ -149,7 +159,7 @@ def vi(config, seeds, log):
                 yield record
 
 
-def cost(config, seeds, log):
+def cost(config, seeds, log, keep=everything):
     """Timings in rounds (one per seed), every model in turn within a round, so that load from
     other processes hits all alike. Sampling and log_prob are timed on ``n`` points and scaled to
     100k (both are linear in n)."""
@@ -159,6 +169,8 @@ def cost(config, seeds, log):
             data = torch.randn(n, features)
             for family in (*FAMILIES, "IAF"):
                 for library in filter(available, LIBRARIES):
+                    if not keep(library, family):
+                        continue
                     torch.manual_seed(seed)
                     flow = (
                         density_model(library, family, features)

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from benchmarks.__main__ import QUICK
+from benchmarks.__main__ import QUICK, main
 from benchmarks.models import density_model, digits_models, match_width, parameters, vi_models
-from benchmarks.report import readme_tables, spread, write_report
+from benchmarks.report import load, readme_tables, spread, write_report
 
 
 def _record(section, seed, **values):
@@ -106,3 +106,29 @@ def test_the_readme_tables_are_the_results_files():
 
     results = load(os.path.join(RESULTS, "results.json"))
     assert readme_tables(README) == write_report(results).strip()
+
+
+def test_some_rows_are_re_run_and_the_others_kept(tmp_path):
+    """--models/--libraries re-run only the rows they name: every other record of the section, and
+    its recorded budget and time, stay as they were; other seeds than the file's are refused."""
+
+    out = str(tmp_path)
+    main(["--quick", "--only", "vi", "--out", out])
+    path = os.path.join(out, "results.json")
+    before = load(path)
+    main(
+        ["--quick", "--only", "vi", "--models", "inverted NSF", "--libraries", "ours", "--out", out]
+    )
+    after = load(path)
+
+    def chosen(r):
+        return r["library"] == "ours" and "inverted NSF" in r["model"]
+
+    assert [r for r in after["records"] if not chosen(r)] == [
+        r for r in before["records"] if not chosen(r)
+    ]
+    assert sum(map(chosen, after["records"])) == sum(map(chosen, before["records"])) > 0
+    assert after["config"]["vi"] == before["config"]["vi"]
+    with pytest.raises(SystemExit):
+        main(["--quick", "--only", "vi", "--models", "NSF", "--seeds", "1", "--out", out])
+    assert load(path) == after
