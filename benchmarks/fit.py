@@ -20,21 +20,20 @@ Items (each a list of models of equal architecture, parameter counts printed):
   step (Eq. 14) and general step (Eq. 10, ``IAF(..., step="affine")``), beside zuko's
   MAF run backwards.
 * nsf: forward KL on checker, rings and gauss8, NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5, 1500 steps,
-  batch 512: ours (the paper's softplus slopes shifted by ``nsf.SLOPE_SHIFT`` so that they start
-  at 1, soft-bounded raw parameters, PyTorch's default start), the same with other starts
-  (``SplineStart``: slopes 0.69, the paper's softplus of 0 and the repository's start before;
-  widths and heights / sqrt(hidden); both; ``nsf_output_scaled``: every MADE's last layer x 0.1 or
-  x 0, near or at the identity), zuko's and nflows' NSF-AR. nflows divides by
-  sqrt(hidden) only when its conditioner has a ``hidden_features`` attribute (its ResidualNet, in
-  coupling layers); its MADE has none, so nflows' NSF-AR starts as the 0.69 row does. The records
-  of the two 0.69 rows were taken with the code before SLOPE_SHIFT (commit b348d04, marked in their
-  "source").
-* nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours with slopes starting at 1
-  (also with the output layer x 0.1 and x 0) and at 0.69 beside zuko's (ours and zuko's: the runs
-  of ``python -m benchmarks --only vi``).
-* nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours with slopes starting
-  at 1 (also with the output layer x 0.1 and x 0) and at 0.69 beside zuko's (ours and zuko's: the
-  runs of ``python -m benchmarks --only digits``).
+  batch 512: ours (the paper's softplus slopes, soft-bounded raw parameters, every output layer at
+  ``nsf.OUTPUT_SCALE`` = 0.1 of PyTorch's default start), the same with other starts (PyTorch's
+  default output layer, ``DEFAULT_OUTPUT``: the repository's start before issue 17, and nflows'
+  NSF-AR's; ``SplineStart``: slopes starting at 1, ``SLOPE_SHIFT``, zuko's start and the
+  repository's between commits f217744 and 0b7c94c; widths and heights / sqrt(hidden); with the
+  output layer x 0.1 or x 0 and slopes 1, near or at the identity), zuko's and nflows' NSF-AR.
+  nflows divides by sqrt(hidden) only when its conditioner has a ``hidden_features`` attribute (its
+  ResidualNet, in coupling layers); its MADE has none. The records of the other starts were taken
+  with the code of their time and are marked with its commit in their "source"; their builders
+  here give the same starts (to float rounding) from today's nsf.
+* nsf-vi: reverse KL, inverted NSF-AR at 400 steps (the benchmark's), ours and the other starts
+  beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only vi``).
+* nsf-digits: the digits as in ``made``, NSF-AR 5 x 8 bins, MADE 2 x 64, ours and the other starts
+  beside zuko's (ours and zuko's: the runs of ``python -m benchmarks --only digits``).
 * made: forward KL on the 8x8 digits, MAF 5 x MADE 2 x 128 without batch norm, 600 steps, batch 128
   (the budget of ``python -m benchmarks``): ours (Eq. 4), the shift after the scale, zuko's form of
   the layer (``ZukoAffine``), and zuko's MAF.
@@ -68,7 +67,7 @@ from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train
 from iaf import IAF
 from maf import MAF
 from maf.maf import MAFLayer
-from nsf.nsf import SLOPE_SHIFT
+from nsf.nsf import DERIVATIVE_BOUND, MIN_DERIVATIVE, OUTPUT_SCALE
 from planar_flows import PlanarFlow
 
 from .models import (
@@ -301,9 +300,8 @@ class SplineStart(nn.Module):
     """A spline layer's MADE with another start for the same parameters: the raw bin widths and
     heights divided by ``bin_scale`` (nflows' coupling layer divides them by sqrt(hidden features)
     when its conditioner is its ResidualNet, so the first bins are near-uniform),
-    ``derivative_offset`` added to the raw interior derivatives. ``nsf``
-    adds SLOPE_SHIFT itself, so slopes start at 1 (zuko's start); an offset of -SLOPE_SHIFT gives
-    back the paper's softplus of 0, slopes 0.69 (this repository's start before issue 17)."""
+    ``derivative_offset`` added to the raw interior derivatives (SLOPE_SHIFT: slopes start at 1,
+    zuko's start, the repository's for a while in issue 17)."""
 
     def __init__(self, made, bins, bin_scale=1.0, derivative_offset=0.0):
         super().__init__()
@@ -318,24 +316,20 @@ class SplineStart(nn.Module):
         )
 
 
-def nsf_started(features=2, hidden=64, bin_scale=1.0, derivative_offset=0.0):
-    flow = ours("NSF-AR", features, (hidden, hidden))
-    for layer in flow.transform.transforms:
-        layer.made = SplineStart(layer.made, 8, bin_scale, derivative_offset)
-    return flow
-
-
-def nsf_scaled_start(features=2, hidden=64, derivative_offset=0.0):
-    return nsf_started(features, hidden, math.sqrt(hidden), derivative_offset)
-
-
-SLOPES_069 = "slopes 0.69 at the start (the paper's softplus of 0; before)"
+# added to the raw derivatives, a raw 0 is a slope of 1: softplus(soft_bound(SLOPE_SHIFT)) + 1e-3
+# = 1 (nsf soft-bounds what the MADE gives, here the shifted value, at +-DERIVATIVE_BOUND)
+_SHIFT = math.log(math.expm1(1 - MIN_DERIVATIVE))
+SLOPE_SHIFT = _SHIFT / (1 - _SHIFT / DERIVATIVE_BOUND)
+# multiplies nsf's output layers back to PyTorch's default start (to float rounding): the starts
+# measured before nsf.OUTPUT_SCALE; their records are marked with the commit that took them
+DEFAULT_OUTPUT = 1 / OUTPUT_SCALE
 
 
 def nsf_output_scaled(flow, scale):
-    """``flow`` (an NSF-AR) with the last linear layer of every MADE multiplied by ``scale``: 0
-    starts every spline as the identity (raw parameters 0, with SLOPE_SHIFT), 0.1 near it (normflows
-    starts its splines at the identity; Glow zero-initialises its last layers)."""
+    """``flow`` (an NSF-AR) with the last linear layer of every MADE multiplied by ``scale`` (on
+    top of nsf's own OUTPUT_SCALE): 0 makes every raw spline parameter 0 at the start (with
+    SLOPE_SHIFT, the identity; normflows starts its splines at the identity, Glow zero-initialises
+    its last layers), DEFAULT_OUTPUT gives back PyTorch's default output layer."""
     with torch.no_grad():
         for layer in flow.transform.transforms:
             last = [m for m in layer.made.modules() if isinstance(m, nn.Linear)][-1]
@@ -344,36 +338,53 @@ def nsf_output_scaled(flow, scale):
     return flow
 
 
-SMALL_OUT = "output layer x 0.1 at the start (near the identity)"
-ZERO_OUT = "output layer 0 at the start (the identity)"
+def nsf_started(features=2, hidden=64, bin_scale=1.0, derivative_offset=0.0, output=1.0):
+    flow = nsf_output_scaled(ours("NSF-AR", features, (hidden, hidden)), output)
+    for layer in flow.transform.transforms:
+        layer.made = SplineStart(layer.made, 8, bin_scale, derivative_offset)
+    return flow
+
+
+def nsf_scaled_start(features=2, hidden=64, derivative_offset=SLOPE_SHIFT):
+    return nsf_started(features, hidden, math.sqrt(hidden), derivative_offset, DEFAULT_OUTPUT)
+
+
+SLOPES_1 = "slopes 1 at the start (zuko's start; ours at commit 0b7c94c)"
+SLOPES_069 = "slopes 0.69 at the start (the paper's softplus of 0; ours before issue 17)"
+SMALL_OUT = "output layer x 0.1 and slopes 1 at the start (near the identity)"
+ZERO_OUT = "output layer 0 and slopes 1 at the start (the identity)"
+
+
+def slopes_1(features=2, hidden=64):
+    return nsf_started(features, hidden, derivative_offset=SLOPE_SHIFT, output=DEFAULT_OUTPUT)
+
+
+def slopes_069(features=2, hidden=64):
+    return nsf_started(features, hidden, output=DEFAULT_OUTPUT)
+
+
+def small_out(features=2, hidden=64, scale=1.0):
+    return nsf_started(features, hidden, derivative_offset=SLOPE_SHIFT, output=scale)
+
+
+NSF_START = "(output layer x 0.1, slopes 0.69 at the start)"  # nsf's own start, OUTPUT_SCALE
+OURS_NSF = f"ours NSF-AR 5 x 8 bins, MADE 2 x 64 {NSF_START}"
+OURS_NSF_DIGITS = f"ours NSF-AR 5 x 8 bins, 2 x 64 {NSF_START}"
+OURS_NSF_VI = f"ours inverted NSF-AR 5 x 8 bins, MADE 2 x 64 {NSF_START}"
 
 
 def nsf_models():
     h = (64, 64)
     return {
-        "ours NSF-AR 5 x 8 bins, MADE 2 x 64 (slopes 1 at the start)": (
-            "ours",
-            lambda: ours("NSF-AR", 2),
-        ),
-        f"ours NSF-AR, {SLOPES_069}": (
-            "ours",
-            lambda: nsf_started(derivative_offset=-SLOPE_SHIFT),
-        ),
-        f"ours NSF-AR, {SMALL_OUT}": (
-            "ours",
-            lambda: nsf_output_scaled(ours("NSF-AR", 2), 0.1),
-        ),
-        f"ours NSF-AR, {ZERO_OUT}": (
-            "ours",
-            lambda: nsf_output_scaled(ours("NSF-AR", 2), 0.0),
-        ),
-        "ours NSF-AR, widths and heights / sqrt(64), slopes 1": (
-            "ours",
-            nsf_scaled_start,
-        ),
+        OURS_NSF: ("ours", lambda: ours("NSF-AR", 2)),
+        f"ours NSF-AR, {SLOPES_1}": ("ours", slopes_1),
+        f"ours NSF-AR, {SLOPES_069}": ("ours", slopes_069),
+        f"ours NSF-AR, {SMALL_OUT}": ("ours", small_out),
+        f"ours NSF-AR, {ZERO_OUT}": ("ours", lambda: small_out(scale=0.0)),
+        "ours NSF-AR, widths and heights / sqrt(64), slopes 1": ("ours", nsf_scaled_start),
         "ours NSF-AR, / sqrt(64) and slopes 0.69 (nflows' ResidualNet start)": (
             "ours",
-            lambda: nsf_scaled_start(derivative_offset=-SLOPE_SHIFT),
+            lambda: nsf_scaled_start(derivative_offset=0.0),
         ),
         "zuko NSF-AR 5 x 8 bins, MADE 2 x 64": (
             "zuko",
@@ -388,23 +399,16 @@ def nsf_models():
 
 def nsf_digits_models(hidden=64):
     h = (hidden, hidden)
+    mine = f"ours NSF-AR 5 x 8 bins, 2 x {hidden}"
     return {
-        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}": (
+        f"{mine} {NSF_START}": (
             "ours",
             lambda: with_logit(ours("NSF-AR", 64, h)),
         ),
-        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {SMALL_OUT}": (
-            "ours",
-            lambda: with_logit(nsf_output_scaled(ours("NSF-AR", 64, h), 0.1)),
-        ),
-        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {ZERO_OUT}": (
-            "ours",
-            lambda: with_logit(nsf_output_scaled(ours("NSF-AR", 64, h), 0.0)),
-        ),
-        f"ours NSF-AR 5 x 8 bins, 2 x {hidden}, {SLOPES_069}": (
-            "ours",
-            lambda: with_logit(nsf_started(64, hidden, derivative_offset=-SLOPE_SHIFT)),
-        ),
+        f"{mine}, {SLOPES_1}": ("ours", lambda: with_logit(slopes_1(64, hidden))),
+        f"{mine}, {SMALL_OUT}": ("ours", lambda: with_logit(small_out(64, hidden))),
+        f"{mine}, {ZERO_OUT}": ("ours", lambda: with_logit(small_out(64, hidden, 0.0))),
+        f"{mine}, {SLOPES_069}": ("ours", lambda: with_logit(slopes_069(64, hidden))),
         f"zuko NSF-AR 5 x 8 bins, 2 x {hidden}": (
             "zuko",
             lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 64, h), logit=common_flows.Logit(0.05)),
@@ -414,22 +418,14 @@ def nsf_digits_models(hidden=64):
 
 def nsf_vi_models():
     return {
-        "ours inverted NSF-AR 5 x 8 bins, MADE 2 x 64": (
+        OURS_NSF_VI: (
             "ours",
             lambda: inverted(ours("NSF-AR", 2)),
         ),
-        f"ours inverted NSF-AR, {SMALL_OUT}": (
-            "ours",
-            lambda: inverted(nsf_output_scaled(ours("NSF-AR", 2), 0.1)),
-        ),
-        f"ours inverted NSF-AR, {ZERO_OUT}": (
-            "ours",
-            lambda: inverted(nsf_output_scaled(ours("NSF-AR", 2), 0.0)),
-        ),
-        f"ours inverted NSF-AR, {SLOPES_069}": (
-            "ours",
-            lambda: inverted(nsf_started(derivative_offset=-SLOPE_SHIFT)),
-        ),
+        f"ours inverted NSF-AR, {SLOPES_1}": ("ours", lambda: inverted(slopes_1())),
+        f"ours inverted NSF-AR, {SMALL_OUT}": ("ours", lambda: inverted(small_out())),
+        f"ours inverted NSF-AR, {ZERO_OUT}": ("ours", lambda: inverted(small_out(scale=0.0))),
+        f"ours inverted NSF-AR, {SLOPES_069}": ("ours", lambda: inverted(slopes_069())),
         "zuko inverted NSF-AR 5 x 8 bins, MADE 2 x 64": (
             "zuko",
             lambda: PeerFlow("zuko", zuko_inverted("NSF-AR")),
@@ -537,9 +533,9 @@ BENCHMARK_LABELS = {
     ("vi", "zuko inverted MAF (IAF)"): ("iaf", "zuko inverted MAF 5 x MADE 2 x 64"),
     ("digits", "MAF 5 x MADE 2 x 128"): ("made", "ours MAF 5 x MADE 2 x 128"),
     ("digits", "zuko MAF 5 x MADE 2 x 128"): ("made", "zuko MAF 5 x MADE 2 x 128"),
-    ("vi", "inverted NSF-AR"): ("nsf-vi", "ours inverted NSF-AR 5 x 8 bins, MADE 2 x 64"),
+    ("vi", "inverted NSF-AR"): ("nsf-vi", OURS_NSF_VI),
     ("vi", "zuko inverted NSF-AR"): ("nsf-vi", "zuko inverted NSF-AR 5 x 8 bins, MADE 2 x 64"),
-    ("digits", "NSF-AR 5 x 8 bins, 2 x 64"): ("nsf-digits", "ours NSF-AR 5 x 8 bins, 2 x 64"),
+    ("digits", "NSF-AR 5 x 8 bins, 2 x 64"): ("nsf-digits", OURS_NSF_DIGITS),
     ("digits", "zuko NSF-AR 5 x 8 bins, 2 x 64"): (
         "nsf-digits",
         "zuko NSF-AR 5 x 8 bins, 2 x 64",

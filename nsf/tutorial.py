@@ -71,12 +71,12 @@ B, K = 5.0, 8
 #
 # Split $[-B, B]$ into $K$ bins with knots $(x^k, y^k)$, $k = 0..K$, from $(-B, -B)$ to $(B, B)$,
 # and give every knot a positive slope $\delta^k$. Widths and heights are a softmax of unconstrained
-# numbers (each at least $10^{-3}$), the interior slopes a softplus (at least $10^{-3}$, shifted so
-# that an unconstrained 0 is a slope of 1); the two boundary slopes are fixed to 1. That is $3K - 1$
-# numbers per variable (`nsf.nsf.knots` turns them into knots and slopes, after a soft bound that
-# keeps every bin and slope within a factor of about $10^3$). In bin $k$, with $\xi = (x
-# - x^k)/(x^{k+1} - x^k) \in [0, 1]$ and the bin's mean slope $s^k = (y^{k+1} - y^k)/(x^{k+1} -
-# x^k)$,
+# numbers (each at least $10^{-3}$), the interior slopes a softplus (at least $10^{-3}$; an
+# unconstrained 0 is a slope of $\log 2 + 10^{-3} \approx 0.69$); the two boundary slopes are fixed
+# to 1. That is $3K - 1$ numbers per variable (`nsf.nsf.knots` turns them into knots and slopes,
+# after a soft bound that keeps every bin and slope within a factor of about $10^3$). In bin $k$,
+# with $\xi = (x - x^k)/(x^{k+1} - x^k) \in [0, 1]$ and the bin's mean slope $s^k = (y^{k+1} -
+# y^k)/(x^{k+1} - x^k)$,
 #
 # $$g(x) = y^k + \frac{(y^{k+1} - y^k)\,[s^k \xi^2 + \delta^k \xi (1 - \xi)]}
 #                   {s^k + [\delta^{k+1} + \delta^k - 2 s^k]\, \xi (1 - \xi)}
@@ -228,8 +228,8 @@ for name, x_back in (
 
 # %% [markdown]
 # Both use the same knots and slopes; only the root formula differs. Measured here: the paper's form
-# alone is about 30 times less accurate in float64 (2e-13 against 8e-15) and about 14 times in
-# float32 (5e-5 against 4e-6). The soft bounds keep every bin and slope within a factor of about
+# alone is about 60 times less accurate in float64 (3e-13 against 5e-15) and about 70 times in
+# float32 (2e-4 against 3e-6). The soft bounds keep every bin and slope within a factor of about
 # $10^3$ of the others, which is why the loss stays this small.
 
 # %% [markdown]
@@ -267,10 +267,10 @@ for label, flow in (("NSF-AR", NSF(d)), ("NSF-C", NSF(d, coupling=True))):
 # Maximum likelihood on the checkerboard, whose exact entropy is $\log 8$: NSF-AR (MADE
 # conditioner) beside NSF-C (coupling, MLP conditioner), 5 layers each. The gap NLL $- H$ is
 # $\mathrm{KL}(p \,\|\, q) \ge 0$. `python -m nsf --target checker` runs the full 2000 steps:
-# NSF-AR 0.129, NSF-C 0.130 nats. The affine autoregressive flow (MAF) of the same
+# NSF-AR 0.134, NSF-C 0.145 nats. The affine autoregressive flow (MAF) of the same
 # depth and MADE is a row of the benchmark, since a paper folder does not import another: at its
 # 500 steps (`python -m benchmarks --only density`, `benchmarks/README.md`) the checkerboard gap is
-# 0.356 ± 0.018 for MAF against 0.234 ± 0.019 for NSF-AR. A spline puts several bumps into one
+# 0.356 ± 0.018 for MAF against 0.220 ± 0.026 for NSF-AR. A spline puts several bumps into one
 # conditional; an affine layer only shifts and scales a unimodal one.
 
 # %%
@@ -338,7 +338,7 @@ for point in (-2.0, -1.0, 0.0, 1.0, 2.0):
 # one-pass direction becomes sampling) and trained on the energy $U(x) = 2 (x_1^2 + x_2^2 - 2)^2 -
 # \sin(\pi x_1)$, $p \propto e^{-U}$. The loss
 # $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs zuko's 8 x 256
-# steps (loss about $-1.59$, KL about 0.01).
+# steps (loss about $-1.59$, KL about 0.02).
 
 # %%
 seed_everything(0)

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from benchmarks.fit import (
+    DEFAULT_OUTPUT,
+    SLOPE_SHIFT,
     ScaleThenShift,
     SplineStart,
     WideMixture,
@@ -23,10 +25,13 @@ from benchmarks.fit import (
     nsf_started,
     planar,
     planar_models,
+    slopes_069,
+    small_out,
 )
 from benchmarks.models import available, parameters
 from common.flows import Flow
-from nsf.nsf import SLOPE_SHIFT, knots
+from nsf import NSF
+from nsf.nsf import OUTPUT_SCALE, knots
 from tests.harness import check_transform, perturb
 
 
@@ -86,32 +91,49 @@ def test_bin_scale_divides_only_the_widths_and_heights():
     x = torch.randn(7, 2)
     raw, scaled = layer.made.made(x), layer.made(x)  # (7, 2, 3K - 1), K = 8
     assert torch.allclose(scaled[..., :16], raw[..., :16] / 8)  # sqrt(64)
-    assert torch.equal(scaled[..., 16:], raw[..., 16:])  # the derivatives are left alone
+    assert torch.allclose(scaled[..., 16:], raw[..., 16:] + SLOPE_SHIFT)  # slopes start at 1
     check_transform(perturb(layer.double()), 2)  # still an exact spline layer
-    before = nsf_started(derivative_offset=-SLOPE_SHIFT).transform.transforms[0]
+    shifted = nsf_started(derivative_offset=SLOPE_SHIFT).transform.transforms[0]
     x = torch.randn(7, 2)
-    d = before.made(x)[..., 16:] - before.made.made(x)[..., 16:]
-    assert torch.allclose(d, torch.full_like(d, -SLOPE_SHIFT))
-    # a raw derivative of 0 is a slope of 1 in nsf, and 0.69 (softplus(0) + 1e-3) with the offset
-    assert knots(torch.zeros(23))[2][1:-1].allclose(torch.ones(7))
-    slopes = knots(torch.cat([torch.zeros(16), torch.full((7,), -SLOPE_SHIFT)]))[2][1:-1]
-    assert slopes.allclose(torch.full((7,), math.log(2) + 1e-3), atol=1e-3)
+    d = shifted.made(x)[..., 16:] - shifted.made.made(x)[..., 16:]
+    assert torch.allclose(d, torch.full_like(d, SLOPE_SHIFT))
+    # a raw derivative of 0 is a slope of 0.69 (softplus(0) + 1e-3) in nsf, and 1 with the shift
+    slopes = knots(torch.zeros(23))[2][1:-1]
+    assert slopes.allclose(torch.full((7,), math.log(2) + 1e-3))
+    shifted = knots(torch.cat([torch.zeros(16), torch.full((7,), SLOPE_SHIFT)]))[2][1:-1]
+    assert shifted.allclose(torch.ones(7), atol=1e-6, rtol=0)  # float32
 
 
-def test_a_zero_output_layer_starts_nsf_as_the_identity():
+def test_nsf_starts_its_output_layers_small_and_the_rows_undo_it():
+    """nsf multiplies every conditioner's last layer by OUTPUT_SCALE (NSF-AR and NSF-C alike);
+    the rows of the starts before it multiply it back to PyTorch's default (same seed, same
+    weights to float rounding)."""
+    torch.manual_seed(0)
+    made = NSF(2).transform.transforms[0].made.net[-1]
+    torch.manual_seed(0)
+    undone = slopes_069().transform.transforms[0].made.made.net[-1]
+    assert torch.allclose(made.weight, OUTPUT_SCALE * undone.weight, atol=0, rtol=1e-6)
+    assert undone.weight.abs().max() > 5 * made.weight.abs().max()
+    assert undone.weight.abs().max() <= 1 / 8 + 1e-6  # PyTorch's bound 1 / sqrt(fan_in)
+    coupling = NSF(4, coupling=True).transform.transforms[0].net[-1]
+    assert coupling.weight.abs().max() <= OUTPUT_SCALE / 8 + 1e-7
+    assert DEFAULT_OUTPUT * OUTPUT_SCALE == pytest.approx(1.0)
+
+
+def test_a_zero_output_layer_with_slopes_1_starts_nsf_as_the_identity():
     """With SLOPE_SHIFT, raw parameters of 0 are the identity spline: an NSF-AR whose MADEs end in
-    a zero layer maps x to itself with log-det 0, in both directions (and x 0.1 does not)."""
-    from benchmarks.models import ours
-
+    a zero layer maps x to itself with log-det 0, in both directions; without the shift (nsf's
+    softplus, slopes 0.69) or with nsf's own x 0.1 it does not."""
     torch.manual_seed(0)
     x = 3 * torch.randn(64, 2, dtype=torch.float64)
-    flow = nsf_output_scaled(ours("NSF-AR", 2), 0.0).double()
+    flow = small_out(scale=0.0).double()
     z, ladj = flow.transform(x)
     assert torch.allclose(z, x, atol=1e-12) and ladj.abs().max() < 1e-12
     back, ladj_back = flow.transform.inverse(x)
     assert torch.allclose(back, x, atol=1e-12) and ladj_back.abs().max() < 1e-12
-    z, _ = nsf_output_scaled(ours("NSF-AR", 2), 0.1).double().transform(x)
-    assert (z - x).abs().max() > 1e-3
+    for other in (small_out(), nsf_output_scaled(NSF(2), 0.0)):
+        z, _ = other.double().transform(x)
+        assert (z - x).abs().max() > 1e-3
 
 
 def test_nflows_autoregressive_spline_does_not_scale_its_bins():

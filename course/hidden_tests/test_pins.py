@@ -18,7 +18,7 @@ from common.nets import MADE, MaskedLinear
 from common.train import train_reverse_kl
 from iaf.iaf import GatedAutoregressive
 from maf.maf import BatchNorm, MAFLayer
-from nsf.nsf import DERIVATIVE_BOUND, LOGIT_BOUND, MIN_DERIVATIVE, MIN_WIDTH, SLOPE_SHIFT, rq_spline
+from nsf.nsf import DERIVATIVE_BOUND, LOGIT_BOUND, MIN_DERIVATIVE, MIN_WIDTH, rq_spline
 from planar_flows.planar import Planar, Radial, constrain
 from realnvp.realnvp import AffineCoupling, channel_mask, checkerboard
 
@@ -232,8 +232,7 @@ def _unbounded(t, c):
 
 
 def _params():
-    # softplus(raw + SLOPE_SHIFT) + MIN_DERIVATIVE = 2
-    raw = math.log(math.expm1(D1 - MIN_DERIVATIVE)) - SLOPE_SHIFT
+    raw = math.log(math.expm1(D1 - MIN_DERIVATIVE))  # softplus(raw) + MIN_DERIVATIVE = 2
     logits = [0.0, 0.0, 0.0, math.log(3.0)]  # widths 1:1, heights 1:3 after the softmax
     raw_logits = [_unbounded(v, LOGIT_BOUND) for v in logits]
     return torch.tensor([*raw_logits, _unbounded(raw, DERIVATIVE_BOUND)], dtype=torch.float64)
