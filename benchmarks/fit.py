@@ -39,7 +39,7 @@ Items (each a list of models of equal architecture, parameter counts printed):
   the layer (``ZukoAffine``), and zuko's MAF.
 * bound: forward KL on ``wide10``, a 10-D Gaussian mixture whose coordinates reach +-20 (defined
   below), NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5, 2000 steps, batch 512; ours without and with an
-  ActNorm first layer (``common.flows.ActNorm``), beside zuko's and nflows' NSF.
+  ActNorm first layer (``common.layers.ActNorm``), beside zuko's and nflows' NSF.
 
 Results go to benchmarks/results/fit.json (a record per model, task and seed, saved after every
 record; records already there are kept and not re-run unless --fresh) and fit.md (mean +- sd over
@@ -58,12 +58,13 @@ import time
 import torch
 from torch import nn
 
-from common import flows as common_flows
 from common.data import dequantize, load_digits_split
 from common.flows import Flow
+from common.layers import Logit
 from common.metrics import bits_per_dim, dataset_nll, nll_gap, reverse_kl
+from common.runtime import seed_everything
 from common.targets import get_target
-from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train_reverse_kl
+from common.train import NonFiniteLoss, train_forward_kl, train_reverse_kl
 from iaf import IAF
 from maf import MAF
 from maf.maf import MAFLayer
@@ -230,7 +231,7 @@ def iaf_models():
 # ------------------------------------------------------------------------------------------------
 # digits
 def with_logit(flow):
-    return Flow([common_flows.Logit(0.05), flow.transform], features=64)
+    return Flow([Logit(0.05), flow.transform], features=64)
 
 
 class ScaleThenShift(MAFLayer):
@@ -289,7 +290,7 @@ def made_models(hidden=128):
         ),
         f"zuko MAF 5 x MADE 2 x {hidden}": (
             "zuko",
-            lambda: PeerFlow("zuko", zuko_flow("MAF", 64, h), logit=common_flows.Logit(0.05)),
+            lambda: PeerFlow("zuko", zuko_flow("MAF", 64, h), logit=Logit(0.05)),
         ),
     }
 
@@ -411,7 +412,7 @@ def nsf_digits_models(hidden=64):
         f"{mine}, {SLOPES_069}": ("ours", lambda: with_logit(slopes_069(64, hidden))),
         f"zuko NSF-AR 5 x 8 bins, 2 x {hidden}": (
             "zuko",
-            lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 64, h), logit=common_flows.Logit(0.05)),
+            lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 64, h), logit=Logit(0.05)),
         ),
     }
 
@@ -440,15 +441,9 @@ def bound_models(features=10):
         "ours NSF-AR 5 x 8 bins, MADE 2 x 64, B=5": (
             "ours",
             lambda: ours("NSF-AR", features),
-        )
+        ),
+        "ours ActNorm + NSF-AR, B=5": ("ours", lambda: ours("NSF-AR", features, actnorm=True)),
     }
-    if hasattr(common_flows, "ActNorm"):
-        models["ours ActNorm + NSF-AR, B=5"] = (
-            "ours",
-            lambda: ours("NSF-AR", features, actnorm=True),
-        )
-    else:
-        print("bound: common.flows has no ActNorm (issue 17's fix); skipped")
     models["zuko NSF-AR 5 x 8 bins, MADE 2 x 64"] = (
         "zuko",
         lambda: PeerFlow("zuko", zuko_flow("NSF-AR", features, (64, 64))),

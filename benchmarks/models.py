@@ -25,7 +25,8 @@ import importlib
 import torch
 from torch import nn
 
-from common.flows import Flow, Inverse, Logit
+from common.flows import Flow, Inverse
+from common.layers import Logit
 from common.metrics import count_parameters
 from iaf import IAF
 from maf import MAF
@@ -65,9 +66,8 @@ def match_width(build, target, widths=range(1, 1025)):
 
 
 class PeerFlow(nn.Module):
-    """A peer library's flow behind this repository's interface. ``logit``: a ``common.flows.Logit``
-    applied
-    first (its Jacobian counted), for image data in [0, 1]."""
+    """A peer library's flow behind this repository's interface. ``logit``: a
+    ``common.layers.Logit`` applied first (its Jacobian counted), for image data in [0, 1]."""
 
     def __init__(self, library, module, logit=None):
         super().__init__()

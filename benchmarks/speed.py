@@ -16,7 +16,7 @@ timed in turn for ``--rounds`` rounds and each keeps its best round, so that loa
 processes hits both alike. Ratio = ours / zuko: below 1 means this repository is faster.
 ``iaf`` times the step reverse KL takes (rsample_and_log_prob of 512 + backward + Adam) for
 ``IAF(..., step="affine")`` and for zuko's inverted MAF, the same 5 x MADE 2 x 64; ``--step gated``
-times the paper's gated step instead. ``--actnorm`` puts ``common.flows.ActNorm`` in front of our
+times the paper's gated step instead. ``--actnorm`` puts ``common.layers.ActNorm`` in front of our
 NSF (20 parameters more in 10-D; zuko's has none). ``python -m benchmarks --only cost`` times every
 family and peer.
 """

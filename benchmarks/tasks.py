@@ -16,10 +16,11 @@ import torch
 
 from common.bench import ms_per_training_step, seconds
 from common.data import dequantize, load_digits_split
+from common.layers import set_batch_norm_stats
 from common.metrics import bits_per_dim, dataset_nll, nll_gap, reverse_kl
+from common.runtime import seed_everything
 from common.targets import get_target
-from common.train import NonFiniteLoss, seed_everything, train_forward_kl, train_reverse_kl
-from maf import set_batch_norm_stats
+from common.train import NonFiniteLoss, train_forward_kl, train_reverse_kl
 
 from .models import WIDE_MAF, available, density_model, digits_models, parameters, vi_models
 

@@ -21,7 +21,9 @@ import time
 
 import torch
 
-from common.train import TrainingInterrupted, fast_mode, save_checkpoint, seed_everything
+from common.checkpoint import save_checkpoint
+from common.runtime import fast_mode, seed_everything
+from common.train import TrainingInterrupted
 
 
 def positive(text):
@@ -83,7 +85,7 @@ def demo_parser(doc, prog, out=None, save=True):
         parser.add_argument(
             "--save",
             action="store_true",
-            help="also write every trained model to --out as NAME.pt (common.train.load_flow)",
+            help="also write every trained model to --out as NAME.pt (common.checkpoint.load_flow)",
         )
     return parser
 

@@ -13,15 +13,16 @@ So ``log p(x) = log N(z) + ladj_forward`` and a sample ``x = inverse(z)`` has
 >>> flow.log_prob(torch.tensor([[0.0, 0.0], [math.inf, 1.0]]))  # N(0, I) at 0, and a far point
 tensor([-1.8379,    -inf])
 
-The ``check_*`` functions are the argument validators every paper's builder uses: each raises a
-``ValueError`` that names the argument, what was expected and what came.
+Shared layers (batch norm, logit, ActNorm, the D-pass autoregressive inverse) live in
+``common.layers``; argument validation in ``common.checks``.
 """
 
 import math
-import numbers
 
 import torch
 from torch import nn
+
+from common.checks import check_input, check_integer
 
 
 class Transform(nn.Module):
@@ -96,68 +97,6 @@ class Permute(Transform):
         return z[:, self.inv_perm], z.new_zeros(z.shape[0])
 
 
-class Logit(Transform):
-    """Data in [0, 1]^D -> R^D through ``logit(alpha + (1 - 2 alpha) x)`` (Real NVP, Sec. 4.1).
-
-    Used before every image model so that bits/dim count this Jacobian too.
-    """
-
-    def __init__(self, alpha=0.05):
-        super().__init__()
-        check_number("alpha", alpha, low=0.0, high=0.5, high_open=True)  # 1 - 2 alpha > 0
-        self.alpha = float(alpha)
-
-    def forward(self, x, context=None):
-        s = self.alpha + (1 - 2 * self.alpha) * x
-        z = torch.log(s) - torch.log1p(-s)
-        ladj = (math.log(1 - 2 * self.alpha) - torch.log(s) - torch.log1p(-s)).sum(-1)
-        return z, ladj
-
-    def inverse(self, z, context=None):
-        s = torch.sigmoid(z)
-        x = (s - self.alpha) / (1 - 2 * self.alpha)
-        ladj = (torch.log(s) + torch.log1p(-s) - math.log(1 - 2 * self.alpha)).sum(-1)
-        return x, ladj
-
-
-class ActNorm(Transform):
-    """A per-feature affine layer set from the data (ActNorm, Kingma & Dhariwal 2018, Sec. 3.1):
-    ``forward(x) = (x - shift) / scale`` with ``scale = exp(log_scale)``; ladj ``-sum log_scale``.
-
-    Data-dependent start, once: the first ``forward`` (data -> noise) in training mode sets
-    ``shift`` and ``log_scale`` to that batch's mean and log standard deviation, so the first
-    batch leaves standardised; from then on both are ordinary trained parameters. The buffer
-    ``initialised`` records that this happened; it is saved with the weights, so a model restored
-    by ``common.train.load_checkpoint`` or ``load_flow`` is never re-initialised. Before it, or in
-    evaluation mode, the layer is the identity it starts as. Why: put first in a flow (data side),
-    it standardises data that are not, as papers do before fitting, so a layer with a fixed
-    working range (a spline's [-B, B]) sees them. Shapes: x (batch, D); ladj (batch,).
-    """
-
-    def __init__(self, features):
-        super().__init__()
-        self.shift = nn.Parameter(torch.zeros(features))
-        self.log_scale = nn.Parameter(torch.zeros(features))
-        self.register_buffer("initialised", torch.tensor(False))
-
-    def forward(self, x, context=None):
-        if self.training and not self.initialised:
-            if x.shape[0] < 2:
-                raise ValueError(
-                    f"ActNorm sets its scale from its first training batch and needs at least 2 "
-                    f"points there, got {x.shape[0]}"
-                )
-            with torch.no_grad():  # Kingma & Dhariwal, Sec. 3.1: zero mean, unit variance
-                self.shift.copy_(x.mean(0))
-                self.log_scale.copy_(x.std(0).clamp_min(1e-12).log())
-                self.initialised.fill_(True)
-        ladj = -self.log_scale.sum().expand(x.shape[0])  # log|det| of a diagonal map
-        return (x - self.shift) / self.log_scale.exp(), ladj
-
-    def inverse(self, z, context=None):
-        return self.shift + self.log_scale.exp() * z, self.log_scale.sum().expand(z.shape[0])
-
-
 class StandardNormal(nn.Module):
     """N(0, I_D). Its mean ``loc`` is a buffer (the scale is 1, not stored), so ``.to(device)`` and
     ``.double()`` move it, and the flow reads its dtype and device from it.
@@ -179,94 +118,6 @@ class StandardNormal(nn.Module):
 
     def rsample(self, n):
         return torch.randn(n, self.features, dtype=self.loc.dtype, device=self.loc.device)
-
-
-def check_input(x, features, dtype=None, what="x", device=None):
-    """Raise a ValueError naming what was expected unless ``x`` is a (batch, features) float tensor
-    of ``dtype`` on ``device`` (each checked when given) without NaN entries (inf is allowed).
-
-    >>> check_input([[0.0, 1.0]], 2)
-    Traceback (most recent call last):
-    ValueError: x must be a torch.Tensor of shape (batch, 2), got list
-    """
-    if not torch.is_tensor(x):
-        raise ValueError(
-            f"{what} must be a torch.Tensor of shape (batch, {features}), got {type(x).__name__}"
-        )
-    if x.dim() != 2 or x.shape[1] != features:
-        raise ValueError(f"{what} must have shape (batch, {features}), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    if dtype is not None and x.dtype != dtype:
-        raise ValueError(
-            f"{what} has dtype {x.dtype} but the flow's parameters are {dtype}; "
-            f"call .to({dtype}) on one of them"
-        )
-    if device is not None and x.device != device:
-        raise ValueError(
-            f"{what} is on device {x.device} but the flow is on {device}; "
-            f"call .to('{device}') on one of them"
-        )
-    if x.device.type != "meta" and torch.isnan(x).any():
-        rows = torch.isnan(x).any(-1).nonzero()[:, 0].tolist()
-        raise ValueError(f"{what} must not contain NaN, got NaN in rows {rows[:5]}")
-
-
-def check_integer(name, value, low=1):
-    """Raise a ValueError unless ``value`` is an integer >= ``low`` (True and False are refused).
-
-    >>> check_integer("transforms", 2.5)
-    Traceback (most recent call last):
-    ValueError: transforms must be an integer >= 1, got 2.5
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def check_number(name, value, low=-math.inf, high=math.inf, high_open=False):
-    """Raise a ValueError unless ``value`` is a finite real number in [low, high] (or [low, high)).
-
-    >>> check_number("alpha", 0.5, low=0.0, high=0.5, high_open=True)
-    Traceback (most recent call last):
-    ValueError: alpha must be a finite number in [0.0, 0.5), got 0.5
-    """
-    bracket = ")" if high_open else "]"
-    where = "" if (low, high) == (-math.inf, math.inf) else f" in [{low}, {high}{bracket}"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or value > high or (high_open and value == high):
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
-
-
-def check_flag(name, value):
-    """Raise a ValueError unless ``value`` is True or False."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def check_choice(name, value, choices):
-    """Raise a ValueError unless ``value`` is one of the strings ``choices``.
-
-    >>> check_choice("kind", ["planar"], ("planar", "radial"))
-    Traceback (most recent call last):
-    ValueError: kind must be one of ['planar', 'radial'], got ['planar']
-    """
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-
-
-def check_builder_args(features, transforms, hidden_features=(64,), context=0, **flags):
-    """Validate the zuko-style arguments every paper's builder shares; ``flags`` must be bools."""
-    check_integer("features", features)
-    check_integer("transforms", transforms)
-    check_integer("context", context, 0)
-    if not isinstance(hidden_features, (list, tuple)) or not hidden_features:
-        raise ValueError(
-            f"hidden_features must be a non-empty tuple of layer sizes, got {hidden_features!r}"
-        )
-    for h in hidden_features:
-        check_integer("every hidden_features entry", h)
-    for name, flag in flags.items():
-        check_flag(name, flag)
 
 
 class Flow(nn.Module):

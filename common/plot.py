@@ -350,9 +350,10 @@ def _layer_figures(only=None):
     the folders to draw (default all)."""
     from pathlib import Path
 
+    from common.checkpoint import load_checkpoint
     from common.flows import Flow, Inverse
+    from common.runtime import seed_everything
     from common.targets import get_target
-    from common.train import load_checkpoint, seed_everything
     from iaf import IAF
     from maf import MAF
     from nsf import NSF

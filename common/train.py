@@ -1,28 +1,16 @@
 """Training loops shared by every paper: forward KL (maximum likelihood) and reverse KL (from an
-energy), and checkpoints.
+energy), on one skeleton (``training``) that the VAE's loop shares too.
 
 Both loops: Adam, optional gradient clipping, progress on stderr (tqdm on a terminal, a plain line
 every tenth of the run otherwise), a guard that stops on a non-finite loss, names the step and
 restores the last weights that gave a finite loss (``NonFiniteLoss``), and Ctrl-C handling that
 keeps the best weights and raises ``TrainingInterrupted`` with the partial history.
-
-Checkpoints: ``save_checkpoint`` (atomic, plain-Python extras only), ``load_checkpoint`` (all or
-nothing), ``load_flow`` (rebuilds the model from the builder record that ``@recorded`` attaches).
 """
 
-import collections
 import copy
-import functools
-import hashlib
-import importlib
-import inspect
-import os
-import random
 import sys
-import tempfile
 import time
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -30,18 +18,6 @@ from tqdm import tqdm
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or inf loss; the model holds the last weights whose loss was
     finite."""
-
-
-def fast_mode():
-    """True when the environment asks for tiny runs (CI executes notebooks with FLOWS_FAST=1)."""
-    return os.environ.get("FLOWS_FAST", "0") not in ("", "0")
-
-
-def seed_everything(seed):
-    """Seed Python, NumPy and torch so a run can be repeated."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class Progress:
@@ -108,22 +84,6 @@ class LastFinite:
         self.model.load_state_dict(self.saved)
 
 
-def guarded_step(model, optimizer, loss, step, last_finite, clip=None):
-    """One optimiser step, guarded: a non-finite loss restores the last finite weights, raises."""
-    if not torch.isfinite(loss):
-        last_finite.restore()
-        raise NonFiniteLoss(
-            f"loss became {loss.item()} at step {step}; the model keeps the weights "
-            f"of step {step - 1}, the last whose loss was finite"
-        )
-    last_finite.save()  # these weights produced a finite loss
-    optimizer.zero_grad()
-    loss.backward()
-    if clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-
-
 def check_steps(steps):
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -150,35 +110,75 @@ def batches(data, context, batch_size, generator=None):
 
 
 class TrainingRun:
-    """What every training loop shares: the NaN guard (``last_finite``), the best weights
-    (``keep_if_best``), Ctrl-C (``interrupted``) and the progress display (``bar``).
+    """The skeleton every training loop shares (the two below and ``common.vae.train_vae``): the
+    NaN guard, the best weights, Ctrl-C and the progress display.
 
-    A loop calls ``keep_if_best(step, score)`` after each validation (lower is better), raises
-    ``run.interrupted(step, history)`` on KeyboardInterrupt and returns ``run.finish(history)``.
+        history = {"loss": []}
+        with TrainingRun(model, steps, progress, history, callback) as run:
+            for step in run:  # 1, ..., steps
+                loss = ...
+                run.optimise(optimizer, loss)  # guarded: a non-finite loss raises NonFiniteLoss
+                history["loss"].append(loss.item())
+                run.keep_if_best(step, score)  # after a validation; lower is better
+                run.end_step(loss=loss.item())  # progress, then callback(step, loss)
+        return run.finish()
+
+    On Ctrl-C the ``with`` raises ``TrainingInterrupted`` (best or last finite weights kept); on any
+    other error it closes the progress bar and lets the error through.
     """
 
-    def __init__(self, model, steps, progress, callback):
+    def __init__(self, model, steps, progress, history, callback=None):
         check_steps(steps)
-        self.model, self.steps, self.callback = model, steps, callback
-        self.last_finite, self.best, self.best_state, self.best_step = (
-            LastFinite(model),
-            None,
-            None,
-            None,
-        )
+        self.model, self.steps, self.history, self.callback = model, steps, history, callback
+        self.last_finite, self.step = LastFinite(model), 0
+        self.best = self.best_state = self.best_step = None
         self.bar, self.start = Progress(steps, progress), time.perf_counter()
+
+    def __iter__(self):
+        for step in range(1, self.steps + 1):
+            self.step = step
+            yield step
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            return False
+        self.bar.close()
+        if issubclass(kind, KeyboardInterrupt) and not isinstance(error, TrainingInterrupted):
+            raise self._interrupted() from None
+        return False
+
+    def optimise(self, optimizer, loss, clip=None):
+        """One optimiser step, guarded: a non-finite loss restores the last finite weights and
+        raises ``NonFiniteLoss`` naming the step."""
+        if not torch.isfinite(loss):
+            self.last_finite.restore()
+            raise NonFiniteLoss(
+                f"loss became {loss.item()} at step {self.step}; the model keeps the weights "
+                f"of step {self.step - 1}, the last whose loss was finite"
+            )
+        self.last_finite.save()  # these weights produced a finite loss
+        optimizer.zero_grad()
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        optimizer.step()
 
     def keep_if_best(self, step, score):
         """Keep a copy of the weights if ``score`` (lower is better) is the best so far."""
         if self.best is None or score < self.best:
-            self.best, self.best_state, self.best_step = (
-                score,
-                copy.deepcopy(self.model.state_dict()),
-                step,
-            )
+            self.best, self.best_step = score, step
+            self.best_state = copy.deepcopy(self.model.state_dict())
 
-    def interrupted(self, step, history):
-        self.bar.close()
+    def end_step(self, loss, **shown):
+        """Show the step's values and call ``callback(step, loss)``."""
+        self.bar.update(self.step, loss=loss, **shown)
+        if self.callback is not None:
+            self.callback(self.step, loss)
+
+    def _interrupted(self):
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
             kept = f"the best validation weights (step {self.best_step})"
@@ -186,16 +186,18 @@ class TrainingRun:
             self.last_finite.restore()  # consistent weights, even if Adam was stopped half-way
             kept = f"the weights of step {self.last_finite.saves} (its loss is the last recorded)"
         self.model.eval()
-        history["seconds"], history["interrupted_at"] = time.perf_counter() - self.start, step
-        return TrainingInterrupted(step, self.steps, history, kept)
+        self.history["seconds"] = time.perf_counter() - self.start
+        self.history["interrupted_at"] = self.step
+        return TrainingInterrupted(self.step, self.steps, self.history, kept)
 
-    def finish(self, history):
+    def finish(self):
+        """The history, with the best validation weights (if any) in the model, in eval mode."""
         self.bar.close()
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)  # keep the weights with the best validation
+            self.model.load_state_dict(self.best_state)
         self.model.eval()
-        history["seconds"] = time.perf_counter() - self.start
-        return history
+        self.history["seconds"] = time.perf_counter() - self.start
+        return self.history
 
 
 def train_forward_kl(
@@ -235,9 +237,8 @@ def train_forward_kl(
     stream = None if hasattr(data, "sample") else batches(data, context, batch_size)
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     history = {"loss": [], "val": [], "snapshots": {}, "seconds": 0.0}
-    run, step = TrainingRun(flow, steps, progress, callback), 0
-    try:
-        for step in range(1, steps + 1):
+    with TrainingRun(flow, steps, progress, history, callback) as run:
+        for step in run:
             flow.train()
             if stream is None:
                 x, c = data.sample(batch_size).to(param), None
@@ -245,7 +246,7 @@ def train_forward_kl(
                 x, c = next(stream)
             x = x.to(param) if preprocess is None else preprocess(x).to(param)
             loss = -flow.log_prob(x, c).mean()
-            guarded_step(flow, optimizer, loss, step, run.last_finite, clip)
+            run.optimise(optimizer, loss, clip)
             history["loss"].append(loss.item())
             if snapshots and step in snapshots:
                 history["snapshots"][step] = copy.deepcopy(flow.state_dict())
@@ -256,17 +257,8 @@ def train_forward_kl(
                     nll = -flow.log_prob(v.to(param), val_context).mean().item()
                 history["val"].append((step, nll))
                 run.keep_if_best(step, nll)
-            run.bar.update(
-                step, loss=loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {})
-            )
-            if callback is not None:
-                callback(step, loss.item())
-    except KeyboardInterrupt:
-        raise run.interrupted(step, history) from None
-    except BaseException:
-        run.bar.close()
-        raise
-    return run.finish(history)
+            run.end_step(loss.item(), **({"val": history["val"][-1][1]} if history["val"] else {}))
+    return run.finish()
 
 
 def train_reverse_kl(
@@ -294,10 +286,9 @@ def train_reverse_kl(
     U = energy.energy if hasattr(energy, "energy") else energy
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     history = {"loss": [], "beta": [], "snapshots": {}, "seconds": 0.0}
-    run, step = TrainingRun(flow, steps, progress, callback), 0
     flow.train()
-    try:
-        for step in range(1, steps + 1):
+    with TrainingRun(flow, steps, progress, history, callback) as run:
+        for step in run:
             beta = 1.0 if anneal is None else min(1.0, 0.01 + step / anneal)
             # BEGIN SOLUTION common.reverse_kl
             # draw x ~ q with its log q(x) in one reparameterised pass, one call of
@@ -306,274 +297,10 @@ def train_reverse_kl(
             x, log_q = flow.rsample_and_log_prob(batch_size, context)
             loss = (log_q + beta * U(x)).mean()
             # END SOLUTION
-            guarded_step(flow, optimizer, loss, step, run.last_finite, clip)
+            run.optimise(optimizer, loss, clip)
             history["loss"].append(loss.item())
             history["beta"].append(beta)
             if snapshots and step in snapshots:
                 history["snapshots"][step] = copy.deepcopy(flow.state_dict())
-            run.bar.update(step, loss=loss.item(), beta=beta)
-            if callback is not None:
-                callback(step, loss.item())
-    except KeyboardInterrupt:
-        raise run.interrupted(step, history) from None
-    except BaseException:
-        run.bar.close()
-        raise
-    return run.finish(history)
-
-
-# ------------------------------------------------------------------------------------------------
-# checkpoints
-CHECKPOINT_FORMAT = "normalizing-flows checkpoint"
-CHECKPOINT_VERSION = 1
-_PLAIN = (type(None), bool, int, float, complex, str, bytes)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be saved or loaded: the message says which file, what is wrong."""
-
-
-def recorded(builder):
-    """Decorator for a model builder (e.g. ``maf.MAF``): the model it returns remembers its
-    builder's name and arguments in ``model.builder = {"builder": "maf.maf.MAF", "args": {...}}``.
-
-    ``save_checkpoint`` writes that record, ``load_checkpoint`` refuses a file whose record differs
-    from the model's, and ``load_flow(path)`` rebuilds the model from it. Only decorated builders
-    can be called by ``load_flow``.
-    """
-    signature = inspect.signature(builder)
-
-    @functools.wraps(builder)
-    def build(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        model = builder(*bound.args, **bound.kwargs)
-        arguments = dict(bound.arguments)
-        _check_plain(arguments, f"{builder.__name__}'s arguments")
-        model.builder = {
-            "builder": f"{builder.__module__}.{builder.__qualname__}",
-            "args": arguments,
-        }
-        return model
-
-    build.records_builder = True
-    return build
-
-
-def _check_plain(value, where):
-    """Refuse what ``torch.load(weights_only=True)`` could not read back, naming where it is."""
-    if type(value) in _PLAIN or type(value) in (torch.Tensor, torch.nn.Parameter):
-        return
-    if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-        return
-    if type(value) in (dict, collections.OrderedDict):
-        for key, item in value.items():
-            _check_plain(key, f"{where} key {key!r}")
-            _check_plain(item, f"{where}[{key!r}]")
-        return
-    raise CheckpointError(
-        f"{where} is a {type(value).__module__}.{type(value).__qualname__} ({value!r:.60}); a "
-        "checkpoint holds only None, bool, int, float, str, bytes, tensors and lists, tuples and "
-        "dicts of them (torch.load(weights_only=True) reads nothing else): convert it first, e.g. "
-        "float(x), str(path), vars(namespace)"
-    )
-
-
-def _canonical(value):
-    """Lists and tuples compare alike (argparse gives lists, defaults are tuples)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_canonical(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    return value
-
-
-def _digest(state, builder, extra):
-    """SHA-256 of every tensor's name, dtype, shape and bytes, and of the record and extras."""
-    h = hashlib.sha256(repr((builder, _canonical(extra))).encode())
-    for key, tensor in state.items():
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{key}:{t.dtype}:{tuple(tensor.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def save_checkpoint(model, path, **extra):
-    """Write the weights, the builder record (if the model has one) and plain-Python ``extra``
-    values to ``path`` so that ``load_checkpoint`` (or ``load_flow``) restores them.
-
-    Atomic: the file is written next to ``path`` and renamed over it, so a failed save leaves the
-    previous file as it was. Extras that ``torch.load(weights_only=True)`` could not read (numpy
-    numbers, ``pathlib.Path``, ``argparse.Namespace``...) are refused here (``CheckpointError``).
-    Non-persistent buffers (MADE masks) are not written: the architecture rebuilds them.
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise CheckpointError(f"cannot write a checkpoint to {path!r}: it is a directory")
-    builder = getattr(model, "builder", None)
-    _check_plain(extra, "extra")
-    state = model.state_dict()
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "builder": builder,
-        "state_dict": state,
-        "extra": extra,
-        "digest": _digest(state, builder, extra),
-    }
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is not
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
-
-
-def read_checkpoint(path, map_location="cpu"):
-    """The checkpoint dict of ``path``, checked (format, version, digest) but applied to nothing.
-
-    Raises ``CheckpointError`` for a missing, empty, truncated, corrupted or foreign file (a bare
-    state dict, a text file) and for a file of a later format version.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path!r}: the file does not exist")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path!r} is empty (0 bytes), not a checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # zip, unpickling and decoding errors alike
-        raise CheckpointError(
-            f"{path!r} is not a readable checkpoint (corrupted, truncated or not written by "
-            f"torch.save): {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
-        ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        bare = isinstance(checkpoint, dict) and all(torch.is_tensor(v) for v in checkpoint.values())
-        raise CheckpointError(
-            f"{path!r} was not written by common.train.save_checkpoint"
-            + (
-                " (it looks like a bare state_dict: load it with model.load_state_dict)"
-                if bare
-                else ""
-            )
-        )
-    if checkpoint.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path!r} has checkpoint format version {checkpoint.get('version')!r}; this code "
-            "reads "
-            f"version {CHECKPOINT_VERSION}"
-        )
-    missing = {"builder", "state_dict", "extra", "digest"} - set(checkpoint)
-    if missing:
-        raise CheckpointError(f"{path!r} lacks {sorted(missing)}: it is damaged")
-    state = checkpoint["state_dict"]
-    if checkpoint["digest"] != _digest(state, checkpoint["builder"], checkpoint["extra"]):
-        raise CheckpointError(f"{path!r} is corrupted: its contents do not match their checksum")
-    return checkpoint
-
-
-def _with_new_defaults(record):
-    """The recorded arguments, plus the default of every argument the builder gained since the file
-    was written (so adding an option with a default does not orphan old checkpoints)."""
-    module, _, name = record["builder"].rpartition(".")
-    try:
-        builder = importlib.import_module(module)
-        for part in name.split("."):
-            builder = getattr(builder, part)
-        parameters = inspect.signature(builder).parameters.values()
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return record["args"]
-    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    return {**defaults, **record["args"]}
-
-
-def _mismatch(model, checkpoint, path):
-    """Why ``checkpoint`` does not fit ``model`` (builder arguments, keys, shapes, dtypes), or
-    None."""
-    ours, theirs = getattr(model, "builder", None), checkpoint["builder"]
-    if ours is not None and theirs is not None:
-        if ours["builder"] != theirs["builder"]:
-            return f"it holds a {theirs['builder']}, the model is a {ours['builder']}"
-        a, b = _canonical(ours["args"]), _canonical(_with_new_defaults(theirs))
-        diff = [
-            f"{k}={b.get(k)!r} (model: {a.get(k)!r})"
-            for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)
-        ]
-        if diff:
-            return f"its {theirs['builder']} was built with " + ", ".join(diff)
-    state, expected = checkpoint["state_dict"], model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        return (
-            f"the keys differ (another architecture?): missing {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-            f"{' ...' if len(unexpected) > 5 else ''}"
-        )
-    for key, value in expected.items():
-        if state[key].shape != value.shape:
-            return f"{key} has shape {tuple(state[key].shape)}, the model's {tuple(value.shape)}"
-        if state[key].dtype != value.dtype:
-            return f"{key} has dtype {state[key].dtype}, the model's {value.dtype}"
-    return None
-
-
-def load_checkpoint(model, path, map_location="cpu"):
-    """Load weights saved by ``save_checkpoint`` into ``model``; return the extras.
-
-    All or nothing: the builder record, every key, shape and dtype are checked first, and the model
-    is touched only when everything fits (otherwise ``CheckpointError`` names the mismatch and the
-    model is unchanged). Read with ``weights_only=True``: no code from the file runs.
-    """
-    checkpoint = read_checkpoint(path, map_location)
-    problem = _mismatch(model, checkpoint, path)
-    if problem:
-        raise CheckpointError(f"{os.fspath(path)!r} does not fit this model: {problem}")
-    with torch.no_grad():
-        model.load_state_dict(checkpoint["state_dict"])
-    return checkpoint["extra"]
-
-
-def load_flow(path, map_location="cpu"):
-    """Rebuild the model recorded in ``path`` (its builder called with the recorded arguments), load
-    its weights and return ``(model, extra)``, the model in eval mode on ``map_location``."""
-    checkpoint = read_checkpoint(path, map_location)
-    record = checkpoint["builder"]
-    if record is None:
-        raise CheckpointError(
-            f"{os.fspath(path)!r} has no builder record (the model was not made by a @recorded "
-            "builder): build the model yourself and use load_checkpoint(model, path)"
-        )
-    module, _, name = record["builder"].rpartition(".")
-    try:
-        builder = importlib.import_module(module)
-        for part in name.split("."):
-            builder = getattr(builder, part)
-    except (ImportError, AttributeError) as error:
-        raise CheckpointError(f"cannot find the builder {record['builder']!r}: {error}") from None
-    if not getattr(builder, "records_builder", False):
-        raise CheckpointError(
-            f"{record['builder']!r} is not a @recorded builder; refusing to call it"
-        )
-    model = builder(**record["args"])
-    problem = _mismatch(model, checkpoint, path)
-    if problem:
-        raise CheckpointError(f"{os.fspath(path)!r} does not fit its own builder: {problem}")
-    with torch.no_grad():
-        model.load_state_dict(checkpoint["state_dict"])
-    return model.to(map_location).eval(), checkpoint["extra"]
+            run.end_step(loss.item(), beta=beta)
+    return run.finish()

@@ -29,12 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.checks import check_input
 from common.cli import demo_parser, fit, markdown_table, parse_demo_args, positive, positive_float
 from common.data import binarize, load_digits_split
-from common.flows import StandardNormal, check_input
+from common.flows import StandardNormal
 from common.metrics import count_parameters
 from common.nets import MLP
-from common.train import TrainingRun, batches, guarded_step, seed_everything
+from common.runtime import seed_everything
+from common.train import TrainingRun, batches
 
 
 def binarized_digits(seed=0):
@@ -170,31 +172,20 @@ def train_vae(
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     stream = batches(train, None, batch_size)
     history = {"loss": [], "val": [], "seconds": 0.0}
-    run, step = TrainingRun(vae, steps, progress, callback), 0
-    try:
-        for step in range(1, steps + 1):
+    with TrainingRun(vae, steps, progress, history, callback) as run:
+        for step in run:
             vae.train()
             x, _ = next(stream)
             loss = -vae.elbo(x).mean()
-            guarded_step(vae, optimizer, loss, step, run.last_finite)
+            run.optimise(optimizer, loss)
             history["loss"].append(loss.item())
             if val is not None and (step % val_every == 0 or step == steps):
                 score = float(evaluate(vae, val, k=val_k)["elbo"].mean())
                 history["val"].append((step, score))
                 run.keep_if_best(step, -score)  # the highest ELBO
-            run.bar.update(
-                step,
-                elbo=-loss.item(),
-                **({"val": history["val"][-1][1]} if history["val"] else {}),
-            )
-            if callback is not None:
-                callback(step, loss.item())
-    except KeyboardInterrupt:
-        raise run.interrupted(step, history) from None
-    except BaseException:
-        run.bar.close()
-        raise
-    return run.finish(history)
+            shown = {"val": history["val"][-1][1]} if history["val"] else {}
+            run.end_step(loss.item(), elbo=-loss.item(), **shown)
+    return run.finish()
 
 
 FULL = {"seeds": 3, "steps": 5000, "k": 1024}

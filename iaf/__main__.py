@@ -19,8 +19,9 @@ from common.bench import seconds
 from common.cli import demo_parser, fit, parse_demo_args, positive, positive_float, run
 from common.metrics import count_parameters, nll_gap, reverse_kl
 from common.plot import flow_log_prob, plot_loss, plt, save_figure, show_density
+from common.runtime import seed_everything
 from common.targets import ENERGIES, get_target
-from common.train import seed_everything, train_forward_kl, train_reverse_kl
+from common.train import train_forward_kl, train_reverse_kl
 
 from .iaf import IAF
 

@@ -27,17 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.flows import (
-    Compose,
-    Flow,
-    Inverse,
-    Transform,
-    check_builder_args,
-    check_choice,
-    check_number,
-)
+from common.checks import check_builder_args, check_choice, check_number, recorded
+from common.flows import Compose, Flow, Inverse, Transform
 from common.nets import MADE
-from common.train import recorded
 
 # The MADE sees its input clamped to this size: an inverse that runs off to +-inf (a point far from
 # the support) then gives log_prob -inf instead of NaN from inf * 0 in a masked weight.

@@ -40,12 +40,14 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
+from common.checkpoint import load_checkpoint
 from common.flows import Flow
 from common.metrics import reverse_kl
 from common.nets import MADE
 from common.plot import flow_log_prob, plot_densities, plot_layers
+from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
-from common.train import fast_mode, load_checkpoint, seed_everything, train_reverse_kl
+from common.train import train_reverse_kl
 from iaf import IAF, GatedAutoregressive
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights

@@ -48,17 +48,13 @@ import matplotlib.pyplot as plt
 import torch
 from torch.autograd.functional import jacobian
 
+from common.checkpoint import load_checkpoint
 from common.flows import Flow, Inverse, Transform
 from common.metrics import nll_gap, reverse_kl
 from common.plot import flow_log_prob, plot_densities, plot_layers
+from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
-from common.train import (
-    fast_mode,
-    load_checkpoint,
-    seed_everything,
-    train_forward_kl,
-    train_reverse_kl,
-)
+from common.train import train_forward_kl, train_reverse_kl
 
 FAST = fast_mode()
 seed_everything(0)

@@ -4,6 +4,6 @@
 ``common.flows.Flow``.
 """
 
-from .maf import MAF, BatchNorm, MAFLayer, set_batch_norm_stats
+from .maf import MAF, MAFLayer
 
-__all__ = ["MAF", "BatchNorm", "MAFLayer", "set_batch_norm_stats"]
+__all__ = ["MAF", "MAFLayer"]

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from common import plot
+from common.checks import recorded
 from common.cli import (
     demo_parser,
     digits_banner,
@@ -29,12 +30,13 @@ from common.cli import (
     save_run,
 )
 from common.data import dequantize, load_digits_split
-from common.flows import Compose, Flow, Logit
+from common.flows import Compose, Flow
+from common.layers import Logit, set_batch_norm_stats
 from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap
 from common.plot import plt, save_figure
 from common.targets import SAMPLE_TARGETS, Banana, get_target
-from common.train import recorded, train_forward_kl
-from maf import MAF, MAFLayer, set_batch_norm_stats
+from common.train import train_forward_kl
+from maf import MAF, MAFLayer
 
 Figure1Target = Banana  # the target of Figure 1, now get_target("banana"); maf/tutorial.py uses it
 

@@ -18,11 +18,11 @@ authors' code does) and the conditional MAF of Sec. 3.4 (a context y enters ever
 import math
 
 import torch
-from torch import nn
 
-from common.flows import Compose, Flow, Transform, check_builder_args
+from common.checks import check_builder_args, recorded
+from common.flows import Flow, Transform
+from common.layers import BatchNorm
 from common.nets import MADE
-from common.train import recorded
 
 # the log-scale's soft bound: a point's density moves by at most 1000x per layer
 ALPHA_BOUND = math.log(1000)
@@ -78,86 +78,6 @@ class MAFLayer(Transform):
             x = u * torch.exp(alpha) + mu  # Eq. 3
         return x, alpha.sum(-1)  # the last pass saw the exact x_<i of every i: alpha is exact
         # END SOLUTION
-
-
-class BatchNorm(Transform):
-    """The paper's batch normalisation as a bijection (Appendix B): u = (x - m) (v + eps)^(-1/2)
-    exp(gamma) + beta.
-
-    ``forward(x) -> (u, sum_i [gamma_i - 0.5 log(v_i + eps)])`` maps data to noise. In training mode
-    m, v are the minibatch mean and variance (and a running average is kept for validation during
-    training); in evaluation mode they are buffers, which ``set_batch_norm_stats`` sets to the
-    statistics of the whole training set, as the paper prescribes. ``inverse`` exists only in
-    evaluation mode: in training mode the map depends on the very batch it is applied to. Shapes: x
-    (batch, D); ladj (batch,).
-    """
-
-    def __init__(self, features, eps=1e-5, momentum=0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.gamma = nn.Parameter(torch.zeros(features))  # log-scale
-        self.beta = nn.Parameter(torch.zeros(features))  # shift
-        self.register_buffer("mean", torch.zeros(features))
-        self.register_buffer("var", torch.ones(features))
-
-    def _log_scale(self, var):
-        return self.gamma - 0.5 * torch.log(var + self.eps)  # log of (v + eps)^(-1/2) exp(gamma)
-
-    def forward(self, x, context=None):
-        if self.training and x.shape[0] > 0:  # an empty batch has no statistics to take
-            m, v = x.mean(0), x.var(0, unbiased=False)  # minibatch statistics (Appendix B)
-            if torch.isfinite(m).all() and torch.isfinite(v).all():
-                with torch.no_grad():  # a non-finite batch must not poison the running average
-                    self.mean.lerp_(m, self.momentum)
-                    self.var.lerp_(v, self.momentum)
-        else:
-            m, v = self.mean, self.var
-        # BEGIN SOLUTION maf.batch_norm
-        # u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta (Appendix B); self._log_scale(v) is
-        # gamma - 0.5 log(v + eps). The log-det is its sum, the same for every row: shape (batch,).
-        log_scale = self._log_scale(v)
-        u = (x - m) * torch.exp(log_scale) + self.beta  # Appendix B
-        return u, log_scale.sum().expand(x.shape[0])  # log det = sum(gamma - 0.5 log(v + eps))
-        # END SOLUTION
-
-    def inverse(self, u, context=None):
-        if self.training:
-            raise RuntimeError(
-                "BatchNorm.inverse needs fixed statistics, but the layer is in training mode, "
-                "where it normalises each batch by that batch's own mean and variance. Call "
-                "flow.eval() (and set_batch_norm_stats(flow, train_data)) before sampling."
-            )
-        # BEGIN SOLUTION maf.batch_norm
-        # undo forward with the stored statistics self.mean, self.var.
-        log_scale = self._log_scale(self.var)
-        x = (u - self.beta) * torch.exp(-log_scale) + self.mean
-        return x, -log_scale.sum().expand(u.shape[0])
-        # END SOLUTION
-
-
-@torch.no_grad()
-def set_batch_norm_stats(flow, data, context=None):
-    """Set every BatchNorm's evaluation statistics to those of the whole training set ``data`` (N,
-    D) as it arrives at that layer (Appendix B): the data are pushed through the flow in order,
-    layer by layer. Leaves ``flow`` in evaluation mode and returns it. ``context``: (N, C) or None.
-    """
-    flow.eval()
-    param = next(flow.parameters())
-    x = data.to(param)
-    context = flow.check_context(None if context is None else context.to(param), x.shape[0])
-
-    def push(transform, x):
-        if isinstance(transform, Compose):
-            for t in transform.transforms:
-                x = push(t, x)
-            return x
-        if isinstance(transform, BatchNorm):
-            transform.mean.copy_(x.mean(0))
-            transform.var.copy_(x.var(0, unbiased=False))
-        return transform(x, context)[0]
-
-    push(flow.transform, x)
-    return flow
 
 
 @recorded  # the model remembers this builder and its arguments (checkpoints)

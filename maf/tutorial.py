@@ -51,12 +51,15 @@ import torch
 from torch.autograd.functional import jacobian
 
 from common import plot
+from common.checkpoint import load_checkpoint
 from common.flows import Inverse
+from common.layers import set_batch_norm_stats
 from common.metrics import nll_gap
 from common.nets import MADE
+from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
-from common.train import fast_mode, load_checkpoint, seed_everything, train_forward_kl
-from maf import MAF, MAFLayer, set_batch_norm_stats
+from common.train import train_forward_kl
+from maf import MAF, MAFLayer
 
 seed_everything(0)
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights

@@ -28,9 +28,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common.flows import ActNorm, Flow, Permute, Transform, check_builder_args, check_integer
+from common.checks import check_builder_args, check_integer, recorded
+from common.flows import Flow, Permute, Transform
+from common.layers import ActNorm
 from common.nets import MADE, MLP
-from common.train import recorded
 
 MIN_WIDTH = MIN_HEIGHT = MIN_DERIVATIVE = 1e-3  # the authors' defaults: no bin or slope is 0
 # Soft bounds on the raw parameters (not in the paper; zuko bounds its spline the same way): width
@@ -242,7 +243,7 @@ def NSF(
     ``bound=5.0`` (B): zuko's default and the peer benchmark's; the paper uses B = 3 on standardised
     data. Data outside [-B, B] only see the identity tails, so B should cover the data. ``bins=8``
     (K) as in the paper. ``context`` > 0 gives p(x | context). Returns a ``common.flows.Flow``.
-    ``actnorm=True`` puts ``common.flows.ActNorm`` first (data side): a per-feature affine map set
+    ``actnorm=True`` puts ``common.layers.ActNorm`` first (data side): a per-feature affine map set
     from the first training batch's mean and standard deviation, then trained. The paper
     standardises its data before fitting; this does it inside the model, for data that are not
     standardised beyond [-B, B], which the splines would otherwise see only through the identity

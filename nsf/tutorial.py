@@ -48,16 +48,12 @@ import matplotlib.pyplot as plt
 import torch
 
 from common import plot
+from common.checkpoint import load_checkpoint
 from common.flows import Flow, Inverse
 from common.metrics import nll_gap, reverse_kl
+from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
-from common.train import (
-    fast_mode,
-    load_checkpoint,
-    seed_everything,
-    train_forward_kl,
-    train_reverse_kl,
-)
+from common.train import train_forward_kl, train_reverse_kl
 from nsf import NSF, rq_spline
 from nsf.nsf import knots as spline_knots
 

@@ -26,8 +26,9 @@ from common.cli import (
 )
 from common.metrics import reverse_kl
 from common.plot import flow_log_prob, plt, save_figure, show_density
+from common.runtime import seed_everything
 from common.targets import get_target
-from common.train import seed_everything, train_reverse_kl
+from common.train import train_reverse_kl
 
 from .planar import PlanarFlow
 

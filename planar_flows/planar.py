@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.flows import Flow, Transform, check_choice, check_integer
-from common.train import recorded
+from common.checks import check_choice, check_integer, recorded
+from common.flows import Flow, Transform
 
 # The constraints keep this margin above their bound (w^T u_hat >= -1 + MARGIN, and likewise for
 # radial layers), so that rounding in float32 (eps 1.2e-7) never makes a layer singular.

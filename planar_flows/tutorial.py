@@ -46,16 +46,12 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
+from common.checkpoint import load_checkpoint
 from common.metrics import nll_gap, reverse_kl
 from common.plot import flow_log_prob, plot_densities, plot_layers, show_density
+from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
-from common.train import (
-    fast_mode,
-    load_checkpoint,
-    seed_everything,
-    train_forward_kl,
-    train_reverse_kl,
-)
+from common.train import train_forward_kl, train_reverse_kl
 from planar_flows import Planar, PlanarFlow, Radial
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights

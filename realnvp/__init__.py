@@ -3,7 +3,6 @@ multi-scale image flow."""
 
 from .realnvp import (
     AffineCoupling,
-    BatchNorm,
     FactorOut,
     RealNVP,
     RealNVPImage,
@@ -18,7 +17,6 @@ __all__ = [
     "RealNVP",
     "RealNVPImage",
     "AffineCoupling",
-    "BatchNorm",
     "Squeeze",
     "FactorOut",
     "multiscale",

@@ -20,9 +20,10 @@ Two models live here, so the core is over the repository's ~100-line budget: the
 import torch
 from torch import nn
 
-from common.flows import Compose, Flow, Logit, Permute, Transform, check_builder_args, check_integer
+from common.checks import check_builder_args, check_integer, recorded
+from common.flows import Compose, Flow, Permute, Transform
+from common.layers import BatchNorm, Logit
 from common.nets import MLP
-from common.train import recorded
 
 
 class AffineCoupling(Transform):
@@ -92,55 +93,6 @@ def channel_mask(shape, parity=0):
     # parity 1.
     return ((torch.arange(c) < c // 2) != bool(parity)).float()[:, None, None].expand(c, h, w)
     # END SOLUTION
-
-
-class BatchNorm(Transform):
-    """Batch normalisation as a flow layer (Sec. 3.7), forward = data -> noise, per channel:
-    ``z = (x - mean) / sqrt(var + eps) * exp(log_gamma) + beta``.
-
-    Training mode uses the minibatch statistics (and updates running averages); eval mode uses the
-    running averages. Rows with an inf or NaN entry are left out of the statistics, and a batch
-    without finite rows (an empty one) updates nothing and is normalised with the running
-    averages. ``inverse`` needs fixed statistics, so in training mode it raises (as MAF's does):
-    call ``flow.eval()`` before sampling. Input (batch, channels * N) is viewed as (batch,
-    channels, N): N = 1 for vectors, H * W for images.
-    """
-
-    def __init__(self, channels, momentum=0.1, eps=1e-5):
-        super().__init__()
-        self.channels, self.momentum, self.eps = channels, momentum, eps
-        self.log_gamma = nn.Parameter(torch.zeros(channels))
-        self.beta = nn.Parameter(torch.zeros(channels))
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_var", torch.ones(channels))
-
-    def _log_scale(self, var):
-        return self.log_gamma - 0.5 * torch.log(var + self.eps)  # (C,): Sec. 3.7's log-scale
-
-    def forward(self, x, context=None):
-        x = x.reshape(x.shape[0], self.channels, x.shape[1] // self.channels)  # (B, C, N)
-        mean, var = self.running_mean, self.running_var
-        rows = x[x.flatten(1).isfinite().all(1)]  # the statistics see only finite rows
-        if self.training and rows.shape[0] > 0:  # Sec. 3.7: minibatch statistics while training
-            mean, var = rows.mean((0, 2)), rows.var((0, 2), unbiased=False)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var, self.momentum)
-        log_scale = self._log_scale(var)
-        z = (x - mean[:, None]) * log_scale.exp()[:, None] + self.beta[:, None]
-        ladj = x.shape[2] * log_scale.sum()  # Sec. 3.7: prod_i (var_i + eps)^(-1/2) exp(gamma_i)
-        return z.flatten(1), ladj.expand(x.shape[0])
-
-    def inverse(self, z, context=None):
-        if self.training:
-            raise RuntimeError(
-                "BatchNorm.inverse needs fixed statistics, but in training mode the layer "
-                "normalises each batch by its own; call flow.eval() before sampling"
-            )
-        z = z.reshape(z.shape[0], self.channels, z.shape[1] // self.channels)
-        log_scale = self._log_scale(self.running_var)
-        x = (z - self.beta[:, None]) * (-log_scale).exp()[:, None] + self.running_mean[:, None]
-        return x.flatten(1), -z.shape[2] * log_scale.sum().expand(z.shape[0])
 
 
 class Squeeze(Permute):

@@ -49,12 +49,14 @@ import matplotlib.pyplot as plt
 import torch
 from torch.autograd.functional import jacobian
 
+from common.checkpoint import load_checkpoint
 from common.data import dequantize, load_digits_split
 from common.metrics import bits_per_dim, dataset_nll, nll_gap
 from common.nets import MLP
 from common.plot import plot_density_comparison, plot_image_grid, plot_layers, plot_loss
+from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
-from common.train import fast_mode, load_checkpoint, seed_everything, train_forward_kl
+from common.train import train_forward_kl
 from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask, checkerboard
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from common.flows import Flow, Logit, Permute, check_builder_args
+from common.checks import check_builder_args
+from common.flows import Flow, Permute
+from common.layers import BatchNorm, Logit
 from common.nets import MADE
 from common.targets import get_target
 from common.vae import VAE
 from iaf import IAF
 from maf import MAF
-from maf.maf import BatchNorm
 from nsf import NSF
 from planar_flows import PlanarFlow
 from realnvp import RealNVP

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from common.flows import Flow, Logit
-from common.train import (
+from common.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_flow,
     read_checkpoint,
-    recorded,
     save_checkpoint,
 )
+from common.checks import recorded
+from common.flows import Flow
+from common.layers import Logit
 from maf import MAF
 from nsf import NSF
 from realnvp import RealNVPImage

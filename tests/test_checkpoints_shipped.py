@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.checkpoint import load_checkpoint
 from common.data import dequantize, load_digits_split
 from common.flows import Flow, Inverse
 from common.metrics import bits_per_dim, dataset_nll, nll_gap, reverse_kl
+from common.runtime import seed_everything
 from common.targets import get_target
-from common.train import load_checkpoint, seed_everything
 from iaf import IAF
 from maf import MAF
 from nsf import NSF

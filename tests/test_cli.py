@@ -7,14 +7,10 @@ import pytest
 import torch
 
 from common import cli
+from common.checkpoint import load_flow
 from common.flows import Flow
 from common.targets import get_target
-from common.train import (
-    TrainingInterrupted,
-    load_flow,
-    train_forward_kl,
-    train_reverse_kl,
-)
+from common.train import TrainingInterrupted, train_forward_kl, train_reverse_kl
 from maf import MAF
 
 ENTRY_POINTS = [

@@ -9,25 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from common.flows import (
-    ActNorm,
-    Compose,
-    Flow,
-    Inverse,
-    Logit,
-    Permute,
-    Transform,
-    check_builder_args,
-)
+from common.checkpoint import load_checkpoint, save_checkpoint
+from common.checks import check_builder_args
+from common.flows import Compose, Flow, Inverse, Permute, Transform
+from common.layers import ActNorm, Logit
 from common.metrics import bits_per_dim
 from common.nets import MADE, MLP
-from common.train import (
-    NonFiniteLoss,
-    load_checkpoint,
-    save_checkpoint,
-    train_forward_kl,
-    train_reverse_kl,
-)
+from common.train import NonFiniteLoss, train_forward_kl, train_reverse_kl
 from tests.harness import check_flow_normalised, check_transform, perturb
 
 

@@ -202,7 +202,7 @@ def test_our_made_is_zukos_so_the_digits_gap_is_the_layer_form():
     written in zuko's form (u = x exp(alpha) + mu) gives zuko's log-density; the paper's form u =
     (x - mu) exp(-alpha) (Eq. 4) is the only difference."""
     zuko = pytest.importorskip("zuko")
-    from common.train import seed_everything
+    from common.runtime import seed_everything
 
     seed_everything(0)
     layers = [

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from common.checkpoint import load_flow, save_checkpoint
 from common.flows import Inverse
 from common.nets import MADE
-from common.train import load_flow, save_checkpoint
 from iaf import IAF, AffineAutoregressive, DiagonalAffine, GatedAutoregressive
 from tests.harness import (
     check_bad_input_raises,

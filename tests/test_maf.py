@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from common.layers import BatchNorm, set_batch_norm_stats
 from common.nets import MADE
-from maf import MAF, BatchNorm, MAFLayer, set_batch_norm_stats
+from maf import MAF, MAFLayer
 from tests.harness import (
     check_bad_input_raises,
     check_flow_normalised,
@@ -27,8 +28,12 @@ def _with_random_stats(flow_or_layer, seed=1):
     gen = torch.Generator().manual_seed(seed)
     for m in flow_or_layer.modules():
         if isinstance(m, BatchNorm):
-            m.mean.copy_(torch.randn(m.mean.shape, generator=gen, dtype=m.mean.dtype))
-            m.var.copy_(0.2 + 2 * torch.rand(m.var.shape, generator=gen, dtype=m.var.dtype))
+            m.running_mean.copy_(
+                torch.randn(m.running_mean.shape, generator=gen, dtype=m.running_mean.dtype)
+            )
+            m.running_var.copy_(
+                0.2 + 2 * torch.rand(m.running_var.shape, generator=gen, dtype=m.running_var.dtype)
+            )
     return flow_or_layer.eval()
 
 
@@ -129,7 +134,7 @@ def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det(
     layer = perturb(BatchNorm(d).double()).train()
     x = 3 + 2 * torch.randn(B, d, dtype=torch.float64)
     u, ladj = layer(x)
-    gamma, beta = layer.gamma.detach(), layer.beta.detach()
+    gamma, beta = layer.log_gamma.detach(), layer.beta.detach()
     assert torch.allclose(
         u.mean(0), beta, atol=1e-12
     )  # the batch is normalised by its own statistics
@@ -171,8 +176,12 @@ def test_running_statistics_follow_the_minibatches():
             torch.tensor([3.0, -1.0], dtype=torch.float64)
             + torch.tensor([2.0, 0.5]) * torch.randn(256, 2)
         )
-    assert torch.allclose(layer.mean, torch.tensor([3.0, -1.0], dtype=torch.float64), atol=0.15)
-    assert torch.allclose(layer.var, torch.tensor([4.0, 0.25], dtype=torch.float64), rtol=0.1)
+    assert torch.allclose(
+        layer.running_mean, torch.tensor([3.0, -1.0], dtype=torch.float64), atol=0.15
+    )
+    assert torch.allclose(
+        layer.running_var, torch.tensor([4.0, 0.25], dtype=torch.float64), rtol=0.1
+    )
 
 
 @pytest.mark.parametrize("context", [0, 2])
@@ -237,9 +246,12 @@ def test_batch_norm_is_not_poisoned_by_an_empty_batch_or_refused_nan():
     with pytest.raises(ValueError, match="NaN"):
         flow.log_prob(torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [1.0, 2.0]]))
     assert torch.isfinite(flow.eval().log_prob(torch.randn(4, 2))).all()
-    layer = BatchNorm(2).train()  # used alone, a non-finite batch leaves the running average
+    layer = BatchNorm(2).train()  # used alone: an inf row stays out of the running average
     layer(torch.tensor([[0.0, float("inf")], [1.0, 2.0]]))
-    assert torch.equal(layer.mean, torch.zeros(2)) and torch.equal(layer.var, torch.ones(2))
+    assert torch.allclose(layer.running_mean, torch.tensor([0.1, 0.2]))  # the finite row only
+    layer(torch.tensor([[float("inf"), 0.0]]))  # no finite row: nothing to take
+    assert torch.allclose(layer.running_mean, torch.tensor([0.1, 0.2]))
+    assert torch.allclose(layer.running_var, torch.tensor([0.9, 0.9]))
 
 
 def test_infinite_rows_stay_out_of_train_mode_batch_statistics():

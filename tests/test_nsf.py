@@ -403,8 +403,8 @@ def test_bad_bins_and_bounds_name_what_was_expected(kwargs, message):
 def test_actnorm_brings_unstandardised_data_into_the_bound_and_survives_a_checkpoint(tmp_path):
     """NSF(actnorm=True): after the first training batch the points reaching the first spline are
     standardised (inside [-B, B]); load_flow and load_checkpoint restore that start, not redo it."""
-    from common.flows import ActNorm
-    from common.train import load_checkpoint, load_flow, save_checkpoint
+    from common.checkpoint import load_checkpoint, load_flow, save_checkpoint
+    from common.layers import ActNorm
 
     flow = NSF(2, 2, (8,), actnorm=True)
     assert isinstance(flow.transform.transforms[0], ActNorm)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from common.layers import BatchNorm
 from common.nets import MLP
 from realnvp import (
     AffineCoupling,
-    BatchNorm,
     FactorOut,
     RealNVP,
     RealNVPImage,

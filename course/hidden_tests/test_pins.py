@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from common.flows import Flow, Transform
+from common.layers import BatchNorm
 from common.nets import MADE, MaskedLinear
 from common.train import train_reverse_kl
 from iaf.iaf import GatedAutoregressive
-from maf.maf import BatchNorm, MAFLayer
+from maf.maf import MAFLayer
 from nsf.nsf import DERIVATIVE_BOUND, LOGIT_BOUND, MIN_DERIVATIVE, MIN_WIDTH, rq_spline
 from planar_flows.planar import Planar, Radial, constrain
 from realnvp.realnvp import AffineCoupling, channel_mask, checkerboard
@@ -192,10 +193,10 @@ def test_maf_batch_norm_by_hand():
     eps = 1e-5
     layer = BatchNorm(2, eps=eps).double()
     with torch.no_grad():
-        layer.gamma.copy_(torch.tensor([0.5, -1.0]))
+        layer.log_gamma.copy_(torch.tensor([0.5, -1.0]))
         layer.beta.copy_(torch.tensor([1.0, 2.0]))
-        layer.mean.copy_(torch.tensor([1.0, -1.0]))
-        layer.var.copy_(torch.tensor([4.0, 0.25]))
+        layer.running_mean.copy_(torch.tensor([1.0, -1.0]))
+        layer.running_var.copy_(torch.tensor([4.0, 0.25]))
     layer.eval()
     x = torch.tensor([[3.0, 0.0], [1.0, -1.0]], dtype=torch.float64)
     u, ladj = layer(x)
