@@ -78,9 +78,8 @@ class PeerFlow(nn.Module):
         if self.logit is not None:
             x, ladj = self.logit(x)
         if self.library == "zuko":
-            return (
-                self.module().log_prob(x) + ladj
-            )  # zuko flows are lazy: calling one gives the distribution
+            # zuko flows are lazy: calling one gives the distribution
+            return self.module().log_prob(x) + ladj
         return self.module.log_prob(x) + ladj  # nflows and normflows alike
 
     def rsample_and_log_prob(self, n, context=None):

@@ -88,9 +88,8 @@ def pytest_runtest_makereport(item, call):
     part, message, where = found
     report.user_properties.append((PROPERTY, part))
     blocked = item.config.stash.setdefault(BLOCKED, {})
-    if (
-        part in blocked
-    ):  # the part already has its one failure: the other tests it blocks are skipped
+    # the part already has its one failure: the other tests it blocks are skipped
+    if part in blocked:
         path, line, _ = item.location
         report.outcome, report.longrepr = (
             "skipped",

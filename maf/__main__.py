@@ -1,14 +1,13 @@
 """Experiments of Papamakarios et al. (2017), Masked Autoregressive Flow.
 
-    python -m maf                  # Figure 1: one MADE with the unfavourable order fails, MAF with
-    5 layers fits python -m maf --target moons   # a 5-layer MAF on any sample-based target of
-    common/targets.py python -m maf --data digits    # 8x8 digits: MAF and a class-conditional MAF,
-    test NLL and bits/dim python -m maf --quick          # any of the above in seconds (also:
-    FLOWS_FAST=1)
+    python -m maf                   # Figure 1: one MADE in the unfavourable order fails, MAF fits
+    python -m maf --target moons    # a 5-layer MAF on any sample-based target of common/targets.py
+    python -m maf --data digits     # 8x8 digits: MAF and a class-conditional MAF, NLL and bits/dim
+    python -m maf --quick           # any of the above in seconds (also: FLOWS_FAST=1)
 
-Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target (>=
-    0, it is
-KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit Jacobian included).
+Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target
+(>= 0, it is KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit
+Jacobian included).
 """
 
 import math
@@ -83,9 +82,8 @@ def figure1(args):
     window = plot.view(target)
     top = plot.show_density(axes[0], target.log_prob, window, "target").max().item()
     plot.show_density(axes[1], plot.flow_log_prob(made), window, "MADE, x1 first", vmax=top)
-    with (
-        torch.no_grad()
-    ):  # the random numbers u the MADE would need to generate the data: not N(0, I)
+    # the random numbers u the MADE would need to generate the data: not N(0, I)
+    with torch.no_grad():
         u, _ = made.transform(target.sample(2000).to(args.device))
     axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
     axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
@@ -135,9 +133,8 @@ def digits(args):
     split = load_digits_split(args.seed)
     onehot = {k: F.one_hot(split[f"{k}_labels"], 10).float() for k in ("train", "val", "test")}
     gen = torch.Generator().manual_seed(args.seed)
-    test = dequantize(
-        split["test"], gen
-    )  # one fixed dequantisation of the test set for every model
+    # one fixed dequantisation of the test set for every model
+    test = dequantize(split["test"], gen)
     models = f"MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm"
     digits_banner(split, test, models, 44)
     results = {}

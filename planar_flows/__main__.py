@@ -104,9 +104,10 @@ def main(argv=None):
             squeeze=False,
         )
         for row, (name, energy) in enumerate(energies.items()):
+            # the row's colour scale: every panel of a row is compared with the energy
             top = show_density(
                 axes[row, 0], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z", args.grid
-            ).max()  # the row's colour scale: every panel of a row is compared with the energy
+            ).max()
             cells = []
             for col, K in enumerate(args.K, start=1):
                 flow, kl, inverse_error = fit_one(kind, energy, K, args)

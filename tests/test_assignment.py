@@ -74,9 +74,8 @@ def test_a_region_becomes_its_hints_and_a_raise_at_its_indentation():
     assert namespace["step"](-1) == -2  # code outside the region is untouched
     with pytest.raises(NotImplementedError, match=r"^demo\.step: return y \+ 1"):
         namespace["step"](1)
-    kept, _ = strip(
-        SOURCE, "demo/demo.py", selected=lambda part: False
-    )  # not selected: only the markers go
+    # not selected: only the markers go
+    kept, _ = strip(SOURCE, "demo/demo.py", selected=lambda part: False)
     assert kept == SOURCE.replace(
         "        # BEGIN SOLUTION demo.step\n        # return y + 1\n"
         "        # (and nothing else)\n",
@@ -193,9 +192,8 @@ def test_a_non_empty_directory_is_refused_unless_forced(tmp_path):
         make_assignment(tmp_path)
     with pytest.raises(ValueError, match=r"unknown parts \['maf.nope'\]"):
         make_assignment(tmp_path, parts=["maf.nope"], force=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "notes.txt"
-    ]  # nothing written before refusing
+    # nothing written before refusing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def _grade(cwd):
@@ -240,9 +238,8 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
     graded = [p for p in parts if p.split(".")[0] in GRADED]
     assert sorted(rows) == graded
     for part, (earned, points, note) in rows.items():
-        if (
-            ".notebook_" in part
-        ):  # a notebook exercise: listed, worth nothing, checked by running the notebook
+        # a notebook exercise: listed, worth nothing, checked by running the notebook
+        if ".notebook_" in part:
             assert earned == points == 0 and note.startswith("ungraded"), part
             continue
         assert (

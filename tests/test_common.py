@@ -87,9 +87,8 @@ HARNESS_CASES = [
 def test_harness(name, factory, contexts, features):
     for context in contexts:
         layer = factory(features, context)
-        x = (
-            torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None
-        )  # data in (0, 1)
+        # data in (0, 1)
+        x = torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None
         check_transform(layer, features, context, x=x)
 
 
@@ -160,13 +159,11 @@ def test_made_is_autoregressive(features, context):
     """d output_i / d input_j is zero unless j comes before i in the order (Germain et al. 2015)."""
     order = torch.randperm(features, generator=torch.Generator().manual_seed(features))
     made = perturb(MADE(features, 3, (16, 16), context=context, order=order).double())
-    x = torch.randn(
-        64, features, dtype=torch.float64
-    )  # many points, so no connection hides behind a dead ReLU
+    # many points, so no connection hides behind a dead ReLU
+    x = torch.randn(64, features, dtype=torch.float64)
     c = torch.randn(64, context, dtype=torch.float64) if context else None
-    J = (
-        torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
-    )  # (D, D)
+    # (D, D)
+    J = torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
     allowed = order[None, :] < order[:, None]  # allowed[i, j]: feature j precedes feature i
     assert torch.all(J[~allowed] == 0)
     assert torch.all(J[allowed] > 0)  # and every permitted connection exists
