@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.cli import demo_parser, fit, markdown_table, parse_demo_args, positive, positive_float
+from common.cli import demo_parser, fit, parse_demo_args, positive, positive_float
 from common.data import binarize, load_digits_split
 from common.flows import StandardNormal, check_input
 from common.metrics import count_parameters
 from common.nets import MLP
+from common.report import markdown_table
 from common.train import TrainingRun, batches, guarded_step, seed_everything
 
 

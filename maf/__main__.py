@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from common import plot
 from common.cli import (
     demo_parser,
-    digits_banner,
     dispatch,
     fit,
     parse_demo_args,
@@ -31,6 +30,7 @@ from common.data import dequantize, load_digits_split
 from common.flows import Compose, Flow, Logit
 from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap
 from common.plot import plt, save_figure
+from common.report import digits_banner
 from common.targets import SAMPLE_TARGETS, Banana, get_target
 from common.train import recorded, train_forward_kl
 from maf import MAF, MAFLayer, set_batch_norm_stats

@@ -16,11 +16,12 @@ import os
 import torch
 
 from common import plot
-from common.cli import demo_parser, digits_banner, dispatch, fit, parse_demo_args, positive, run
+from common.cli import demo_parser, dispatch, fit, parse_demo_args, positive, run
 from common.data import dequantize, load_digits_split
 from common.flows import Compose, Flow, Inverse, Logit
 from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap, reverse_kl
 from common.plot import plt, save_figure
+from common.report import digits_banner
 from common.targets import SAMPLE_TARGETS, get_target
 from common.train import recorded, seed_everything, train_forward_kl, train_reverse_kl
 from nsf import NSF
