@@ -260,10 +260,11 @@ def test_builder_arguments_are_checked(kwargs, message):
 
 
 def test_readme_line_counts_are_measured():
-    """The README's table of logical lines is what ``python -m tools.lines`` counts, per paper."""
+    """The README's table of logical lines, physical lines and prose share is what
+    ``python -m tools.lines`` counts, per paper."""
     from pathlib import Path
 
-    from tools.lines import PAPERS, core_files, logical_lines
+    from tools.lines import PAPERS, core_files, count
 
     root = Path(__file__).resolve().parent.parent
     if (root / "assignment.toml").exists():
@@ -275,10 +276,12 @@ def test_readme_line_counts_are_measured():
         row = next(
             line for line in readme.splitlines() if line.startswith("|") and f"`{paper}/`" in line
         )
-        claimed = int(row.split("|")[4])
-        measured = sum(logical_lines(f.read_text()) for f in core_files(root / paper))
+        claimed = [cell.strip() for cell in row.split("|")[4:7]]
+        logical, physical, prose = count(core_files(root / paper))
+        measured = [str(logical), str(physical), f"{prose:.0%}"]
         assert claimed == measured, (
-            f"README says {paper} has {claimed} logical lines; tools.lines counts {measured}"
+            f"README says {paper} has {claimed} (logical lines, physical lines, prose); "
+            f"tools.lines counts {measured}"
         )
 
 
