@@ -20,6 +20,7 @@ import pytest
 
 from course.assignment import (
     MANIFEST,
+    STUDENT_CONFTEST,
     MarkerError,
     all_regions,
     for_students,
@@ -224,6 +225,7 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
     manifest = tomllib.loads((out / MANIFEST).read_text())
     parts = sorted({r.part for r in all_regions()})
     assert manifest["parts"] == parts
+    assert (out / "conftest.py").read_text() == STUDENT_CONFTEST  # the stub reporting, for pytest
     # everything but the marked regions is the reference, byte for byte
     marked = set(marked_files())
     for path in filter(for_students, repository_files()):
@@ -261,3 +263,22 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
         earned == points for earned, points, _ in rows.values()
     ), reference.stdout
     assert "not implemented" not in reference.stderr
+
+
+def test_the_stub_reporting_is_a_plugin_that_tests_do_not_import():
+    """tests/ does not depend on course/ (nor the hidden tests on tests/'s conftest): the stub
+    reporting is ``course/pytest_plugin.py``, which the grader passes with ``-p`` and a student
+    copy's own top-level conftest.py loads."""
+
+    def imported(path):
+        names = set()
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                names.add(node.module or "")
+        return names
+
+    assert not {n for n in imported("tests/conftest.py") if n.split(".")[0] == "course"}
+    assert not {n for n in imported("course/hidden_tests/conftest.py") if n.startswith("tests")}
+    assert "course.pytest_plugin" in STUDENT_CONFTEST
