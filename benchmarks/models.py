@@ -66,8 +66,7 @@ def match_width(build, target, widths=range(1, 1025)):
 
 class PeerFlow(nn.Module):
     """A peer library's flow behind this repository's interface. ``logit``: a ``common.flows.Logit``
-    applied
-    first (its Jacobian counted), for image data in [0, 1]."""
+    applied first (its Jacobian counted), for image data in [0, 1]."""
 
     def __init__(self, library, module, logit=None):
         super().__init__()
@@ -269,8 +268,8 @@ def density_model(library, family, features):
 # VI models
 def vi_models(planar_layers=32):
     """Reverse-KL models on R^2 by label: (library, builder). The IAF "equal parameters" variant has
-    the
-    parameter count of the planar flow (issue 5: IAF beside planar flows of about the same size)."""
+    the parameter count of the planar flow (issue 5: IAF beside planar flows of about the same
+    size)."""
     width, _ = match_width(lambda h: IAF(2, transforms=5, hidden_features=(h,)), 5 * planar_layers)
     models = {
         f"planar K={planar_layers}": ("ours", lambda: PlanarFlow(2, transforms=planar_layers)),

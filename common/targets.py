@@ -235,11 +235,9 @@ class Rings(Target):
 
 class NoisyCurves(Target):
     """Pick one of A curves c_a(u), u ~ U(0, 1), and add N(0, std^2 I) noise. The density is a 1-D
-        integral, p(x) = (1/A) sum_a ∫_0^1 N(x; c_a(u), std^2 I) du,
-    computed by Gauss-Legendre quadrature with ``nodes`` points (the integrand is smooth in u;
-        ``nodes`` is
-    chosen so that doubling it changes log p by < 1e-6). H by grid quadrature.
-    """
+    integral, p(x) = (1/A) sum_a ∫_0^1 N(x; c_a(u), std^2 I) du, computed by Gauss-Legendre
+    quadrature with ``nodes`` points (the integrand is smooth in u; ``nodes`` is chosen so that
+    doubling it changes log p by < 1e-6). H by grid quadrature."""
 
     quad_n = 160
 
@@ -271,8 +269,8 @@ class NoisyCurves(Target):
 
 def moons(u):
     """Two interleaved half circles, t = pi u: (cos t, sin t) and (1 - cos t, 1/2 - sin t)
-    (scikit-learn's
-    make_moons before noise), shifted by (-1/2, -1/4) to centre them: (2, len(u), 2)."""
+    (scikit-learn's make_moons before noise), shifted by (-1/2, -1/4) to centre them; shape
+    (2, len(u), 2)."""
     t = math.pi * u
     upper = torch.stack([t.cos(), t.sin()], -1)
     lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], -1)

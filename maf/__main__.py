@@ -61,8 +61,8 @@ def header(target):
 def figure1(args):
     """Figure 1: a MADE with Gaussian conditionals (= a 1-layer MAF) learns x1 first, whose marginal
     is not Gaussian, and fails; reading the same data in the other order it would succeed; a 5-layer
-    MAF, every layer
-    with the same kind of Gaussian conditionals, fits the target in the unfavourable order too."""
+    MAF, every layer with the same kind of Gaussian conditionals, fits the target in the
+    unfavourable order too."""
     target = get_target("banana")
     header(target)
     models = {

@@ -59,8 +59,8 @@ def parse_args(argv=None):
 
 def fit_one(kind, energy, K, args):
     """Train one flow of length K on one energy; return it, its KL estimate, and how far
-    ``log_prob`` (the
-    layers' 1-D inverses) is from the log-density that sampling gives, at the flow's own samples."""
+    ``log_prob`` (the layers' 1-D inverses) is from the log-density that sampling gives, at the
+    flow's own samples."""
     seed_everything(args.seed)
     flow = PlanarFlow(2, transforms=K, kind=kind).to(args.device)
     fit(

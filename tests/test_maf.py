@@ -121,8 +121,8 @@ def test_context_enters_every_made_and_every_feature():
 def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det():
     """In training mode u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta with the batch's m and v. The
     log det is the paper's sum(gamma - 0.5 log(v + eps)): it treats m and v as constants. The exact
-    Jacobian of one
-    point's u (other points fixed) differs by the O(1/B) terms m and v get from that point."""
+    Jacobian of one point's u (other points fixed) differs by the O(1/B) terms m and v get from that
+    point."""
     torch.manual_seed(0)
     B, d = 8, 3
     layer = perturb(BatchNorm(d).double()).train()
@@ -175,8 +175,7 @@ def test_running_statistics_follow_the_minibatches():
 @pytest.mark.parametrize("context", [0, 2])
 def test_set_batch_norm_stats_uses_the_whole_training_set(context):
     """With statistics from ``data``, evaluation mode gives ``data`` exactly the log-density
-    training mode
-    gives it as one batch; and a BatchNorm that never saw the data would not."""
+    training mode gives it as one batch; and a BatchNorm that never saw the data would not."""
     torch.manual_seed(0)
     flow = perturb(MAF(3, 3, (16, 16), context, batch_norm=True).double())
     data = (

@@ -204,8 +204,7 @@ def test_finite_values_and_gradients_at_1e6_and_on_all_tail_batches(dtype):
 def test_extreme_parameters(dtype):
     """Huge and tiny widths, heights and derivatives: finite values and gradients, monotone, and
     forward(inverse(y)) = y (the well-conditioned direction: inverse(forward(x)) can only be as good
-    as
-    rounding / slope, and slopes here go down to 1e-9)."""
+    as rounding / slope, and slopes here go down to 1e-9)."""
     n, scales = 12, torch.tensor([1e1, 1e2, 1e3, 1e6], dtype=dtype)
     rows = []
     for s in scales:
