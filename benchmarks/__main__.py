@@ -133,11 +133,12 @@ def main(argv=None):
 
     some = bool(args.models or args.libraries)
     results = load(path)
+    # replaced below
     results["records"] = [
         r
         for r in results["records"]
         if r["section"] not in sections or not keep(r["library"], r.get("family") or r["model"])
-    ]  # replaced below
+    ]
     for name in sections:
         old = results["config"].get(name)
         if some and old:  # some rows of a section: with the budget of the rest of its rows

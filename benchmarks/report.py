@@ -109,9 +109,8 @@ def goals_table(records):
         if not peers:
             continue
         best = min(peers, key=lambda lib: peers[lib][0])
-        margin = (
-            0.0 if math.isnan(peers[best][1]) else peers[best][1]
-        )  # the best peer's own seed spread
+        # the best peer's own seed spread
+        margin = 0.0 if math.isnan(peers[best][1]) else peers[best][1]
         ratios = []
         for (f, lib, d), rs in sorted(timing.items(), key=lambda kv: kv[0][2]):
             if f == family and lib == "ours" and (f, "zuko", d) in timing:

@@ -83,12 +83,10 @@ def density(config, seeds, log, keep=everything):
 
 
 def digits(config, seeds, log, keep=everything):
-    split = load_digits_split(
-        0
-    )  # one fixed split; the seed changes initialisation, batches and dequantisation
-    test = dequantize(
-        split["test"], torch.Generator().manual_seed(0)
-    )  # one dequantisation of the test set
+    # one fixed split; the seed changes initialisation, batches and dequantisation
+    split = load_digits_split(0)
+    # one dequantisation of the test set
+    test = dequantize(split["test"], torch.Generator().manual_seed(0))
     for seed in seeds:
         for label, (library, build) in digits_models(
             config["hidden"], config.get("nsf_hidden")
@@ -119,9 +117,8 @@ def digits(config, seeds, log, keep=everything):
                 record,
             )
             if "MAF" in label and "batch norm" in label:
-                set_batch_norm_stats(
-                    flow, dequantize(split["train"])
-                )  # MAF paper, Appendix B: whole training set
+                # MAF paper, Appendix B: whole training set
+                set_batch_norm_stats(flow, dequantize(split["train"]))
             record["nll"], record["stderr"] = dataset_nll(flow, test)
             record["bits_per_dim"] = bits_per_dim(record["nll"])
             log(record, f"digits seed {seed} {label}: {record['bits_per_dim']:.3f} bits/dim")

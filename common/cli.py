@@ -10,7 +10,10 @@
 * ``fit(args, name, train, model, ...)``: one training run with the demo's progress switch; with
   --save, or when Ctrl-C stops it, the model (best weights) and its history go to --out/NAME.pt;
 * ``run(main)``: the ``if __name__ == "__main__"`` entry: Ctrl-C exits with code 130, no traceback;
-* ``dispatch``, ``digits_banner``, ``markdown_table``: what several demos print alike.
+* ``dispatch(args, default, **commands)``: run the demo's section chosen by its flags, then print
+  the total time.
+
+What the demos print as tables and banners is ``common/report.py``.
 """
 
 import argparse
@@ -190,28 +193,3 @@ def dispatch(args, default, **commands):
     else:
         default(args)
     print(f"total {time.perf_counter() - start:.0f} s")
-
-
-def digits_banner(split, test, models, width):
-    """The two lines every digits demo prints first, and the header of its table."""
-    from common.data import LEVELS
-
-    print(
-        f"8x8 digits: {len(split['train'])} train / {len(split['val'])} val / {len(test)} test "
-        f"images, {LEVELS} grey levels; {models}"
-    )
-    print(
-        "  bits/dim = (NLL + 64 log 17) / (64 log 2): the density of the integer pixels "
-        "(dequantisation bound); 4.09 = uniform over the 17 levels"
-    )
-    print(
-        f"  {'model':<{width}} {'params':>7}  {'test NLL (nats)':>17}  {'bits/dim':>8}  "
-        f"{'train s':>7}"
-    )
-
-
-def markdown_table(header, rows):
-    """A Markdown table (a string) of ``header`` (column names) and ``rows`` (lists of cells)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -79,9 +79,8 @@ def gauss_legendre(n):
         x = x - step
         if step.abs().max() < 1e-15:
             break
-    return (1 - x) / 2, 1 / (
-        (1 - x**2) * slope**2
-    )  # mapped to [0, 1]: nodes ascending, weights halved
+    # mapped to [0, 1]: nodes ascending, weights halved
+    return (1 - x) / 2, 1 / ((1 - x**2) * slope**2)
 
 
 # -------------------------------------------------------------------------------------------
@@ -143,10 +142,8 @@ class UniformNormal(Target):
     H = H(a) + E_a[H(b | a)] = 0 + 0.5 log(2 pi e) + 0.5 E[log a], with E[log a] = 2 log 2 - 1.
     """
 
-    view = (
-        (0.5, 2.5),
-        (-3.5, 7.5),
-    )  # plotting window ((a_lo, a_hi), (b_lo, b_hi)): the density is tall and thin
+    # plotting window ((a_lo, a_hi), (b_lo, b_hi)): the density is tall and thin
+    view = ((0.5, 2.5), (-3.5, 7.5))
 
     def _sample(self, n, generator):
         a = 1 + torch.rand(n, generator=generator)
@@ -238,11 +235,9 @@ class Rings(Target):
 
 class NoisyCurves(Target):
     """Pick one of A curves c_a(u), u ~ U(0, 1), and add N(0, std^2 I) noise. The density is a 1-D
-        integral, p(x) = (1/A) sum_a ∫_0^1 N(x; c_a(u), std^2 I) du,
-    computed by Gauss-Legendre quadrature with ``nodes`` points (the integrand is smooth in u;
-        ``nodes`` is
-    chosen so that doubling it changes log p by < 1e-6). H by grid quadrature.
-    """
+    integral, p(x) = (1/A) sum_a ∫_0^1 N(x; c_a(u), std^2 I) du, computed by Gauss-Legendre
+    quadrature with ``nodes`` points (the integrand is smooth in u; ``nodes`` is chosen so that
+    doubling it changes log p by < 1e-6). H by grid quadrature."""
 
     quad_n = 160
 
@@ -262,19 +257,20 @@ class NoisyCurves(Target):
     def log_prob(self, x):
         c, log_w = self.centres.to(x).flatten(0, 1), self.log_w.to(x).repeat(self.centres.shape[0])
         const = -LOG_2PI - 2 * math.log(self.std) - math.log(self.centres.shape[0])
+        # (batch, A * nodes) per chunk
         parts = [
             torch.logsumexp(
                 log_w - 0.5 * torch.cdist(xb, c, compute_mode=EXACT) ** 2 / self.std**2, -1
             )
             for xb in x.split(4096)
-        ]  # (batch, A * nodes) per chunk
+        ]
         return torch.cat(parts) + const
 
 
 def moons(u):
     """Two interleaved half circles, t = pi u: (cos t, sin t) and (1 - cos t, 1/2 - sin t)
-    (scikit-learn's
-    make_moons before noise), shifted by (-1/2, -1/4) to centre them: (2, len(u), 2)."""
+    (scikit-learn's make_moons before noise), shifted by (-1/2, -1/4) to centre them; shape
+    (2, len(u), 2)."""
     t = math.pi * u
     upper = torch.stack([t.cos(), t.sin()], -1)
     lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], -1)
@@ -330,9 +326,8 @@ class Pinwheel(Target):
     def log_prob(self, x):
         y = self._rotate(x, -self.rate * (x**2).sum(-1))  # undo the swirl (|y| = |x|)
         angles = 2 * math.pi * torch.arange(self.arms, dtype=x.dtype, device=x.device) / self.arms
-        local = self._rotate(y[:, None, :], -angles) - x.new_tensor(
-            [1.0, 0.0]
-        )  # (n, K, 2), arm frame
+        # (n, K, 2), arm frame
+        local = self._rotate(y[:, None, :], -angles) - x.new_tensor([1.0, 0.0])
         log_n = (
             -0.5 * (local / x.new_tensor(self.std)).pow(2).sum(-1)
             - LOG_2PI
@@ -489,15 +484,11 @@ _ENERGIES = {
     e.name: e
     for e in (
         Energy("U1", u1, bounds=(-4, 4), quad_bounds=(-5, 5), quad_n=500),
-        Energy(
-            "U2", u2, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500
-        ),  # the paper plots U1-U4 on [-4, 4]^2;
-        Energy(
-            "U3", u3, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500
-        ),  # these windows also hold the
-        Energy(
-            "U4", u4, bounds=(-5.5, 5.5), quad_bounds=(-7, 7), quad_n=700
-        ),  # confined shoulders and U4's tail
+        # the paper plots U1-U4 on [-4, 4]^2; these windows also hold the confined shoulders and
+        # U4's tail
+        Energy("U2", u2, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500),
+        Energy("U3", u3, bounds=(-4.5, 4.5), quad_bounds=(-5, 5), quad_n=500),
+        Energy("U4", u4, bounds=(-5.5, 5.5), quad_bounds=(-7, 7), quad_n=700),
         Energy("sine", sine, bounds=(-3, 3), quad_bounds=(-3.5, 3.5), quad_n=350),
     )
 }

@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.checks import check_input
-from common.cli import demo_parser, fit, markdown_table, parse_demo_args, positive, positive_float
+from common.cli import demo_parser, fit, parse_demo_args, positive, positive_float
 from common.data import binarize, load_digits_split
 from common.flows import StandardNormal
 from common.metrics import count_parameters
 from common.nets import MLP
+from common.report import markdown_table
 from common.runtime import seed_everything
 from common.train import TrainingRun, batches
 

@@ -21,9 +21,10 @@ In the student copy every selected region becomes ``# BEGIN YOUR CODE <part>``, 
 ``raise NotImplementedError("<part>: <hint>")`` and ``# END YOUR CODE``; the grader takes only the
 lines between those two markers. In regions that are not selected only the marker and hint lines
 disappear. The copy holds what a student needs (see ``NOT_FOR_STUDENTS``: no benchmarks, CI,
-hidden tests, wrong implementations or tooling tests), plus ``assignment.toml`` (the parts set) and
-``HANDOUT.md`` (the homework sheet). Before anything is written to ``--out``, the copy is searched
-for any statement of a stripped region (``course/leaks.py``); a hit refuses with file:line.
+hidden tests, wrong implementations or tooling tests), plus ``assignment.toml`` (the parts set),
+``HANDOUT.md`` (the homework sheet) and a ``conftest.py`` that loads the stub reporting
+(``course/pytest_plugin.py``). Before anything is written to ``--out``, the copy is searched for any
+statement of a stripped region (``course/leaks.py``); a hit refuses with file:line.
 
     python -m course.assignment --out ../hw                      # every part, common/ included
     python -m course.assignment --out ../hw --papers maf nsf     # only these papers' parts
@@ -68,6 +69,13 @@ NOT_COPIED = {
 }
 # what a student does not receive (item 8 of issue 15): the benchmarks and their results, CI, the
 # course tooling beyond the self-grader, the instructors' notes, hidden tests, the tooling's tests
+# the student copy's top-level conftest.py: a student's ``python -m pytest`` reports the stubs
+# (the repository's own tests do not load this plugin; the grader passes it with -p)
+STUDENT_CONFTEST = '''"""Written by `python -m course.assignment`: a test that needs a part you
+have not written yet fails once, naming the part, and the other tests that need it are skipped."""
+
+pytest_plugins = ["course.pytest_plugin"]
+'''
 NOT_FOR_STUDENTS = (
     "benchmarks/",
     ".ci/",
@@ -215,6 +223,7 @@ def write_copy(out, files, selected, chosen, ipynb=False, root=ROOT):
         f"parts = {json.dumps(set_parts)}\n"
     )
     (out / HANDOUT).write_text(handout(chosen, root, out))
+    (out / "conftest.py").write_text(STUDENT_CONFTEST)
     if ipynb:
         import jupytext
 

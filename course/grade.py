@@ -21,11 +21,9 @@ Without ``--submission`` the tests run in place, in a subprocess, on the copy's 
 a student's self-check. Hidden groups are listed as "hidden" there (the copy does not hold them).
 Exits 1 when a part lost points, 0 when every part earned full marks, 2 on bad arguments.
 
-The pytest hooks below are imported by ``tests/conftest.py``: when a test fails on a stub's
-``NotImplementedError("<part>: <hint>")``, the first such test of each part fails with a one-line
-message naming the part, the following ones are reported as skipped ("needs <part>"), and the run
-ends with ``not implemented: <part> (blocks N tests)``. Without stubs (the reference), they change
-nothing.
+Every grading run loads two pytest plugins: ``course.runner`` (which tests run, their time limit,
+the results file) and ``course.pytest_plugin`` (the stub reporting: a test that fails on a stub's
+``NotImplementedError`` names its part, and the tests it blocks are skipped).
 """
 
 import argparse
@@ -39,10 +37,7 @@ import sys
 import tempfile
 import time
 import tomllib
-import traceback
 from pathlib import Path
-
-import pytest
 
 from tools.papers import PAPERS
 
@@ -50,70 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = Path("course") / "grading.toml"
 MANIFEST = "assignment.toml"
 HIDDEN = "course/hidden_tests/"
-STUB_MESSAGE = re.compile(r"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+): ")
-PROPERTY = "not_implemented"
-BLOCKED = pytest.StashKey[dict]()
 TIMEOUT = 60.0  # seconds per test; the slowest reference test takes about 3 s on one thread
 PART_TIMEOUT = 900.0  # seconds for all the tests of one part (a backstop for a hung process)
 # what a scratch tree copies from the instructor's repository
 TREE = ("common", "intro", *PAPERS, "tests", "course", "tools")
 TREE_FILES = ("pyproject.toml",)
-
-
-# ---------------------------------------------------------------- pytest hooks (imported by
-# tests/conftest.py)
-def unimplemented_part(excinfo):
-    """(part, message, "file:line") when the exception (or its cause) is a stub's; else None."""
-    error, seen = excinfo.value if excinfo is not None else None, set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        match = STUB_MESSAGE.match(str(error)) if isinstance(error, NotImplementedError) else None
-        if match:
-            frame = traceback.extract_tb(error.__traceback__)[-1]
-            try:
-                filename = Path(frame.filename).resolve().relative_to(Path.cwd())
-            except ValueError:
-                filename = frame.filename
-            return match.group(1), str(error), f"{filename}:{frame.lineno}"
-        error = error.__cause__ or error.__context__
-    return None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    found = unimplemented_part(call.excinfo) if report.failed else None
-    if found is None:
-        return report
-    part, message, where = found
-    report.user_properties.append((PROPERTY, part))
-    blocked = item.config.stash.setdefault(BLOCKED, {})
-    if (
-        part in blocked
-    ):  # the part already has its one failure: the other tests it blocks are skipped
-        path, line, _ = item.location
-        report.outcome, report.longrepr = (
-            "skipped",
-            (str(path), (line or 0) + 1, f"Skipped: needs {part}"),
-        )
-    else:
-        report.longrepr = (
-            f"{part} is not implemented yet: NotImplementedError raised at {where}\n"
-            f"    {message}\n"
-            f"Write the part there; every test that needs it is skipped until then."
-        )
-    blocked.setdefault(part, []).append(item.nodeid)
-    return report
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    blocked = config.stash.get(BLOCKED, {})
-    if blocked:
-        terminalreporter.section("assignment parts not implemented yet")
-        for part, nodes in blocked.items():
-            terminalreporter.line(
-                f"not implemented: {part} (blocks {len(nodes)} test{'s' * (len(nodes) != 1)})"
-            )
 
 
 # ---------------------------------------------------------------- weights
@@ -184,7 +120,8 @@ def run_tests(tree, globs, timeout=TIMEOUT, part_timeout=PART_TIMEOUT, verbose=F
             "PYTHONPATH": str(tree),
         }
         command = [sys.executable, "-m", "pytest", "-q" if not verbose else "-v"]
-        command += ["-p", "no:cacheprovider", "-p", "course.runner", "-o", "addopts=", *files]
+        command += ["-p", "no:cacheprovider", "-p", "course.runner", "-p", "course.pytest_plugin"]
+        command += ["-o", "addopts=", *files]
         try:
             done = subprocess.run(
                 command,

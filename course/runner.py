@@ -13,7 +13,8 @@ import signal
 
 import pytest
 
-from course.grade import PROPERTY, matches
+from course.grade import matches
+from course.pytest_plugin import PROPERTY
 
 GLOBS = json.loads(os.environ.get("COURSE_GLOBS", "null") or "null")
 RESULTS = os.environ.get("COURSE_RESULTS")

@@ -93,9 +93,8 @@ def gauss(args):
     seed_everything(args.seed)
     target = get_target("gauss")
     flow = IAF(2, transforms=1).to(args.device)
-    val = target.sample(
-        10_000
-    )  # keep the weights with the best validation NLL (Adam's last steps are noisy)
+    # keep the weights with the best validation NLL (Adam's last steps are noisy)
+    val = target.sample(10_000)
     history = fit(
         args, "gauss", train_forward_kl, flow, target, steps, 1000, args.gauss_lr, val=val
     )

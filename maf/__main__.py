@@ -1,14 +1,13 @@
 """Experiments of Papamakarios et al. (2017), Masked Autoregressive Flow.
 
-    python -m maf                  # Figure 1: one MADE with the unfavourable order fails, MAF with
-    5 layers fits python -m maf --target moons   # a 5-layer MAF on any sample-based target of
-    common/targets.py python -m maf --data digits    # 8x8 digits: MAF and a class-conditional MAF,
-    test NLL and bits/dim python -m maf --quick          # any of the above in seconds (also:
-    FLOWS_FAST=1)
+    python -m maf                   # Figure 1: one MADE in the unfavourable order fails, MAF fits
+    python -m maf --target moons    # a 5-layer MAF on any sample-based target of common/targets.py
+    python -m maf --data digits     # 8x8 digits: MAF and a class-conditional MAF, NLL and bits/dim
+    python -m maf --quick           # any of the above in seconds (also: FLOWS_FAST=1)
 
-Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target (>=
-    0, it is
-KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit Jacobian included).
+Every number is printed beside its ceiling: the test NLL minus the exact entropy of the target
+(>= 0, it is KL(p || q)); on digits, bits/dim of the dequantised 17-level pixels (the Logit
+Jacobian included).
 """
 
 import math
@@ -21,7 +20,6 @@ from common import plot
 from common.checks import recorded
 from common.cli import (
     demo_parser,
-    digits_banner,
     dispatch,
     fit,
     parse_demo_args,
@@ -34,6 +32,7 @@ from common.flows import Compose, Flow
 from common.layers import Logit, set_batch_norm_stats
 from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap
 from common.plot import plt, save_figure
+from common.report import digits_banner
 from common.targets import SAMPLE_TARGETS, Banana, get_target
 from common.train import train_forward_kl
 from maf import MAF, MAFLayer
@@ -64,8 +63,8 @@ def header(target):
 def figure1(args):
     """Figure 1: a MADE with Gaussian conditionals (= a 1-layer MAF) learns x1 first, whose marginal
     is not Gaussian, and fails; reading the same data in the other order it would succeed; a 5-layer
-    MAF, every layer
-    with the same kind of Gaussian conditionals, fits the target in the unfavourable order too."""
+    MAF, every layer with the same kind of Gaussian conditionals, fits the target in the
+    unfavourable order too."""
     target = get_target("banana")
     header(target)
     models = {
@@ -85,9 +84,8 @@ def figure1(args):
     window = plot.view(target)
     top = plot.show_density(axes[0], target.log_prob, window, "target").max().item()
     plot.show_density(axes[1], plot.flow_log_prob(made), window, "MADE, x1 first", vmax=top)
-    with (
-        torch.no_grad()
-    ):  # the random numbers u the MADE would need to generate the data: not N(0, I)
+    # the random numbers u the MADE would need to generate the data: not N(0, I)
+    with torch.no_grad():
         u, _ = made.transform(target.sample(2000).to(args.device))
     axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
     axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
@@ -137,9 +135,8 @@ def digits(args):
     split = load_digits_split(args.seed)
     onehot = {k: F.one_hot(split[f"{k}_labels"], 10).float() for k in ("train", "val", "test")}
     gen = torch.Generator().manual_seed(args.seed)
-    test = dequantize(
-        split["test"], gen
-    )  # one fixed dequantisation of the test set for every model
+    # one fixed dequantisation of the test set for every model
+    test = dequantize(split["test"], gen)
     models = f"MAF {args.transforms} layers, MADE 2 x {args.hidden}, batch norm"
     digits_banner(split, test, models, 44)
     results = {}

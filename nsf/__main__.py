@@ -17,12 +17,13 @@ import torch
 
 from common import plot
 from common.checks import recorded
-from common.cli import demo_parser, digits_banner, dispatch, fit, parse_demo_args, positive, run
+from common.cli import demo_parser, dispatch, fit, parse_demo_args, positive, run
 from common.data import dequantize, load_digits_split
 from common.flows import Compose, Flow, Inverse
 from common.layers import Logit
 from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap, reverse_kl
 from common.plot import plt, save_figure
+from common.report import digits_banner
 from common.runtime import seed_everything
 from common.targets import SAMPLE_TARGETS, get_target
 from common.train import train_forward_kl, train_reverse_kl
@@ -36,9 +37,8 @@ def energy(args):
     The loss E_q[log q + U] = KL(q || p) - log Z (the tutorial ends near -1.59)."""
     target = get_target("sine")
     nsf = NSF(2, transforms=3, hidden_features=(64, 64))
-    flow = Flow(Inverse(nsf.transform), features=2).to(
-        args.device
-    )  # rsample_and_log_prob: one MADE pass per layer
+    # rsample_and_log_prob: one MADE pass per layer
+    flow = Flow(Inverse(nsf.transform), features=2).to(args.device)
     epochs, steps = args.epochs, args.epoch_steps
     print(
         "reverse KL on the sine energy: inverted NSF-AR, 3 transforms, MADE 2 x 64, 8 bins, bound "
@@ -156,6 +156,7 @@ def digits(args):
         seed_everything(args.seed)
         flow = digits_flow(args.transforms, args.hidden, coupling).to(args.device)
         name = f"digits_{label.lower().replace('-', '_')}"
+        # keeps the best validation weights
         history = fit(
             args,
             name,
@@ -167,7 +168,7 @@ def digits(args):
             1e-3,
             val=split["val"],
             preprocess=dequantize,
-        )  # keeps the best validation weights
+        )
         nll, se = dataset_nll(flow, test)
         print(
             f"  {label + ' (Logit + NSF)':<30} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f} "

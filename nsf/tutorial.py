@@ -210,9 +210,8 @@ def paper_root_only(y, params):
 
 
 gen = torch.Generator().manual_seed(0)
-hard = 5 * torch.randn(
-    20_000, 3 * K - 1, generator=gen, dtype=torch.float64
-)  # steep, uneven splines
+# steep, uneven splines
+hard = 5 * torch.randn(20_000, 3 * K - 1, generator=gen, dtype=torch.float64)
 x_true = (2 * B) * torch.rand(20_000, generator=gen, dtype=torch.float64) - B
 y_true, _ = rq_spline(x_true, hard, B)
 for name, x_back in (
@@ -312,9 +311,8 @@ plt.show()
 layer = models["NSF-AR"].transform.transforms[0]
 xs = torch.linspace(-B - 1, B + 1, 1001)
 with torch.no_grad():
-    theta = layer.made(torch.zeros(1, 2))[
-        0, 0
-    ]  # the first variable's parameters: the same for every input
+    # the first variable's parameters: the same for every input
+    theta = layer.made(torch.zeros(1, 2))[0, 0]
     g, log_g = rq_spline(xs, theta.expand(len(xs), -1), B)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 axes[0].plot(xs, g, lw=2)

@@ -60,8 +60,8 @@ def parse_args(argv=None):
 
 def fit_one(kind, energy, K, args):
     """Train one flow of length K on one energy; return it, its KL estimate, and how far
-    ``log_prob`` (the
-    layers' 1-D inverses) is from the log-density that sampling gives, at the flow's own samples."""
+    ``log_prob`` (the layers' 1-D inverses) is from the log-density that sampling gives, at the
+    flow's own samples."""
     seed_everything(args.seed)
     flow = PlanarFlow(2, transforms=K, kind=kind).to(args.device)
     fit(
@@ -105,9 +105,10 @@ def main(argv=None):
             squeeze=False,
         )
         for row, (name, energy) in enumerate(energies.items()):
+            # the row's colour scale: every panel of a row is compared with the energy
             top = show_density(
                 axes[row, 0], energy.log_prob, energy.bounds, f"{name}: exp(-U) / Z", args.grid
-            ).max()  # the row's colour scale: every panel of a row is compared with the energy
+            ).max()
             cells = []
             for col, K in enumerate(args.K, start=1):
                 flow, kl, inverse_error = fit_one(kind, energy, K, args)

@@ -369,9 +369,8 @@ class TwoModes:
         return -torch.logsumexp(-0.5 * d2 / self.s**2, -1)
 
     def log_z(self):
-        return math.log(
-            2 * 2 * math.pi * self.s**2
-        )  # two unnormalised Gaussians, each of mass 2 pi s^2
+        # two unnormalised Gaussians, each of mass 2 pi s^2
+        return math.log(2 * 2 * math.pi * self.s**2)
 
     def log_prob(self, x):
         return -self.energy(x) - self.log_z()
@@ -469,9 +468,8 @@ for name, K in (("diagonal Gaussian", 0), ("planar K = 8", 8)):
     )
 
 planar_vae = vaes["planar K = 8"]
-with (
-    torch.no_grad()
-):  # the per-point parameters really differ between images: w of the first layer, 3 test digits
+# the per-point parameters really differ between images: w of the first layer, 3 test digits
+with torch.no_grad():
     _, _, h = planar_vae.encode(digits["test"][:3])
     print(
         "w_1 for three test images:\n",

@@ -123,6 +123,7 @@ def run_digits(args):
     flow = RealNVPImage(
         (1, 8, 8), args.scales, args.hidden_channels, batch_norm=args.batch_norm
     ).to(args.device)
+    # fresh dequantisation noise for every batch (and val)
     history = fit(
         args,
         "digits",
@@ -134,7 +135,7 @@ def run_digits(args):
         args.lr,
         val=data["val"],
         preprocess=dequantize,
-    )  # fresh dequantisation noise for every batch (and val)
+    )
     test = dequantize(data["test"], torch.Generator(args.device).manual_seed(2))
     nll, stderr = dataset_nll(flow, test)
     params = count_parameters(flow)

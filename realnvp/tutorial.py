@@ -110,9 +110,8 @@ seed_everything(0)
 # %%
 D = 6
 mask = torch.tensor([1, 1, 1, 0, 0, 0.0])  # the paper's split: keep x_{1:3}, transform x_{4:6}
-layer = AffineCoupling(
-    mask, MLP(3, 2 * D, (32, 32))
-).double()  # s, t: R^3 -> R^3 (one output pair per dim)
+# s, t: R^3 -> R^3 (one output pair per dim)
+layer = AffineCoupling(mask, MLP(3, 2 * D, (32, 32))).double()
 with torch.no_grad():
     for p in layer.parameters():
         p.add_(0.3 * torch.randn_like(p))  # random weights, far from the identity

@@ -20,6 +20,7 @@ import pytest
 
 from course.assignment import (
     MANIFEST,
+    STUDENT_CONFTEST,
     MarkerError,
     all_regions,
     for_students,
@@ -74,9 +75,8 @@ def test_a_region_becomes_its_hints_and_a_raise_at_its_indentation():
     assert namespace["step"](-1) == -2  # code outside the region is untouched
     with pytest.raises(NotImplementedError, match=r"^demo\.step: return y \+ 1"):
         namespace["step"](1)
-    kept, _ = strip(
-        SOURCE, "demo/demo.py", selected=lambda part: False
-    )  # not selected: only the markers go
+    # not selected: only the markers go
+    kept, _ = strip(SOURCE, "demo/demo.py", selected=lambda part: False)
     assert kept == SOURCE.replace(
         "        # BEGIN SOLUTION demo.step\n        # return y + 1\n"
         "        # (and nothing else)\n",
@@ -193,9 +193,8 @@ def test_a_non_empty_directory_is_refused_unless_forced(tmp_path):
         make_assignment(tmp_path)
     with pytest.raises(ValueError, match=r"unknown parts \['maf.nope'\]"):
         make_assignment(tmp_path, parts=["maf.nope"], force=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "notes.txt"
-    ]  # nothing written before refusing
+    # nothing written before refusing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def _grade(cwd):
@@ -226,6 +225,7 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
     manifest = tomllib.loads((out / MANIFEST).read_text())
     parts = sorted({r.part for r in all_regions()})
     assert manifest["parts"] == parts
+    assert (out / "conftest.py").read_text() == STUDENT_CONFTEST  # the stub reporting, for pytest
     # everything but the marked regions is the reference, byte for byte
     marked = set(marked_files())
     for path in filter(for_students, repository_files()):
@@ -240,9 +240,8 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
     graded = [p for p in parts if p.split(".")[0] in GRADED]
     assert sorted(rows) == graded
     for part, (earned, points, note) in rows.items():
-        if (
-            ".notebook_" in part
-        ):  # a notebook exercise: listed, worth nothing, checked by running the notebook
+        # a notebook exercise: listed, worth nothing, checked by running the notebook
+        if ".notebook_" in part:
             assert earned == points == 0 and note.startswith("ungraded"), part
             continue
         assert (
@@ -264,3 +263,22 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
         earned == points for earned, points, _ in rows.values()
     ), reference.stdout
     assert "not implemented" not in reference.stderr
+
+
+def test_the_stub_reporting_is_a_plugin_that_tests_do_not_import():
+    """tests/ does not depend on course/ (nor the hidden tests on tests/'s conftest): the stub
+    reporting is ``course/pytest_plugin.py``, which the grader passes with ``-p`` and a student
+    copy's own top-level conftest.py loads."""
+
+    def imported(path):
+        names = set()
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                names.add(node.module or "")
+        return names
+
+    assert not {n for n in imported("tests/conftest.py") if n.split(".")[0] == "course"}
+    assert not {n for n in imported("course/hidden_tests/conftest.py") if n.startswith("tests")}
+    assert "course.pytest_plugin" in STUDENT_CONFTEST

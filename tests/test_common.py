@@ -75,9 +75,8 @@ HARNESS_CASES = [
 def test_harness(name, factory, contexts, features):
     for context in contexts:
         layer = factory(features, context)
-        x = (
-            torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None
-        )  # data in (0, 1)
+        # data in (0, 1)
+        x = torch.rand(5, features, dtype=torch.float64) if isinstance(layer, Logit) else None
         check_transform(layer, features, context, x=x)
 
 
@@ -148,13 +147,11 @@ def test_made_is_autoregressive(features, context):
     """d output_i / d input_j is zero unless j comes before i in the order (Germain et al. 2015)."""
     order = torch.randperm(features, generator=torch.Generator().manual_seed(features))
     made = perturb(MADE(features, 3, (16, 16), context=context, order=order).double())
-    x = torch.randn(
-        64, features, dtype=torch.float64
-    )  # many points, so no connection hides behind a dead ReLU
+    # many points, so no connection hides behind a dead ReLU
+    x = torch.randn(64, features, dtype=torch.float64)
     c = torch.randn(64, context, dtype=torch.float64) if context else None
-    J = (
-        torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
-    )  # (D, D)
+    # (D, D)
+    J = torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
     allowed = order[None, :] < order[:, None]  # allowed[i, j]: feature j precedes feature i
     assert torch.all(J[~allowed] == 0)
     assert torch.all(J[allowed] > 0)  # and every permitted connection exists
@@ -251,10 +248,11 @@ def test_builder_arguments_are_checked(kwargs, message):
 
 
 def test_readme_line_counts_are_measured():
-    """The README's table of logical lines is what ``python -m tools.lines`` counts, per paper."""
+    """The README's table of logical lines, physical lines and prose share is what
+    ``python -m tools.lines`` counts, per paper."""
     from pathlib import Path
 
-    from tools.lines import PAPERS, core_files, logical_lines
+    from tools.lines import PAPERS, core_files, count
 
     root = Path(__file__).resolve().parent.parent
     if (root / "assignment.toml").exists():
@@ -266,10 +264,12 @@ def test_readme_line_counts_are_measured():
         row = next(
             line for line in readme.splitlines() if line.startswith("|") and f"`{paper}/`" in line
         )
-        claimed = int(row.split("|")[4])
-        measured = sum(logical_lines(f.read_text()) for f in core_files(root / paper))
+        claimed = [cell.strip() for cell in row.split("|")[4:7]]
+        logical, physical, prose = count(core_files(root / paper))
+        measured = [str(logical), str(physical), f"{prose:.0%}"]
         assert claimed == measured, (
-            f"README says {paper} has {claimed} logical lines; tools.lines counts {measured}"
+            f"README says {paper} has {claimed} (logical lines, physical lines, prose); "
+            f"tools.lines counts {measured}"
         )
 
 

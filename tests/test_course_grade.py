@@ -68,9 +68,8 @@ def test_the_bundle_grades_each_part_alone_with_the_instructors_tests(tmp_path):
     assert sorted(by_part) == sorted(PARTS)
     for part in PARTS:
         assert abs(by_part[part][1] - weights[part]["points"]) < 1e-3, part
-    assert by_part["maf.step"][0] == pytest.approx(
-        4, abs=1e-3
-    )  # the wrong MADE costs maf.step nothing
+    # the wrong MADE costs maf.step nothing
+    assert by_part["maf.step"][0] == pytest.approx(4, abs=1e-3)
     assert by_part["realnvp.masks"][0] == pytest.approx(1, abs=1e-3)
     assert by_part["common.made"][0] < 0.5 * 3  # ... and common.made most of its points
     hidden = [t for t in result["tests"] if "hidden test" in t["name"]]

@@ -85,9 +85,8 @@ def test_jacobian_is_triangular_in_the_layer_order_with_gates_on_the_diagonal(co
         assert torch.all(J[later] == 0), "output i depends on a variable after i in the order"
         assert J[earlier].abs().max() > 1e-3, "no autoregressive dependence at all"
         sigma = torch.diagonal(J)
-        assert torch.allclose(
-            sigma, torch.sigmoid(s[i]), atol=1e-12
-        )  # dz'_i/dz_i = sigma_i (Eq. 14)
+        # dz'_i/dz_i = sigma_i (Eq. 14)
+        assert torch.allclose(sigma, torch.sigmoid(s[i]), atol=1e-12)
         assert torch.all((sigma > 0) & (sigma < 1)), f"gate outside (0, 1): {sigma.tolist()}"
 
 
@@ -135,13 +134,11 @@ def test_init_gate_is_near_one_so_each_step_starts_near_the_identity():
     sigma = torch.sigmoid(s)
     assert sigma.min() > 0.75 and abs(sigma.mean() - torch.sigmoid(torch.tensor(2.0))) < 0.05
     y, _ = layer(z)
-    assert (y - z).pow(2).mean() < 0.1 * z.pow(
-        2
-    ).mean()  # z' = sigma z + (1 - sigma) m stays close to z
+    # z' = sigma z + (1 - sigma) m stays close to z
+    assert (y - z).pow(2).mean() < 0.1 * z.pow(2).mean()
     no_bias = GatedAutoregressive(8, gate_bias=0.0)
-    assert (
-        abs(torch.sigmoid(no_bias.gate(z)[1]).mean() - 0.5) < 0.05
-    )  # without the bias the gate is ~0.5
+    # without the bias the gate is ~0.5
+    assert abs(torch.sigmoid(no_bias.gate(z)[1]).mean() - 0.5) < 0.05
 
 
 def test_order_is_reversed_between_steps():

@@ -71,9 +71,8 @@ def test_jacobian_is_triangular_in_the_layer_order_with_exp_minus_alpha_on_the_d
     x = 2 * torch.randn(4, d, generator=gen, dtype=torch.float64)
     c = torch.randn(4, context, generator=gen, dtype=torch.float64) if context else None
     order = layer.made.order
-    later = (
-        order[None, :] >= order[:, None]
-    )  # later[i, j]: x_j is x_i or comes after it in the order
+    # later[i, j]: x_j is x_i or comes after it in the order
+    later = order[None, :] >= order[:, None]
     later.fill_diagonal_(False)
     earlier = order[None, :] < order[:, None]
     _, alpha = layer.conditioner(x, c)
@@ -85,9 +84,8 @@ def test_jacobian_is_triangular_in_the_layer_order_with_exp_minus_alpha_on_the_d
             "u_i depends on a variable that is not before x_i in the order"
         )
         assert J[earlier].abs().max() > 1e-3, "no autoregressive dependence at all"
-        assert torch.allclose(
-            torch.diagonal(J), torch.exp(-alpha[i]), atol=1e-12
-        )  # Eq. 4: du_i/dx_i
+        # Eq. 4: du_i/dx_i
+        assert torch.allclose(torch.diagonal(J), torch.exp(-alpha[i]), atol=1e-12)
 
 
 @pytest.mark.parametrize("context,batch_norm", [(0, False), (0, True), (3, False), (3, True)])
@@ -118,26 +116,26 @@ def test_context_enters_every_made_and_every_feature():
     flow = _maf(3, 2, transforms=2)
     x = torch.randn(1, 3, dtype=torch.float64)
     for layer in flow.transform.transforms:
+        # (D, 2, 1, C)
         J = jacobian(
             lambda c, layer=layer: layer.made(x, c)[0], torch.randn(1, 2, dtype=torch.float64)
-        )  # (D, 2, 1, C)
+        )
         assert torch.all(J.abs().sum((-1, -2)) > 0), "some (mu_i, alpha_i) ignore the context"
 
 
 def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det():
     """In training mode u = (x - m) (v + eps)^(-1/2) exp(gamma) + beta with the batch's m and v. The
     log det is the paper's sum(gamma - 0.5 log(v + eps)): it treats m and v as constants. The exact
-    Jacobian of one
-    point's u (other points fixed) differs by the O(1/B) terms m and v get from that point."""
+    Jacobian of one point's u (other points fixed) differs by the O(1/B) terms m and v get from that
+    point."""
     torch.manual_seed(0)
     B, d = 8, 3
     layer = perturb(BatchNorm(d).double()).train()
     x = 3 + 2 * torch.randn(B, d, dtype=torch.float64)
     u, ladj = layer(x)
     gamma, beta = layer.log_gamma.detach(), layer.beta.detach()
-    assert torch.allclose(
-        u.mean(0), beta, atol=1e-12
-    )  # the batch is normalised by its own statistics
+    # the batch is normalised by its own statistics
+    assert torch.allclose(u.mean(0), beta, atol=1e-12)
     assert torch.allclose(
         u.var(0, unbiased=False),
         torch.exp(2 * gamma) * (1 - 1e-5 / (x.var(0, unbiased=False) + 1e-5)),
@@ -149,9 +147,8 @@ def test_batch_norm_train_mode_uses_minibatch_statistics_and_the_papers_log_det(
     for i in range(B):
         J = jacobian(lambda xi, i=i: layer(torch.cat([x[:i], xi[None], x[i + 1 :]]))[0][i], x[i])
         assert torch.all(J[~torch.eye(d, dtype=torch.bool)] == 0)  # statistics are per feature
-        correction = torch.log(
-            1 - 1 / B - x_hat_sq[i] / B
-        ).sum()  # d/dx_i of m and v (biased variance)
+        # d/dx_i of m and v (biased variance)
+        correction = torch.log(1 - 1 / B - x_hat_sq[i] / B).sum()
         assert torch.allclose(torch.linalg.slogdet(J)[1], ladj[i] + correction, atol=1e-10)
 
 
@@ -187,8 +184,7 @@ def test_running_statistics_follow_the_minibatches():
 @pytest.mark.parametrize("context", [0, 2])
 def test_set_batch_norm_stats_uses_the_whole_training_set(context):
     """With statistics from ``data``, evaluation mode gives ``data`` exactly the log-density
-    training mode
-    gives it as one batch; and a BatchNorm that never saw the data would not."""
+    training mode gives it as one batch; and a BatchNorm that never saw the data would not."""
     torch.manual_seed(0)
     flow = perturb(MAF(3, 3, (16, 16), context, batch_norm=True).double())
     data = (
@@ -198,9 +194,8 @@ def test_set_batch_norm_stats_uses_the_whole_training_set(context):
     )
     c = torch.randn(500, context, dtype=torch.float64) if context else None
     log_p_train = flow.train().log_prob(data, c)
-    assert not torch.allclose(
-        flow.eval().log_prob(data, c), log_p_train, atol=1e-3
-    )  # running averages differ
+    # running averages differ
+    assert not torch.allclose(flow.eval().log_prob(data, c), log_p_train, atol=1e-3)
     set_batch_norm_stats(flow, data, c)
     assert not flow.training
     assert torch.allclose(flow.log_prob(data, c), log_p_train, atol=1e-10)

@@ -105,6 +105,7 @@ def _points(params, seed=1):
     edges = torch.tensor(
         [-B, B, -B - 1e-12, B + 1e-12, -B + 1e-12, B - 1e-12, -B - 3, B + 3], dtype=params.dtype
     )
+    # (n, m): one spline per row
     x = torch.cat(
         [
             (2 * B + 4) * torch.rand(n, 64, generator=gen, dtype=params.dtype) - B - 2,
@@ -112,7 +113,7 @@ def _points(params, seed=1):
             edges.expand(n, -1),
         ],
         1,
-    )  # (n, m): one spline per row
+    )
     return x, params[:, None, :].expand(-1, x.shape[1], -1)
 
 
@@ -138,9 +139,8 @@ def test_spline_is_monotone():
 
 
 def test_spline_inverts_everywhere_to_1e10():
-    params = _params(
-        200, scale=1.0
-    )  # trained conditioners' range; steeper splines: test_extreme_parameters
+    # trained conditioners' range; steeper splines: test_extreme_parameters
+    params = _params(200, scale=1.0)
     x, p = _points(params)
     y, ladj = rq_spline(x, p, B)
     x_back, ladj_inv = rq_spline(y, p, B, inverse=True)
@@ -184,15 +184,12 @@ def test_finite_values_and_gradients_at_1e6_and_on_all_tail_batches(dtype):
     for inverse in (False, True):
         y, ladj = rq_spline(x, params[:, None].expand(-1, 4, -1), B, inverse)
         gx, gp = torch.autograd.grad(y.sum() + ladj.sum(), (x, params))
-        eps = (
-            1e4 * torch.finfo(dtype).eps
-        )  # tails ignore the parameters, up to rounding (and no NaN * 0)
+        # tails ignore the parameters, up to rounding (and no NaN * 0)
+        eps = 1e4 * torch.finfo(dtype).eps
         assert torch.allclose(y, x, atol=0, rtol=eps) and ladj.abs().max() < eps
         assert torch.allclose(gx, torch.ones_like(gx)) and gp.abs().max() < eps
-    for coupling in (
-        False,
-        True,
-    ):  # a whole flow, both directions, on a batch that lies in the tails only
+    # a whole flow, both directions, on a batch that lies in the tails only
+    for coupling in (False, True):
         flow = NSF(3, transforms=2, hidden_features=(8,), coupling=coupling).to(dtype)
         x = torch.tensor([[1e6, -1e6, 7.0], [-1e6, 1e6, -8.0]], dtype=dtype)
         log_p = flow.log_prob(x)
@@ -207,8 +204,7 @@ def test_finite_values_and_gradients_at_1e6_and_on_all_tail_batches(dtype):
 def test_extreme_parameters(dtype):
     """Huge and tiny widths, heights and derivatives: finite values and gradients, monotone, and
     forward(inverse(y)) = y (the well-conditioned direction: inverse(forward(x)) can only be as good
-    as
-    rounding / slope, and slopes here go down to 1e-9)."""
+    as rounding / slope, and slopes here go down to 1e-9)."""
     n, scales = 12, torch.tensor([1e1, 1e2, 1e3, 1e6], dtype=dtype)
     rows = []
     for s in scales:

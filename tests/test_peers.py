@@ -159,8 +159,8 @@ def test_radial_matches_normflows(features):
 
 def test_maf_layer_matches_zuko_given_the_same_made_outputs():
     """zuko's MonotonicAffineTransform(shift, scale, slope=1e-3) soft-bounds the log-scale by
-    log 1000
-    as ours does; our forward (data -> noise) is its inverse, with the MADE outputs at x."""
+    log 1000 as ours does; our forward (data -> noise) is its inverse, with the MADE outputs at
+    x."""
     layer = perturb(MAFLayer(4, (16, 16)).double(), scale=0.5)
     x = 2 * torch.randn(500, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
     mu, alpha = layer.made(x).unbind(-1)

@@ -77,8 +77,8 @@ def test_show_density_has_ticks_and_an_optional_colour_bar():
 
 
 def test_the_figure_script_has_help_and_refuses_unknown_folders(capsys):
-    """``python -m common.plot --help`` prints help and draws nothing (it used to redraw them)."""
-    from common.plot import main
+    """``python -m tools.figures --help`` prints help and draws nothing (it used to redraw them)."""
+    from tools.figures import main
 
     with pytest.raises(SystemExit) as exit_help:
         main(["--help"])
@@ -86,3 +86,23 @@ def test_the_figure_script_has_help_and_refuses_unknown_folders(capsys):
     with pytest.raises(SystemExit) as exit_bad:
         main(["--only", "nowhere"])
     assert exit_bad.value.code == 2 and "invalid choice: 'nowhere'" in capsys.readouterr().err
+
+
+def test_common_imports_no_paper_folder():
+    """``common/`` is what the papers share: no module of it imports a paper folder (the figure
+    script that draws every paper's checkpoint is ``tools/figures.py``)."""
+    import ast
+    from pathlib import Path
+
+    from tools.papers import PAPERS
+
+    for path in sorted((Path(__file__).resolve().parent.parent / "common").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in PAPERS, f"{path.name} imports {name}"

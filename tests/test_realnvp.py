@@ -180,16 +180,13 @@ def test_coupling_jacobian_is_triangular_in_the_mask_order(parity, context):
     kept, free = mask.bool(), ~mask.bool()
     assert torch.equal(J[kept], torch.eye(d, dtype=J.dtype)[kept])  # rows of kept dims: identity
     free_block = J[free][:, free]
-    assert torch.allclose(
-        free_block, torch.diag(free_block.diagonal())
-    )  # transformed block: diagonal
-    assert (
-        J[free][:, kept].abs().min() > 0
-    )  # ... and it does depend on the kept dims (lower triangle)
+    # transformed block: diagonal
+    assert torch.allclose(free_block, torch.diag(free_block.diagonal()))
+    # ... and it does depend on the kept dims (lower triangle)
+    assert J[free][:, kept].abs().min() > 0
     perm = torch.cat([kept.nonzero()[:, 0], free.nonzero()[:, 0]])
-    assert torch.allclose(
-        J[perm][:, perm].triu(1), torch.zeros(d, d, dtype=J.dtype)
-    )  # triangular, kept first
+    # triangular, kept first
+    assert torch.allclose(J[perm][:, perm].triu(1), torch.zeros(d, d, dtype=J.dtype))
 
 
 def test_masks():
@@ -204,12 +201,8 @@ def test_squeeze_moves_each_2x2_block_into_channels():
     x = torch.arange(16.0)[None]  # one 1 x 4 x 4 image, pixel (i, j) holds 4 i + j
     z, ladj = Squeeze((1, 4, 4))(x)
     z = z.view(4, 2, 2)
-    assert z[:, 0, 0].tolist() == [
-        0,
-        1,
-        4,
-        5,
-    ]  # the top-left 2 x 2 block became the 4 channels at (0, 0)
+    # the top-left 2 x 2 block became the 4 channels at (0, 0)
+    assert z[:, 0, 0].tolist() == [0, 1, 4, 5]
     assert z[0].flatten().tolist() == [0, 2, 8, 10]  # channel 0: the top-left pixel of every block
     assert ladj.item() == 0
 
@@ -231,9 +224,8 @@ def test_batchnorm_train_mode():
     the harness checks."""
     torch.manual_seed(0)
     for shape in [(3,), (2, 2, 2)]:
-        layer = BatchNorm(
-            shape[0], momentum=1.0
-        ).double()  # momentum 1: running averages = last minibatch
+        # momentum 1: running averages = last minibatch
+        layer = BatchNorm(shape[0], momentum=1.0).double()
         x = 3 + 2 * torch.randn(64, torch.Size(shape).numel(), dtype=torch.float64)
         z, ladj = layer(x)
         zc = z.view(64, shape[0], -1)

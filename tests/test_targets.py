@@ -76,9 +76,8 @@ def test_closed_form_entropy_matches_quadrature(name):
 
 
 def test_known_entropies():
-    assert get_target("gauss").entropy()[0] == pytest.approx(
-        math.log(math.pi * math.e), abs=1e-12
-    )  # 2-D, var 0.5
+    # 2-D, var 0.5
+    assert get_target("gauss").entropy()[0] == pytest.approx(math.log(math.pi * math.e), abs=1e-12)
     assert get_target("checker").entropy()[0] == pytest.approx(math.log(8), abs=1e-12)
     banana = get_target("banana").entropy()[0]  # MAF's Figure 1: log(2 pi e) + log 2
     assert banana == pytest.approx(3.5310, abs=1e-4)
@@ -177,9 +176,8 @@ def test_dequantize_and_binarize():
     x = load_digits_split()["train"]
     u = dequantize(x, generator=torch.Generator().manual_seed(0))
     assert u.min() >= 0 and u.max() < 1
-    assert ((u * LEVELS - x) > -1e-5).all() and (
-        (u * LEVELS - x) < 1 + 1e-5
-    ).all()  # the same integer level
+    # the same integer level
+    assert ((u * LEVELS - x) > -1e-5).all() and ((u * LEVELS - x) < 1 + 1e-5).all()
     assert not torch.equal(u, dequantize(x, generator=torch.Generator().manual_seed(1)))
     assert dequantize(torch.full((3, 64), 16.0)).max() < 1
     b = binarize(x)

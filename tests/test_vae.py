@@ -44,9 +44,8 @@ def test_amortised_planar_parameters_differ_between_points():
     u, w, b = layer.flow_parameters(h)
     assert u.shape == w.shape == (6, 4) and b.shape == (6,)
     assert (w[1:] - w[:1]).abs().min() > 0 and (b[1:] - b[:1]).abs().min() > 0
-    assert (
-        (w * u).sum(-1) >= -1
-    ).all()  # the invertibility constraint holds for every point (Appendix A.1)
+    # the invertibility constraint holds for every point (Appendix A.1)
+    assert ((w * u).sum(-1) >= -1).all()
 
 
 class Affine(Transform):
@@ -76,13 +75,11 @@ class LinearGaussian(VAE):
         gen = torch.Generator().manual_seed(seed)
         A = torch.randn(P, D, generator=gen, dtype=torch.float64)
         if q == "exact-diagonal":
-            A = torch.linalg.qr(A)[0] * torch.tensor(
-                [0.5, 1.5, 3.0], dtype=torch.float64
-            )  # A^T A diagonal
+            # A^T A diagonal
+            A = torch.linalg.qr(A)[0] * torch.tensor([0.5, 1.5, 3.0], dtype=torch.float64)
         c = torch.randn(P, generator=gen, dtype=torch.float64)
-        cov = torch.linalg.inv(
-            torch.eye(D, dtype=torch.float64) + A.T @ A / s**2
-        )  # posterior covariance
+        # posterior covariance
+        cov = torch.linalg.inv(torch.eye(D, dtype=torch.float64) + A.T @ A / s**2)
         mean = lambda x: (x - c) @ A @ cov / s**2  # posterior mean S A^T (x - c) / s^2, (batch, D)
         flow = Affine(torch.linalg.cholesky(cov), mean) if q == "exact-flow" else None
         super().__init__(P, D, (4,), P if flow else 0, flow)

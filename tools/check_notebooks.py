@@ -7,8 +7,8 @@ and compares them with ``MINIMUM`` below; exits 1 naming each notebook that fall
 ``.ci/run`` after it executes every ``*/tutorial.py`` from its own folder with the inline backend.
 """
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 # the figures each notebook draws in fast mode (FLOWS_FAST=1), one per plt.show() or figure cell
@@ -33,9 +33,14 @@ def count_images(path):
     )
 
 
-def main(paths):
-    if not paths:
-        raise SystemExit("usage: python -m tools.check_notebooks NOTEBOOK.ipynb ...")
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.check_notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="NOTEBOOK.ipynb", help="executed notebooks")
+    paths = parser.parse_args(argv).paths
     failed = []
     for path in paths:
         name = Path(path).stem
@@ -52,4 +57,4 @@ def main(paths):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -1,3 +1,11 @@
-"""The hidden tests get the same seeding and stub reporting as tests/ (see tests/conftest.py)."""
+"""The hidden tests start from the same random state as tests/ (the same fixture as
+tests/conftest.py, repeated: neither conftest imports the other). The grader loads the stub
+reporting itself (``-p course.pytest_plugin``, see course/grade.py)."""
 
-from tests.conftest import _seed, pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
