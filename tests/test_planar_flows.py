@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from planar_flows import Planar, PlanarFlow, Radial, solve_increasing
+from common.roots import solve_increasing
+from planar_flows import Planar, PlanarFlow, Radial
 from planar_flows.planar import MARGIN
 from tests.harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
@@ -34,10 +35,8 @@ def planar_violating(features, context):
 
 def radial(features, context):
     layer = perturb(Radial(features).double(), scale=1.0, seed=2)
-    with torch.no_grad():
-        layer.beta_raw.fill_(
-            -3.0
-        )  # beta close to its bound -alpha: a strong contraction towards z0
+    with torch.no_grad():  # beta close to its bound -alpha: a strong contraction towards z0
+        layer.beta_raw.fill_(-3.0)
     return layer
 
 
@@ -66,10 +65,8 @@ def test_far_points_and_root_accuracy():
     z, ladj = layer(x)
     x_back, ladj_i = layer.inverse(z)
     assert (x_back - x).abs().max() < TOL and (ladj + ladj_i).abs().max() < TOL
-    g = lambda a: (
-        a - torch.tanh(a),
-        1 - (1 - torch.tanh(a) ** 2),
-    )  # w^T u_hat = -1: slope 0 at a = 0
+    # w^T u_hat = -1: slope 0 at a = 0
+    g = lambda a: (a - torch.tanh(a), 1 - (1 - torch.tanh(a) ** 2))
     target = torch.tensor([-3.0, -1e-9, 0.0, 1e-9, 2.0], dtype=torch.float64)
     a = solve_increasing(g, target, target - 1, target + 1, start=target)
     assert (g(a)[0] - target).abs().max() < 1e-12
