@@ -3,6 +3,6 @@
 ``python -m planar_flows`` reproduces Figure 3.
 """
 
-from .planar import Planar, PlanarFlow, Radial, solve_increasing
+from .planar import Planar, PlanarFlow, Radial
 
-__all__ = ["PlanarFlow", "Planar", "Radial", "solve_increasing"]
+__all__ = ["PlanarFlow", "Planar", "Radial"]

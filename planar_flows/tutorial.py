@@ -242,10 +242,11 @@ print(
 # $$w^\top x = a + (w^\top \hat u) \tanh(a + b)$$
 #
 # for $a$ (increasing in $a$, root bracketed by $[w^\top x - |w^\top \hat u|,\ w^\top x + |w^\top
-# \hat u|]$), then $z = x - \hat u \tanh(a + b)$. `solve_increasing` runs a safeguarded Newton
-# iteration on the whole batch (a Newton step that leaves the bracket becomes a bisection), and one
-# last Newton step with autograd on gives the gradient of the implicit function, so `log_prob` is
-# differentiable too. In float64 the round trip is exact to about $10^{-13}$:
+# \hat u|]$), then $z = x - \hat u \tanh(a + b)$. `common.roots.solve_increasing` runs a
+# safeguarded Newton iteration on the whole batch (a Newton step that leaves the bracket becomes a
+# bisection), and one last Newton step with autograd on gives the gradient of the implicit
+# function, so `log_prob` is differentiable too. In float64 the round trip is exact to about
+# $10^{-13}$:
 
 # %%
 flow = PlanarFlow(2, transforms=8).double()

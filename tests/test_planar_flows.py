@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from planar_flows import Planar, PlanarFlow, Radial, solve_increasing
+from common.roots import solve_increasing
+from planar_flows import Planar, PlanarFlow, Radial
 from planar_flows.planar import MARGIN
 from tests.harness import check_bad_input_raises, check_flow_normalised, check_transform, perturb
 
@@ -34,8 +35,7 @@ def planar_violating(features, context):
 
 def radial(features, context):
     layer = perturb(Radial(features).double(), scale=1.0, seed=2)
-    with torch.no_grad():
-        # beta close to its bound -alpha: a strong contraction towards z0
+    with torch.no_grad():  # beta close to its bound -alpha: a strong contraction towards z0
         layer.beta_raw.fill_(-3.0)
     return layer
 
