@@ -1,20 +1,12 @@
 """Real NVP (Dinh, Sohl-Dickstein & Bengio 2017, "Density estimation using Real NVP", arXiv
-1605.08803).
+1605.08803): a coupling keeps the dimensions a binary mask ``b`` selects and scales and shifts the
+others by functions of the kept ones, a triangular Jacobian: one pass each way. Every layer maps
+**data to noise** in ``forward`` on (batch, D). ``RealNVP``: vectors; ``RealNVPImage``: images.
 
-An affine coupling layer keeps the dimensions selected by a binary mask ``b`` and scales and shifts
-the others by functions of the kept ones, so its Jacobian is triangular and its log-determinant is a
-sum. Stacking couplings with alternating masks (and, for images, squeezing and factoring out half
-the dimensions at every scale) gives an expressive flow with one-pass density *and* one-pass
-sampling.
-
-Every layer here maps **data to noise** in ``forward`` and takes flattened inputs (batch, D); image
-layers reshape to (batch, C, H, W) internally. Conditioners: an MLP for vectors, a small plain CNN
-for images (the paper uses deep ResNets with weight normalisation; a 3-layer CNN is enough for 8x8
-digits).
-
-Two models live here, so the core is over the repository's ~100-line budget: the vector flow
-(``RealNVP``: masked couplings and batch norm) and the multi-scale image flow of Sec. 3.6
-(``RealNVPImage``: checkerboard and channel masks, squeeze, factor-out, a CNN conditioner).
+>>> flow = RealNVP(2, transforms=2, hidden_features=(8,))
+>>> x, log_p = flow.rsample_and_log_prob(3)  # one pass noise -> data
+>>> torch.allclose(flow.log_prob(x), log_p, atol=1e-5)  # one pass back
+True
 """
 
 import torch
@@ -27,16 +19,10 @@ from common.nets import MLP
 
 
 class AffineCoupling(Transform):
-    """Affine coupling with a mask (Sec. 3.3-3.4), forward = data -> noise:
-    ``z = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))`` and ``log|det dz/dx| = sum (1 - b) s``.
-
-    Args:
-        mask: 0/1 tensor of one sample's shape, (D,) for vectors or (C, H, W) for images; 1 = kept.
-        net: the conditioner, returning (batch, 2 * mask.shape[0], ...): raw log-scales and shifts
-            for every dimension (those of kept dimensions are ignored). For vectors it gets the d
-            kept features (batch, d), with the context concatenated if given; for images it gets
-            ``b * x`` (batch, C, H, W).
-    """
+    """Affine coupling with a mask (Sec. 3.3-3.4), data -> noise, x and z (batch, D), ladj (batch,):
+    ``z = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))``, ``log|det dz/dx| = sum (1 - b) s``.
+    ``mask``: 0/1, (D,) or (C, H, W), 1 = kept; ``net``: kept features and context (vectors) or
+    ``b * x`` (images) -> (batch, 2 * mask.shape[0], ...), the log-scales and shifts."""
 
     def __init__(self, mask, net):
         super().__init__()
@@ -47,8 +33,7 @@ class AffineCoupling(Transform):
 
     def _s_t(self, x, context):
         b = self.mask
-        # Eq. 4-5: s and t see the kept x_{1:d} only (vectors); Eq. 9: b * x (images)
-        h = x[:, b.bool()] if b.dim() == 1 else b * x
+        h = x[:, b.bool()] if b.dim() == 1 else b * x  # x_{1:d} (Eq. 4-5) or b * x (Eq. 9)
         s, t = self.net(h if context is None else torch.cat([h, context], 1)).chunk(2, 1)
         s = self.scale * torch.tanh(s)  # Sec. 4.1: a tanh times a learned scale (bounded)
         return (1 - b) * s, (1 - b) * t  # Eq. 9: kept dimensions (b = 1) are left alone
@@ -56,31 +41,28 @@ class AffineCoupling(Transform):
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], *self.mask.shape)
         # BEGIN SOLUTION realnvp.coupling
-        # (s, t) = self._s_t(x, context) are already zero on the kept dimensions; z = x exp(s)
-        # + t (Eq. 4-5, 9), log det = sum of s (Eq. 6). Return z flattened to (batch, D) and
-        # the log-det (batch,).
+        # (s, t) = self._s_t(x, context) are zero on the kept dimensions; z = x exp(s) + t
+        # (Eq. 4-5, 9), log det = sum of s (Eq. 6). Return z as (batch, D), the log-det (batch,).
         s, t = self._s_t(x, context)
-        z = x * torch.exp(s) + t  # Eq. 4-5 in the mask form of Eq. 9
-        return z.flatten(1), s.flatten(1).sum(1)  # Eq. 6: triangular Jacobian, log det = sum_j s_j
+        z = x * torch.exp(s) + t  # Eq. 4-5, 9
+        return z.flatten(1), s.flatten(1).sum(1)  # Eq. 6
         # END SOLUTION
 
     def inverse(self, z, context=None):
         z = z.reshape(z.shape[0], *self.mask.shape)
         # BEGIN SOLUTION realnvp.coupling
-        # the kept dimensions of z equal those of x, so self._s_t(z, context) gives the same
-        # s, t (Eq. 7-8).
-        s, t = self._s_t(z, context)  # Eq. 7: b * z = b * x, so s and t are recomputed exactly
+        # the kept dimensions of z equal those of x: self._s_t(z, context) gives the same s, t.
+        s, t = self._s_t(z, context)  # Eq. 7
         x = (z - t) * torch.exp(-s)  # Eq. 8
         return x.flatten(1), -s.flatten(1).sum(1)
         # END SOLUTION
 
 
 def checkerboard(shape, parity=0):
-    """Sec. 3.4 spatial checkerboard mask of shape (C, H, W): 1 where (h + w + parity) is even."""
+    """Sec. 3.4 spatial checkerboard mask (C, H, W): 1 where (h + w + parity) is even."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
-    # a float tensor (C, H, W), 1 where (row + column + parity) is even, the same in every
-    # channel.
+    # a float tensor (C, H, W), 1 where row + column + parity is even, the same in every channel
     return ((torch.arange(h)[:, None] + torch.arange(w) + parity) % 2 == 0).float().expand(c, h, w)
     # END SOLUTION
 
@@ -89,16 +71,13 @@ def channel_mask(shape, parity=0):
     """Sec. 3.4 channel-wise mask (C, H, W): the first half of the channels is kept (parity 0)."""
     c, h, w = shape
     # BEGIN SOLUTION realnvp.masks
-    # a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, on the others for
-    # parity 1.
+    # a float tensor (C, H, W), 1 on the first C // 2 channels for parity 0, else on the others
     return ((torch.arange(c) < c // 2) != bool(parity)).float()[:, None, None].expand(c, h, w)
     # END SOLUTION
 
 
 class Squeeze(Permute):
-    """Sec. 3.6 squeeze, forward = data -> noise: (C, H, W) -> (4C, H/2, W/2), every 2 x 2 block
-    of a channel becomes 4 channels. On flattened images it is a permutation of the pixels, so
-    ``ladj = 0``.
+    """Sec. 3.6 squeeze, data -> noise: (C, H, W) -> (4C, H/2, W/2), a permutation, ``ladj = 0``.
 
     >>> z, ladj = Squeeze((1, 4, 4))(torch.arange(16.0)[None])  # pixel (i, j) holds 4 i + j
     >>> z.view(4, 2, 2)[:, 0, 0]  # the top-left 2 x 2 block became the 4 channels at (0, 0)
@@ -113,9 +92,8 @@ class Squeeze(Permute):
 
 
 class FactorOut(Transform):
-    """Sec. 3.6 multi-scale step, forward = data -> noise: ``(z_i, h_i) = block(h_{i-1})`` keeps
-    the first half of the output as final noise ``z_i`` and sends the second half through
-    ``rest`` (the next scales)."""
+    """Sec. 3.6 multi-scale step, data -> noise: ``(z_i, h_i) = block(h_{i-1})``; the first half of
+    the output is final noise ``z_i``, the second half goes through ``rest`` (the next scales)."""
 
     def __init__(self, block, rest):
         super().__init__()
@@ -123,7 +101,7 @@ class FactorOut(Transform):
 
     def forward(self, x, context=None):
         h, ladj = self.block(x, context)
-        z1, h = h.chunk(2, 1)  # factor out half of the dimensions (the first half of the channels)
+        z1, h = h.chunk(2, 1)  # factor out the first half of the channels
         z2, ladj_rest = self.rest(h, context)
         return torch.cat([z1, z2], 1), ladj + ladj_rest
 
@@ -134,25 +112,9 @@ class FactorOut(Transform):
         return x, ladj + ladj_rest
 
 
-def conv_net(channels, hidden):
-    """Conditioner for images: 3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv to 2C channels (log-scale,
-    shift). The last layer starts at zero: every image coupling starts as the identity."""
-    net = nn.Sequential(
-        nn.Conv2d(channels, hidden, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(hidden, hidden, 1),
-        nn.ReLU(),
-        nn.Conv2d(hidden, 2 * channels, 3, padding=1),
-    )
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
-    return net
-
-
 def multiscale(shape, scales, hidden=32, batch_norm=False):
-    """Sec. 3.6: per scale 3 checkerboard couplings, squeeze, 3 channel couplings, factor out half;
-    the last scale has 4 checkerboard couplings. Returns a Transform over flattened (C, H, W)
-    inputs."""
+    """Sec. 3.6 on flattened (C, H, W): per scale 3 checkerboard couplings, squeeze, 3 channel
+    couplings, factor out half; last scale: 4 checkerboard ones; optional batch norm (Sec. 3.7)."""
     c, h, w = shape
 
     def couplings(masks):
@@ -164,47 +126,59 @@ def multiscale(shape, scales, hidden=32, batch_norm=False):
 
     if scales == 1:
         return Compose(*couplings([checkerboard(shape, i % 2) for i in range(4)]))
-    squeezed = (4 * c, h // 2, w // 2)
     block = Compose(
         *couplings([checkerboard(shape, i % 2) for i in range(3)]),
         Squeeze(shape),
-        *couplings([channel_mask(squeezed, i % 2) for i in range(3)]),
+        *couplings([channel_mask((4 * c, h // 2, w // 2), i % 2) for i in range(3)]),
     )
     return FactorOut(block, multiscale((2 * c, h // 2, w // 2), scales - 1, hidden, batch_norm))
 
 
 @recorded  # the model remembers this builder and its arguments (checkpoints)
 def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_norm=False):
-    """Real NVP for vectors (batch, features): ``transforms`` affine couplings with alternating
-    masks, each conditioned by an MLP on the kept features (and the context), optional batch norm
-    between couplings. With one feature there is nothing to condition on: every coupling is an
-    affine map of the context. The MLPs keep PyTorch's default initialisation: on 2-D targets it
-    trained better than an identity start."""
+    """Real NVP for vectors (batch, features): ``transforms`` couplings with alternating masks, MLP
+    conditioners on the kept features (and the context), optional batch norm between them. The
+    MLPs keep PyTorch's default start: on 2-D targets it trained better than the identity."""
     check_builder_args(features, transforms, hidden_features, context, batch_norm=batch_norm)
     layers = []
     for i in range(transforms):
         # Sec. 3.4: alternate which features are kept (one feature: none, the context decides)
         mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)
-        layers.append(
-            AffineCoupling(mask, MLP(int(mask.sum()) + context, 2 * features, hidden_features))
-        )
+        d = int(mask.sum())  # x_{1:d} are kept
+        layers.append(AffineCoupling(mask, MLP(d + context, 2 * features, hidden_features)))
         layers += [BatchNorm(features)] if batch_norm and i < transforms - 1 else []
     return Flow(layers, features=features, context=context)
 
 
 @recorded  # the model remembers this builder and its arguments (checkpoints)
 def RealNVPImage(shape=(1, 8, 8), scales=2, hidden_channels=32, batch_norm=False, alpha=0.05):
-    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) with values in
-    [0, 1]: a logit with ``alpha`` first (Sec. 4.1, its Jacobian counts in the likelihood), then
-    ``scales`` scales."""
+    """Multi-scale Real NVP (Sec. 3.6) for flattened images (batch, C * H * W) in [0, 1]: a logit
+    with ``alpha`` (Sec. 4.1; its Jacobian counts in the likelihood), then ``scales`` scales."""
     check_integer("scales", scales)
     check_integer("hidden_channels", hidden_channels)
-    sizes = shape if isinstance(shape, (tuple, list)) and len(shape) == 3 else (0,)
-    positive = all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
-    if not positive or any(n % 2 ** (scales - 1) for n in sizes[1:]):  # H, W halve per scale
+    k = 2 ** (scales - 1)  # H and W halve at every scale but the last
+    sizes = tuple(shape) if isinstance(shape, (tuple, list)) and len(shape) == 3 else (0, 0, 0)
+    integers = all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+    if not integers or sizes[1] % k or sizes[2] % k:
         raise ValueError(
             "shape must be (C, H, W), positive integers, H and W divisible by 2^(scales - 1) = "
-            f"{2 ** (scales - 1)}, got {shape!r}"
+            f"{k}, got {shape!r}"
         )
-    layers = [Logit(alpha), multiscale(tuple(shape), scales, hidden_channels, batch_norm)]
-    return Flow(layers, features=shape[0] * shape[1] * shape[2])
+    layers = [Logit(alpha), multiscale(sizes, scales, hidden_channels, batch_norm)]
+    return Flow(layers, features=sizes[0] * sizes[1] * sizes[2])
+
+
+# ---- not in the paper: a small CNN in place of the paper's deep ResNets
+def conv_net(channels, hidden):
+    """(batch, C, H, W) -> (batch, 2C, H, W) log-scales and shifts; the last layer starts at 0, so
+    every image coupling starts as the identity."""
+    net = nn.Sequential(
+        nn.Conv2d(channels, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ReLU(),
+        nn.Conv2d(hidden, 2 * channels, 3, padding=1),
+    )
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
