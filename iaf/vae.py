@@ -16,7 +16,7 @@ MNIST, k = 128: -81.08 diagonal, -79.77 IAF depth 2, -79.10 with the deepest, wi
 """
 
 from common.cli import positive, run
-from common.vae import compare, parse_args
+from common.vae_experiment import compare, parse_args
 
 from .iaf import IAF
 

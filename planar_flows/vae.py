@@ -15,7 +15,7 @@ table gives test ELBO and the importance-weighted log p(x) in nats (the paper's 
 
 from common.cli import positive, run
 from common.flows import Compose
-from common.vae import compare, parse_args
+from common.vae_experiment import compare, parse_args
 
 from .planar import Planar
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from common.flows import Compose, Transform
-from common.vae import VAE, binarized_digits, evaluate, parse_args, train_vae
+from common.vae import VAE, binarized_digits, evaluate, train_vae
+from common.vae_experiment import parse_args
 from iaf import IAF
 from planar_flows import Planar
 from tests.harness import check_transform, perturb
