@@ -94,9 +94,14 @@ def demo_parser(doc, prog, out=None, save=True):
 
 
 def check_device(parser, device):
+    """--device must hold values and compute on them: a tiny sum is computed there and read back,
+    so a device that is not here (cuda without a GPU) or holds shapes only (meta) is an argparse
+    error before any work."""
     try:
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError, ValueError) as error:
+        if torch.device(device).type == "meta":
+            raise ValueError("meta tensors have shapes but no values, so nothing can train on them")
+        (torch.ones(2, device=device) * 2).sum().item()
+    except (RuntimeError, AssertionError, ValueError, ImportError, TypeError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         parser.error(f"--device {device!r} is not usable here ({message}); use cpu")
 
