@@ -6,6 +6,7 @@ python -m realnvp --data digits        # multi-scale Real NVP on 8 x 8 digits: b
 python -m realnvp --quick              # seconds (also when FLOWS_FAST=1)
 """
 
+import argparse
 import math
 import os
 import time
@@ -35,6 +36,19 @@ QUICK = {
     "2d": {"steps": 200, "batch_size": 512, "n_test": 10_000},
     "digits": {"steps": 300, "batch_size": 128},
 }
+DIGIT_SCALES = 4  # 8 x 8 images: 2^(scales - 1) must divide 8
+
+
+def digit_scales(text):
+    """argparse type: scales of the 8 x 8 model, 1 to 4 (H and W halve at every scale but the
+    last: 8 -> 4 -> 2 -> 1)."""
+    value = positive(text)
+    if value > DIGIT_SCALES:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {DIGIT_SCALES} for 8 x 8 digits (H and W halve at every scale but the "
+            f"last), got {value}"
+        )
+    return value
 
 
 def parse_args(argv=None):
@@ -55,7 +69,10 @@ def parse_args(argv=None):
         "--hidden", type=positive, nargs="+", default=[64, 64], help="MLP hidden sizes (2-D)"
     )
     parser.add_argument(
-        "--scales", type=positive, default=2, help="scales of the multi-scale model (digits)"
+        "--scales",
+        type=digit_scales,
+        default=2,
+        help=f"scales of the multi-scale model, 1 to {DIGIT_SCALES} (digits)",
     )
     parser.add_argument(
         "--hidden-channels", type=positive, default=32, help="conv conditioner width (digits)"
