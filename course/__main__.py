@@ -10,8 +10,27 @@
 Each command has --help; course/README.md is the instructors' guide.
 """
 
+import argparse
 import sys
 
-if __name__ == "__main__":
+
+def main(argv=None):
+    """Print the commands above; any argument (other than --help) is an argparse error, exit 2."""
+    parser = argparse.ArgumentParser(
+        "python -m course",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="This command takes no arguments: run one of the commands above.",
+    )
+    _, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(
+            f"unrecognized arguments: {' '.join(extra)} (this command only lists the others: "
+            "python -m course.assignment, course.grade or course.gradescope)"
+        )
     print(__doc__.strip())
-    sys.exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,6 +29,7 @@ the results file) and ``course.pytest_plugin`` (the stub reporting: a test that 
 import argparse
 import concurrent.futures
 import json
+import math
 import os
 import re
 import shutil
@@ -415,6 +416,28 @@ def grade_submission(submission, weights, parts, reference=ROOT, **options):
     )
 
 
+def positive_seconds(text):
+    """argparse type: a finite number of seconds > 0 (a time limit that can be met)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def positive_integer(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         "python -m course.grade",
@@ -435,10 +458,16 @@ def main(argv=None):
     )
     parser.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
     parser.add_argument(
-        "--timeout", type=float, default=TIMEOUT, help=f"seconds per test (default {TIMEOUT:g})"
+        "--timeout",
+        type=positive_seconds,
+        default=TIMEOUT,
+        help=f"seconds per test (default {TIMEOUT:g})",
     )
     parser.add_argument(
-        "--jobs", type=int, default=1, help="parts graded at once with --submission (default 1)"
+        "--jobs",
+        type=positive_integer,
+        default=1,
+        help="parts graded at once with --submission (default 1)",
     )
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     args = parser.parse_args(argv)

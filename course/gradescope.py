@@ -22,6 +22,7 @@ results; ``run_autograder`` also takes the submission as its first argument.
 
 import argparse
 import json
+import math
 import os
 import shutil
 import stat
@@ -33,7 +34,17 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from course.grade import MANIFEST, ROOT, TREE, TREE_FILES, WEIGHTS, graded_parts, load_weights
+from course.grade import (
+    MANIFEST,
+    ROOT,
+    TREE,
+    TREE_FILES,
+    WEIGHTS,
+    graded_parts,
+    load_weights,
+    positive_integer,
+    positive_seconds,
+)
 from course.markers import GROUPS
 
 SETUP = """#!/usr/bin/env bash
@@ -88,7 +99,12 @@ def bundle_files(root=ROOT):
 
 
 def write_bundle(out, parts, root=ROOT, timeout=60, jobs=1):
-    """Write the autograder zip ``out`` for ``parts``; returns the names it holds."""
+    """Write the autograder zip ``out`` for ``parts``; returns the names it holds. ``timeout``:
+    seconds per test, a finite number > 0."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     names = []
@@ -141,8 +157,12 @@ def main(argv=None):
         metavar="TOML",
         help=f"grade the parts of this {MANIFEST} (a student copy's)",
     )
-    parser.add_argument("--timeout", type=float, default=60, help="seconds per test (default 60)")
-    parser.add_argument("--jobs", type=int, default=1, help="parts graded at once (default 1)")
+    parser.add_argument(
+        "--timeout", type=positive_seconds, default=60, help="seconds per test (default 60)"
+    )
+    parser.add_argument(
+        "--jobs", type=positive_integer, default=1, help="parts graded at once (default 1)"
+    )
     parser.add_argument("--try", dest="bundle", metavar="ZIP", help="run this bundle locally")
     parser.add_argument("--submission", metavar="DIR", help="the submission for --try")
     args = parser.parse_args(argv)
@@ -150,6 +170,11 @@ def main(argv=None):
         if args.bundle:
             if not args.submission:
                 parser.error("--try needs --submission DIR")
+            if not zipfile.is_zipfile(args.bundle):
+                what = "not a zip file" if os.path.isfile(args.bundle) else "no such file"
+                parser.error(f"--try needs an autograder zip (see --out), {args.bundle} is {what}")
+            if not os.path.isdir(args.submission):
+                parser.error(f"--submission must be a directory, got {args.submission}")
             result, seconds = try_bundle(args.bundle, args.submission)
             print(result.get("output", ""))
             print(f"results.json: score {result['score']} in {seconds:.0f} s")
