@@ -222,6 +222,10 @@ def main(argv=None):
         parser.error(f"--n must be >= 1, got {args.n}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if not (math.isfinite(args.scale) and args.scale >= 0):
+        parser.error(
+            f"--scale must be a finite number >= 0 (a standard deviation), got {args.scale}"
+        )
     start, rows = time.perf_counter(), []
     for name in args.flows:
         for dtype in DTYPES:

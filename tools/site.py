@@ -485,6 +485,22 @@ def build(out, run=True, log=print):
     return manifest
 
 
+def check_out(parser, out):
+    """--out: a folder this build may replace (with its sibling ``<out>-src``), not a file, not the
+    repository or a folder above it; an argparse error before any work otherwise."""
+    if not out.strip():
+        parser.error(f"--out must name a folder, got {out!r}")
+    path = Path(out).resolve()
+    for folder in (path, path.with_name(path.name + "-src")):
+        if folder.exists() and not folder.is_dir():
+            parser.error(f"--out {out!r}: {folder} is an existing file; give a folder")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        parser.error(f"--out {out!r} cannot be created: {parent} is not a folder")
+    if path == ROOT or path in ROOT.parents:
+        parser.error(f"--out {out!r} would replace the repository; give a folder of its own")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tools.site", description=__doc__.splitlines()[0]
@@ -499,6 +515,8 @@ def main(argv=None):
     )
     sub.add_parser("pages", help="list the pages in reading order")
     args = parser.parse_args(argv)
+    if args.command == "build":
+        check_out(parser, args.out)
     if args.command == "pages":
         for page in discover():
             sources = ", ".join(s for s in (page.readme, page.notebook) if s) or "generated"
