@@ -42,6 +42,8 @@ def test_bad_arguments_are_argparse_errors_before_any_work(module, tmp_path, cap
     refused(capsys, main, ["--steps", "-3", *out], "--steps")
     assert ">= 0, got -1" in refused(capsys, main, ["--seed", "-1", *out], "--seed")
     refused(capsys, main, ["--device", "no-such-device", *out], "--device")
+    # meta holds shapes, no values: nothing can train on it
+    assert "meta" in refused(capsys, main, ["--device", "meta", *out], "--device")
     (tmp_path / "file").write_text("")
     assert "existing file" in refused(capsys, main, ["--out", str(tmp_path / "file")], "--out")
     refused(capsys, main, ["--out", str(tmp_path / "file" / "sub")], "--out")
@@ -183,3 +185,73 @@ def cli_progress(steps):
     from common.train import Progress
 
     return Progress(steps, every=1)
+
+
+def _exit_code(main, argv):
+    """The exit status of ``main(argv)``: its SystemExit code or its return value."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+# (module, argv, what the error names); {tmp} is a scratch folder holding "file" (a text file),
+# "notes.zip" (text, not a zip) and "student" (a folder); {tmp}/never must not be created
+BAD_ARGUMENTS = [
+    ("realnvp.__main__", "--data digits --scales 5 --out {tmp}/never", "--scales"),
+    ("realnvp.__main__", "--scales 9 --out {tmp}/never", "--scales"),
+    ("course.grade", "--parts realnvp.masks --timeout -1", "--timeout"),
+    ("course.grade", "--parts realnvp.masks --timeout nan", "--timeout"),
+    ("course.grade", "--parts realnvp.masks --timeout inf", "--timeout"),
+    ("course.grade", "--parts realnvp.masks --timeout 0", "--timeout"),
+    ("course.grade", "--parts realnvp.masks --jobs 0", "--jobs"),
+    ("course.gradescope", "--parts realnvp.masks --timeout nan --out {tmp}/never", "--timeout"),
+    ("course.gradescope", "--parts realnvp.masks --timeout -1 --out {tmp}/never", "--timeout"),
+    ("course.gradescope", "--parts realnvp.masks --jobs -2 --out {tmp}/never", "--jobs"),
+    ("course.gradescope", "--try {tmp}/notes.zip --submission {tmp}/student", "--try"),
+    ("course.gradescope", "--try {tmp}/none.zip --submission {tmp}/student", "--try"),
+    ("course.__main__", "--bogus", "--bogus"),
+    ("course.__main__", "grade", "grade"),
+    ("tools.site", "build --out {tmp}/file", "--out"),
+    ("tools.site", "build --out {tmp}/file/sub", "--out"),
+    ("tools.fuzz", "--scale nan", "--scale"),
+    ("tools.fuzz", "--scale inf", "--scale"),
+    ("tools.fuzz", "--scale -0.1", "--scale"),
+    ("tools.lines", "nonsense_folder", "nonsense_folder"),
+]
+
+
+@pytest.mark.parametrize(
+    "module, argv, named", BAD_ARGUMENTS, ids=[f"{m} {a}" for m, a, _ in BAD_ARGUMENTS]
+)
+def test_every_cli_refuses_a_bad_argument_in_one_line_before_any_work(
+    module, argv, named, tmp_path, capsys
+):
+    """Issue 25, item 12 (and item 6's --timeout): exit 2 with argparse's usage and one error line
+    naming the argument, no traceback, nothing written."""
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "notes.zip").write_text("not a zip")
+    (tmp_path / "student").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(tmp=tmp_path) for a in argv.split()]
+    code = _exit_code(importlib.import_module(module).main, argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert "Traceback" not in err and lines and ": error: " in lines[-1] and named in lines[-1], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_an_empty_out_is_refused(capsys):
+    from tools.site import main
+
+    assert _exit_code(main, ["build", "--out", ""]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_course_without_arguments_prints_its_commands(capsys):
+    from course.__main__ import main
+
+    assert _exit_code(main, []) == 0
+    assert "python -m course.grade" in capsys.readouterr().out
