@@ -4,10 +4,13 @@
 Every number is the mean over seeds ± the standard deviation over seeds (± — with one seed).
 """
 
+import contextlib
 import json
 import math
 import os
+import stat
 import statistics
+import tempfile
 from collections import defaultdict
 
 from common.plot import plt, save_figure
@@ -280,11 +283,30 @@ def load(path):
         return json.load(f)
 
 
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same folder and one rename: the
+    file holds its old or its new text, never a part of either; an error or Ctrl-C on the way
+    removes the temporary file and leaves ``path`` as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else 0o644
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
 def save(results, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)  # a run stopped half-way never leaves a broken file
+    """Write a results dict to ``path`` as JSON, atomically (``write_atomic``)."""
+    write_atomic(path, json.dumps(results, indent=1))
 
 
 README_BEGIN = "<!-- tables: written by python -m benchmarks --report from results/results.json -->"
@@ -301,8 +323,7 @@ def update_readme(markdown, path, begin=README_BEGIN, end=README_END):
     _, sep_end, tail = rest.partition(end)
     if not (sep and sep_end):
         raise ValueError(f"{path} lacks the markers {begin!r} ... {end!r}")
-    with open(path, "w") as f:
-        f.write(f"{head}{begin}\n\n{markdown.strip()}\n\n{end}{tail}")
+    write_atomic(path, f"{head}{begin}\n\n{markdown.strip()}\n\n{end}{tail}")
 
 
 def readme_tables(path, begin=README_BEGIN, end=README_END):
@@ -374,6 +395,5 @@ def write_report(results, out=None):
     if not out:
         return markdown
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "tables.md"), "w") as f:
-        f.write(markdown)
+    write_atomic(os.path.join(out, "tables.md"), markdown)
     return markdown
