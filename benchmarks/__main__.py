@@ -12,6 +12,10 @@ Peers are optional (pip install -r benchmarks/requirements.txt); a missing one i
 training uses one thread (torch.set_num_threads(1)), Adam 1e-3, no clipping or schedule, the same
 budget for every model. The configurations are FULL and QUICK below; the results file records the
 one used. Bad arguments are refused before anything is computed.
+
+The results file is replaced, atomically, only when the run completes: until then each new record
+goes to results.partial.json beside it, so a stopped run (Ctrl-C: exit 130) leaves results.json as
+it was and its own records there (never merged; the next run overwrites that file).
 """
 
 import argparse
@@ -51,6 +55,8 @@ QUICK = {
     "vi": {"energies": ["sine"], "steps": 20, "n_test": 2_000, "planar_layers": 32},
     "cost": {"dims": [2, 8], "n": 500, "steps": 3, "sample_libraries": ["ours", "zuko"]},
 }
+# beside the results file: the records of a run still going or stopped, never merged into it
+PARTIAL = "results.partial.json"
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
 
@@ -108,6 +114,8 @@ def main(argv=None):
             "--device must be cpu (the benchmark times CPU runs on one thread), "
             f"got {args.device!r}"
         )
+    if args.out is not None and not args.out.strip():
+        parser.error(f"--out must name a directory, got {args.out!r}")
     out = args.out or (os.path.join("runs", "benchmarks") if args.quick else RESULTS)
     check_out(parser, out)
     if args.report and not os.path.exists(os.path.join(out, "results.json")):
@@ -133,8 +141,8 @@ def main(argv=None):
 
     some = bool(args.models or args.libraries)
     results = load(path)
-    # replaced below
-    results["records"] = [
+    # the file's records minus those this run replaces: written only once the run completes
+    kept = [
         r
         for r in results["records"]
         if r["section"] not in sections or not keep(r["library"], r.get("family") or r["model"])
@@ -151,6 +159,8 @@ def main(argv=None):
             continue
         results["config"][name] = {**config[name], "seeds": seeds, "quick": args.quick}
     results["config"]["environment"] = environment()
+    partial = os.path.join(out, PARTIAL)
+    new = {"config": results["config"], "records": []}
     start = time.perf_counter()
 
     def log(record, line):
@@ -161,14 +171,23 @@ def main(argv=None):
             flush=True,
         )
 
-    for name in sections:
-        section_start = time.perf_counter()
-        for record in SECTIONS[name](config[name], seeds, log, keep):
-            results["records"].append(record)
-            save(results, path)  # after every record: a long run can be stopped and still reported
-        if not some:
-            results["config"][name]["seconds"] = round(time.perf_counter() - section_start)
-    save(results, path)
+    try:
+        for name in sections:
+            section_start = time.perf_counter()
+            for record in SECTIONS[name](config[name], seeds, log, keep):
+                new["records"].append(record)
+                # after every record, beside the results file: a stopped run keeps what it computed
+                save(new, partial)
+            if not some:
+                results["config"][name]["seconds"] = round(time.perf_counter() - section_start)
+        results["records"] = kept + new["records"]
+        save(results, path)
+    except KeyboardInterrupt:
+        done = len(new["records"])
+        where = f"this run's {done} records are in {partial}" if done else "no record was complete"
+        raise KeyboardInterrupt(f"{path} is as it was; {where}") from None
+    if os.path.exists(partial):
+        os.remove(partial)
     print(report(results, out))
     print(f"total {time.perf_counter() - start:.0f} s; results in {path}")
 
