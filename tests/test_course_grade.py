@@ -98,3 +98,11 @@ def test_a_submission_without_its_markers_scores_zero_with_a_reason(tmp_path):
     assert [r["earned"] for r in rows] == [0, 0]
     assert "1 BEGIN YOUR CODE blocks" in rows[0]["note"] or "0 BEGIN YOUR CODE" in rows[0]["note"]
     assert "common/nets.py is not in the submission" in rows[1]["note"]
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, 0, "60", True])
+def test_a_bundle_refuses_a_timeout_no_test_can_meet(tmp_path, timeout):
+    """Issue 25, item 6: a bundle with --timeout nan gave every student 0; nothing is written."""
+    with pytest.raises(ValueError, match="timeout must be a .*number of seconds"):
+        write_bundle(tmp_path / "autograder.zip", ["realnvp.masks"], timeout=timeout)
+    assert not (tmp_path / "autograder.zip").exists()
