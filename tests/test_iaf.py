@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+import iaf.iaf as iaf_module
 from common.checkpoint import load_flow, save_checkpoint
 from common.flows import Inverse
 from common.nets import MADE
@@ -231,3 +232,23 @@ def test_step_choice_builds_that_step_and_survives_a_checkpoint(step, tmp_path):
     save_checkpoint(flow, tmp_path / "f.pt")
     x = torch.randn(5, 2)
     assert torch.allclose(load_flow(tmp_path / "f.pt")[0].log_prob(x), flow.log_prob(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_entries_the_inverse_has_not_fixed_yet_leave_no_nan_in_the_gradients(dtype, monkeypatch):
+    """Every pass of the D-pass inverse computes every entry, also those whose MADE saw a wrong
+    guess; a gate there can underflow, 1 / sigma = inf, and its zero gradient become 0 * inf = NaN.
+    Far (finite) points of a flow with extreme gates: with a plain exp(-log sigma) they do."""
+
+    def nan_in_gradients():
+        torch.manual_seed(14)
+        flow = perturb(IAF(5, 3, (16, 16), 2).to(dtype), 0.3, 14)
+        x, c = 100 * torch.randn(200, 5, dtype=dtype), torch.randn(200, 2, dtype=dtype)
+        log_p = flow.log_prob(x, c)
+        assert torch.isfinite(log_p).sum() > 50
+        log_p[torch.isfinite(log_p)].sum().backward()
+        return any(not torch.isfinite(p.grad).all() for p in flow.parameters())
+
+    assert not nan_in_gradients()
+    monkeypatch.setattr(iaf_module, "over_sigma", lambda v, log_sigma: v * torch.exp(-log_sigma))
+    assert nan_in_gradients()  # the test is not vacuous
