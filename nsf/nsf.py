@@ -16,7 +16,7 @@ from common.flows import Flow, Permute, Transform
 from common.layers import ActNorm, autoregressive_inverse, soft_bound
 from common.nets import MADE, MLP
 
-MIN_WIDTH = MIN_DERIVATIVE = 1e-3  # the authors' defaults: every bin width, height and slope
+MIN_WIDTH = MIN_DERIVATIVE = 1e-3  # the authors' minimum bin width (and height) and slope
 
 
 def knots(params, bound=5.0):
@@ -28,7 +28,7 @@ def knots(params, bound=5.0):
     (tensor([-2., -1.,  0.,  1.,  2.]), tensor([1.0000, 0.6941, 0.6941, 0.6941, 1.0000]))
     """
     K = (params.shape[-1] + 1) // 3
-    e = soft_bound(params[..., : 2 * K], LOGIT_BOUND).unflatten(-1, (2, K)).exp()  # no max-shift
+    e = soft_bound(params[..., : 2 * K], LOGIT_BOUND).unflatten(-1, (2, K)).exp()  # finite: bounded
     sizes = MIN_WIDTH + (1 - MIN_WIDTH * K) * e / e.sum(-1, keepdim=True)  # (..., 2, K): w, h
     cumulative = F.pad(sizes.cumsum(-1), (1, 0))  # (..., 2, K + 1): 0, ..., ~1
     xk, yk = (bound * (2 * cumulative / cumulative[..., -1:] - 1)).unbind(-2)  # exactly -B, ..., B
