@@ -119,11 +119,13 @@ plt.show()
 # \approx 10^5$, $\xi^2 \approx 10^{10}$, a denominator that may cross zero, and its gradient
 # ($\infty$ or NaN) times the mask's 0 is NaN.
 #
-# `rq_spline` instead **clamps the input into $[-B, B]$ before the formula** and adds the overshoot
-# back: $g(x) = g(\mathrm{clamp}(x)) + (x - \mathrm{clamp}(x))$. A tail point reaches Eq. 4 as the
-# corner $\pm B$, where $g = \pm B$ and $g' = 1$, so the sum is exactly the identity, and no formula
-# ever sees $\xi \notin [0, 1]$. There is no boolean indexing either, so a batch that lies entirely
-# in the tails is nothing special.
+# `rq_spline` instead **clamps the input into $[-B, B]$ before the formula**, then picks $x$ itself
+# in the tails with `torch.where`. A tail point reaches Eq. 4 as the corner $\pm B$, so both
+# branches are finite, with finite gradients, and no formula ever sees $\xi \notin [0, 1]$. The
+# same result can be written as adding the overshoot back,
+# $g(\mathrm{clamp}(x)) + (x - \mathrm{clamp}(x))$: at the corner $g = \pm B$ and $g' = 1$, so the
+# sum is exactly the identity (Exercise 2). There is no boolean indexing either, so a batch that
+# lies entirely in the tails is nothing special.
 
 # %%
 p = params.clone().requires_grad_()
