@@ -14,7 +14,6 @@ budget for every model. The configurations are FULL and QUICK below; the results
 one used. Bad arguments are refused before anything is computed.
 """
 
-import argparse
 import importlib.metadata
 import os
 import platform
@@ -24,6 +23,7 @@ import time
 import torch
 
 from common.cli import check_out, non_negative, run
+from tools.cli import script_parser
 
 from .models import PEERS, available
 from .report import load, save, update_readme, write_report
@@ -72,11 +72,7 @@ def environment():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m benchmarks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "benchmarks")
     parser.add_argument(
         "--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)"
     )

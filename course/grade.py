@@ -26,7 +26,6 @@ the results file) and ``course.pytest_plugin`` (the stub reporting: a test that 
 ``NotImplementedError`` names its part, and the tests it blocks are skipped).
 """
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -39,6 +38,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from tools.cli import script_parser
 from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -416,11 +416,7 @@ def grade_submission(submission, weights, parts, reference=ROOT, **options):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m course.grade",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "course.grade")
     parser.add_argument(
         "--submission",
         metavar="DIR",
