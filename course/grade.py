@@ -354,6 +354,13 @@ def code_from_text(text, reference, part):
     return {files[0]: [lines for name, lines in student_blocks(text, part, True) if name == part]}
 
 
+def wrong_code(reference, part):
+    """{file: [lines of each region]} of ``part``'s plausible wrong implementation,
+    ``course/wrong/<part>.txt`` (the instructor's check that the tests catch it)."""
+    text = (Path(reference) / "course" / "wrong" / f"{part}.txt").read_text()
+    return code_from_text(text, reference, part)
+
+
 def build_tree(base, out, part, bodies):
     """A scratch tree: ``base`` (a reference copy) with ``part``'s regions from ``bodies``."""
     from course.markers import splice
