@@ -18,7 +18,6 @@ goes to results.partial.json beside it, so a stopped run (Ctrl-C: exit 130) leav
 it was and its own records there (never merged; the next run overwrites that file).
 """
 
-import argparse
 import importlib.metadata
 import os
 import platform
@@ -28,6 +27,7 @@ import time
 import torch
 
 from common.cli import check_out, non_negative, run
+from tools.cli import script_parser
 
 from .models import PEERS, available
 from .report import load, save, update_readme, write_report
@@ -78,11 +78,7 @@ def environment():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m benchmarks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "benchmarks")
     parser.add_argument(
         "--quick", action="store_true", help="tiny budgets, 1 seed, < 2 minutes (results to runs/)"
     )

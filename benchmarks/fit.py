@@ -48,7 +48,6 @@ default. A model whose library (or, in an older checkout, whose fix) is missing 
 message.
 """
 
-import argparse
 import inspect
 import math
 import os
@@ -70,6 +69,7 @@ from maf import MAF
 from maf.maf import MAFLayer
 from nsf.nsf import DERIVATIVE_BOUND, MIN_DERIVATIVE, OUTPUT_SCALE
 from planar_flows import PlanarFlow
+from tools.cli import script_parser
 
 from .models import (
     PeerFlow,
@@ -605,11 +605,7 @@ def report(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m benchmarks.fit",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "benchmarks.fit")
     parser.add_argument("--only", nargs="+", choices=list(ITEMS), help="run only these items")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default 0 1 2")
     parser.add_argument("--steps", type=int, help="override every chosen item's number of steps")

@@ -21,14 +21,13 @@ NSF (20 parameters more in 10-D; zuko's has none). ``python -m benchmarks --only
 family and peer.
 """
 
-import argparse
-
 import torch
 
 from common.bench import ms_per_training_step, seconds
 from common.cli import positive, run
 from common.flows import Flow
 from common.metrics import count_parameters
+from tools.cli import script_parser
 
 from .models import HIDDEN, available, ours, zuko_flow, zuko_inverted
 
@@ -83,11 +82,7 @@ def measure(flow, features, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m benchmarks.speed",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "benchmarks.speed")
     parser.add_argument("paper", choices=tuple(FAMILY))
     parser.add_argument(
         "--features",

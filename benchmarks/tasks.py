@@ -29,14 +29,15 @@ DENSITY_FAMILIES = (*FAMILIES, WIDE_MAF)  # NSF against the affine flow at equal
 LIBRARIES = ("ours", "zuko", "nflows", "normflows")
 
 
-def _train(train, record):
-    """Run ``train()``; on a non-finite loss mark the record as diverged.
+def _fit(record, train, flow, data, **settings):
+    """``train(flow, data, **settings)``, quietly; ``record`` gains the flow's parameter count, the
+    steps and the training seconds, or, on a non-finite loss, ``diverged``.
 
-    The model keeps its last finite weights and is still scored, as a user would see it.
+    A diverged model keeps its last finite weights and is still scored, as a user would see it.
     """
+    record.update(params=parameters(flow), steps=settings["steps"])
     try:
-        history = train()
-        record["train_seconds"] = history["seconds"]
+        record["train_seconds"] = train(flow, data, progress=False, **settings)["seconds"]
     except NonFiniteLoss as error:
         record["diverged"] = str(error)
 
@@ -58,24 +59,16 @@ def density(config, seeds, log, keep=everything):
                     if flow is None:
                         continue
                     record = dict(
-                        section="density",
-                        target=name,
-                        family=family,
-                        library=library,
-                        seed=seed,
-                        params=parameters(flow),
-                        steps=config["steps"],
+                        section="density", target=name, family=family, library=library, seed=seed
                     )
-                    _train(
-                        lambda flow=flow, target=target: train_forward_kl(
-                            flow,
-                            target,
-                            steps=config["steps"],
-                            batch_size=512,
-                            lr=1e-3,
-                            progress=False,
-                        ),
+                    _fit(
                         record,
+                        train_forward_kl,
+                        flow,
+                        target,
+                        steps=config["steps"],
+                        batch_size=512,
+                        lr=1e-3,
                     )
                     record.update(nll_gap(flow, target, n=config["n_test"]))
                     log(record, f"{name} seed {seed} {library} {family}: gap {record['gap']:.3f}")
@@ -95,26 +88,17 @@ def digits(config, seeds, log, keep=everything):
                 continue
             seed_everything(seed)
             flow = build()
-            record = dict(
-                section="digits",
-                model=label,
-                library=library,
-                seed=seed,
-                params=parameters(flow),
-                steps=config["steps"],
-            )
-            _train(
-                lambda flow=flow: train_forward_kl(
-                    flow,
-                    split["train"],
-                    steps=config["steps"],
-                    batch_size=128,
-                    lr=1e-3,
-                    val=split["val"],
-                    preprocess=dequantize,
-                    progress=False,
-                ),
+            record = dict(section="digits", model=label, library=library, seed=seed)
+            _fit(
                 record,
+                train_forward_kl,
+                flow,
+                split["train"],
+                steps=config["steps"],
+                batch_size=128,
+                lr=1e-3,
+                val=split["val"],
+                preprocess=dequantize,
             )
             if "MAF" in label and "batch norm" in label:
                 # MAF paper, Appendix B: whole training set
@@ -135,20 +119,15 @@ def vi(config, seeds, log, keep=everything):
                     continue
                 seed_everything(seed)
                 flow = build()
-                record = dict(
-                    section="vi",
-                    energy=name,
-                    model=label,
-                    library=library,
-                    seed=seed,
-                    params=parameters(flow),
-                    steps=config["steps"],
-                )
-                _train(
-                    lambda flow=flow, energy=energy: train_reverse_kl(
-                        flow, energy, steps=config["steps"], batch_size=256, lr=1e-3, progress=False
-                    ),
+                record = dict(section="vi", energy=name, model=label, library=library, seed=seed)
+                _fit(
                     record,
+                    train_reverse_kl,
+                    flow,
+                    energy,
+                    steps=config["steps"],
+                    batch_size=256,
+                    lr=1e-3,
                 )
                 if "train_seconds" in record:
                     record["ms_per_step"] = 1000 * record["train_seconds"] / config["steps"]

@@ -33,7 +33,6 @@ statement of a stripped region (``course/leaks.py``); a hit refuses with file:li
     python -m course.assignment --list                           # the parts and where they are
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -53,6 +52,7 @@ from course.markers import (
     student_blocks,
     student_markers,
 )
+from tools.cli import script_parser
 from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,11 +255,7 @@ def fill(copy, part, code):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m course.assignment",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "course.assignment")
     parser.add_argument(
         "--out", help="directory of the student copy (must be empty unless --force)"
     )

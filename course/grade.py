@@ -26,7 +26,6 @@ the results file) and ``course.pytest_plugin`` (the stub reporting: a test that 
 ``NotImplementedError`` names its part, and the tests it blocks are skipped).
 """
 
-import argparse
 import concurrent.futures
 import json
 import math
@@ -40,6 +39,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from tools.cli import script_parser
 from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,6 +355,13 @@ def code_from_text(text, reference, part):
     return {files[0]: [lines for name, lines in student_blocks(text, part, True) if name == part]}
 
 
+def wrong_code(reference, part):
+    """{file: [lines of each region]} of ``part``'s plausible wrong implementation,
+    ``course/wrong/<part>.txt`` (the instructor's check that the tests catch it)."""
+    text = (Path(reference) / "course" / "wrong" / f"{part}.txt").read_text()
+    return code_from_text(text, reference, part)
+
+
 def build_tree(base, out, part, bodies):
     """A scratch tree: ``base`` (a reference copy) with ``part``'s regions from ``bodies``."""
     from course.markers import splice
@@ -439,11 +446,7 @@ def positive_integer(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m course.grade",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "course.grade")
     parser.add_argument(
         "--submission",
         metavar="DIR",

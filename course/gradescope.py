@@ -20,7 +20,6 @@ groups are "after_published"), the total ``score`` and ``execution_time``.
 results; ``run_autograder`` also takes the submission as its first argument.
 """
 
-import argparse
 import json
 import math
 import os
@@ -46,6 +45,7 @@ from course.grade import (
     positive_seconds,
 )
 from course.markers import GROUPS
+from tools.cli import script_parser
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image (Ubuntu).
@@ -144,11 +144,7 @@ def try_bundle(bundle, submission, python=sys.executable, keep=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m course.gradescope",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "course.gradescope")
     parser.add_argument("--out", help="write the autograder zip here")
     parser.add_argument("--papers", nargs="+", choices=GROUPS, metavar="PAPER")
     parser.add_argument("--parts", nargs="+", metavar="PART")

@@ -30,9 +30,9 @@ from common.cli import (
 from common.data import dequantize, load_digits_split
 from common.flows import Compose, Flow
 from common.layers import Logit, set_batch_norm_stats
-from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap
+from common.metrics import count_parameters, dataset_nll, nll_gap
 from common.plot import plt, save_figure
-from common.report import digits_banner
+from common.report import digits_banner, digits_row
 from common.targets import SAMPLE_TARGETS, Banana, get_target
 from common.train import train_forward_kl
 from maf import MAF, MAFLayer
@@ -163,11 +163,7 @@ def digits(args):
         if args.save:  # with the batch-norm statistics of the whole training set
             save_run(args, name, flow, history)
         nll, se = dataset_nll(flow, test, onehot["test"] if context else None)
-        print(
-            f"  {label:<44} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f}  "
-            f"{bits_per_dim(nll):8.3f}  "
-            f"{history['seconds']:6.1f}"
-        )
+        digits_row(label, 44, flow, nll, se, history["seconds"])
         results[label] = flow
         plot.plot_loss(
             history,
@@ -191,11 +187,7 @@ def digits(args):
         log_px = torch.logsumexp(per_class + log_prior, -1)
     nll = -log_px.mean().item()
     se = log_px.std().item() / math.sqrt(len(test))
-    print(
-        f"  {'conditional MAF, log sum_y p(y) p(x | y)':<44} {count_parameters(flow):>7}  "
-        f"{nll:8.2f} ± {se:5.2f}  "
-        f"{bits_per_dim(nll):8.3f}"
-    )
+    digits_row("conditional MAF, log sum_y p(y) p(x | y)", 44, flow, nll, se)
     print(
         "  (the paper's Tables 1-2 set MAF beside a Real NVP of about the same size: a paper "
         "folder does not "

@@ -36,11 +36,7 @@
 import sys
 from pathlib import Path
 
-ROOT = next(
-    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
-)
-if ROOT is None:
-    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+ROOT = Path.cwd() if (Path.cwd() / "common").is_dir() else Path.cwd().parent
 sys.path.insert(0, str(ROOT))
 
 # %%
@@ -220,25 +216,15 @@ for name, flow in models.items():
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), layout="constrained")
 box = plot.view(target)  # the paper's window
 vmax = plot.density_grid(target.log_prob, box)[2].max().item()  # one colour scale
+made_flow, maf_flow = models["MADE, x1 first"], models["MAF, 5 layers"]
 plot.show_density(axes[0], target.log_prob, box, "target", vmax=vmax)
-plot.show_density(
-    axes[1],
-    plot.flow_log_prob(models["MADE, x1 first"]),
-    box,
-    "MADE, x1 first",
-    vmax=vmax,
-)
+plot.show_density(axes[1], plot.flow_log_prob(made_flow), box, "MADE, x1 first", vmax=vmax)
 with torch.no_grad():
-    u, _ = models["MADE, x1 first"].transform(target.sample(2000))
+    u, _ = made_flow.transform(target.sample(2000))
 axes[2].scatter(*u.T, s=1, alpha=0.4)
 axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="the MADE's u of the data", aspect="equal")
 plot.show_density(
-    axes[3],
-    plot.flow_log_prob(models["MAF, 5 layers"]),
-    box,
-    "MAF, 5 layers",
-    vmax=vmax,
-    colorbar=True,
+    axes[3], plot.flow_log_prob(maf_flow), box, "MAF, 5 layers", vmax=vmax, colorbar=True
 )
 plt.show()
 
@@ -247,7 +233,7 @@ plt.show()
 # function of the other (the order alternates), bending the Gaussian into the parabola.
 
 # %%
-plot.plot_layers(models["MAF, 5 layers"], data=target.sample(2000), lim=(-6, 10))
+plot.plot_layers(maf_flow, data=target.sample(2000), lim=(-6, 10))
 plt.show()
 
 # %% [markdown]

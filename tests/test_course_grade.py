@@ -11,14 +11,7 @@ import shutil
 import pytest
 
 from course.assignment import MANIFEST, fill, make_assignment
-from course.grade import (
-    ROOT,
-    WEIGHTS,
-    code_from_text,
-    grade_parts,
-    load_weights,
-    reference_code,
-)
+from course.grade import ROOT, WEIGHTS, grade_parts, load_weights, reference_code, wrong_code
 from course.gradescope import try_bundle, write_bundle
 
 if (ROOT / MANIFEST).exists():
@@ -30,15 +23,11 @@ PARTS = ["common.made", "maf.step", "realnvp.masks"]
 VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
 
 
-def _wrong(part):
-    return code_from_text((ROOT / "course" / "wrong" / f"{part}.txt").read_text(), ROOT, part)
-
-
 def test_the_bundle_grades_each_part_alone_with_the_instructors_tests(tmp_path):
     weights = load_weights(ROOT / WEIGHTS)
     student = tmp_path / "alice"
     make_assignment(student, check=False)
-    fill(student, "common.made", _wrong("common.made"))  # a wrong MADE ...
+    fill(student, "common.made", wrong_code(ROOT, "common.made"))  # a wrong MADE ...
     fill(student, "maf.step", reference_code(ROOT, "maf.step"))  # ... under a right MAF layer
     fill(student, "realnvp.masks", reference_code(ROOT, "realnvp.masks"))
     # the student "fixes" the tests and the weights: none of it may count

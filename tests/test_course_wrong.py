@@ -14,11 +14,11 @@ from course.assignment import MANIFEST, make_assignment
 from course.grade import (
     ROOT,
     WEIGHTS,
-    code_from_text,
     grade_parts,
     grade_submission,
     load_weights,
     reference_code,
+    wrong_code,
 )
 
 if (ROOT / MANIFEST).exists():
@@ -42,11 +42,7 @@ def test_reference_full_stub_zero_wrong_well_under_half(tmp_path):
     student = tmp_path / "stub"
     make_assignment(student, check=False)
     stub = grade_submission(student, WEIGHTS_, GRADED, jobs=JOBS)
-
-    def wrong(part):
-        return code_from_text((ROOT / "course" / "wrong" / f"{part}.txt").read_text(), ROOT, part)
-
-    wrong_rows = grade_parts(wrong, WEIGHTS_, GRADED, jobs=JOBS)
+    wrong_rows = grade_parts(lambda p: wrong_code(ROOT, p), WEIGHTS_, GRADED, jobs=JOBS)
     lines = ["| part | points | reference | stub | wrong |", "|---|---|---|---|---|"]
     for ref, st, wr in zip(reference, stub, wrong_rows, strict=True):
         lines.append(

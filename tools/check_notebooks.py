@@ -7,9 +7,10 @@ and compares them with ``MINIMUM`` below; exits 1 naming each notebook that fall
 ``.ci/run`` after it executes every ``*/tutorial.py`` from its own folder with the inline backend.
 """
 
-import argparse
 import json
 from pathlib import Path
+
+from tools.cli import script_parser
 
 # the figures each notebook draws in fast mode (FLOWS_FAST=1), one per plt.show() or figure cell
 MINIMUM = {
@@ -34,11 +35,7 @@ def count_images(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.check_notebooks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "tools.check_notebooks")
     parser.add_argument("paths", nargs="+", metavar="NOTEBOOK.ipynb", help="executed notebooks")
     paths = parser.parse_args(argv).paths
     failed = []

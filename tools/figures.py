@@ -8,10 +8,10 @@ with the target's samples closing the row where the flow was fitted to samples. 
 paper, so it lives in ``tools/``: ``common/`` imports no paper folder.
 """
 
-import argparse
 from pathlib import Path
 
 from common.plot import plot_layers, plt
+from tools.cli import script_parser
 
 FOLDERS = ("intro", "planar_flows", "iaf", "maf", "realnvp", "nsf")
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +64,7 @@ def layer_figures(only=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m tools.figures",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "tools.figures")
     parser.add_argument("--only", nargs="+", choices=FOLDERS, help="only these folders")
     layer_figures(parser.parse_args(argv).only)
 

@@ -13,12 +13,12 @@ core modules), ``benchmark*.py`` and ``train*.py``. For each paper it prints:
     python -m tools.lines maf nsf        # only these
 """
 
-import argparse
 import ast
 import io
 import tokenize
 from pathlib import Path
 
+from tools.cli import script_parser
 from tools.papers import PAPERS
 
 SKIP = ("__init__.py", "__main__.py", "tutorial.py", "vae.py")
@@ -114,11 +114,7 @@ def count(files):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        "python -m tools.lines",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = script_parser(__doc__, "tools.lines")
     parser.add_argument(
         "papers", nargs="*", default=PAPERS, metavar="PAPER", help=f"one of {', '.join(PAPERS)}"
     )

@@ -22,6 +22,7 @@ from maf.maf import MAFLayer
 from nsf.nsf import DERIVATIVE_BOUND, LOGIT_BOUND, MIN_DERIVATIVE, MIN_WIDTH, rq_spline
 from planar_flows.planar import Planar, Radial, constrain
 from realnvp.realnvp import AffineCoupling, channel_mask, checkerboard
+from tests.harness import perturb
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -148,10 +149,7 @@ def test_iaf_step_by_hand():
     close(ladj_back, [-math.log(0.5 * 0.75 * 0.25)])
     # random weights: forward is the formula on one gate pass
     torch.manual_seed(3)
-    layer = GatedAutoregressive(3, (8,), order=torch.tensor([2, 0, 1])).double()
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.5 * torch.randn_like(p))
+    layer = perturb(GatedAutoregressive(3, (8,), order=torch.tensor([2, 0, 1])).double())
     z = torch.randn(4, 3, dtype=torch.float64)
     m, s = layer.gate(z)
     y, ladj = layer(z)
@@ -175,10 +173,7 @@ def test_maf_step_by_hand():
     close(back, x)
     close(ladj_back, [a1 + a2])
     torch.manual_seed(4)
-    layer = MAFLayer(3, (8,), order=torch.tensor([1, 2, 0])).double()
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.5 * torch.randn_like(p))
+    layer = perturb(MAFLayer(3, (8,), order=torch.tensor([1, 2, 0])).double())
     x = torch.randn(4, 3, dtype=torch.float64)
     mu, alpha = layer.conditioner(x)
     u, ladj = layer(x)
