@@ -26,6 +26,7 @@ the results file) and ``course.pytest_plugin`` (the stub reporting: a test that 
 ``NotImplementedError`` names its part, and the tests it blocks are skipped).
 """
 
+import argparse
 import concurrent.futures
 import json
 import math

@@ -21,9 +21,9 @@ from common.cli import demo_parser, dispatch, fit, parse_demo_args, positive, ru
 from common.data import dequantize, load_digits_split
 from common.flows import Compose, Flow, Inverse
 from common.layers import Logit
-from common.metrics import bits_per_dim, count_parameters, dataset_nll, nll_gap, reverse_kl
+from common.metrics import count_parameters, dataset_nll, nll_gap, reverse_kl
 from common.plot import plt, save_figure
-from common.report import digits_banner
+from common.report import digits_banner, digits_row
 from common.runtime import seed_everything
 from common.targets import SAMPLE_TARGETS, get_target
 from common.train import train_forward_kl, train_reverse_kl
@@ -170,11 +170,7 @@ def digits(args):
             preprocess=dequantize,
         )
         nll, se = dataset_nll(flow, test)
-        print(
-            f"  {label + ' (Logit + NSF)':<30} {count_parameters(flow):>7}  {nll:8.2f} ± {se:5.2f} "
-            " "
-            f"{bits_per_dim(nll):8.3f}  {history['seconds']:7.1f}"
-        )
+        digits_row(f"{label} (Logit + NSF)", 30, flow, nll, se, history["seconds"])
         with torch.no_grad():
             samples = flow.sample(64)
         plot.plot_image_grid(

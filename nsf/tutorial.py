@@ -34,11 +34,7 @@
 import sys
 from pathlib import Path
 
-ROOT = next(
-    (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "common" / "flows.py").is_file()), None
-)
-if ROOT is None:
-    raise FileNotFoundError(f"no folder holding common/flows.py at or above {Path.cwd()}")
+ROOT = Path.cwd() if (Path.cwd() / "common").is_dir() else Path.cwd().parent
 sys.path.insert(0, str(ROOT))
 
 # %%
