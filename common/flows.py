@@ -40,8 +40,9 @@ class Transform(nn.Module):
 class Inverse(Transform):
     """Swap the two directions of ``transform``: its ``inverse`` becomes this ``forward``.
 
-    IAF is the masked autoregressive layer wrapped in ``Inverse``, so that sampling is its one-pass
-    direction. (Planar and radial layers instead put the paper's map in ``inverse`` directly.)
+    IAF wraps its autoregressive steps in ``Inverse``, so that sampling is their one-pass direction
+    (``Inverse(maf.MAFLayer(D))`` is such a step too). Planar and radial layers instead put the
+    paper's map in ``inverse`` directly.
     """
 
     def __init__(self, transform):

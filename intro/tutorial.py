@@ -330,7 +330,7 @@ print(f"your KL(q||p) = {my_kl:.4f}, reverse_kl: {reference['kl']:.4f} ± {refer
 # ```python
 # z, ladj = layer(x, context=None)          # forward: data -> noise, ladj = log|det dz/dx| (batch,)
 # x, ladj = layer.inverse(z, context=None)  # inverse: noise -> data, ladj = log|det dx/dz|
-# Inverse(layer)                            # swaps the two directions (IAF = Inverse(MAF layer))
+# Inverse(layer)                            # swaps the two directions (IAF: steps in Inverse)
 # flow = Flow(transforms, features=D)       # log_prob(x), sample(n), rsample_and_log_prob(n)
 # ```
 #

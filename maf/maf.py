@@ -1,8 +1,8 @@
 """Masked Autoregressive Flow (Papamakarios, Pavlakou & Murray, NeurIPS 2017). arXiv:1705.07057.
 
 Gaussian conditionals N(x_i | mu_i, exp(alpha_i)^2), (mu, alpha) = MADE(x_<i, y), make an
-autoregressive model a flow; MAF stacks them, the order reversed between layers. IAF is
-``Inverse(MAFLayer)``; Appendix B's batch norm is ``common.layers.BatchNorm``."""
+autoregressive model a flow; MAF stacks them, the order reversed between layers. In ``Inverse``
+it samples in one pass (an IAF step); App. B's batch norm is ``common.layers.BatchNorm``."""
 
 import math
 
