@@ -3,6 +3,7 @@
 Flow, Inverse, Compose, Permute, Logit, MADE, the training guard, metrics.
 """
 
+import copy
 import math
 
 import pytest
@@ -534,3 +535,39 @@ def test_actnorm_start_survives_a_checkpoint(tmp_path):
     restored(torch.randn(100, 2, generator=gen, dtype=torch.float64) - 50)  # no second start
     assert torch.equal(restored.shift, layer.shift)
     assert torch.equal(restored.log_scale, layer.log_scale)
+
+
+def test_resuming_a_forward_kl_run_on_a_dataset_gives_the_same_numbers():
+    # issue 25, item 4: batches, optimiser, random generators and best weights are in the state
+    from common.train import Periodic, rng_state, set_rng_state
+    from maf import MAF
+
+    torch.manual_seed(0)
+    data = torch.randn(300, 2) * 0.5 + 1.0  # 300 rows, batch 64: epochs end mid-way between saves
+    options = dict(val=data[:50], val_every=7, preprocess=lambda x: x + 0.01 * torch.randn_like(x))
+
+    def run(flow, periodic=None):
+        return train_forward_kl(
+            flow, data, 40, 64, 1e-2, progress=False, periodic=periodic, **options
+        )
+
+    torch.manual_seed(1)
+    start = rng_state()
+    whole = MAF(2, 2, (8,))
+    history = run(whole)
+    saved = {}
+
+    def write(model, state):
+        saved[state["step"]] = (copy.deepcopy(model.state_dict()), copy.deepcopy(state))
+
+    set_rng_state(start)
+    first = MAF(2, 2, (8,))
+    run(first, Periodic(15, write))
+    assert sorted(saved) == [15, 30]
+    weights, state = saved[15]
+    torch.manual_seed(123)  # whatever happened since: the state restores the generators
+    resumed = MAF(2, 2, (8,))
+    resumed.load_state_dict(weights)
+    again = run(resumed, Periodic(15, lambda *_: None, resume=state))
+    assert again["loss"] == history["loss"] and again["val"] == history["val"]
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
