@@ -1,13 +1,16 @@
 """The settings of a run: its seed, whether it should be tiny (``FLOWS_FAST=1``), and how it stops
 on a signal.
 
-Light to import (numpy and torch are imported when first needed), so a demo can take over Ctrl-C
-before its heavy imports.
+Light to import (numpy and torch are imported when first needed). Imported while ``python -m
+<package>`` is still importing that package (``sys.argv[0] == "-m"``, as every paper package does
+first), it makes Ctrl-C, SIGTERM and SIGHUP during the imports one line and exit 128 + the signal's
+number, no traceback; ``common.cli.run`` takes over from there.
 """
 
 import os
 import random
 import signal
+import sys
 import threading
 
 STOP_SIGNALS = tuple(
@@ -47,6 +50,17 @@ def stop_on_signals():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
     return restore
+
+
+def _stop_while_starting(signum, frame):
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"\nstopped by {how} while starting", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+if sys.argv[:1] == ["-m"] and threading.current_thread() is threading.main_thread():
+    for _signum in STOP_SIGNALS:
+        signal.signal(_signum, _stop_while_starting)
 
 
 def fast_mode():

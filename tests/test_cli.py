@@ -244,7 +244,9 @@ def test_save_figure_on_a_full_disk_leaves_no_truncated_png(small_disk):
 def test_save_or_ctrl_c_on_a_read_only_disk_keep_the_model(small_disk, capsys):
     out = small_disk / "out"
     out.mkdir()
-    args = cli.parse_demo_args(cli.demo_parser("doc", "x"), ["--out", str(out), "--save", "--no-progress"])
+    args = cli.parse_demo_args(
+        cli.demo_parser("doc", "x"), ["--out", str(out), "--save", "--no-progress"]
+    )
     read_only(small_disk)
     torch.manual_seed(0)
     flow = MAF(2, 1, (8,))

@@ -106,3 +106,28 @@ def test_resume_refuses_what_is_not_a_periodic_checkpoint(tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             main(["--resume", str(path), "--out", str(tmp_path / "o")])
         assert info.value.code == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_demo_imports_is_one_line(tmp_path):
+    # python -v names each module as it is imported: signal just after common.runtime, while
+    # torch, matplotlib and the rest are still loading
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-v", "-m", "maf", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("import 'common.runtime'"):
+            process.send_signal(signal.SIGINT)
+            break
+    err = "".join(seen) + process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    assert "\nstopped by Ctrl-C while starting\n" in err
