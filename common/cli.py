@@ -206,8 +206,10 @@ def fit(args, name, train, model, *positional, save=None, **options):
         where = f"checkpoint and partial history in {path}" if path else "nothing written"
         print(f"\n{name}: {stop}; {where}", file=sys.stderr)
         raise
-    if os.path.exists(resume_path):  # superseded by the finished run
-        os.remove(resume_path)
+    try:
+        os.remove(resume_path)  # superseded by the finished run
+    except OSError:
+        pass  # none was written, or the disk refuses: it is only a stale file then
     if getattr(args, "save", False) if save is None else save:
         save_run(args, name, model, history)
     return history
@@ -242,8 +244,9 @@ def written(what, path, write):
         while cause is not None and not isinstance(cause, OSError):
             cause = cause.__cause__ or cause.__context__
         reason = (cause.strerror or str(cause)) if cause is not None else str(error).splitlines()[0]
+        if not any(path == failed[1] for failed in FAILED_WRITES):  # once per file
+            print(f"could not write {what} to {path}: {reason}; the run goes on", file=sys.stderr)
         FAILED_WRITES.append((what, path, reason))
-        print(f"could not write {what} to {path}: {reason}; the run goes on", file=sys.stderr)
         return None
 
 
@@ -289,7 +292,8 @@ def run(main, argv=None):
     restore()
     if FAILED_WRITES:
         what, path, reason = FAILED_WRITES[0]
-        more = f" (and {len(FAILED_WRITES) - 1} more)" if len(FAILED_WRITES) > 1 else ""
+        others = len({failed[1] for failed in FAILED_WRITES}) - 1
+        more = f" (and {others} more files)" if others else ""
         print(f"could not write {what} to {path}: {reason}{more}", file=sys.stderr)
         raise SystemExit(1)
     return result
@@ -306,3 +310,10 @@ def dispatch(args, default, **commands):
     else:
         default(args)
     print(f"total {time.perf_counter() - start:.0f} s")
+    if getattr(args, "resume_name", None) is not None:
+        print(
+            f"--resume {args.resume}: no training named {args.resume_name!r} ran with these flags; "
+            "nothing was resumed",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
