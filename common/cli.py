@@ -199,6 +199,8 @@ def fit(args, name, train, model, *positional, save=None, **options):
     resume_path = os.path.join(args.out, f"{name}.resume.pt")
     if "periodic" in inspect.signature(train).parameters:
         options.setdefault("periodic", periodic(args, name, model, resume_path))
+    elif getattr(args, "resume_name", None) == name:
+        raise SystemExit(f"--resume: {train.__name__} writes no periodic checkpoints to resume")
     try:
         history = train(model, *positional, **options)
     except TrainingInterrupted as stop:
