@@ -194,6 +194,9 @@ def fit(args, name, train, model, *positional, save=None, **options):
     post-training step, with ``save_run``) the trained model and its history are written to
     ``<out>/<name>.pt``. On Ctrl-C (``TrainingInterrupted``) they are written there in any case
     (the best weights so far) before the interruption goes on to ``run``, which exits with 130.
+    A ``train`` that takes ``periodic`` (the forward- and reverse-KL loops) writes
+    ``<out>/<name>.resume.pt`` every --save-every steps (removed when it finishes) and resumes from
+    --resume when that file is this training's.
     """
     options.setdefault("progress", args.progress)
     resume_path = os.path.join(args.out, f"{name}.resume.pt")
