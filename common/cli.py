@@ -33,7 +33,13 @@ import time
 import torch
 
 from common.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from common.runtime import Stopped, fast_mode, seed_everything, stop_on_signals
+from common.runtime import (
+    Stopped,
+    fast_mode,
+    ignore_stop_signals,
+    seed_everything,
+    stop_on_signals,
+)
 from common.train import Periodic, TrainingInterrupted
 
 SAVE_EVERY = 500  # default --save-every of full runs (steps); --quick runs save no periodic ones
@@ -286,6 +292,8 @@ def run(main, argv=None):
         print(f"\nstopped by {how}{'' if said else f': {stop}'}", file=sys.stderr)
         if getattr(stop, "signum", None) is None:
             restore()  # raised by code, not a signal: the caller may go on
+        else:
+            ignore_stop_signals()  # the process exits: a second signal must not kill it first
         raise SystemExit(128 + signum) from None
     except OSError as error:
         restore()

@@ -52,7 +52,17 @@ def stop_on_signals():
     return restore
 
 
+def ignore_stop_signals():
+    """Ignore SIGINT, SIGTERM and SIGHUP from now on, at the OS level: a program exiting on one of
+    them is not killed by a second one during interpreter shutdown (Python resets its own handlers
+    to the default there, but leaves ignored signals ignored)."""
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
 def _stop_while_starting(signum, frame):
+    ignore_stop_signals()
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
     print(f"\nstopped by {how} while starting", file=sys.stderr)
     raise SystemExit(128 + signum)

@@ -59,12 +59,17 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_two_sigints_20_ms_apart_exit_130_with_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("count", [2, 1000])
+def test_sigints_20_ms_apart_exit_130_with_the_checkpoint(tmp_path, count):
+    # two, as a double Ctrl-C; then one every 20 ms until it exits, so that some land while it
+    # writes the checkpoint and some during the interpreter's shutdown
     process = demo(tmp_path, 100_000, "--save-every", "20")
     wait_for(tmp_path / f"{NAME}.resume.pt", process)
-    process.send_signal(signal.SIGINT)
-    time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    for _ in range(count):
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "stopped by Ctrl-C" in err, err
