@@ -544,7 +544,8 @@ def test_resuming_a_forward_kl_run_on_a_dataset_gives_the_same_numbers():
 
     torch.manual_seed(0)
     data = torch.randn(300, 2) * 0.5 + 1.0  # 300 rows, batch 64: epochs end mid-way between saves
-    options = dict(val=data[:50], val_every=7, preprocess=lambda x: x + 0.01 * torch.randn_like(x))
+    val = data[:50] * 2 + 2  # wider and farther: its best NLL comes early, before the resume
+    options = dict(val=val, val_every=7, preprocess=lambda x: x + 0.01 * torch.randn_like(x))
 
     def run(flow, periodic=None):
         return train_forward_kl(
@@ -570,4 +571,5 @@ def test_resuming_a_forward_kl_run_on_a_dataset_gives_the_same_numbers():
     resumed.load_state_dict(weights)
     again = run(resumed, Periodic(15, lambda *_: None, resume=state))
     assert again["loss"] == history["loss"] and again["val"] == history["val"]
+    assert min(history["val"], key=lambda pair: pair[1])[0] < 15  # the best weights were resumed
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
