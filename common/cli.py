@@ -1,15 +1,20 @@
 """The skeleton every demo (``python -m <paper>``, the VAE scripts, the benchmark) is built on.
 
 * ``demo_parser(doc, prog)``: the shared flags --quick (also FLOWS_FAST=1), --out, --seed, --device,
-  --no-progress and --save (write every trained model's checkpoint into --out);
+  --no-progress, --save (write every trained model's checkpoint into --out), --save-every N
+  (periodic checkpoints, --out/NAME.resume.pt) and --resume PATH (continue from one);
 * ``positive`` / ``non_negative``: argparse types, so --steps 0 or --seed -1 is a one-line argparse
   error (exit 2) before any work;
 * ``parse_demo_args(parser, argv, full=FULL, quick=QUICK)``: parse, check --device and --out,
   fill every option left unset (None) from the demo's FULL or QUICK settings dict (one per section
   with ``section=``), create --out, seed;
 * ``fit(args, name, train, model, ...)``: one training run with the demo's progress switch; with
-  --save, or when Ctrl-C stops it, the model (best weights) and its history go to --out/NAME.pt;
-* ``run(main)``: the ``if __name__ == "__main__"`` entry: Ctrl-C exits with code 130, no traceback;
+  --save, or when Ctrl-C stops it, the model (best weights) and its history go to --out/NAME.pt; a
+  checkpoint that cannot be written (full or read-only disk) is one line on stderr, the run goes on
+  with the model in memory and ``run`` exits with 1 at the end;
+* ``run(main)``: the ``if __name__ == "__main__"`` entry: Ctrl-C, SIGTERM and SIGHUP exit with
+  128 + the signal's number (130 for Ctrl-C) and one line, no traceback (signals that come while
+  it stops are ignored); a file that cannot be written is one line and exit 1;
 * ``dispatch(args, default, **commands)``: run the demo's section chosen by its flags, then print
   the total time.
 
@@ -17,16 +22,29 @@ What the demos print as tables and banners is ``common/report.py``.
 """
 
 import argparse
+import errno
+import inspect
 import math
 import os
+import signal
 import sys
 import time
 
 import torch
 
-from common.checkpoint import save_checkpoint
-from common.runtime import fast_mode, seed_everything
-from common.train import TrainingInterrupted
+from common.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from common.runtime import (
+    Stopped,
+    fast_mode,
+    ignore_stop_signals,
+    seed_everything,
+    stop_on_signals,
+)
+from common.train import Periodic, TrainingInterrupted
+
+SAVE_EVERY = 500  # default --save-every of full runs (steps); --quick runs save no periodic ones
+REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+FAILED_WRITES = []  # (what, path, reason) of every write that failed in this process
 
 
 def positive(text):
@@ -90,6 +108,18 @@ def demo_parser(doc, prog, out=None, save=True):
             action="store_true",
             help="also write every trained model to --out as NAME.pt (common.checkpoint.load_flow)",
         )
+        parser.add_argument(
+            "--save-every",
+            type=non_negative,
+            metavar="N",
+            help=f"write a checkpoint to resume from every N steps, --out/NAME.resume.pt; 0: none "
+            f"(default {SAVE_EVERY}, --quick 0)",
+        )
+        parser.add_argument(
+            "--resume",
+            metavar="PATH",
+            help="continue the training that wrote this NAME.resume.pt (same flags and seed)",
+        )
     return parser
 
 
@@ -138,11 +168,29 @@ def parse_demo_args(parser, argv=None, full=None, quick=None, section=None):
     FLOWS_FAST into --quick; fill options left unset from ``full`` / ``quick``; seed."""
     args = parser.parse_args(argv)
     check_device(parser, args.device)
+    check_resume(parser, args)
     check_out(parser, args.out)
     args.quick = args.quick or fast_mode()  # --out is created by check_out
+    if getattr(args, "save_every", 0) is None:
+        args.save_every = 0 if args.quick else SAVE_EVERY
     settings(args, full, quick, section)
     seed_everything(args.seed)
     return args
+
+
+def check_resume(parser, args):
+    """--resume must name a readable periodic checkpoint (an argparse error otherwise); its
+    training name goes to ``args.resume_name``."""
+    args.resume_name = None
+    if getattr(args, "resume", None) is None:
+        return
+    try:
+        extra = read_checkpoint(args.resume)["extra"]
+    except CheckpointError as error:
+        parser.error(f"--resume: {error}")
+    if not isinstance(extra.get("resume"), dict) or not isinstance(extra.get("name"), str):
+        parser.error(f"--resume {args.resume!r} is not a periodic checkpoint (NAME.resume.pt)")
+    args.resume_name = extra["name"]
 
 
 def history_record(history):
@@ -157,34 +205,116 @@ def fit(args, name, train, model, *positional, save=None, **options):
     post-training step, with ``save_run``) the trained model and its history are written to
     ``<out>/<name>.pt``. On Ctrl-C (``TrainingInterrupted``) they are written there in any case
     (the best weights so far) before the interruption goes on to ``run``, which exits with 130.
+    A ``train`` that takes ``periodic`` (the forward- and reverse-KL loops) writes
+    ``<out>/<name>.resume.pt`` every --save-every steps (removed when it finishes) and resumes from
+    --resume when that file is this training's.
     """
     options.setdefault("progress", args.progress)
+    resume_path = os.path.join(args.out, f"{name}.resume.pt")
+    if "periodic" in inspect.signature(train).parameters:
+        options.setdefault("periodic", periodic(args, name, model, resume_path))
+    elif getattr(args, "resume_name", None) == name:
+        raise SystemExit(f"--resume: {train.__name__} writes no periodic checkpoints to resume")
     try:
         history = train(model, *positional, **options)
     except TrainingInterrupted as stop:
         path = save_run(args, name, model, stop.history)
-        print(f"\n{name}: {stop}; checkpoint and partial history in {path}", file=sys.stderr)
+        where = f"checkpoint and partial history in {path}" if path else "nothing written"
+        print(f"\n{name}: {stop}; {where}", file=sys.stderr)
         raise
+    try:
+        os.remove(resume_path)  # superseded by the finished run
+    except OSError:
+        pass  # none was written, or the disk refuses: it is only a stale file then
     if getattr(args, "save", False) if save is None else save:
         save_run(args, name, model, history)
     return history
 
 
+def periodic(args, name, model, path):
+    """The ``Periodic`` of the training ``name``: every --save-every steps to ``path``, and the
+    state of --resume if it is this training's (its weights loaded into ``model``)."""
+    resume = None
+    if getattr(args, "resume_name", None) == name:
+        resume = load_checkpoint(model, args.resume)["resume"]
+        args.resume_name = None  # resumed once; a later training of that name starts afresh
+
+    def write(model, state):
+        written(
+            "the periodic checkpoint",
+            path,
+            lambda: save_checkpoint(model, path, name=name, resume=state),
+        )
+
+    return Periodic(getattr(args, "save_every", 0) or 0, write, resume)
+
+
+def written(what, path, write):
+    """``write()``, which writes ``path``; if the disk refuses (full, read-only, no permission),
+    one line on stderr says what could not be written where, the failure is remembered for
+    ``run``'s exit code, and None is returned instead of raising."""
+    try:
+        return write()
+    except (OSError, RuntimeError) as error:
+        cause = error
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        reason = (cause.strerror or str(cause)) if cause is not None else str(error).splitlines()[0]
+        if not any(path == failed[1] for failed in FAILED_WRITES):  # once per file
+            print(f"could not write {what} to {path}: {reason}; the run goes on", file=sys.stderr)
+        FAILED_WRITES.append((what, path, reason))
+        return None
+
+
 def save_run(args, name, model, history):
-    """Write ``model`` and its history to ``<out>/<name>.pt``; return the path."""
-    return save_checkpoint(
-        model, os.path.join(args.out, f"{name}.pt"), history=history_record(history)
+    """Write ``model`` and its history to ``<out>/<name>.pt``; return the path (None if the disk
+    refused it: one line on stderr, see ``written``)."""
+    path = os.path.join(args.out, f"{name}.pt")
+    record = history_record(history)
+    return written(
+        f"the checkpoint of {name}",
+        path,
+        lambda: save_checkpoint(model, path, history=record),
     )
 
 
 def run(main, argv=None):
-    """Call ``main(argv)``; Ctrl-C ends the demo with exit code 130 and one line, no traceback."""
+    """Call ``main(argv)`` as a program's entry, with no traceback for what a user causes:
+
+    * Ctrl-C, SIGTERM and SIGHUP stop it like Ctrl-C (``fit`` writes the best weights and partial
+      history): one line, exit 128 + the signal's number (130 for Ctrl-C); further signals while
+      it stops are ignored;
+    * a file that cannot be written (full or read-only disk): one line naming it, exit 1.
+    """
+    FAILED_WRITES.clear()
+    restore = stop_on_signals()
     try:
-        return main(argv)
+        result = main(argv)
     except KeyboardInterrupt as stop:
-        said = isinstance(stop, TrainingInterrupted) or not str(stop)  # fit has said where
-        print(f"\nstopped by Ctrl-C{'' if said else f': {stop}'}", file=sys.stderr)
-        raise SystemExit(130) from None
+        signum = getattr(stop, "signum", None) or signal.SIGINT
+        said = isinstance(stop, TrainingInterrupted) or not str(stop) or isinstance(stop, Stopped)
+        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\nstopped by {how}{'' if said else f': {stop}'}", file=sys.stderr)
+        if getattr(stop, "signum", None) is None:
+            restore()  # raised by code, not a signal: the caller may go on
+        else:
+            ignore_stop_signals()  # the process exits: a second signal must not kill it first
+        raise SystemExit(128 + signum) from None
+    except OSError as error:
+        restore()
+        if error.errno not in REFUSED_WRITES:
+            raise
+        where = f" {error.filename!r}" if error.filename else ""
+        print(f"could not write{where}: {error.strerror or error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    restore()
+    if FAILED_WRITES:
+        what, path, reason = FAILED_WRITES[0]
+        others = len({failed[1] for failed in FAILED_WRITES}) - 1
+        more = f" (and {others} more files)" if others else ""
+        print(f"could not write {what} to {path}: {reason}{more}", file=sys.stderr)
+        raise SystemExit(1)
+    return result
 
 
 def dispatch(args, default, **commands):
@@ -198,3 +328,10 @@ def dispatch(args, default, **commands):
     else:
         default(args)
     print(f"total {time.perf_counter() - start:.0f} s")
+    if getattr(args, "resume_name", None) is not None:
+        print(
+            f"--resume {args.resume}: no training named {args.resume_name!r} ran with these flags; "
+            "nothing was resumed",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)

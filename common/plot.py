@@ -5,6 +5,7 @@ Every function takes plain callables or tensors and writes a PNG (``path``) or d
 """
 
 import os
+import tempfile
 
 import matplotlib
 
@@ -18,11 +19,31 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 def save_figure(fig, path):
     """Write ``fig`` as a PNG at ``path``; ``None`` skips.
 
-    Missing folders are created; every figure is written at the same dpi.
+    Missing folders are created; every figure is written at the same dpi. Atomic: the PNG is
+    written beside ``path`` and renamed over it, so a full disk leaves the previous file (or none),
+    never a truncated one; a failed write raises ``OSError`` naming ``path``.
     """
-    if path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+    if path is None:
+        return fig
+    folder = os.path.dirname(os.path.abspath(path))
+    temporary = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(
+            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        )
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a figure is not
+        os.replace(temporary, path)
+    except BaseException as error:
+        if temporary is not None and os.path.exists(temporary):
+            os.remove(temporary)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from None
+        raise
     return fig
 
 

@@ -4,6 +4,9 @@
 ``common.flows.Flow``.
 """
 
+# first: `python -m maf` answers Ctrl-C during its imports with one line
+import common.runtime  # noqa: F401
+
 from .maf import MAF, MAFLayer
 
 __all__ = ["MAF", "MAFLayer"]

@@ -1,6 +1,9 @@
 """Real NVP (Dinh, Sohl-Dickstein & Bengio 2017): affine couplings, masks, batch norm and the
 multi-scale image flow."""
 
+# first: `python -m realnvp` answers Ctrl-C during its imports with one line
+import common.runtime  # noqa: F401
+
 from .realnvp import (
     AffineCoupling,
     FactorOut,

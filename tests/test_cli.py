@@ -255,3 +255,89 @@ def test_course_without_arguments_prints_its_commands(capsys):
 
     assert _exit_code(main, []) == 0
     assert "python -m course.grade" in capsys.readouterr().out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KB tmpfs at tmp_path/disk (issue 25, item 7); skipped where mounting is not allowed."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (not root?): {mounted.stderr.decode()!r}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def read_only(disk):
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_per_file_and_the_numbers_are_printed(small_disk, capsys):
+    from planar_flows.__main__ import main
+
+    (small_disk / "filler").write_bytes(b"\0" * 63_000)  # the disk is full
+    argv = ["--quick", "--kind", "planar", "--targets", "U1", "--K", "2", "--steps", "5"]
+    with pytest.raises(SystemExit) as info:
+        cli.run(
+            main, [*argv, "--n-eval", "500", "--no-progress", "--save", "--out", str(small_disk)]
+        )
+    out, err = capsys.readouterr()
+    assert info.value.code == 1 and "Traceback" not in err
+    assert "| planar | U1 | 1.8775 |" in out  # the trained model's numbers are not lost
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0].startswith("could not write the checkpoint of planar_U1_K2 to ")
+    assert "No space left on device" in lines[0] and "planar_U1_K2.pt" in lines[0]
+    assert lines[-1].startswith("could not write ") and "No space left on device" in lines[-1]
+    assert len(lines) <= 3
+    left = sorted(p.name for p in small_disk.iterdir())
+    assert all(not name.endswith((".tmp", ".pt")) for name in left), left  # nothing half-written
+    assert all((small_disk / n).stat().st_size > 0 for n in left if n.endswith(".png")), left
+
+
+def test_save_figure_on_a_full_disk_leaves_no_truncated_png(small_disk):
+    from common.plot import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(torch.rand(400, 400).numpy())  # a PNG far over 64 KB
+    with pytest.raises(OSError, match="No space left on device") as info:
+        save_figure(fig, small_disk / "big.png")
+    plt.close(fig)
+    assert info.value.filename == str(small_disk / "big.png")
+    assert list(small_disk.iterdir()) == []
+
+
+def test_save_or_ctrl_c_on_a_read_only_disk_keep_the_model(small_disk, capsys):
+    out = small_disk / "out"
+    out.mkdir()
+    args = cli.parse_demo_args(
+        cli.demo_parser("doc", "x"), ["--out", str(out), "--save", "--no-progress"]
+    )
+    read_only(small_disk)
+    torch.manual_seed(0)
+    flow = MAF(2, 1, (8,))
+    cli.FAILED_WRITES.clear()
+    history = cli.fit(args, "u1", train_reverse_kl, flow, get_target("U1"), 10, 32)
+    err = capsys.readouterr().err
+    assert len(history["loss"]) == 10 and torch.isfinite(flow.log_prob(torch.randn(3, 2))).all()
+    assert err.strip() == (
+        f"could not write the checkpoint of u1 to {out / 'u1.pt'}: Read-only file system; "
+        "the run goes on"
+    )
+
+    def main(argv):
+        cli.fit(args, "u1", train_reverse_kl, flow, get_target("U1"), 10, 32, callback=StopAt(4))
+
+    with pytest.raises(SystemExit) as info:
+        cli.run(main)
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "Traceback" not in err
+    assert "interrupted at step 4 of 10" in err and "nothing written" in err
+    assert "could not write the checkpoint of u1" in err and "Read-only file system" in err
+    assert torch.isfinite(flow.log_prob(torch.randn(3, 2))).all()  # still in memory

@@ -3,6 +3,7 @@
 Flow, Inverse, Compose, Permute, Logit, MADE, the training guard, metrics.
 """
 
+import copy
 import math
 
 import pytest
@@ -185,6 +186,108 @@ def test_nan_loss_stops_with_the_step_and_keeps_finite_weights():
     assert all(torch.isfinite(p).all() for p in flow.parameters())
     Exploding.calls = 0
     assert torch.isfinite(flow.log_prob(data)).all()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_bad_row_anywhere_in_the_data_is_named_before_step_1(bad):
+    # issue 25, item 3: the whole training and validation set is checked once, before step 1
+    from common.targets import get_target
+    from maf import MAF
+
+    torch.manual_seed(0)
+    flow, data = MAF(2, 1, (8,)), get_target("banana").sample(20_000)
+    data[70, 1] = bad
+    before = {k: v.clone() for k, v in flow.state_dict().items()}
+    steps = []
+    with pytest.raises(ValueError, match=r"training data must not contain NaN or inf: rows \[70\]"):
+        train_forward_kl(flow, data, 50, 64, progress=False, callback=lambda s, _: steps.append(s))
+    assert steps == [] and all(torch.equal(before[k], v) for k, v in flow.state_dict().items())
+    good = get_target("banana").sample(1000)
+    val = good[:100].clone()
+    val[[3, 42]] = bad
+    with pytest.raises(ValueError, match=r"validation data .* rows \[3, 42\] \(2 of 100\)"):
+        train_forward_kl(flow, good, 50, 64, val=val, progress=False, callback=steps.append)
+    assert steps == []
+
+
+class Saboteur:
+    """A callback that sets a weight to NaN after the update of step ``step``."""
+
+    def __init__(self, flow, step):
+        self.flow, self.step = flow, step
+
+    def __call__(self, step, loss):
+        if step == self.step:
+            with torch.no_grad():
+                next(self.flow.parameters()).view(-1)[0] = float("nan")
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_nan_weights_after_the_last_update_raise_and_restore_finite_weights(val):
+    # issue 25, item 10: the last update's result is checked, not only each loss before its update
+    torch.manual_seed(0)
+    flow, data = Flow([ElementwiseAffine(2)], features=2), torch.randn(256, 2)
+    with pytest.raises(NonFiniteLoss, match="update of step 10"):
+        train_forward_kl(
+            flow,
+            data,
+            10,
+            64,
+            val=data[:64] if val else None,
+            val_every=5,
+            progress=False,
+            callback=Saboteur(flow, 10),
+        )
+    assert all(torch.isfinite(p).all() for p in flow.parameters())
+    assert torch.isfinite(flow.log_prob(data)).all()
+
+
+def test_keep_if_best_never_keeps_a_nan_score():
+    from common.train import TrainingRun
+
+    flow = Flow([ElementwiseAffine(2)], features=2)
+    with TrainingRun(flow, 3, False, {"loss": []}) as run:
+        for step in run:
+            with torch.no_grad():
+                next(flow.parameters()).fill_(step)
+            run.keep_if_best(step, {1: float("nan"), 2: 1.0, 3: 0.5}[step])
+            run.end_step(0.0)
+    run.finish()
+    assert run.best_step == 3 and next(flow.parameters()).eq(3).all()
+    with TrainingRun(flow, 2, False, {"loss": []}) as run:
+        for step in run:
+            run.keep_if_best(step, float("nan"))
+    assert run.best_state is None
+
+
+def test_an_interruption_inside_the_update_counts_completed_steps(monkeypatch):
+    # issue 25, item 15: the message, the kept weights and the history agree on the steps done
+    from common.train import TrainingInterrupted
+
+    torch.manual_seed(0)
+    flow, data = Flow([ElementwiseAffine(2)], features=2), torch.randn(256, 2)
+    after = {}
+    adam_step, calls = torch.optim.Adam.step, []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 201:
+            raise KeyboardInterrupt  # as Ctrl-C inside the 201st update
+        return adam_step(self, *args, **kwargs)
+
+    def remember(step, loss):
+        if step == 200:
+            after.update({k: v.clone() for k, v in flow.state_dict().items()})
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(TrainingInterrupted) as info:
+        train_forward_kl(flow, data, 300, 64, progress=False, callback=remember)
+    stop = info.value
+    assert "interrupted at step 201 of 300, before its update was complete" in str(stop)
+    assert "keeps the weights of step 200, the last completed" in str(stop)
+    assert "history holds 200 completed steps" in str(stop)
+    assert (stop.step, stop.completed, len(stop.history["loss"])) == (201, 200, 200)
+    assert all(torch.equal(after[k], v) for k, v in flow.state_dict().items())
 
 
 def test_training_lowers_the_loss_and_checkpoints_round_trip(tmp_path):
@@ -432,3 +535,41 @@ def test_actnorm_start_survives_a_checkpoint(tmp_path):
     restored(torch.randn(100, 2, generator=gen, dtype=torch.float64) - 50)  # no second start
     assert torch.equal(restored.shift, layer.shift)
     assert torch.equal(restored.log_scale, layer.log_scale)
+
+
+def test_resuming_a_forward_kl_run_on_a_dataset_gives_the_same_numbers():
+    # issue 25, item 4: batches, optimiser, random generators and best weights are in the state
+    from common.train import Periodic, rng_state, set_rng_state
+    from maf import MAF
+
+    torch.manual_seed(0)
+    data = torch.randn(300, 2) * 0.5 + 1.0  # 300 rows, batch 64: epochs end mid-way between saves
+    val = data[:50] * 2 + 2  # wider and farther: its best NLL comes early, before the resume
+    options = dict(val=val, val_every=7, preprocess=lambda x: x + 0.01 * torch.randn_like(x))
+
+    def run(flow, periodic=None):
+        return train_forward_kl(
+            flow, data, 40, 64, 1e-2, progress=False, periodic=periodic, **options
+        )
+
+    torch.manual_seed(1)
+    start = rng_state()
+    whole = MAF(2, 2, (8,))
+    history = run(whole)
+    saved = {}
+
+    def write(model, state):
+        saved[state["step"]] = (copy.deepcopy(model.state_dict()), copy.deepcopy(state))
+
+    set_rng_state(start)
+    first = MAF(2, 2, (8,))
+    run(first, Periodic(15, write))
+    assert sorted(saved) == [15, 30]
+    weights, state = saved[15]
+    torch.manual_seed(123)  # whatever happened since: the state restores the generators
+    resumed = MAF(2, 2, (8,))
+    resumed.load_state_dict(weights)
+    again = run(resumed, Periodic(15, lambda *_: None, resume=state))
+    assert again["loss"] == history["loss"] and again["val"] == history["val"]
+    assert min(history["val"], key=lambda pair: pair[1])[0] < 15  # the best weights were resumed
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
