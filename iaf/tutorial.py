@@ -228,7 +228,7 @@ plt.show()
 # In fast mode the first line of each energy is the short run (the fit has barely started), the
 # second the converged weights of the demo. With 2000 steps (`python -m iaf`, seed 0) the
 # KL is 0.095 nats on $U_2$, 0.283 on $U_3$, 0.377 on $U_4$ and 0.193 on the sine ring; an inverted
-# spline flow gets 0.019 on the sine ring (`python -m nsf`). On $U_1$ it is 0.761: reverse KL is
+# spline flow gets 0.020 on the sine ring (`python -m nsf`). On $U_1$ it is 0.761: reverse KL is
 # *mode-seeking*, and $q$ settled on one of the two symmetric lobes, which alone costs $\log 2
 # \approx 0.69$ nats. An affine step moves mass only by shifting and shrinking each conditional, so
 # splitting one Gaussian into two lobes is hard.
