@@ -90,10 +90,18 @@ def demo_parser(doc, prog, out=None, save=True):
     parser.add_argument(
         "--quick", action="store_true", help="tiny run, seconds (same as FLOWS_FAST=1)"
     )
+    parser.default_out = out or os.path.join("runs", prog.replace(".", "_"))
     parser.add_argument(
         "--out",
-        default=out or os.path.join("runs", prog.replace(".", "_")),
-        help="directory for figures, tables and checkpoints (default %(default)s)",
+        help="directory for figures, tables and checkpoints (default "
+        f"{parser.default_out}, or {parser.default_out}-quick with --quick)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive,
+        default=1,
+        help="CPU threads for torch (default 1: these models are small, and one thread runs them "
+        "fastest; more helps only large models)",
     )
     parser.add_argument("--seed", type=non_negative, default=0, help="random seed (default 0)")
     parser.add_argument(
@@ -169,8 +177,11 @@ def parse_demo_args(parser, argv=None, full=None, quick=None, section=None):
     args = parser.parse_args(argv)
     check_device(parser, args.device)
     check_resume(parser, args)
-    check_out(parser, args.out)
-    args.quick = args.quick or fast_mode()  # --out is created by check_out
+    args.quick = args.quick or fast_mode()
+    if args.out is None:  # a quick run does not overwrite a full run's figures
+        args.out = parser.default_out + ("-quick" if args.quick else "")
+    check_out(parser, args.out)  # creates --out
+    torch.set_num_threads(args.threads)
     if getattr(args, "save_every", 0) is None:
         args.save_every = 0 if args.quick else SAVE_EVERY
     settings(args, full, quick, section)

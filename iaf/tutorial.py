@@ -48,6 +48,7 @@ from iaf import IAF, GatedAutoregressive
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "iaf" / "checkpoints"  # written by the demo, see iaf/README.md
+torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
 
 # %% [markdown]

@@ -53,6 +53,7 @@ from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
 
 FAST = fast_mode()
+torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
 
 # %% [markdown]

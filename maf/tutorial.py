@@ -57,6 +57,7 @@ from common.targets import get_target
 from common.train import train_forward_kl
 from maf import MAF, MAFLayer
 
+torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "maf" / "checkpoints"  # written by the demo, see maf/README.md

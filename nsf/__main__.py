@@ -41,14 +41,14 @@ def energy(args):
     flow = Flow(Inverse(nsf.transform), features=2).to(args.device)
     epochs, steps = args.epochs, args.epoch_steps
     print(
-        "reverse KL on the sine energy: inverted NSF-AR, 3 transforms, MADE 2 x 64, 8 bins, bound "
-        "5 "
-        f"({count_parameters(flow)} parameters); {epochs} x {steps} steps, batch 256, Adam 1e-3"
+        "reverse KL on the sine energy: inverted NSF-AR, 3 transforms, MADE 2 x 64, 8 bins, "
+        f"bound 5 ({count_parameters(flow)} parameters); {epochs} x {steps} steps, batch 256, "
+        "Adam 1e-3\n  loss = KL(q || p) - log Z per epoch, mean ± sd over its steps:"
     )
     history = fit(args, "sine", train_reverse_kl, flow, target, epochs * steps, 256, 1e-3)
     loss = torch.tensor(history["loss"]).view(epochs, steps)
     for epoch, row in enumerate(loss):
-        print(f"  ({epoch}) {row.mean().item():.4f} ± {row.std().item():.4f}")
+        print(f"  epoch {epoch}: loss {row.mean().item():.4f} ± {row.std().item():.4f}")
     result = reverse_kl(flow, target, n=args.n_test)
     print(
         f"  loss = KL - log Z; last epoch {loss[-1].mean().item():.4f} (zuko's tutorial: about "

@@ -53,6 +53,7 @@ from common.train import train_forward_kl, train_reverse_kl
 from nsf import NSF, rq_spline
 from nsf.nsf import knots as spline_knots
 
+torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "nsf" / "checkpoints"  # written by the demo, see nsf/README.md

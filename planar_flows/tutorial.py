@@ -55,6 +55,7 @@ CHECKPOINTS = ROOT / "planar_flows" / "checkpoints"  # written by the demo, see 
 STEPS = 20 if FAST else 1000  # Adam steps per flow (python -m planar_flows uses 1000)
 N_EVAL = 5_000 if FAST else 100_000  # samples of q for each KL estimate
 GRID = 60 if FAST else 150  # pixels a side of each density image
+torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
 
 # %% [markdown]

@@ -57,6 +57,7 @@ from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "realnvp" / "checkpoints"  # written by the demo, see realnvp/README.md
+torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
 
 # %% [markdown]

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
+# the models under test are small: one thread is fastest, and faster still beside other processes
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -178,7 +178,7 @@ def test_log_q_of_posterior_samples_matches_the_density_direction(posterior):
     assert torch.allclose(log_q0 + ladj.view(4, 10), log_q, atol=1e-8, rtol=0)
 
 
-def test_training_improves_the_elbo_and_bad_input_raises():
+def test_training_improves_the_elbo_and_bad_input_raises(tmp_path):
     torch.manual_seed(0)
     data = binarized_digits()
     vae = VAE(64, 4, (32,), 4, Compose(Planar(4, 4)))
@@ -200,4 +200,4 @@ def test_training_improves_the_elbo_and_bad_input_raises():
         VAE(64, 4, context_features=3)
     with pytest.raises(ValueError, match="latent_features"):
         VAE(64, 0)
-    assert parse_args("python -m x.vae", "", ["--quick"]).steps <= 150
+    assert parse_args("python -m x.vae", "", ["--quick", "--out", str(tmp_path)]).steps <= 150
