@@ -77,6 +77,16 @@ def _check_record(record, path):
     _check_plain(args, f"{os.fspath(path)!r}: the builder's args")
 
 
+def _largest_int(value):
+    """The largest integer in ``value`` (nested lists, tuples and dicts), or 0."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return max((_largest_int(v) for v in items), default=0)
+    return 0
+
+
 def _packages():
     """This repository's packages: the folders beside ``common/`` that hold an ``__init__.py``."""
     return {
@@ -331,15 +341,24 @@ def load_flow(path, map_location="cpu"):
         raise CheckpointError(
             f"{where}: {record['builder']} does not take the recorded arguments: {error}"
         ) from None
+    size = sum(t.numel() for t in checkpoint["state_dict"].values())
+    large = [f"{k}={v!r:.40}" for k, v in record["args"].items() if _largest_int(v) > size]
+    if large:  # no architecture has a size larger than the number of values it holds
+        raise CheckpointError(
+            f"{where}: {record['builder']} is recorded with {', '.join(large)}, more than the "
+            f"{size} values of the file's tensors: refusing to build it"
+        )
     dtypes = {t.dtype for t in checkpoint["state_dict"].values() if t.is_floating_point()}
     dtype = dtypes.pop() if len(dtypes) == 1 else None  # several: the builder's, then compared
 
     def build():
         try:
             model = builder(**record["args"])
-        except ValueError as error:
+        except Exception as error:  # a crafted argument of a type or value the builder cannot use
+            message = (str(error).splitlines() or [""])[0]
             raise CheckpointError(
-                f"{where}: {record['builder']} refuses the recorded arguments: {error}"
+                f"{where}: {record['builder']} refuses the recorded arguments: "
+                f"{type(error).__name__}: {message}"
             ) from None
         return model if dtype is None else model.to(dtype)
 
