@@ -316,9 +316,10 @@ def load_flow(path, map_location="cpu"):
     "cuda:0", a ``torch.device``; the file is read on the CPU whatever device wrote it).
 
     Nothing in the file is trusted: the record must name a @recorded builder of this repository's
-    packages (nothing else is imported) and arguments it takes; the model is first built on the
-    "meta" device (no memory) and its keys, shapes and dtypes compared with the file's tensors,
-    and built for real only when they fit. Every refusal is a ``CheckpointError``.
+    packages (nothing else is imported) and arguments it takes, none of their integers larger than
+    the number of values in the file's tensors; the model is first built on the "meta" device (no
+    memory) and its keys, shapes and dtypes compared with the file's tensors, and built for real
+    only when they fit. Every refusal is a ``CheckpointError``.
     """
     try:
         device = torch.device(map_location)
