@@ -4,18 +4,20 @@
 * ``load_checkpoint(model, path)``: all or nothing, every key, shape, dtype and the builder record
   checked before the model is touched;
 * ``load_flow(path)``: rebuilds the model from the record that ``common.checks.recorded`` leaves on
-  it, then loads its weights.
+  it (dry run on the "meta" device first), then loads its weights.
 
 Files are read with ``torch.load(weights_only=True)`` (no code from the file runs) and carry a
 SHA-256 digest of their contents: it detects corruption; anyone can recompute it, so it is not a
-signature.
+signature. Weights with NaN or inf are neither written nor read.
 """
 
 import hashlib
 import importlib
 import inspect
 import os
+import re
 import tempfile
+import time
 
 import torch
 
@@ -23,6 +25,9 @@ from common.checks import check_plain
 
 CHECKPOINT_FORMAT = "normalizing-flows checkpoint"
 CHECKPOINT_VERSION = 1
+STALE_SECONDS = 60  # a temporary file of the same target this old is a killed save's, removed
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding common/
+NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")  # package.module[.more].builder
 
 
 class CheckpointError(ValueError):
@@ -35,6 +40,79 @@ def _check_plain(value, where):
         check_plain(value, where)
     except ValueError as error:
         raise CheckpointError(str(error)) from None
+
+
+def _non_finite(state):
+    """``"KEY holds N non-finite values"`` for the first floating tensor of ``state`` with NaN or
+    inf entries, or None."""
+    for key, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not tensor.is_meta:
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                return f"{key} holds {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf)"
+    return None
+
+
+def _check_record(record, path):
+    """Raise CheckpointError unless ``record`` is None or ``{"builder": "package.module.name",
+    "args": {str: plain value}}``, the shape ``@recorded`` writes."""
+    if record is None:
+        return
+    where = f"{os.fspath(path)!r} has a malformed builder record"
+    if not isinstance(record, dict) or set(record) != {"builder", "args"}:
+        got = sorted(map(str, record)) if isinstance(record, dict) else type(record).__name__
+        raise CheckpointError(
+            f"{where}: the record must be a dict with the keys 'builder' and 'args', got {got}"
+        )
+    name, args = record["builder"], record["args"]
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise CheckpointError(
+            f"{where}: the builder name must be a dotted 'package.module.name', got {name!r:.80}"
+        )
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise CheckpointError(
+            f"{where}: its args must be a dict of argument names, got {type(args).__name__}"
+            + (f" with keys {list(args)[:5]}" if isinstance(args, dict) else "")
+        )
+    _check_plain(args, f"{os.fspath(path)!r}: the builder's args")
+
+
+def _largest_int(value):
+    """The largest integer in ``value`` (nested lists, tuples and dicts), or 0."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return max((_largest_int(v) for v in items), default=0)
+    return 0
+
+
+def _packages():
+    """This repository's packages: the folders beside ``common/`` that hold an ``__init__.py``."""
+    return {
+        name for name in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, name, "__init__.py"))
+    }
+
+
+def _builder(record, path):
+    """The @recorded builder that ``record`` names, imported only when its top-level package is
+    one of this repository's; CheckpointError otherwise."""
+    name = record["builder"]
+    if name.split(".")[0] not in _packages():
+        raise CheckpointError(
+            f"{os.fspath(path)!r} names the builder {name!r}, and {name.split('.')[0]!r} is not a "
+            f"package of this repository ({', '.join(sorted(_packages()))}): nothing imported"
+        )
+    module, _, attributes = name.rpartition(".")
+    try:
+        builder = importlib.import_module(module)
+        for part in attributes.split("."):
+            builder = getattr(builder, part)
+    except (ImportError, AttributeError) as error:
+        raise CheckpointError(f"cannot find the builder {name!r}: {error}") from None
+    if not getattr(builder, "records_builder", False):
+        raise CheckpointError(f"{name!r} is not a @recorded builder; refusing to call it")
+    return builder
 
 
 def _canonical(value):
@@ -71,6 +149,9 @@ def save_checkpoint(model, path, **extra):
     builder = getattr(model, "builder", None)
     _check_plain(extra, "extra")
     state = model.state_dict()
+    problem = _non_finite(state)
+    if problem:
+        raise CheckpointError(f"refusing to write {path!r}: {problem}")
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -81,6 +162,7 @@ def save_checkpoint(model, path, **extra):
     }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    _remove_stale_temporaries(folder, os.path.basename(path))
     fd, temporary = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
@@ -100,11 +182,31 @@ def save_checkpoint(model, path, **extra):
     return path
 
 
+def _remove_stale_temporaries(folder, name):
+    """Remove the ``.NAME.XXXXXXXX.tmp`` files (``mkstemp``'s pattern for this target, nothing
+    else) older than ``STALE_SECONDS``: what a save killed by SIGKILL leaves. Younger ones may be
+    another process's save in progress and are kept."""
+    pattern = re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp")
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # an unreadable folder: the save itself says what is wrong
+        return
+    for entry in entries:
+        try:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
+                    os.remove(entry.path)
+        except OSError:  # removed meanwhile by another save, or not ours to remove
+            continue
+
+
 def read_checkpoint(path, map_location="cpu"):
     """The checkpoint dict of ``path``, checked (format, version, digest) but applied to nothing.
 
     Raises ``CheckpointError`` for a missing, empty, truncated, corrupted or foreign file (a bare
-    state dict, a text file) and for a file of a later format version.
+    state dict, a text file), for a file of a later format version, for a builder record of another
+    shape than ``@recorded`` writes, and for weights holding NaN or inf.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -138,21 +240,23 @@ def read_checkpoint(path, map_location="cpu"):
     if missing:
         raise CheckpointError(f"{path!r} lacks {sorted(missing)}: it is damaged")
     state = checkpoint["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path!r} is damaged: its state_dict is not a dict of tensors")
     if checkpoint["digest"] != _digest(state, checkpoint["builder"], checkpoint["extra"]):
         raise CheckpointError(f"{path!r} is corrupted: its contents do not match their checksum")
+    _check_record(checkpoint["builder"], path)
+    problem = _non_finite(state)
+    if problem:
+        raise CheckpointError(f"{path!r} cannot be loaded: {problem}")
     return checkpoint
 
 
 def _with_new_defaults(record):
     """The recorded arguments, plus the default of every argument the builder gained since the file
     was written (so adding an option with a default does not orphan old checkpoints)."""
-    module, _, name = record["builder"].rpartition(".")
     try:
-        builder = importlib.import_module(module)
-        for part in name.split("."):
-            builder = getattr(builder, part)
-        parameters = inspect.signature(builder).parameters.values()
-    except (ImportError, AttributeError, TypeError, ValueError):
+        parameters = inspect.signature(_builder(record, "")).parameters.values()
+    except (CheckpointError, TypeError, ValueError):
         return record["args"]
     defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
     return {**defaults, **record["args"]}
@@ -207,29 +311,71 @@ def load_checkpoint(model, path, map_location="cpu"):
 
 def load_flow(path, map_location="cpu"):
     """Rebuild the model recorded in ``path`` (its builder called with the recorded arguments), load
-    its weights and return ``(model, extra)``, the model in eval mode on ``map_location``."""
-    checkpoint = read_checkpoint(path, map_location)
+    its weights and return ``(model, extra)``: the model in eval mode, in the floating dtype of the
+    file's tensors (float64 stays float64), on ``map_location`` (a device: "cpu" by default,
+    "cuda:0", a ``torch.device``; the file is read on the CPU whatever device wrote it).
+
+    Nothing in the file is trusted: the record must name a @recorded builder of this repository's
+    packages (nothing else is imported) and arguments it takes, none of their integers larger than
+    the number of values in the file's tensors; the model is first built on the "meta" device (no
+    memory) and its keys, shapes and dtypes compared with the file's tensors, and built for real
+    only when they fit. Every refusal is a ``CheckpointError``.
+    """
+    try:
+        device = torch.device(map_location)
+    except (TypeError, RuntimeError, ValueError):
+        raise CheckpointError(
+            f"map_location must be a device such as 'cpu' or 'cuda:0', got {map_location!r}"
+        ) from None
+    where = repr(os.fspath(path))
+    checkpoint = read_checkpoint(path, "cpu")
     record = checkpoint["builder"]
     if record is None:
         raise CheckpointError(
-            f"{os.fspath(path)!r} has no builder record (the model was not made by a @recorded "
+            f"{where} has no builder record (the model was not made by a @recorded "
             "builder): build the model yourself and use load_checkpoint(model, path)"
         )
-    module, _, name = record["builder"].rpartition(".")
+    builder = _builder(record, path)
     try:
-        builder = importlib.import_module(module)
-        for part in name.split("."):
-            builder = getattr(builder, part)
-    except (ImportError, AttributeError) as error:
-        raise CheckpointError(f"cannot find the builder {record['builder']!r}: {error}") from None
-    if not getattr(builder, "records_builder", False):
+        inspect.signature(builder).bind(**record["args"])
+    except TypeError as error:
         raise CheckpointError(
-            f"{record['builder']!r} is not a @recorded builder; refusing to call it"
+            f"{where}: {record['builder']} does not take the recorded arguments: {error}"
+        ) from None
+    size = sum(t.numel() for t in checkpoint["state_dict"].values())
+    large = [f"{k}={v!r:.40}" for k, v in record["args"].items() if _largest_int(v) > size]
+    if large:  # no architecture has a size larger than the number of values it holds
+        raise CheckpointError(
+            f"{where}: {record['builder']} is recorded with {', '.join(large)}, more than the "
+            f"{size} values of the file's tensors: refusing to build it"
         )
-    model = builder(**record["args"])
+    dtypes = {t.dtype for t in checkpoint["state_dict"].values() if t.is_floating_point()}
+    dtype = dtypes.pop() if len(dtypes) == 1 else None  # several: the builder's, then compared
+
+    def build():
+        try:
+            model = builder(**record["args"])
+        except Exception as error:  # a crafted argument of a type or value the builder cannot use
+            message = (str(error).splitlines() or [""])[0]
+            raise CheckpointError(
+                f"{where}: {record['builder']} refuses the recorded arguments: "
+                f"{type(error).__name__}: {message}"
+            ) from None
+        return model if dtype is None else model.to(dtype)
+
+    with torch.device("meta"):  # the dry run: shapes without data
+        problem = _mismatch(build(), checkpoint, path)
+    if problem:
+        raise CheckpointError(f"{where} does not fit its own builder: {problem}")
+    model = build()
     problem = _mismatch(model, checkpoint, path)
     if problem:
-        raise CheckpointError(f"{os.fspath(path)!r} does not fit its own builder: {problem}")
+        raise CheckpointError(f"{where} does not fit its own builder: {problem}")
     with torch.no_grad():
         model.load_state_dict(checkpoint["state_dict"])
-    return model.to(map_location).eval(), checkpoint["extra"]
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as error:  # e.g. "Torch not compiled with CUDA enabled"
+        message = (str(error).splitlines() or [""])[0]
+        raise CheckpointError(f"cannot move the model of {where} to {device}: {message}") from None
+    return model.eval(), checkpoint["extra"]

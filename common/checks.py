@@ -10,6 +10,7 @@ import functools
 import inspect
 import math
 import numbers
+import sys
 
 import torch
 
@@ -133,11 +134,16 @@ def recorded(builder):
     """Decorator for a model builder (e.g. ``maf.MAF``): the model it returns remembers its
     builder's name and arguments in ``model.builder = {"builder": "maf.maf.MAF", "args": {...}}``.
 
-    ``common.checkpoint`` writes that record, refuses a file whose record differs from the model's,
-    and ``load_flow(path)`` rebuilds the model from it. Only decorated builders are ever called by
-    ``load_flow``.
+    A builder defined in a module run as ``python -m maf`` is recorded by the name that imports it
+    (``maf.__main__.digits_flow``), not as ``__main__``. ``common.checkpoint`` writes that record,
+    refuses a file whose record differs from the model's, and ``load_flow(path)`` rebuilds the model
+    from it. Only decorated builders of this repository's packages are ever called by ``load_flow``.
     """
     signature = inspect.signature(builder)
+    module = builder.__module__
+    if module == "__main__":  # run as `python -m maf`: record the name it is imported by
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
 
     @functools.wraps(builder)
     def build(*args, **kwargs):
@@ -147,7 +153,7 @@ def recorded(builder):
         arguments = dict(bound.arguments)
         check_plain(arguments, f"{builder.__name__}'s arguments")
         model.builder = {
-            "builder": f"{builder.__module__}.{builder.__qualname__}",
+            "builder": f"{module}.{builder.__qualname__}",
             "args": arguments,
         }
         return model

@@ -67,11 +67,16 @@ class MADE(nn.Module):
         self, features, params, hidden_features=(64, 64), context=0, order=None, activation=nn.ReLU
     ):
         super().__init__()
-        order = torch.arange(features) if order is None else torch.as_tensor(order)
-        if sorted(order.tolist()) != list(range(features)):
-            raise ValueError(
-                f"order must be a permutation of range({features}), got {order.tolist()}"
-            )
+        order = torch.arange(features) if order is None else order
+        order = torch.as_tensor(order, device=order.device if torch.is_tensor(order) else "cpu")
+        # the values are checked unless they are on "meta" (a build that holds no data)
+        identity = torch.arange(features, device="cpu")
+        if order.shape != (features,) or not (
+            order.is_meta or torch.equal(order.sort().values.cpu(), identity)
+        ):
+            seen = f"shape {tuple(order.shape)} on meta" if order.is_meta else order.tolist()
+            raise ValueError(f"order must be a permutation of range({features}), got {seen}")
+        order = order.to(torch.get_default_device())  # where the layers' weights are
         self.features, self.params, self.context = features, params, context
         self.register_buffer("order", order)
         # BEGIN SOLUTION common.made

@@ -144,7 +144,7 @@ def RealNVP(features, transforms=8, hidden_features=(64, 64), context=0, batch_n
     for i in range(transforms):
         # Sec. 3.4: alternate which features are kept (one feature: none, the context decides)
         mask = (torch.arange(features) + i) % 2 == 0 if features > 1 else torch.zeros(1)
-        d = int(mask.sum())  # x_{1:d} are kept
+        d = (features + 1 - i % 2) // 2 if features > 1 else 0  # x_{1:d} kept: mask.sum()
         layers.append(AffineCoupling(mask, MLP(d + context, 2 * features, hidden_features)))
         layers += [BatchNorm(features)] if batch_norm and i < transforms - 1 else []
     return Flow(layers, features=features, context=context)
