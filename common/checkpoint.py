@@ -124,10 +124,23 @@ def _canonical(value):
     return value
 
 
+def _tensors(value, where="extra"):
+    """(name, tensor) for every tensor inside ``value`` (nested lists, tuples and dicts)."""
+    if torch.is_tensor(value):
+        yield where, value
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{where}[{key!r}]")
+
+
 def _digest(state, builder, extra):
-    """SHA-256 of every tensor's name, dtype, shape and bytes, and of the record and extras."""
+    """SHA-256 of every tensor's name, dtype, shape and bytes (the weights and any tensor in the
+    extras, whose repr shows only some of its values), and of the record and extras."""
     h = hashlib.sha256(repr((builder, _canonical(extra))).encode())
-    for key, tensor in state.items():
+    for key, tensor in [*state.items(), *_tensors(extra)]:
         t = tensor.detach().cpu().contiguous().reshape(-1)
         h.update(f"{key}:{t.dtype}:{tuple(tensor.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

@@ -140,6 +140,19 @@ def test_masks_are_not_in_the_file_and_corruption_is_detected(tmp_path):
         load_checkpoint(MAF(3, 2, (8, 8)), tmp_path / "edited.pt")
 
 
+def test_a_changed_value_of_a_large_tensor_in_the_extras_is_detected(tmp_path):
+    """The extras' repr shows only some values of a tensor over 1000 entries: its bytes are hashed
+    too (periodic checkpoints keep optimiser moments and random states there)."""
+    path = tmp_path / "flow.pt"
+    save_checkpoint(MAF(2, 1, (8,)), path, moments={"m": torch.zeros(5000)})
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["extra"]["moments"]["m"][2500] = 1.0  # a value repr(tensor) elides
+    torch.save(checkpoint, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="checksum"):
+        read_checkpoint(tmp_path / "edited.pt")
+    assert read_checkpoint(path)["extra"]["moments"]["m"].shape == (5000,)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
