@@ -16,11 +16,15 @@ from realnvp import RealNVP
 from tools.fuzz import (
     DTYPES,
     FLOWS,
+    MODELS,
     RESIDUAL_TOL,
     ROUND_TRIP_TOL,
     build,
+    contexts,
+    far_inputs,
     fuzz_inputs,
     layers,
+    ordinary_inputs,
     round_trip_error,
     worst_round_trip,
 )
@@ -45,6 +49,46 @@ def test_no_nan_in_log_prob_samples_or_gradients(name, dtype):
     assert not bad, f"NaN gradients in {bad}"
     samples = flow.sample(N)
     assert samples.dtype == dtype and not samples.isnan().any(), "NaN in samples"
+
+
+MODEL_CASES = [(name, dtype) for name in MODELS for dtype in DTYPES]
+MODEL_IDS = [f"{name}-{str(dtype)[6:]}" for name, dtype in MODEL_CASES]
+
+
+@pytest.mark.parametrize("name, dtype", MODEL_CASES, ids=MODEL_IDS)
+def test_far_inputs_are_minus_inf_never_nan_and_leave_the_other_rows_gradients_finite(name, dtype):
+    """Issue 25, item 8: finite points from 1e3 up to the dtype's largest float, next to ordinary
+    points: log_prob is finite or -inf in every row (never NaN or +inf), the ordinary rows stay
+    finite, and the gradient of the finite rows has no NaN."""
+    flow = build(name, dtype)
+    x = torch.cat([ordinary_inputs(flow, N // 4), far_inputs(flow, N)])
+    log_prob = flow.log_prob(x, contexts(flow, x.shape[0]))
+    nan = log_prob.isnan()
+    assert not nan.any(), f"{int(nan.sum())} NaN, e.g. at {x[nan][:3].tolist()}"
+    assert not (log_prob == math.inf).any(), "log_prob is +inf"
+    finite = torch.isfinite(log_prob)
+    assert finite[: N // 4].all(), "an ordinary point lost its density next to far points"
+    log_prob[finite].sum().backward()
+    bad = [n for n, p in flow.named_parameters() if p.grad is not None and p.grad.isnan().any()]
+    assert not bad, f"NaN gradients in {bad}"
+
+
+def test_far_inputs_reach_the_largest_float():
+    for dtype in DTYPES:
+        x = far_inputs(build("maf", dtype), 100)
+        assert torch.isfinite(x).all() and (x.abs() == torch.finfo(dtype).max).any()
+        assert (x.abs().amax(-1) >= 1e3).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_half_precision_log_prob_and_samples(name):
+    """Issue 25, item 17: every model runs in float16 (IAF's input bound fits the dtype)."""
+    flow = build(name, torch.float16)
+    x = ordinary_inputs(flow, 64)
+    log_prob = flow.log_prob(x, contexts(flow, 64))
+    assert log_prob.dtype == torch.float16 and torch.isfinite(log_prob).all(), log_prob
+    samples = flow.sample(64, contexts(flow, 64))
+    assert samples.dtype == torch.float16 and not samples.isnan().any()
 
 
 @pytest.mark.parametrize("name, dtype", CASES, ids=IDS)
