@@ -133,10 +133,10 @@ class Flow(nn.Module):
     second pass, so that it cannot turn the other rows' gradients into NaN (inf * 0); so is a row
     whose log-density is below -sqrt(largest float) (-1.8e19 in float32, -1.3e154 in float64),
     where the gradient overflows: it gets -inf too. So does a row with a coordinate beyond
-    sqrt(largest float) (its square overflows) whose log-density comes out NaN: far from the
-    support, where the layers' arithmetic overflows (inf - inf), the density is 0; a NaN anywhere
-    else is left as it is, a bug to see. A context must be finite. A flow on the meta device
-    (shapes, no values) refuses ``log_prob`` and sampling with a ValueError.
+    sqrt(largest float / D) (its squared norm can overflow) whose log-density comes out NaN: far
+    from the support, where the layers' arithmetic overflows (inf - inf), the density is 0; a NaN
+    anywhere else is left as it is, a bug to see. A context must be finite. A flow on the meta
+    device (shapes, no values) refuses ``log_prob`` and sampling with a ValueError.
 
     >>> flow = Flow([Permute.reverse(2)], features=2)
     >>> flow.log_prob(torch.zeros(3, 2)).shape
@@ -192,8 +192,8 @@ class Flow(nn.Module):
 
         Raises ValueError for NaN in ``x``, NaN or inf in ``context``; rows of ``x`` with an
         infinite entry get -inf, and so do rows whose log-density underflows (below -sqrt(largest
-        float)) or is NaN beyond sqrt(largest float), far from the support; all are left out of the
-        pass that gives the result (see the class doc).
+        float)) or is NaN beyond sqrt(largest float / D), far from the support; all are left out
+        of the pass that gives the result (see the class doc).
         """
         self._check_values()
         check_input(x, self.features, self._dtype(), device=self.base.loc.device)
@@ -204,9 +204,9 @@ class Flow(nn.Module):
         # (~ z * dz, z ~ 1e10 in float32) overflows to inf, then inf * 0 = NaN in other rows' grads
         root = math.sqrt(torch.finfo(x.dtype).max)
         lost = keep & (log_p < -root)
-        # a row with a coordinate beyond sqrt(largest float), whose square overflows, is far from
-        # the support: where its arithmetic overflows to NaN (inf - inf), its density is 0 too
-        lost |= keep & log_p.isnan() & (x.abs().amax(-1) > root)
+        # a row with a coordinate beyond sqrt(largest float / D), where its squared norm can
+        # overflow, is far from the support: where its arithmetic overflows to NaN, p is 0 too
+        lost |= keep & log_p.isnan() & (x.abs().amax(-1) > root / math.sqrt(self.features))
         if lost.any():  # so again without them, and -inf for them
             log_p = self._log_prob_of_rows(x, context, keep & ~lost)
         return log_p

@@ -51,11 +51,12 @@ class BatchNorm(Transform):
     ``z = (x - m) (v + eps)^(-1/2) exp(log_gamma) + beta``, per feature or per channel.
 
     Training mode: m, v are the minibatch's mean and (biased) variance, and running averages are
-    kept; rows with an inf entry stay out of the statistics, and a batch without a finite row (an
-    empty one) takes none. Evaluation mode: m, v are ``running_mean``, ``running_var`` (MAF sets
-    them to the whole training set's with ``set_batch_norm_stats``). ``inverse`` needs fixed
-    statistics, so in training mode it raises. Input (batch, channels * N) is read as (batch,
-    channels, N): N = 1 for vectors, H * W for images. ladj (batch,).
+    kept; rows with an inf entry, or one so large that the variance could overflow (beyond
+    sqrt(largest float / n) / 2, n values per channel), stay out of the statistics, and a batch
+    with no row left (an empty one) takes none. Evaluation mode: m, v are ``running_mean``,
+    ``running_var`` (MAF sets them to the whole training set's with ``set_batch_norm_stats``).
+    ``inverse`` needs fixed statistics, so in training mode it raises. Input (batch, channels * N)
+    is read as (batch, channels, N): N = 1 for vectors, H * W for images. ladj (batch,).
     """
 
     def __init__(self, channels, momentum=0.1, eps=1e-5):
@@ -73,7 +74,10 @@ class BatchNorm(Transform):
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], self.channels, x.shape[1] // self.channels)  # (batch, C, N)
         m, v = self.running_mean, self.running_var
-        rows = x[x.flatten(1).isfinite().all(1)]  # the statistics see only finite rows
+        # the statistics see only rows whose squared deviations cannot overflow: finite, and
+        # |x| <= sqrt(largest float / n) / 2 for n values per channel
+        n = max(x.shape[0] * x.shape[2], 1)
+        rows = x[(x.flatten(1).abs() <= math.sqrt(torch.finfo(x.dtype).max / n) / 2).all(1)]
         if self.training and rows.shape[0] > 0:
             m, v = rows.mean((0, 2)), rows.var((0, 2), unbiased=False)  # minibatch statistics
             with torch.no_grad():

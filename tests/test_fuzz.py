@@ -258,3 +258,34 @@ def test_infinite_input_is_minus_inf_or_refused(name, value):
         assert "inf" in str(error)
         return
     assert log_prob[0] == -math.inf and torch.isfinite(log_prob[1])
+
+
+@pytest.mark.parametrize("name", ["maf-bn", "realnvp-bn", "nsf-actnorm"])
+@pytest.mark.parametrize("far", [1e18, 1e30, 3e38])
+def test_a_far_row_in_a_training_batch_leaves_the_others_and_the_statistics_finite(name, far):
+    """Train mode: batch norm's statistics leave out a row so large that the variance overflows
+    (it made every row of the batch -inf and a running variance inf)."""
+    flow = build(name, torch.float32).train()
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    x[0] = far
+    log_prob = flow.log_prob(x)
+    assert torch.isfinite(log_prob[1:]).all() and not log_prob[0].isnan(), log_prob
+    log_prob[1:].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in flow.parameters() if p.grad is not None)
+    assert all(torch.isfinite(b).all() for b in flow.buffers() if b.is_floating_point())
+
+
+def test_a_nan_near_the_support_is_not_hidden():
+    """Only a row beyond sqrt(largest float / D) may turn a NaN into -inf: a NaN that a layer
+    makes at ordinary points (a bug) stays NaN."""
+    from common.flows import Flow, Transform
+
+    class Broken(Transform):  # NaN wherever x_0 > 1, finite elsewhere
+        def forward(self, x, context=None):
+            nan = torch.where(x[:, :1] > 1, math.nan, 0.0)
+            return x + nan, x.new_zeros(x.shape[0]) + nan[:, 0]
+
+    flow = Flow([Broken()], features=2)
+    log_prob = flow.log_prob(torch.tensor([[0.0, 0.0], [2.0, 0.0], [1e20, 0.0], [1e10, 1e20]]))
+    assert torch.isfinite(log_prob[0]) and log_prob[1].isnan(), log_prob
+    assert log_prob[2] == -math.inf and log_prob[3] == -math.inf  # beyond sqrt(3.4e38 / 2) = 1.3e19
