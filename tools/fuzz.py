@@ -8,7 +8,9 @@ Each flow is built small (3 features, 2 layers of hidden width 16; planar and ra
 evaluation mode. SCALE = 0.1 keeps every conditioner output of order 1 (at 0.3 MAF's log-scales
 and IAF's gates already saturate), so what the table measures is the code, not a broken network.
 Inputs (``fuzz_inputs``): N(0, 1) points, the same points times 1e3 and 1e6, points with one
-coordinate at +-1e3 or +-1e6, zeros, and for NSF the exact bounds +-B and the first layer's knots.
+coordinate at +-1e3 or +-1e6, zeros, and for NSF the exact bounds +-B and the first layer's knots;
+log_prob and its gradients also see as many far inputs (``far_inputs``: 1e3 up to the dtype's
+largest float), and every model of ``MODELS`` (batch norm, ActNorm, a context, the image flow).
 
 Columns: non-finite log_prob (-inf is accepted far from the support, never NaN or +inf), +inf and
 NaN log_prob, NaN rows of ``sample(n)``, NaN entries of the gradients of ``log_prob`` with respect
