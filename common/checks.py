@@ -17,9 +17,10 @@ import torch
 PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
-def check_input(x, features, dtype=None, what="x", device=None):
+def check_input(x, features, dtype=None, what="x", device=None, finite=False):
     """Raise a ValueError naming what was expected unless ``x`` is a (batch, features) float tensor
-    of ``dtype`` on ``device`` (each checked when given) without NaN entries (inf is allowed).
+    of ``dtype`` on ``device`` (each checked when given) without NaN entries; inf is allowed unless
+    ``finite`` (a context: a flow's conditioners have no limit at inf).
 
     >>> check_input([[0.0, 1.0]], 2)
     Traceback (most recent call last):
@@ -46,6 +47,9 @@ def check_input(x, features, dtype=None, what="x", device=None):
     if x.device.type != "meta" and torch.isnan(x).any():
         rows = torch.isnan(x).any(-1).nonzero()[:, 0].tolist()
         raise ValueError(f"{what} must not contain NaN, got NaN in rows {rows[:5]}")
+    if finite and x.device.type != "meta" and torch.isinf(x).any():
+        rows = torch.isinf(x).any(-1).nonzero()[:, 0].tolist()
+        raise ValueError(f"{what} must be finite, got inf in rows {rows[:5]}")
 
 
 def check_integer(name, value, low=1):

@@ -132,7 +132,11 @@ class Flow(nn.Module):
     whose log-density comes out -inf (a point so far out that it underflows) is left out of a
     second pass, so that it cannot turn the other rows' gradients into NaN (inf * 0); so is a row
     whose log-density is below -sqrt(largest float) (-1.8e19 in float32, -1.3e154 in float64),
-    where the gradient overflows: it gets -inf too.
+    where the gradient overflows: it gets -inf too. So does a row with a coordinate beyond
+    sqrt(largest float / D) (its squared norm can overflow) whose log-density comes out NaN: far
+    from the support, where the layers' arithmetic overflows (inf - inf), the density is 0; a NaN
+    anywhere else is left as it is, a bug to see. A context must be finite. A flow on the meta
+    device (shapes, no values) refuses ``log_prob`` and sampling with a ValueError.
 
     >>> flow = Flow([Permute.reverse(2)], features=2)
     >>> flow.log_prob(torch.zeros(3, 2)).shape
@@ -155,6 +159,14 @@ class Flow(nn.Module):
     def _dtype(self):
         return self.base.loc.dtype
 
+    def _check_values(self):
+        """Refuse a flow on the meta device: it holds shapes but no values to compute with."""
+        if self.base.loc.device.type == "meta":
+            raise ValueError(
+                "this flow is on device meta, which holds shapes but no values: log_prob and "
+                "sampling need a device with values; call .to('cpu') (or another device) first"
+            )
+
     def check_context(self, context, batch):
         """Check ``context`` and broadcast a single vector (context,) to (batch, context).
 
@@ -168,7 +180,7 @@ class Flow(nn.Module):
             raise ValueError(f"this flow needs a context of size {self.context}, got None")
         if torch.is_tensor(context) and context.dim() == 1:
             context = context.expand(batch, -1)
-        check_input(context, self.context, self._dtype(), "context", self.base.loc.device)
+        check_input(context, self.context, self._dtype(), "context", self.base.loc.device, True)
         if context.shape[0] != batch:
             raise ValueError(
                 f"context has batch size {context.shape[0]} but {batch} points were given"
@@ -178,17 +190,23 @@ class Flow(nn.Module):
     def log_prob(self, x, context=None):
         """log p(x) for data ``x`` (batch, D) -> (batch,): one pass of ``forward``.
 
-        Raises ValueError for NaN in ``x`` or ``context``; rows of ``x`` with an infinite entry get
-        -inf, and so do rows whose log-density underflows (below -sqrt(largest float), far from
-        the support); both are left out of the pass that gives the result (see the class doc).
+        Raises ValueError for NaN in ``x``, NaN or inf in ``context``; rows of ``x`` with an
+        infinite entry get -inf, and so do rows whose log-density underflows (below -sqrt(largest
+        float)) or is NaN beyond sqrt(largest float / D), far from the support; all are left out
+        of the pass that gives the result (see the class doc).
         """
+        self._check_values()
         check_input(x, self.features, self._dtype(), device=self.base.loc.device)
         context = self.check_context(context, x.shape[0])
         keep = ~torch.isinf(x).any(-1)
         log_p = self._log_prob_of_rows(x, context, keep)
         # log p below -sqrt(largest float) is -inf: exp of it is 0 in every dtype, and its gradient
         # (~ z * dz, z ~ 1e10 in float32) overflows to inf, then inf * 0 = NaN in other rows' grads
-        lost = keep & (log_p < -math.sqrt(torch.finfo(x.dtype).max))
+        root = math.sqrt(torch.finfo(x.dtype).max)
+        lost = keep & (log_p < -root)
+        # a row with a coordinate beyond sqrt(largest float / D), where its squared norm can
+        # overflow, is far from the support: where its arithmetic overflows to NaN, p is 0 too
+        lost |= keep & log_p.isnan() & (x.abs().amax(-1) > root / math.sqrt(self.features))
         if lost.any():  # so again without them, and -inf for them
             log_p = self._log_prob_of_rows(x, context, keep & ~lost)
         return log_p
@@ -216,6 +234,7 @@ class Flow(nn.Module):
         """
         if n is None and torch.is_tensor(context) and context.dim() == 2:
             n = context.shape[0]
+        self._check_values()
         check_integer("the number of samples n", n, 0)
         context = self.check_context(context, n)
         # BEGIN SOLUTION common.change_of_variables

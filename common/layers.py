@@ -51,11 +51,12 @@ class BatchNorm(Transform):
     ``z = (x - m) (v + eps)^(-1/2) exp(log_gamma) + beta``, per feature or per channel.
 
     Training mode: m, v are the minibatch's mean and (biased) variance, and running averages are
-    kept; rows with an inf entry stay out of the statistics, and a batch without a finite row (an
-    empty one) takes none. Evaluation mode: m, v are ``running_mean``, ``running_var`` (MAF sets
-    them to the whole training set's with ``set_batch_norm_stats``). ``inverse`` needs fixed
-    statistics, so in training mode it raises. Input (batch, channels * N) is read as (batch,
-    channels, N): N = 1 for vectors, H * W for images. ladj (batch,).
+    kept; rows with an inf entry, or one so large that the variance could overflow (beyond
+    sqrt(largest float / n) / 2, n values per channel), stay out of the statistics, and a batch
+    with no row left (an empty one) takes none. Evaluation mode: m, v are ``running_mean``,
+    ``running_var`` (MAF sets them to the whole training set's with ``set_batch_norm_stats``).
+    ``inverse`` needs fixed statistics, so in training mode it raises. Input (batch, channels * N)
+    is read as (batch, channels, N): N = 1 for vectors, H * W for images. ladj (batch,).
     """
 
     def __init__(self, channels, momentum=0.1, eps=1e-5):
@@ -73,7 +74,10 @@ class BatchNorm(Transform):
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], self.channels, x.shape[1] // self.channels)  # (batch, C, N)
         m, v = self.running_mean, self.running_var
-        rows = x[x.flatten(1).isfinite().all(1)]  # the statistics see only finite rows
+        # the statistics see only rows whose squared deviations cannot overflow: finite, and
+        # |x| <= sqrt(largest float / n) / 2 for n values per channel
+        n = max(x.shape[0] * x.shape[2], 1)
+        rows = x[(x.flatten(1).abs() <= math.sqrt(torch.finfo(x.dtype).max / n) / 2).all(1)]
         if self.training and rows.shape[0] > 0:
             m, v = rows.mean((0, 2)), rows.var((0, 2), unbiased=False)  # minibatch statistics
             with torch.no_grad():
@@ -136,7 +140,9 @@ def set_batch_norm_stats(flow, data, context=None):
 class Logit(Transform):
     """Data in [0, 1]^D -> R^D through ``logit(alpha + (1 - 2 alpha) x)`` (Real NVP, Sec. 4.1).
 
-    Used before every image model so that bits/dim count this Jacobian too.
+    Used before every image model so that bits/dim count this Jacobian too. Its domain is the open
+    interval (-alpha / (1 - 2 alpha), 1 + alpha / (1 - 2 alpha)) per pixel: a row with a pixel
+    outside (or at an end) is outside the support, ladj -inf (so log p = -inf) and z = 0 there.
     """
 
     def __init__(self, alpha=0.05):
@@ -146,9 +152,11 @@ class Logit(Transform):
 
     def forward(self, x, context=None):
         s = self.alpha + (1 - 2 * self.alpha) * x
+        outside = ((s <= 0) | (s >= 1)).any(-1, keepdim=True)  # rows the logit cannot take
+        s = torch.where(outside, 0.5, s)  # a finite stand-in, so no NaN reaches any gradient
         z = torch.log(s) - torch.log1p(-s)
         ladj = (math.log(1 - 2 * self.alpha) - torch.log(s) - torch.log1p(-s)).sum(-1)
-        return z, ladj
+        return z, ladj.masked_fill(outside[:, 0], -math.inf)
 
     def inverse(self, z, context=None):
         s = torch.sigmoid(z)
@@ -163,7 +171,8 @@ class ActNorm(Transform):
 
     Data-dependent start, once: the first ``forward`` (data -> noise) in training mode sets
     ``shift`` and ``log_scale`` to that batch's mean and log standard deviation, so the first
-    batch leaves standardised; from then on both are ordinary trained parameters. The buffer
+    batch of at least 2 points leaves standardised (a batch of 0 or 1 cannot set a scale and
+    passes through); from then on both are ordinary trained parameters. The buffer
     ``initialised`` records that this happened and is saved with the weights, so a restored model
     is never re-initialised. Before it, or in evaluation mode, the layer is the identity it starts
     as. Put first in a flow (data side), it standardises data that are not, as papers do before
@@ -177,12 +186,7 @@ class ActNorm(Transform):
         self.register_buffer("initialised", torch.tensor(False))
 
     def forward(self, x, context=None):
-        if self.training and not self.initialised:
-            if x.shape[0] < 2:
-                raise ValueError(
-                    f"ActNorm sets its scale from its first training batch and needs at least 2 "
-                    f"points there, got {x.shape[0]}"
-                )
+        if self.training and not self.initialised and x.shape[0] >= 2:  # a scale needs 2 points
             with torch.no_grad():  # Kingma & Dhariwal, Sec. 3.1: zero mean, unit variance
                 self.shift.copy_(x.mean(0))
                 self.log_scale.copy_(x.std(0).clamp_min(1e-12).log())

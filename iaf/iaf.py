@@ -57,7 +57,7 @@ class AffineAutoregressive(Transform):
 
     def mu_and_log_sigma(self, z, context=None):
         """(mu, log sigma), each (batch, D): one MADE pass (input and log sigma bounded, below)."""
-        mu, s = self.made(z.clamp(-INPUT_BOUND, INPUT_BOUND), context).unbind(-1)
+        mu, s = self.made(bounded(z), context).unbind(-1)
         return mu, soft_bound(s, LOG_SIGMA_BOUND)
 
     def forward(self, z, context=None):
@@ -92,7 +92,7 @@ class GatedAutoregressive(Transform):
 
     def gate(self, z, context=None):
         """(m, s), each (batch, D): one MADE pass (its input bounded, below)."""
-        return self.made(z.clamp(-INPUT_BOUND, INPUT_BOUND), context).unbind(-1)  # Alg. 1
+        return self.made(bounded(z), context).unbind(-1)  # Alg. 1
 
     def forward(self, z, context=None):
         # BEGIN SOLUTION iaf.step
@@ -146,6 +146,11 @@ def IAF(features, transforms=5, hidden_features=(64, 64), context=0, gate_bias=2
 # ---- not in the paper: guards for points far from the support and for large scales
 INPUT_BOUND = 1e15  # on the MADE's input: an inverse gone to +-inf gives -inf, not NaN (inf * 0)
 LOG_SIGMA_BOUND = math.log(1000)  # Eq. 10's log sigma, soft-bounded: a step scales at most 1000x
+
+
+def bounded(z):  # z clamped to +-INPUT_BOUND, or to the dtype's largest float (float16's 65504)
+    bound = min(INPUT_BOUND, torch.finfo(z.dtype).max)
+    return z.clamp(-bound, bound)
 
 
 def over_sigma(v, log_sigma):

@@ -176,6 +176,7 @@ def invert_radial(layer, x):
     rho = (x - layer.z0).norm(dim=-1)
     p = alpha + beta - rho
     q = torch.sqrt(p**2 + 4 * alpha * rho)
-    r = torch.where(p > 0, 2 * alpha * rho / (p + q), (q - p) / 2)  # the positive root, stably
+    # the positive root, stably; |p| + q (= p + q where it is used) is never 0: 0 * inf is NaN
+    r = torch.where(p > 0, 2 * alpha * rho / (p.abs() + q), (q - p) / 2)
     z = layer.z0 + (x - layer.z0) / (1 + beta / (alpha + r))[:, None]  # x - z0 = (1 + beta h)(..)
     return z, -layer._ladj(r, alpha, beta)

@@ -412,3 +412,46 @@ def test_bad_input_is_refused_with_a_clear_message(call, error, match):
 def test_the_table_is_complete():
     """The README quotes this count; a case lost in an edit shows up here."""
     assert len(CASES) == 187
+
+
+@pytest.mark.parametrize("name", CONTEXT_FLOWS)
+@pytest.mark.parametrize("value", [math.inf, -math.inf], ids=["+inf", "-inf"])
+def test_an_infinite_context_is_refused_like_nan(name, value):
+    """Issue 25, item 9: an infinite context gave NaN silently (log_prob and sample); x may still
+    hold inf (its row gets -inf)."""
+    flow = CONTEXT_FLOWS[name]().eval()
+    context = torch.zeros(2, 2)
+    context[1, 0] = value
+    with pytest.raises(ValueError, match=r"context must be finite, got inf in rows \[1\]"):
+        flow.log_prob(torch.zeros(2, 2), context)
+    with pytest.raises(ValueError, match=r"context must be finite, got inf in rows \[1\]"):
+        flow.sample(2, context)
+    x = torch.tensor([[math.inf, 0.0], [0.0, 0.0]])
+    assert flow.log_prob(x, torch.zeros(2, 2))[0] == -math.inf
+
+
+ALL_MODELS = {
+    **FLOWS,
+    **{f"{name}-context": build for name, build in CONTEXT_FLOWS.items()},
+    "maf-bn": lambda: MAF(2, 2, (8,), batch_norm=True),
+    "realnvp-bn": lambda: RealNVP(2, 2, (8,), batch_norm=True),
+    "nsf-actnorm": lambda: NSF(2, 2, (8,), actnorm=True),
+    "realnvp-image": lambda: RealNVPImage((1, 4, 4), 2, 4),
+}
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_the_meta_device_is_refused_with_one_clear_error(name):
+    """Issue 25, item 17: on "meta" (shapes without values) log_prob, sample and
+    rsample_and_log_prob failed deep inside (Tensor.item(), nonzero); each is one ValueError."""
+    flow = ALL_MODELS[name]().eval().to("meta")
+    x = torch.zeros(3, flow.features, device="meta")
+    context = torch.zeros(3, flow.context, device="meta") if flow.context else None
+    expected = r"flow is on device meta.*no values.*\.to\('cpu'\)"
+    for call in (
+        lambda: flow.log_prob(x, context),
+        lambda: flow.sample(3, context),
+        lambda: flow.rsample_and_log_prob(3, context),
+    ):
+        with pytest.raises(ValueError, match=expected):
+            call()

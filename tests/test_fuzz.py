@@ -16,11 +16,15 @@ from realnvp import RealNVP
 from tools.fuzz import (
     DTYPES,
     FLOWS,
+    MODELS,
     RESIDUAL_TOL,
     ROUND_TRIP_TOL,
     build,
+    contexts,
+    far_inputs,
     fuzz_inputs,
     layers,
+    ordinary_inputs,
     round_trip_error,
     worst_round_trip,
 )
@@ -45,6 +49,46 @@ def test_no_nan_in_log_prob_samples_or_gradients(name, dtype):
     assert not bad, f"NaN gradients in {bad}"
     samples = flow.sample(N)
     assert samples.dtype == dtype and not samples.isnan().any(), "NaN in samples"
+
+
+MODEL_CASES = [(name, dtype) for name in MODELS for dtype in DTYPES]
+MODEL_IDS = [f"{name}-{str(dtype)[6:]}" for name, dtype in MODEL_CASES]
+
+
+@pytest.mark.parametrize("name, dtype", MODEL_CASES, ids=MODEL_IDS)
+def test_far_inputs_are_minus_inf_never_nan_and_leave_the_other_rows_gradients_finite(name, dtype):
+    """Issue 25, item 8: finite points from 1e3 up to the dtype's largest float, next to ordinary
+    points: log_prob is finite or -inf in every row (never NaN or +inf), the ordinary rows stay
+    finite, and the gradient of the finite rows has no NaN."""
+    flow = build(name, dtype)
+    x = torch.cat([ordinary_inputs(flow, N // 4), far_inputs(flow, N)])
+    log_prob = flow.log_prob(x, contexts(flow, x.shape[0]))
+    nan = log_prob.isnan()
+    assert not nan.any(), f"{int(nan.sum())} NaN, e.g. at {x[nan][:3].tolist()}"
+    assert not (log_prob == math.inf).any(), "log_prob is +inf"
+    finite = torch.isfinite(log_prob)
+    assert finite[: N // 4].all(), "an ordinary point lost its density next to far points"
+    log_prob[finite].sum().backward()
+    bad = [n for n, p in flow.named_parameters() if p.grad is not None and p.grad.isnan().any()]
+    assert not bad, f"NaN gradients in {bad}"
+
+
+def test_far_inputs_reach_the_largest_float():
+    for dtype in DTYPES:
+        x = far_inputs(build("maf", dtype), 100)
+        assert torch.isfinite(x).all() and (x.abs() == torch.finfo(dtype).max).any()
+        assert (x.abs().amax(-1) >= 1e3).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_half_precision_log_prob_and_samples(name):
+    """Issue 25, item 17: every model runs in float16 (IAF's input bound fits the dtype)."""
+    flow = build(name, torch.float16)
+    x = ordinary_inputs(flow, 64)
+    log_prob = flow.log_prob(x, contexts(flow, 64))
+    assert log_prob.dtype == torch.float16 and torch.isfinite(log_prob).all(), log_prob
+    samples = flow.sample(64, contexts(flow, 64))
+    assert samples.dtype == torch.float16 and not samples.isnan().any()
 
 
 @pytest.mark.parametrize("name, dtype", CASES, ids=IDS)
@@ -214,3 +258,34 @@ def test_infinite_input_is_minus_inf_or_refused(name, value):
         assert "inf" in str(error)
         return
     assert log_prob[0] == -math.inf and torch.isfinite(log_prob[1])
+
+
+@pytest.mark.parametrize("name", ["maf-bn", "realnvp-bn", "nsf-actnorm"])
+@pytest.mark.parametrize("far", [1e18, 1e30, 3e38])
+def test_a_far_row_in_a_training_batch_leaves_the_others_and_the_statistics_finite(name, far):
+    """Train mode: batch norm's statistics leave out a row so large that the variance overflows
+    (it made every row of the batch -inf and a running variance inf)."""
+    flow = build(name, torch.float32).train()
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    x[0] = far
+    log_prob = flow.log_prob(x)
+    assert torch.isfinite(log_prob[1:]).all() and not log_prob[0].isnan(), log_prob
+    log_prob[1:].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in flow.parameters() if p.grad is not None)
+    assert all(torch.isfinite(b).all() for b in flow.buffers() if b.is_floating_point())
+
+
+def test_a_nan_near_the_support_is_not_hidden():
+    """Only a row beyond sqrt(largest float / D) may turn a NaN into -inf: a NaN that a layer
+    makes at ordinary points (a bug) stays NaN."""
+    from common.flows import Flow, Transform
+
+    class Broken(Transform):  # NaN wherever x_0 > 1, finite elsewhere
+        def forward(self, x, context=None):
+            nan = torch.where(x[:, :1] > 1, math.nan, 0.0)
+            return x + nan, x.new_zeros(x.shape[0]) + nan[:, 0]
+
+    flow = Flow([Broken()], features=2)
+    log_prob = flow.log_prob(torch.tensor([[0.0, 0.0], [2.0, 0.0], [1e20, 0.0], [1e10, 1e20]]))
+    assert torch.isfinite(log_prob[0]) and log_prob[1].isnan(), log_prob
+    assert log_prob[2] == -math.inf and log_prob[3] == -math.inf  # beyond sqrt(3.4e38 / 2) = 1.3e19

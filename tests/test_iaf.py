@@ -252,3 +252,15 @@ def test_entries_the_inverse_has_not_fixed_yet_leave_no_nan_in_the_gradients(dty
     assert not nan_in_gradients()
     monkeypatch.setattr(iaf_module, "over_sigma", lambda v, log_sigma: v * torch.exp(-log_sigma))
     assert nan_in_gradients()  # the test is not vacuous
+
+
+@pytest.mark.parametrize("step", ["gated", "affine"])
+def test_half_precision(step):
+    """Issue 25, item 17: the input bound was 1e15, beyond float16 ("cannot be converted to type
+    c10::Half without overflow"); it now fits the dtype."""
+    flow = IAF(2, transforms=2, hidden_features=(8,), step=step).half()
+    x = torch.randn(16, 2).half()
+    assert torch.isfinite(flow.log_prob(x)).all()
+    samples, log_q = flow.rsample_and_log_prob(16)
+    assert samples.dtype == torch.float16 and torch.isfinite(samples).all()
+    assert torch.isfinite(log_q).all()

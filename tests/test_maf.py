@@ -3,6 +3,8 @@
 The layer, its costs, batch norm in both modes, the conditional flow.
 """
 
+import math
+
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -263,3 +265,13 @@ def test_empty_batches():
     flow = MAF(3, 2, (8,), context=2, batch_norm=True).eval()
     assert flow.sample(0, torch.zeros(2)).shape == (0, 3)
     assert flow.log_prob(torch.zeros(0, 3), torch.zeros(0, 2)).shape == (0,)
+
+
+def test_a_finite_far_row_does_not_poison_the_gradient_of_another_row():
+    """Issue 25, item 8: [-1e38, 1e38] overflowed to NaN inside the MADE and its 0 * NaN reached
+    the parameters' gradients through the batch (18,390 NaN entries)."""
+    flow = MAF(2)
+    log_prob = flow.log_prob(torch.tensor([[0.0, 0.0], [-1e38, 1e38]]))
+    assert torch.isfinite(log_prob[0]) and log_prob[1] == -math.inf, log_prob
+    log_prob[0].backward()
+    assert all(torch.isfinite(p.grad).all() for p in flow.parameters() if p.grad is not None)

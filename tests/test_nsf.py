@@ -418,3 +418,17 @@ def test_actnorm_brings_unstandardised_data_into_the_bound_and_survives_a_checkp
     into = NSF(2, 2, (8,), actnorm=True)
     load_checkpoint(into, tmp_path / "nsf.pt")
     assert torch.equal(into.log_prob(x - 30), flow.log_prob(x - 30))
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_a_fresh_actnorm_flow_takes_empty_and_one_row_batches(rows):
+    """Issue 25, item 16: a new model is in training mode; ActNorm sets itself from the first
+    training batch of >= 2 points, and before that it is the identity (no error)."""
+    flow = NSF(2, transforms=2, hidden_features=(8,), actnorm=True)
+    x = torch.randn(rows, 2)
+    log_prob = flow.log_prob(x)
+    assert log_prob.shape == (rows,) and torch.isfinite(log_prob).all()
+    actnorm = flow.transform.transforms[0]
+    assert not actnorm.initialised and (actnorm.shift == 0).all() and (actnorm.log_scale == 0).all()
+    flow.log_prob(5 + 3 * torch.randn(64, 2))  # the first batch of >= 2 points sets it
+    assert actnorm.initialised and (actnorm.shift != 0).all()

@@ -231,3 +231,17 @@ def test_bad_builder_arguments_name_what_was_expected(kwargs, message):
 
 def test_bad_inputs_raise():
     check_bad_input_raises(PlanarFlow(3, 2), features=3, context=0)
+
+
+@pytest.mark.parametrize(
+    "dtype, far", [(torch.float32, 1e8), (torch.float32, 1e20), (torch.float64, 1e160)]
+)
+def test_a_far_radial_row_is_minus_inf_or_finite_and_leaves_the_others_gradients_finite(dtype, far):
+    """Issue 25, item 8: [[1e20, 0]] gave NaN in float32 (||x||^2 overflows), 1e160 in float64;
+    at 1e8 the stable root's unused branch divided by 0 and its 0 * inf reached the gradients."""
+    torch.manual_seed(0)
+    flow = PlanarFlow(2, transforms=4, kind="radial").to(dtype)
+    log_prob = flow.log_prob(torch.tensor([[0.0, 0.0], [far, 0.0]], dtype=dtype))
+    assert torch.isfinite(log_prob[0]) and not log_prob[1].isnan(), log_prob
+    log_prob[0].backward()
+    assert all(torch.isfinite(p.grad).all() for p in flow.parameters())

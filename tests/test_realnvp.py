@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from common.layers import BatchNorm
+from common.layers import BatchNorm, Logit
 from common.nets import MLP
 from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask, checkerboard
 from realnvp.realnvp import FactorOut, conv_net, multiscale
@@ -338,3 +338,24 @@ def test_a_non_finite_row_stays_out_of_the_batch_statistics(bad):
 def test_bad_hyperparameters_name_what_was_expected_and_what_came(builder, kwargs, message):
     with pytest.raises(ValueError, match=message):
         builder(**kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pixels_outside_the_logits_domain_get_minus_inf(dtype):
+    """Issue 25, item 8: logit(alpha + (1 - 2 alpha) x) is defined for x in (-alpha / (1 -
+    2 alpha), 1 + alpha / (1 - 2 alpha)), about (-0.056, 1.056) for alpha = 0.05; a row with a
+    pixel outside gave NaN. It is outside the support: -inf, with the other rows' gradients finite
+    (in training mode too, where batch norm sees the batch)."""
+    edge = 0.05 / 0.9
+    for training in (False, True):
+        flow = RealNVPImage((1, 4, 4), 2, hidden_channels=4, batch_norm=True).to(dtype)
+        flow = perturb(flow, scale=0.1).train(training)
+        x = torch.rand(6, 16, dtype=dtype)
+        x[1] = 1.5  # the issue's image
+        x[2, 3], x[3, 0], x[4, 5] = -edge - 1e-3, 1 + edge + 1e-3, -edge  # just out, at the edge
+        log_prob = flow.log_prob(x)
+        assert (log_prob[1:5] == -math.inf).all() and torch.isfinite(log_prob[[0, 5]]).all()
+        log_prob[[0, 5]].sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in flow.parameters() if p.grad is not None)
+    x = torch.tensor([[-edge + 1e-3, 1 + edge - 1e-3]], dtype=torch.float64)  # just inside
+    assert torch.isfinite(Logit(0.05).double()(x)[1]).all()
