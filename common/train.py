@@ -402,7 +402,7 @@ def train_forward_kl(
             kept.
         preprocess: an optional function applied to each batch (e.g. dequantisation of digits).
         snapshots: optional steps at which to keep a copy of the weights
-            (history["snapshots"][step]), e.g. to plot the density during training.
+            (``history["snapshots"][step]``), e.g. to plot the density during training.
         callback: an optional ``callback(step, loss)`` called after every step.
         periodic: an optional ``Periodic``: checkpoints every so many steps, or the state to
             resume from.

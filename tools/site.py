@@ -427,14 +427,16 @@ def _papers():
 
 
 class _Warnings(logging.Handler):
-    """Collects MkDocs' warnings: those about pages and links fail the build, the rest are shown."""
+    """Collects MkDocs' warnings: those about pages, links and cross-references (autorefs) fail the
+    build, the rest are shown."""
 
     def __init__(self):
         super().__init__(logging.WARNING)
         self.fatal, self.others = [], []
 
     def emit(self, record):
-        fatal = record.name.startswith(("mkdocs.structure", "mkdocs.commands", "mkdocs.config"))
+        names = ("mkdocs.structure", "mkdocs.commands", "mkdocs.config")
+        fatal = record.name.startswith(names) or "autorefs" in record.name
         (self.fatal if fatal else self.others).append(record.getMessage())
 
 
