@@ -436,7 +436,8 @@ class _Warnings(logging.Handler):
 
     def emit(self, record):
         names = ("mkdocs.structure", "mkdocs.commands", "mkdocs.config")
-        fatal = record.name.startswith(names) or "autorefs" in record.name
+        autorefs = "autorefs" in record.name or record.getMessage().startswith("mkdocs_autorefs")
+        fatal = record.name.startswith(names) or autorefs
         (self.fatal if fatal else self.others).append(record.getMessage())
 
 
