@@ -29,6 +29,8 @@ from course.assignment import (
     parse,
     repository_files,
     strip,
+    student_readme,
+    student_weights,
 )
 from tools.lines import logical_lines
 from tools.papers import PAPERS
@@ -41,6 +43,7 @@ if (ROOT / MANIFEST).exists():
     )
 
 GRADED = ["common", "maf"]  # the papers the subprocess runs grade (a subset, for time)
+REWRITTEN = {"README.md": student_readme, "course/grading.toml": student_weights}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 SOURCE = """def step(x):
@@ -232,6 +235,8 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
         copied = (out / path).read_bytes()
         if path in marked:
             assert copied.decode() == strip((ROOT / path).read_text(), str(path))[0]
+        elif path.as_posix() in REWRITTEN:  # issue 26: no instructors' section, no hidden names
+            assert copied.decode() == REWRITTEN[path.as_posix()]((ROOT / path).read_text()), path
         else:
             assert copied == (ROOT / path).read_bytes(), path
     student = _grade(out)
@@ -282,3 +287,61 @@ def test_the_stub_reporting_is_a_plugin_that_tests_do_not_import():
     assert not {n for n in imported("tests/conftest.py") if n.split(".")[0] == "course"}
     assert not {n for n in imported("course/hidden_tests/conftest.py") if n.startswith("tests")}
     assert "course.pytest_plugin" in STUDENT_CONFTEST
+
+
+def _hidden_test_names():
+    return {
+        node.name
+        for path in (ROOT / "course" / "hidden_tests").glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+
+
+def test_the_copy_has_no_instructors_section_no_hidden_test_names_and_its_suite_collects(tmp_path):
+    """Issue 26: the copy's README loses the instructors' section (the wrong implementations'
+    table), its grading.toml keeps each hidden group's weight but not its test's name, and its own
+    ``python -m pytest`` collects (tests/test_fit.py, all benchmarks/, is not shipped)."""
+    names = _hidden_test_names()
+    assert names and "## For instructors" in (ROOT / "README.md").read_text()
+    assert any(n in (ROOT / "course/grading.toml").read_text() for n in names)  # what would leak
+    out = tmp_path / "student"
+    make_assignment(out, check=False)
+    readme = (out / "README.md").read_text()
+    assert "## For instructors" not in readme and "course/wrong/" not in readme
+    assert "## Tests" in readme  # the section after it survives
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in {".py", ".md", ".toml", ".txt", ".ipynb"}:
+            text = path.read_text()
+            assert not [n for n in names if n in text], path
+    from course.grade import HIDDEN, load_weights
+
+    ours, theirs = (
+        load_weights(ROOT / "course/grading.toml"),
+        load_weights(out / "course/grading.toml"),
+    )
+    assert ours.keys() == theirs.keys()
+    for part, entry in ours.items():
+        assert theirs[part]["points"] == entry["points"]
+        hidden = [w for g, w in entry["groups"].items() if g.startswith(HIDDEN)]
+        kept = [w for g, w in theirs[part]["groups"].items() if g.startswith(HIDDEN)]
+        assert sorted(hidden) == sorted(kept), part
+    assert not (out / "tests/test_fit.py").exists()
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider"],
+        cwd=out,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = collected.stdout.strip().splitlines()[-1]
+    assert collected.returncode == 0 and "error" not in summary, collected.stdout[-3000:]
+
+
+def test_a_hidden_group_the_copy_cannot_anonymise_is_refused():
+    text = (
+        '["maf.step"]\npoints = 1\n["maf.step".tests]\n\'course/hidden_tests/t.py::test_x\' = 1\n'
+    )
+    with pytest.raises(ValueError, match="hidden tests' names"):
+        student_weights(text)
