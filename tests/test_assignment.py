@@ -345,3 +345,118 @@ def test_a_hidden_group_the_copy_cannot_anonymise_is_refused():
     )
     with pytest.raises(ValueError, match="hidden tests' names"):
         student_weights(text)
+
+
+@pytest.fixture(scope="module")
+def maf_done(tmp_path_factory):
+    """A student copy with only ``maf.step`` stubbed and then written (the reference's code)."""
+    from course.assignment import fill
+    from course.grade import reference_code
+
+    out = tmp_path_factory.mktemp("maf_done") / "copy"
+    make_assignment(out, parts=["maf.step"], check=False)
+    fill(out, "maf.step", reference_code(ROOT, "maf.step"))
+    return out
+
+
+def test_a_flat_upload_is_graded_like_the_folders_and_a_missing_file_says_how_to_upload(
+    maf_done, tmp_path
+):
+    """Issue 26: only maf.py at the top level (or one folder down) scored 0 ("maf/maf.py is not in
+    the submission"); it is now the same code as the folder layout."""
+    from course.grade import _submission_root, part_files, reference_code, student_code
+
+    expected = reference_code(ROOT, "maf.step")
+    assert student_code(maf_done, ROOT, "maf.step") == expected
+    flat = tmp_path / "upload" / "alice"
+    flat.mkdir(parents=True)
+    (flat / "maf.py").write_text((maf_done / "maf/maf.py").read_text())
+    files = part_files(ROOT, "maf.step") + part_files(ROOT, "common.made")
+    root = _submission_root(tmp_path / "upload", files)
+    assert root == flat
+    assert student_code(root, ROOT, "maf.step") == expected
+    with pytest.raises(ValueError, match=r"common/nets.py is not in the submission \(upload"):
+        student_code(root, ROOT, "common.made")
+
+
+def test_imports_outside_the_markers_are_graded_as_the_student_runs_them(maf_done, tmp_path):
+    """Issue 26: an import at the top of the file was dropped by the grader (NameError, 0 points)
+    while the self-grade, which runs the file as it is, used it. The grader now puts the added
+    imports at the start of each block of that file; ``import *`` is refused in one line."""
+    import shutil
+
+    from course.grade import ROOT as GRADER_ROOT
+    from course.grade import student_code
+
+    copy = tmp_path / "copy"
+    shutil.copytree(maf_done, copy)
+    path = copy / "maf/maf.py"
+    text = (
+        path.read_text()
+        .replace("torch.exp(-alpha)", "exp_(-alpha)")
+        .replace("torch.exp(alpha)", "exp_(alpha)")
+    )
+    path.write_text("from torch import exp as exp_\n" + text)
+    bodies = student_code(copy, GRADER_ROOT, "maf.step")[Path("maf/maf.py")]
+    assert all(block[0].strip() == "from torch import exp as exp_" for block in bodies)
+    from course.markers import splice
+
+    spliced = splice((ROOT / "maf/maf.py").read_text(), "maf/maf.py", "maf.step", bodies)
+    namespace = {"__name__": "graded_maf"}
+    exec(compile(spliced, "maf/maf.py", "exec"), namespace)  # the graded file runs
+    layer = namespace["MAFLayer"](3, hidden_features=[8])
+    import torch
+
+    x = torch.randn(4, 3)
+    u, ladj = layer(x)
+    back, ladj_inverse = layer.inverse(u)
+    assert torch.allclose(back, x, atol=1e-5) and torch.allclose(ladj, -ladj_inverse, atol=1e-5)
+    path.write_text("from torch import *\n" + text)
+    with pytest.raises(ValueError, match=r"maf/maf.py:1: 'from torch import \*' outside the"):
+        student_code(copy, GRADER_ROOT, "maf.step")
+
+
+def test_a_syntax_error_is_shown_with_the_students_line(maf_done, tmp_path):
+    """Issue 26: a syntax error in one part said "no test ran"; now the part is not graded with
+    ``file:line: SyntaxError: ...`` at the student's own line (both regions of maf.step)."""
+    import shutil
+
+    from course.grade import student_code
+
+    for target in ("u = (x - mu) * torch.exp(-alpha)", "x = u * torch.exp(alpha) + mu"):
+        copy = tmp_path / f"copy{len(target)}"
+        shutil.copytree(maf_done, copy)
+        path = copy / "maf/maf.py"
+        lines = ["import math as _unused_math", *path.read_text().splitlines()]
+        number = next(i for i, line in enumerate(lines, start=1) if target in line)
+        lines[number - 1] = lines[number - 1].replace(" = ", " = = ", 1)
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(ValueError) as error:
+            student_code(copy, ROOT, "maf.step")
+        assert str(error.value).startswith(f"maf/maf.py:{number}: SyntaxError: invalid syntax: ")
+        assert "= =" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_failure_names_the_students_line_it_came_through(tmp_path):
+    """Issue 26: a forgotten context showed only pytest's last E lines ("expected Tensor ...",
+    "mat1 and mat2 shapes cannot be multiplied") with no line; the failure text now lists the
+    repository frames with their line of code, the student's call first."""
+    from course.grade import (
+        build_tree,
+        reference_base,
+        reference_code,
+        run_tests,
+        score_part,
+    )
+
+    code = reference_code(ROOT, "maf.step")
+    blocks = code[Path("maf/maf.py")]
+    blocks[0] = [line.replace("(x, context)", "(x)") for line in blocks[0]]
+    base = reference_base(ROOT, tmp_path / "reference")
+    build_tree(base, tmp_path / "tree", "maf.step", code)
+    glob = "tests/test_maf.py::test_harness[maf-layer-1]"
+    run = run_tests(tmp_path / "tree", [glob])
+    group = score_part("maf.step", {"points": 1, "groups": {glob: 1}}, run)["groups"][0]
+    assert group["passed"] == 0 and group["run"] == 1
+    assert "maf/maf.py, in forward: mu, alpha = self.conditioner(x)" in group["output"], group
+    assert "raised" in group["output"]
