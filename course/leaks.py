@@ -82,8 +82,9 @@ def _normal(node):
 
 BROADCAST_CALLS = {"unsqueeze", "expand", "expand_as"}  # shape-only: x.expand(n) is x
 REDUCTIONS = {"sum", "mean", "prod"}
-# torch.f(x, ...) is x.f(...) for these
-METHODS = {"exp", "log", "log1p", "expm1", "tanh", "sigmoid", "sqrt", "abs", "square", "norm"}
+# torch.f(x, ...) (or math.f, np.f) is x.f(...) for these
+METHODS = {"exp", "log", "log1p", "expm1", "tanh", "cosh", "sigmoid", "sqrt", "abs", "square"}
+METHODS |= {"norm", "sin", "cos"}
 COMMUTATIVE = (ast.Add, ast.Mult)
 # what a match that inlines a region's local names must also share (a call, an attribute, a
 # constant other than 0 or 1 is fine too): arithmetic alone, a * (b - c) + d * e, is too common
@@ -110,8 +111,8 @@ def _is_broadcast_index(index):
 class _Canonical(ast.NodeTransformer):
     """One spelling for what only broadcasting or notation tells apart: ``x[:, None]``,
     ``x.unsqueeze(1)``, ``x.expand(...)`` are ``x``; ``a @ b`` is ``(a * b).sum(-1)``;
-    ``torch.sum(x, d)`` is ``x.sum(d)``, ``torch.exp(x)`` is ``x.exp()``; ``dim=d`` is positional
-    and ``keepdim`` dropped."""
+    ``torch.sum(x, d)`` is ``x.sum(d)``, ``torch.exp(x)`` (``math.``, ``np.``) is ``x.exp()``;
+    ``dim=d`` is positional and ``keepdim`` dropped."""
 
     def visit_Subscript(self, node):
         self.generic_visit(node)
@@ -131,7 +132,7 @@ class _Canonical(ast.NodeTransformer):
             return node
         if func.attr in BROADCAST_CALLS:
             return func.value
-        if func.attr in METHODS and _is_torch(func.value) and node.args and not node.keywords:
+        if func.attr in METHODS and _is_module(func.value) and node.args and not node.keywords:
             return _reduce(node.args[0], func.attr, node.args[1:])
         if func.attr in REDUCTIONS:
             args, keywords = list(node.args), []
@@ -144,6 +145,10 @@ class _Canonical(ast.NodeTransformer):
                 return _reduce(args[0], func.attr, args[1:], keywords)
             return _reduce(func.value, func.attr, args, keywords)
         return node
+
+
+def _is_module(node):
+    return isinstance(node, ast.Name) and node.id in ("torch", "math", "np")
 
 
 def _is_torch(node):

@@ -460,3 +460,29 @@ def test_a_failure_names_the_students_line_it_came_through(tmp_path):
     assert group["passed"] == 0 and group["run"] == 1
     assert "maf/maf.py, in forward: mu, alpha = self.conditioner(x)" in group["output"], group
     assert "raised" in group["output"]
+
+
+def test_every_graded_contract_names_the_function_or_class_its_regions_are_in():
+    """Issue 26: the nsf contracts described a region of rq_spline after the stubs had moved into
+    rational_quadratic(...) and rational_quadratic_root(...). A contract names where the student
+    writes: a function (or class) around each of its part's regions."""
+    from course.grade import load_weights
+
+    weights = load_weights(ROOT / "course" / "grading.toml")
+    for region in all_regions():
+        entry = weights.get(region.part)
+        if not entry or not entry["points"]:
+            continue
+        tree = ast.parse((ROOT / region.path).read_text())
+        around = [
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and node.lineno < region.begin <= node.end_lineno
+        ]
+        named = [
+            n for n in around if re.search(rf"\b{re.escape(n.lstrip('_'))}\b", entry["contract"])
+        ]
+        assert named, (region.part, region.path, region.begin, around)
+    assert "`rational_quadratic(" in weights["nsf.spline"]["contract"]
+    assert "`rational_quadratic_root(" in weights["nsf.spline_inverse"]["contract"]
