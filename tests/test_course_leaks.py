@@ -118,6 +118,10 @@ NEAR_SOLUTIONS = [
         "planar_flows.planar",
     ),
 ]
+NEAR_SOLUTIONS += [
+    ("expected = 1 + wu / math.cosh(4.0) ** 2", "planar_flows.notebook_fold"),  # math. as torch.
+    ("expected = 1 + wu * (1 - math.tanh(4.0) ** 2)", "planar_flows.planar"),  # t inlined
+]
 NOT_LEAKS = [  # shapes the widened match must still let through (found while widening it)
     "return 0.5 * math.log(2 * math.pi * math.e) + 0.5 * (2 * math.log(2) - 1), 0.0",
     "sizes = MIN_WIDTH + (1 - MIN_WIDTH * K) * e / e.sum(-1, keepdim=True)",
