@@ -390,7 +390,7 @@ def student_code(submission, reference, part):
 
     bodies = {}
     for path in part_files(reference, part):
-        target = _find_file(Path(submission), path)
+        target = _find_file(Path(submission), path, reference)
         try:
             text = target.read_text(errors="replace")
             blocks = student_blocks(text, str(path))
@@ -441,14 +441,14 @@ def _added_imports(text, reference_file, path):
     return added
 
 
-def _find_file(submission, path):
+def _find_file(submission, path, reference=ROOT):
     """``submission/path``, or a file of the same name at the submission's top level (a flat
     upload of the changed files) when no other marked file shares that name."""
     target = submission / path
     if target.is_file():
         return target
     flat = submission / path.name
-    if flat.is_file() and _marked_names().count(path.name) == 1:
+    if flat.is_file() and _marked_names(reference).count(path.name) == 1:
         return flat
     raise ValueError(
         f"{path} is not in the submission (upload the folders as in your copy, e.g. "
