@@ -300,7 +300,9 @@ def gradescope(rows, seconds, hidden_visibility="after_published"):
         for group in row["groups"]:
             name = group["pattern"].split("::")[-1].rstrip("*[")
             label = "hidden test " if group["hidden"] else ""
-            output = group["output"] or ("passed" if group["passed"] == group["run"] else "")
+            output = group["output"] or (
+                "passed" if group["run"] and group["passed"] == group["run"] else ""
+            )
             if row["note"] and group["earned"] < group["max"]:
                 output = f"{row['part']}: {row['note']}\n{output}"
             tests.append(

@@ -486,3 +486,21 @@ def test_every_graded_contract_names_the_function_or_class_its_regions_are_in():
         assert named, (region.part, region.path, region.begin, around)
     assert "`rational_quadratic(" in weights["nsf.spline"]["contract"]
     assert "`rational_quadratic_root(" in weights["nsf.spline_inverse"]["contract"]
+
+
+def test_a_part_that_did_not_compile_says_so_and_no_group_reads_passed():
+    """Issue 26: with a syntax error every group's Gradescope output ended in "passed" (no test
+    ran, so none failed); now it is the error with the student's line, and nothing says passed."""
+    from course.grade import gradescope, score_part
+
+    entry = {
+        "points": 2,
+        "groups": {"tests/test_maf.py::test_a": 1, "tests/test_maf.py::test_b": 1},
+    }
+    note = "not graded: maf/maf.py:34: SyntaxError: invalid syntax: u = = x"
+    row = score_part("maf.step", entry, None, note=note)
+    tests = gradescope([row], 0.0)["tests"]
+    assert len(tests) == 2 and all(t["score"] == 0 for t in tests)
+    for test in tests:
+        assert "maf/maf.py:34: SyntaxError" in test["output"], test
+        assert "passed" not in test["output"], test
