@@ -170,7 +170,7 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
             if result is None:
                 failures.append(f"{n}: did not finish (the part ran out of time)")
             elif result["outcome"] == "failed":
-                failures.append(failure_text(n, result, run))
+                failures.append(failure_text(n, result, run, part))
                 if "blocked_by" in result:
                     blockers.add(result["blocked_by"])
         group = {
@@ -231,7 +231,23 @@ def _sections(log):
     return found
 
 
-def failure_frames(nodeid, log):
+@functools.lru_cache(maxsize=64)
+def _other_solutions(part, reference=ROOT):
+    """The stripped lines of every solution region that is not ``part``'s: a failure's frames
+    never show them (a student could otherwise read another part's reference by raising in it)."""
+    from course.markers import GROUPS, body, parse
+
+    found = set()
+    for group in GROUPS:
+        for path in sorted((Path(reference) / group).glob("*.py")):
+            lines = path.read_text().splitlines()
+            for region in parse("\n".join(lines), str(path.relative_to(reference))):
+                if region.part != part:
+                    found.update(line.strip() for line in body(region, lines) if line.strip())
+    return frozenset(found)
+
+
+def failure_frames(nodeid, log, part=None):
     """["file, in function: code"] of the repository code (not tests/, not course/, not installed
     packages) on the path of the exception that failed ``nodeid``, outermost first, from the
     failure's traceback in pytest's ``log``."""
@@ -252,17 +268,21 @@ def failure_frames(nodeid, log):
             marked = [x for x in lines[:index] if x.startswith(">")]
             code = marked[-1][1:].strip() if marked else ""
             what = f"raised {what}" if what else "raised"
+        if part is not None and code in _other_solutions(part):
+            code = "(another part's reference code)"
         frames.append(f"{frame['path']}, {what}: {code[:CODE_SHOWN]}".rstrip(": "))
     return frames[-FRAMES_SHOWN:]
 
 
-def failure_text(nodeid, result, run):
+def failure_text(nodeid, result, run, part=None):
     """What a failed test says to the student: the error (pytest's last ``E`` lines) and where it
     came from in the code being graded (file, function and the line of code, e.g. the student's
     line that passed a wrong shape to a reference layer)."""
     text = f"{nodeid}: {result.get('message', 'failed')}"
     frames = (
-        failure_frames(nodeid, (run or {}).get("log", "")) if "blocked_by" not in result else []
+        failure_frames(nodeid, (run or {}).get("log", ""), part)
+        if "blocked_by" not in result
+        else []
     )
     if frames:
         text += "\n  from the code being graded (outermost first):\n    " + "\n    ".join(frames)

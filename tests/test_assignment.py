@@ -504,3 +504,28 @@ def test_a_part_that_did_not_compile_says_so_and_no_group_reads_passed():
     for test in tests:
         assert "maf/maf.py:34: SyntaxError" in test["output"], test
         assert "passed" not in test["output"], test
+
+
+def test_a_failures_frames_never_show_another_parts_reference_line():
+    """The frames of a failure show lines of code; one inside another part's solution region (the
+    student raised in it on purpose, say) is replaced, so the feedback cannot read it out."""
+    from course.grade import failure_frames
+
+    log = "\n".join(
+        [
+            "_____ test_x _____",
+            "tests/test_maf.py:3: in test_x",
+            "    layer(x)",
+            "maf/maf.py:32: in forward",
+            "    mu, alpha = self.conditioner(x)",
+            "planar_flows/planar.py:27: in constrain",
+            "    wu = (w * u).sum(-1, keepdim=True)",
+            "E   RuntimeError: boom",
+            "===== short test summary info =====",
+        ]
+    )
+    frames = failure_frames("tests/test_maf.py::test_x", log, "maf.step")
+    assert frames[0] == "maf/maf.py, in forward: mu, alpha = self.conditioner(x)"
+    assert frames[1] == "planar_flows/planar.py, in constrain: (another part's reference code)"
+    shown = failure_frames("tests/test_maf.py::test_x", log, "planar_flows.constraint")
+    assert shown[1].endswith("wu = (w * u).sum(-1, keepdim=True)")  # its own part: the student's
