@@ -35,10 +35,12 @@ statement of a stripped region (``course/leaks.py``); a hit refuses with file:li
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from course.leaks import find_leaks, fingerprints
@@ -56,6 +58,11 @@ from tools.cli import script_parser
 from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = Path("course") / "grading.toml"
+HIDDEN_DIR = "course/hidden_tests/"
+INSTRUCTORS = re.compile(r"## For instructors\b")
+TESTS_HEADER = re.compile(r'\["([^"]+)"\.tests\]')
+HIDDEN_LINE = re.compile(rf'"({re.escape(HIDDEN_DIR)}[^"]*)"(\s*=.*\n?)', re.DOTALL)
 MANIFEST = "assignment.toml"
 HANDOUT = "HANDOUT.md"
 NOT_COPIED = {
@@ -90,6 +97,8 @@ NOT_FOR_STUDENTS = (
     "tests/test_assignment.py",
     "tests/test_course_",
     "tests/test_benchmarks.py",
+    # tests of benchmarks/ alone (issue 26): the copy's suite must collect without benchmarks/
+    "tests/test_fit.py",
 )
 __all__ = [
     "GROUPS",
@@ -223,12 +232,56 @@ def write_copy(out, files, selected, chosen, ipynb=False, root=ROOT):
         f"parts = {json.dumps(set_parts)}\n"
     )
     (out / HANDOUT).write_text(handout(chosen, root, out))
+    if (out / "README.md").is_file():
+        (out / "README.md").write_text(student_readme((out / "README.md").read_text()))
+    if (out / WEIGHTS).is_file():
+        (out / WEIGHTS).write_text(student_weights((out / WEIGHTS).read_text()))
     (out / "conftest.py").write_text(STUDENT_CONFTEST)
     if ipynb:
         import jupytext
 
         for notebook in sorted(out.glob("*/tutorial.py")):
             jupytext.write(jupytext.read(notebook), notebook.with_suffix(".ipynb"))
+
+
+def student_readme(text):
+    """README.md without its instructors' section (its ``## For instructors`` heading up to the
+    next ``## `` heading): the table of wrong implementations and the grading internals."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            skipping = INSTRUCTORS.match(line) is not None
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+def student_weights(text):
+    """The copy's ``course/grading.toml``: each hidden group keeps its part and weight (the
+    self-grade lists it as "hidden" with its share of the points) but not its test's name. Raises
+    ValueError when the result would not weigh the same or would still name a hidden test."""
+    out, part, count = [], None, {}
+    for line in text.splitlines(keepends=True):
+        header = TESTS_HEADER.match(line)
+        if header:
+            part = header.group(1)
+        hidden = HIDDEN_LINE.match(line)
+        if hidden and part:
+            count[part] = count.get(part, 0) + 1
+            line = f'"{HIDDEN_DIR}{part} (hidden group {count[part]})"{hidden.group(2)}'
+        out.append(line)
+    result = "".join(out)
+    before, after = tomllib.loads(text), tomllib.loads(result)
+    same = all(
+        sorted(before[p].get("tests", {}).values()) == sorted(after[p].get("tests", {}).values())
+        and before[p].get("points") == after[p].get("points")
+        for p in before
+    )
+    hidden = [g for e in before.values() for g in e.get("tests", {}) if g.startswith(HIDDEN_DIR)]
+    names = {g.split("::")[-1].split("[")[0].rstrip("*") for g in hidden}
+    if not same or before.keys() != after.keys() or any(n and n in result for n in names):
+        raise ValueError(f"{WEIGHTS}: the hidden tests' names could not be removed from the copy")
+    return result
 
 
 def fill(copy, part, code):

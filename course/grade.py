@@ -27,7 +27,9 @@ the results file) and ``course.pytest_plugin`` (the stub reporting: a test that 
 """
 
 import argparse
+import ast
 import concurrent.futures
+import functools
 import json
 import math
 import os
@@ -168,7 +170,7 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
             if result is None:
                 failures.append(f"{n}: did not finish (the part ran out of time)")
             elif result["outcome"] == "failed":
-                failures.append(f"{n}: {result.get('message', 'failed')}")
+                failures.append(failure_text(n, result, run, part))
                 if "blocked_by" in result:
                     blockers.add(result["blocked_by"])
         group = {
@@ -208,6 +210,85 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
     }
 
 
+SECTION = re.compile(r"^_{3,} (\S.*?) _{3,}$")
+FRAME = re.compile(r"^(?P<path>[\w./-]+\.py):(?P<line>\d+): (?P<what>.*)$")
+FRAMES_SHOWN = 6  # the deepest frames of the repository's code in a failure's text
+CODE_SHOWN = 160  # characters of a frame's line of code
+
+
+@functools.lru_cache(maxsize=4)
+def _sections(log):
+    """{pytest's section title: [section texts]} of the failures in a pytest log."""
+    found, title, lines = {}, None, []
+    for line in log.splitlines() + ["=" * 10]:
+        header = SECTION.match(line)
+        if header or line.startswith("=" * 10):
+            if title is not None:
+                found.setdefault(title, []).append(lines)
+            title, lines = (header.group(1) if header else None), []
+        elif title is not None:
+            lines.append(line)
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _other_solutions(part, reference=ROOT):
+    """The stripped lines of every solution region that is not ``part``'s: a failure's frames
+    never show them (a student could otherwise read another part's reference by raising in it)."""
+    from course.markers import GROUPS, body, parse
+
+    found = set()
+    for group in GROUPS:
+        for path in sorted((Path(reference) / group).glob("*.py")):
+            lines = path.read_text().splitlines()
+            for region in parse("\n".join(lines), str(path.relative_to(reference))):
+                if region.part != part:
+                    found.update(line.strip() for line in body(region, lines) if line.strip())
+    return frozenset(found)
+
+
+def failure_frames(nodeid, log, part=None):
+    """["file, in function: code"] of the repository code (not tests/, not course/, not installed
+    packages) on the path of the exception that failed ``nodeid``, outermost first, from the
+    failure's traceback in pytest's ``log``."""
+    test_file, _, name = nodeid.partition("::")
+    sections = _sections(log).get(name.replace("::", "."), [])
+    lines = next((s for s in sections if any(x.startswith(f"{test_file}:") for x in s)), None)
+    if lines is None:
+        lines = sections[0] if len(sections) == 1 else []
+    frames = []
+    for index, line in enumerate(lines):
+        frame = FRAME.match(line)
+        if not frame or frame["path"].startswith(("tests/", "course/", "/")):
+            continue
+        what, code = frame["what"], ""
+        if what.startswith("in ") and index + 1 < len(lines):  # a short entry: the code follows
+            code = lines[index + 1].strip()
+        else:  # a long entry: the code is its line marked with '>'
+            marked = [x for x in lines[:index] if x.startswith(">")]
+            code = marked[-1][1:].strip() if marked else ""
+            what = f"raised {what}" if what else "raised"
+        if part is not None and code in _other_solutions(part):
+            code = "(another part's reference code)"
+        frames.append(f"{frame['path']}, {what}: {code[:CODE_SHOWN]}".rstrip(": "))
+    return frames[-FRAMES_SHOWN:]
+
+
+def failure_text(nodeid, result, run, part=None):
+    """What a failed test says to the student: the error (pytest's last ``E`` lines) and where it
+    came from in the code being graded (file, function and the line of code, e.g. the student's
+    line that passed a wrong shape to a reference layer)."""
+    text = f"{nodeid}: {result.get('message', 'failed')}"
+    frames = (
+        failure_frames(nodeid, (run or {}).get("log", ""), part)
+        if "blocked_by" not in result
+        else []
+    )
+    if frames:
+        text += "\n  from the code being graded (outermost first):\n    " + "\n    ".join(frames)
+    return text
+
+
 def _number(value):
     return f"{value:g}"
 
@@ -239,7 +320,9 @@ def gradescope(rows, seconds, hidden_visibility="after_published"):
         for group in row["groups"]:
             name = group["pattern"].split("::")[-1].rstrip("*[")
             label = "hidden test " if group["hidden"] else ""
-            output = group["output"] or ("passed" if group["passed"] == group["run"] else "")
+            output = group["output"] or (
+                "passed" if group["run"] and group["passed"] == group["run"] else ""
+            )
             if row["note"] and group["earned"] < group["max"]:
                 output = f"{row['part']}: {row['note']}\n{output}"
             tests.append(
@@ -298,8 +381,14 @@ def _submission_root(submission, files):
     submission = Path(submission)
     candidates = [submission] + sorted(p for p in submission.glob("*") if p.is_dir())
     candidates += sorted(p for p in submission.glob("*/*") if p.is_dir())
-    best = max(candidates, key=lambda d: sum((d / f).is_file() for f in files))
-    return best
+    # the folders as in the copy first, else the changed files alone at one level (a flat upload)
+    return max(
+        candidates,
+        key=lambda d: (
+            sum((d / f).is_file() for f in files),
+            sum((d / Path(f).name).is_file() for f in files),
+        ),
+    )
 
 
 def part_files(reference, part):
@@ -317,20 +406,120 @@ def part_files(reference, part):
 
 def student_code(submission, reference, part):
     """{file: [lines of each region]} of ``part`` from a submission; raises ValueError naming the
-    file when a file is missing or its markers are broken."""
-    from course.markers import MarkerError, student_blocks
+    file when a file is missing or its markers are broken, and ``file:line: SyntaxError`` (the
+    student's line) when the part's blocks do not compile in the reference."""
+    from course.markers import MarkerError, student_blocks, student_markers
 
     bodies = {}
     for path in part_files(reference, part):
-        target = Path(submission) / path
-        if not target.is_file():
-            raise ValueError(f"{path} is not in the submission")
+        target = _find_file(Path(submission), path, reference)
         try:
-            blocks = student_blocks(target.read_text(errors="replace"), str(path))
+            text = target.read_text(errors="replace")
+            blocks = student_blocks(text, str(path))
         except MarkerError as error:
             raise ValueError(str(error)) from None
-        bodies[path] = [lines for name, lines in blocks if name == part]
+        imports = _added_imports(text, Path(reference) / path, path)
+        markers = [line for name, line in student_markers(text) if name == part]
+        rows = text.splitlines()
+        indents = [rows[m - 1][: len(rows[m - 1]) - len(rows[m - 1].lstrip())] for m in markers]
+        mine = [lines for name, lines in blocks if name == part]
+        bodies[path] = [
+            [f"{indent}{source}" for source in imports] + lines
+            for indent, lines in zip(indents, mine, strict=False)
+        ] + mine[len(indents) :]
+        firsts = [m + 1 - len(imports) for m in markers]
+        _check_syntax(Path(reference) / path, path, part, bodies[path], firsts)
     return bodies
+
+
+def _top_imports(text):
+    """{source: line} of the module-level imports of ``text`` ({} if it does not parse)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return {}
+    found = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.setdefault(ast.unparse(node), node.lineno)
+    return found
+
+
+def _added_imports(text, reference_file, path):
+    """The import statements a student wrote at the top level of ``path`` that the reference file
+    does not have. The grade keeps them (as the student's own run does) by putting them at the top
+    of each of the file's blocks; ``from __future__`` is left out, ``import *`` refused."""
+    known = _top_imports(reference_file.read_text()) if reference_file.is_file() else {}
+    added = []
+    for source, line in _top_imports(text).items():
+        if source in known or source.startswith("from __future__"):
+            continue
+        if source.endswith("import *"):
+            raise ValueError(
+                f"{path}:{line}: '{source}' outside the markers: name what you import "
+                "(from m import a, b) or write the import inside your block"
+            )
+        added.append(source)
+    return added
+
+
+def _find_file(submission, path, reference=ROOT):
+    """``submission/path``, or a file of the same name at the submission's top level (a flat
+    upload of the changed files) when no other marked file shares that name."""
+    target = submission / path
+    if target.is_file():
+        return target
+    flat = submission / path.name
+    if flat.is_file() and _marked_names(reference).count(path.name) == 1:
+        return flat
+    raise ValueError(
+        f"{path} is not in the submission (upload the folders as in your copy, e.g. "
+        f"{path}, or the changed .py files alone at the top level)"
+    )
+
+
+def _marked_names(reference=ROOT):
+    from course.markers import GROUPS
+
+    return [p.name for group in GROUPS for p in sorted((Path(reference) / group).glob("*.py"))]
+
+
+def _check_syntax(reference_file, path, part, bodies, firsts):
+    """Raise ValueError("path:line: SyntaxError: ...", the student's line) when ``bodies`` spliced
+    into the reference file do not compile; ``firsts`` are the student's first lines per block."""
+    from course.markers import MarkerError, body, parse, splice
+
+    if not reference_file.is_file():
+        return
+    source = reference_file.read_text()
+    try:
+        spliced = splice(source, str(path), part, bodies)
+    except MarkerError as error:
+        raise ValueError(str(error)) from None
+    try:
+        compile(spliced, str(path), "exec", dont_inherit=True)
+    except SyntaxError as error:
+        line = error.lineno or 0
+        # where each block starts in the spliced file: regions before it change its position
+        shift, starts, given = 0, [], iter(bodies)
+        for region in parse(source, str(path)):
+            size = region.end - region.begin + 1
+            if region.part == part:
+                block = next(given)
+                starts.append((region.begin + shift, len(block)))
+                shift += len(block) - size
+            else:
+                shift += len(body(region, source.splitlines())) - size
+        for (start, length), first in zip(starts, firsts, strict=False):
+            if start <= line < start + max(length, 1):
+                line = first + line - start
+                break
+        else:
+            line = firsts[0] if firsts else line
+        rows = spliced.splitlines()  # not error.text: compile() may read it from a file on disk
+        text = rows[error.lineno - 1].strip() if 0 < (error.lineno or 0) <= len(rows) else ""
+        shown = f": {text}" if text else ""
+        raise ValueError(f"{path}:{line}: {type(error).__name__}: {error.msg}{shown}") from None
 
 
 def reference_code(reference, part):

@@ -39,6 +39,7 @@ def handout(chosen, root, copy=None):
     weights = load_weights(Path(root) / WEIGHTS)
     parts = list(dict.fromkeys(r.part for r in chosen))
     graded = [p for p in parts if weights[p]["points"] > 0]
+    files = list(dict.fromkeys(r.path for r in chosen if weights[r.part]["points"] > 0))
     total = sum(weights[p]["points"] for p in graded)
     lines = [
         "# Homework: normalizing flows, one paper at a time",
@@ -70,13 +71,30 @@ def handout(chosen, root, copy=None):
         "noise to data, each returns `(output, log|det d output / d input|)` with the log-det of "
         "shape (batch,).",
         "2. Write each part between its two markers. Keep the markers: only the lines between them "
-        "are graded, so a helper function written elsewhere is not seen by the grader; put it "
-        "inside the block.",
+        "are graded, so a helper function or a constant written elsewhere is not seen by the "
+        "grader (your self-grade runs your files as they are and would still see it): put it "
+        "inside the block. **Imports** may go inside the block or at the top of "
+        "the file: the grader keeps the `import` lines you add at the top of a file (not "
+        "`import *`) and puts them at the start of each of your blocks in that file, so for "
+        "imports your self-grade and your grade see the same code.",
         "3. Run the tests: `python -m pytest -q` (all), `python -m pytest -q tests/test_maf.py` "
         "(one paper). A test that reaches an unwritten part fails once, naming it, and the other "
         "tests that need it are skipped; the run ends with `not implemented: <part>`.",
         "4. Self-grade: `python -m course.grade` prints your points per part from the tests you "
         "have, with the weights in `course/grading.toml`.",
+        "",
+        "## What to upload",
+        "",
+        "The files you changed, either **in their folders as in this copy** (upload the whole "
+        "copy, or e.g. " + ", ".join(f"`{p}`" for p in files[:3]) + "; a zip with one top "
+        "folder around them works too) or **flat**: the changed `.py` files alone at the top "
+        "level (" + ", ".join(f"`{Path(p).name}`" for p in files[:3]) + "), each file name "
+        "standing for the one file of this copy with that name. The files holding your parts:",
+        "",
+        *[f"- `{p}`" for p in files],
+        "",
+        "A part whose file is missing scores 0 and says which file; a file with a syntax error "
+        "scores 0 for its parts and shows the error with its line.",
         "",
         "## How you are graded",
         "",

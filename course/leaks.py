@@ -17,6 +17,7 @@ import builtins
 import json
 import re
 import textwrap
+from copy import deepcopy
 from pathlib import Path
 
 from course.markers import body, parse
@@ -33,6 +34,16 @@ ALLOWED = {
     "(no conditioner, no D-pass inverse); its formula is the maf.step hint's",
     ("tests/test_common.py", "maf.step"): "ElementwiseAffine, the tests' elementwise affine layer; "
     "its formula is the maf.step hint's",
+    # issue 26: with torch.exp(x) read as x.exp(), these two also share (a - b) * exp(-c) with the
+    # batch norm's inverse; they are elementwise affine layers with learned constants, no statistics
+    ("iaf/iaf.py", "common.batch_norm"): "DiagonalAffine, an elementwise affine map with learned "
+    "constants: it shares (z - shift) * exp(-log_scale) with any elementwise affine inverse, "
+    "not the batch statistics, the per-channel broadcast or the log-det over positions",
+    ("tests/test_common.py", "common.batch_norm"): "ElementwiseAffine, the tests' elementwise "
+    "affine layer: it shares (x - shift) * exp(-log_scale) with any elementwise affine inverse",
+    ("intro/tutorial.py", "maf.step"): "Affine, the opening notebook's first layer: an elementwise "
+    "affine map with learned constants (no conditioner, no D-pass inverse); its formula is the "
+    "maf.step hint's (issue 26: found once broadcasting, .expand, is normalised)",
     # the gated step's inverse divides by sigma in log space, (y - ...) * exp(-log_sigma), the shape
     # of any elementwise affine inverse; these two are elementwise layers, not the gated step
     ("iaf/iaf.py", "iaf.step"): "DiagonalAffine.inverse, an elementwise affine map with learned "
@@ -69,14 +80,135 @@ def _normal(node):
     return ast.dump(node, annotate_fields=False, include_attributes=False)
 
 
-def _match(pattern, candidate):
-    """Operations of ``pattern`` that ``candidate`` repeats, where a local name of ``candidate``
-    stands for any sub-expression; None when they differ."""
+BROADCAST_CALLS = {"unsqueeze", "expand", "expand_as"}  # shape-only: x.expand(n) is x
+REDUCTIONS = {"sum", "mean", "prod"}
+# torch.f(x, ...) (or math.f, np.f) is x.f(...) for these
+METHODS = {"exp", "log", "log1p", "expm1", "tanh", "cosh", "sigmoid", "sqrt", "abs", "square"}
+METHODS |= {"norm", "sin", "cos"}
+COMMUTATIVE = (ast.Add, ast.Mult)
+# what a match that inlines a region's local names must also share (a call, an attribute, a
+# constant other than 0 or 1 is fine too): arithmetic alone, a * (b - c) + d * e, is too common
+ANCHORS = (ast.Call, ast.Attribute, ast.Constant)
+
+
+def _literal(node):
+    return isinstance(node, ast.Constant) and node.value in (0, 1, None)
+
+
+def _is_broadcast_index(index):
+    """``None``, ``...`` and ``:`` only, at least one ``None``: ``x[:, None]``, ``x[None]``."""
+    items = index.elts if isinstance(index, ast.Tuple) else [index]
+
+    def plain(item):
+        if isinstance(item, ast.Slice):
+            return item.lower is item.upper is item.step is None
+        return isinstance(item, ast.Constant) and item.value in (None, Ellipsis)
+
+    some_none = any(isinstance(i, ast.Constant) and i.value is None for i in items)
+    return some_none and all(plain(i) for i in items)
+
+
+class _Canonical(ast.NodeTransformer):
+    """One spelling for what only broadcasting or notation tells apart: ``x[:, None]``,
+    ``x.unsqueeze(1)``, ``x.expand(...)`` are ``x``; ``a @ b`` is ``(a * b).sum(-1)``;
+    ``torch.sum(x, d)`` is ``x.sum(d)``, ``torch.exp(x)`` (``math.``, ``np.``) is ``x.exp()``;
+    ``dim=d`` is positional and ``keepdim`` dropped."""
+
+    def visit_Subscript(self, node):
+        self.generic_visit(node)
+        return node.value if _is_broadcast_index(node.slice) else node
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.MatMult):
+            product = ast.BinOp(node.left, ast.Mult(), node.right)
+            return _reduce(product, "sum", [ast.UnaryOp(ast.USub(), ast.Constant(1))])
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        func = node.func
+        if not isinstance(func, ast.Attribute):
+            return node
+        if func.attr in BROADCAST_CALLS:
+            return func.value
+        if func.attr in METHODS and _is_module(func.value) and node.args and not node.keywords:
+            return _reduce(node.args[0], func.attr, node.args[1:])
+        if func.attr in REDUCTIONS:
+            args, keywords = list(node.args), []
+            for keyword in node.keywords:
+                if keyword.arg == "dim":
+                    args.insert(1 if _is_torch(func.value) else 0, keyword.value)
+                elif keyword.arg != "keepdim":
+                    keywords.append(keyword)
+            if _is_torch(func.value) and args:
+                return _reduce(args[0], func.attr, args[1:], keywords)
+            return _reduce(func.value, func.attr, args, keywords)
+        return node
+
+
+def _is_module(node):
+    return isinstance(node, ast.Name) and node.id in ("torch", "math", "np")
+
+
+def _is_torch(node):
+    return isinstance(node, ast.Name) and node.id == "torch"
+
+
+def _reduce(value, name, args, keywords=()):
+    return ast.Call(ast.Attribute(value, name, ast.Load()), list(args), list(keywords))
+
+
+def canonical(tree):
+    """``tree`` (modified in place) with broadcasting and notation normalised (``_Canonical``)."""
+    tree = _Canonical().visit(tree)
+    return ast.fix_missing_locations(tree)
+
+
+def _dump(node):
+    return ast.dump(node, annotate_fields=False, include_attributes=False)
+
+
+def _match(pattern, candidate, bound=None):
+    """Operations of ``pattern`` that ``candidate`` repeats; None when they differ. A local name of
+    ``candidate`` stands for any sub-expression of ``pattern``, and a local name of ``pattern``
+    for any sub-expression of ``candidate`` (the same one wherever that name appears: a solution
+    written with its intermediates inlined); ``+`` and ``*`` match in either order."""
+    bound = {} if bound is None else bound
     if _local(candidate) and isinstance(pattern, ast.expr):
+        stands = _dump(pattern)
+        if bound.setdefault(("candidate", candidate.id), stands) != stands:
+            return None
+        if _local(pattern) and bound.setdefault(("pattern", pattern.id), _dump(candidate)) != (
+            _dump(candidate)
+        ):
+            return None
+        return 0
+    if _local(pattern) and isinstance(candidate, ast.expr):
+        seen = _dump(candidate)
+        if bound.setdefault(("pattern", pattern.id), seen) != seen:
+            return None
+        bound["inlined"] = True
         return 0
     if type(pattern) is not type(candidate):
         return None
+    if isinstance(pattern, ast.BinOp) and isinstance(pattern.op, COMMUTATIVE):
+        if type(pattern.op) is not type(candidate.op):
+            return None
+        best = None
+        for left, right in ((candidate.left, candidate.right), (candidate.right, candidate.left)):
+            trial = dict(bound)
+            a = _match(pattern.left, left, trial)
+            b = None if a is None else _match(pattern.right, right, trial)
+            if b is not None and (best is None or a + b + 1 > best[0]):
+                best = (a + b + 1, trial)
+        if best is None:
+            return None
+        bound.update(best[1])
+        return best[0]
     count = int(_is_op(pattern))
+    if isinstance(pattern, ANCHORS) and not _literal(pattern):
+        bound["anchors"] = bound.get("anchors", 0) + 1
     for name in pattern._fields:
         if name == "ctx":
             continue
@@ -91,7 +223,7 @@ def _match(pattern, candidate):
             if isinstance(x, ast.AST) or isinstance(y, ast.AST):
                 if not isinstance(x, ast.AST) or not isinstance(y, ast.AST):
                     return None
-                sub = _match(x, y)
+                sub = _match(x, y, bound)
                 if sub is None:
                     return None
                 count += sub
@@ -109,7 +241,7 @@ class Fingerprints:
     def add(self, region, lines):
         code = textwrap.dedent("\n".join(body(region, lines)))
         try:
-            tree = ast.parse(code)
+            tree = canonical(ast.parse(code))
         except SyntaxError:
             return
         where = f"{region.part} ({region.path}:{region.begin})"
@@ -123,6 +255,7 @@ class Fingerprints:
     def find(self, tree):
         """(line offset, what leaked) for each match in ``tree``."""
         found = []
+        tree = canonical(deepcopy(tree))  # line numbers kept
         for node in ast.walk(tree):
             if isinstance(node, ast.stmt) and not hasattr(node, "body"):
                 where = self.statements.get(_normal(_copy(node)))
@@ -131,7 +264,10 @@ class Fingerprints:
                     continue
             if isinstance(node, ast.expr) and _ops(node) >= MIN_OPS:
                 for pattern, where in self.expressions.get(type(node), ()):
-                    count = _match(pattern, node)
+                    bound = {}
+                    count = _match(pattern, node, bound)
+                    if bound.get("inlined") and not bound.get("anchors"):
+                        continue
                     if count is not None and count >= MIN_OPS:
                         found.append((node.lineno, where))
                         break

@@ -147,9 +147,8 @@ def invert_planar(layer, x, context):
     u, w, b = layer.flow_parameters(context)
     wx, c = (x * w).sum(-1), (w * u).sum(-1)
 
-    def g(a):  # the increasing 1-D map a -> w^T f(z) and its slope
-        t = torch.tanh(a + b)
-        return a + c * t, 1 + c * (1 - t**2)
+    def g(a):  # the increasing 1-D map a -> w^T f(z) and its slope (forward-mode autograd)
+        return torch.func.jvp(lambda a: a + c * torch.tanh(a + b), (a,), (torch.ones_like(a),))
 
     # |tanh| < 1 brackets a in [wx - |c|, wx + |c|]; the start is exact where tanh saturates
     with torch.no_grad():
@@ -165,7 +164,7 @@ def invert_planar(layer, x, context):
     correction = value - wx
     a = a - (correction - correction.detach()) / slope
     z = x - torch.tanh(a + b)[:, None] * u
-    _, slope = g(a)  # det df/dz is the slope of the 1-D map at a (matrix determinant lemma)
+    _, slope = g(a)  # the log-det comes from the 1-D map's slope at a (not from layer.inverse)
     return z, -torch.log(slope.abs())
 
 
@@ -178,5 +177,6 @@ def invert_radial(layer, x):
     q = torch.sqrt(p**2 + 4 * alpha * rho)
     # the positive root, stably; |p| + q (= p + q where it is used) is never 0: 0 * inf is NaN
     r = torch.where(p > 0, 2 * alpha * rho / (p.abs() + q), (q - p) / 2)
-    z = layer.z0 + (x - layer.z0) / (1 + beta / (alpha + r))[:, None]  # x - z0 = (1 + beta h)(..)
+    # z - z0 points along x - z0 with the length r (r = rho = 0 at z0 itself)
+    z = layer.z0 + (x - layer.z0) * (r / rho.clamp_min(torch.finfo(rho.dtype).tiny))[:, None]
     return z, -layer._ladj(r, alpha, beta)

@@ -218,8 +218,8 @@ def min_slope(wu):
 
 
 # %%
-for wu in (-3.0, -1.5, -0.5, 0.0, 2.0):
-    expected = 1 + wu if wu < 0 else 1 + wu * (1 - math.tanh(4.0) ** 2)  # at a = 0, or at |a| = 4
+# the minima, at a = 0 when wu < 0 and at the grid's ends |a| = 4 otherwise
+for wu, expected in ((-3.0, -2.0), (-1.5, -0.5), (-0.5, 0.5), (0.0, 1.0), (2.0, 1.00268)):
     assert abs(min_slope(wu) - expected) < 1e-3, (
         f"min_slope({wu}) = {min_slope(wu):.4f}, expected {expected:.4f}: "
         "the slope 1 + wu sech^2(a) is smallest at a = 0 when wu < 0"

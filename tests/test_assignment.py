@@ -29,6 +29,8 @@ from course.assignment import (
     parse,
     repository_files,
     strip,
+    student_readme,
+    student_weights,
 )
 from tools.lines import logical_lines
 from tools.papers import PAPERS
@@ -41,6 +43,7 @@ if (ROOT / MANIFEST).exists():
     )
 
 GRADED = ["common", "maf"]  # the papers the subprocess runs grade (a subset, for time)
+REWRITTEN = {"README.md": student_readme, "course/grading.toml": student_weights}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 SOURCE = """def step(x):
@@ -232,6 +235,8 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
         copied = (out / path).read_bytes()
         if path in marked:
             assert copied.decode() == strip((ROOT / path).read_text(), str(path))[0]
+        elif path.as_posix() in REWRITTEN:  # issue 26: no instructors' section, no hidden names
+            assert copied.decode() == REWRITTEN[path.as_posix()]((ROOT / path).read_text()), path
         else:
             assert copied == (ROOT / path).read_bytes(), path
     student = _grade(out)
@@ -282,3 +287,245 @@ def test_the_stub_reporting_is_a_plugin_that_tests_do_not_import():
     assert not {n for n in imported("tests/conftest.py") if n.split(".")[0] == "course"}
     assert not {n for n in imported("course/hidden_tests/conftest.py") if n.startswith("tests")}
     assert "course.pytest_plugin" in STUDENT_CONFTEST
+
+
+def _hidden_test_names():
+    return {
+        node.name
+        for path in (ROOT / "course" / "hidden_tests").glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+
+
+def test_the_copy_has_no_instructors_section_no_hidden_test_names_and_its_suite_collects(tmp_path):
+    """Issue 26: the copy's README loses the instructors' section (the wrong implementations'
+    table), its grading.toml keeps each hidden group's weight but not its test's name, and its own
+    ``python -m pytest`` collects (tests/test_fit.py, all benchmarks/, is not shipped)."""
+    names = _hidden_test_names()
+    assert names and "## For instructors" in (ROOT / "README.md").read_text()
+    assert any(n in (ROOT / "course/grading.toml").read_text() for n in names)  # what would leak
+    out = tmp_path / "student"
+    make_assignment(out, check=False)
+    readme = (out / "README.md").read_text()
+    assert "## For instructors" not in readme and "course/wrong/" not in readme
+    assert "## Tests" in readme  # the section after it survives
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in {".py", ".md", ".toml", ".txt", ".ipynb"}:
+            text = path.read_text()
+            assert not [n for n in names if n in text], path
+    from course.grade import HIDDEN, load_weights
+
+    ours, theirs = (
+        load_weights(ROOT / "course/grading.toml"),
+        load_weights(out / "course/grading.toml"),
+    )
+    assert ours.keys() == theirs.keys()
+    for part, entry in ours.items():
+        assert theirs[part]["points"] == entry["points"]
+        hidden = [w for g, w in entry["groups"].items() if g.startswith(HIDDEN)]
+        kept = [w for g, w in theirs[part]["groups"].items() if g.startswith(HIDDEN)]
+        assert sorted(hidden) == sorted(kept), part
+    assert not (out / "tests/test_fit.py").exists()
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider"],
+        cwd=out,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = collected.stdout.strip().splitlines()[-1]
+    assert collected.returncode == 0 and "error" not in summary, collected.stdout[-3000:]
+
+
+def test_a_hidden_group_the_copy_cannot_anonymise_is_refused():
+    text = (
+        '["maf.step"]\npoints = 1\n["maf.step".tests]\n\'course/hidden_tests/t.py::test_x\' = 1\n'
+    )
+    with pytest.raises(ValueError, match="hidden tests' names"):
+        student_weights(text)
+
+
+@pytest.fixture(scope="module")
+def maf_done(tmp_path_factory):
+    """A student copy with only ``maf.step`` stubbed and then written (the reference's code)."""
+    from course.assignment import fill
+    from course.grade import reference_code
+
+    out = tmp_path_factory.mktemp("maf_done") / "copy"
+    make_assignment(out, parts=["maf.step"], check=False)
+    fill(out, "maf.step", reference_code(ROOT, "maf.step"))
+    return out
+
+
+def test_a_flat_upload_is_graded_like_the_folders_and_a_missing_file_says_how_to_upload(
+    maf_done, tmp_path
+):
+    """Issue 26: only maf.py at the top level (or one folder down) scored 0 ("maf/maf.py is not in
+    the submission"); it is now the same code as the folder layout."""
+    from course.grade import _submission_root, part_files, reference_code, student_code
+
+    expected = reference_code(ROOT, "maf.step")
+    assert student_code(maf_done, ROOT, "maf.step") == expected
+    flat = tmp_path / "upload" / "alice"
+    flat.mkdir(parents=True)
+    (flat / "maf.py").write_text((maf_done / "maf/maf.py").read_text())
+    files = part_files(ROOT, "maf.step") + part_files(ROOT, "common.made")
+    root = _submission_root(tmp_path / "upload", files)
+    assert root == flat
+    assert student_code(root, ROOT, "maf.step") == expected
+    with pytest.raises(ValueError, match=r"common/nets.py is not in the submission \(upload"):
+        student_code(root, ROOT, "common.made")
+
+
+def test_imports_outside_the_markers_are_graded_as_the_student_runs_them(maf_done, tmp_path):
+    """Issue 26: an import at the top of the file was dropped by the grader (NameError, 0 points)
+    while the self-grade, which runs the file as it is, used it. The grader now puts the added
+    imports at the start of each block of that file; ``import *`` is refused in one line."""
+    import shutil
+
+    from course.grade import ROOT as GRADER_ROOT
+    from course.grade import student_code
+
+    copy = tmp_path / "copy"
+    shutil.copytree(maf_done, copy)
+    path = copy / "maf/maf.py"
+    text = (
+        path.read_text()
+        .replace("torch.exp(-alpha)", "exp_(-alpha)")
+        .replace("torch.exp(alpha)", "exp_(alpha)")
+    )
+    path.write_text("from torch import exp as exp_\n" + text)
+    bodies = student_code(copy, GRADER_ROOT, "maf.step")[Path("maf/maf.py")]
+    assert all(block[0].strip() == "from torch import exp as exp_" for block in bodies)
+    from course.markers import splice
+
+    spliced = splice((ROOT / "maf/maf.py").read_text(), "maf/maf.py", "maf.step", bodies)
+    namespace = {"__name__": "graded_maf"}
+    exec(compile(spliced, "maf/maf.py", "exec"), namespace)  # the graded file runs
+    layer = namespace["MAFLayer"](3, hidden_features=[8])
+    import torch
+
+    x = torch.randn(4, 3)
+    u, ladj = layer(x)
+    back, ladj_inverse = layer.inverse(u)
+    assert torch.allclose(back, x, atol=1e-5) and torch.allclose(ladj, -ladj_inverse, atol=1e-5)
+    path.write_text("from torch import *\n" + text)
+    with pytest.raises(ValueError, match=r"maf/maf.py:1: 'from torch import \*' outside the"):
+        student_code(copy, GRADER_ROOT, "maf.step")
+
+
+def test_a_syntax_error_is_shown_with_the_students_line(maf_done, tmp_path):
+    """Issue 26: a syntax error in one part said "no test ran"; now the part is not graded with
+    ``file:line: SyntaxError: ...`` at the student's own line (both regions of maf.step)."""
+    import shutil
+
+    from course.grade import student_code
+
+    for target in ("u = (x - mu) * torch.exp(-alpha)", "x = u * torch.exp(alpha) + mu"):
+        copy = tmp_path / f"copy{len(target)}"
+        shutil.copytree(maf_done, copy)
+        path = copy / "maf/maf.py"
+        lines = ["import math as _unused_math", *path.read_text().splitlines()]
+        number = next(i for i, line in enumerate(lines, start=1) if target in line)
+        lines[number - 1] = lines[number - 1].replace(" = ", " = = ", 1)
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(ValueError) as error:
+            student_code(copy, ROOT, "maf.step")
+        assert str(error.value).startswith(f"maf/maf.py:{number}: SyntaxError: invalid syntax: ")
+        assert "= =" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_failure_names_the_students_line_it_came_through(tmp_path):
+    """Issue 26: a forgotten context showed only pytest's last E lines ("expected Tensor ...",
+    "mat1 and mat2 shapes cannot be multiplied") with no line; the failure text now lists the
+    repository frames with their line of code, the student's call first."""
+    from course.grade import (
+        build_tree,
+        reference_base,
+        reference_code,
+        run_tests,
+        score_part,
+    )
+
+    code = reference_code(ROOT, "maf.step")
+    blocks = code[Path("maf/maf.py")]
+    blocks[0] = [line.replace("(x, context)", "(x)") for line in blocks[0]]
+    base = reference_base(ROOT, tmp_path / "reference")
+    build_tree(base, tmp_path / "tree", "maf.step", code)
+    glob = "tests/test_maf.py::test_harness[maf-layer-1]"
+    run = run_tests(tmp_path / "tree", [glob])
+    group = score_part("maf.step", {"points": 1, "groups": {glob: 1}}, run)["groups"][0]
+    assert group["passed"] == 0 and group["run"] == 1
+    assert "maf/maf.py, in forward: mu, alpha = self.conditioner(x)" in group["output"], group
+    assert "raised" in group["output"]
+
+
+def test_every_graded_contract_names_the_function_or_class_its_regions_are_in():
+    """Issue 26: the nsf contracts described a region of rq_spline after the stubs had moved into
+    rational_quadratic(...) and rational_quadratic_root(...). A contract names where the student
+    writes: a function (or class) around each of its part's regions."""
+    from course.grade import load_weights
+
+    weights = load_weights(ROOT / "course" / "grading.toml")
+    for region in all_regions():
+        entry = weights.get(region.part)
+        if not entry or not entry["points"]:
+            continue
+        tree = ast.parse((ROOT / region.path).read_text())
+        around = [
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and node.lineno < region.begin <= node.end_lineno
+        ]
+        named = [
+            n for n in around if re.search(rf"\b{re.escape(n.lstrip('_'))}\b", entry["contract"])
+        ]
+        assert named, (region.part, region.path, region.begin, around)
+    assert "`rational_quadratic(" in weights["nsf.spline"]["contract"]
+    assert "`rational_quadratic_root(" in weights["nsf.spline_inverse"]["contract"]
+
+
+def test_a_part_that_did_not_compile_says_so_and_no_group_reads_passed():
+    """Issue 26: with a syntax error every group's Gradescope output ended in "passed" (no test
+    ran, so none failed); now it is the error with the student's line, and nothing says passed."""
+    from course.grade import gradescope, score_part
+
+    entry = {
+        "points": 2,
+        "groups": {"tests/test_maf.py::test_a": 1, "tests/test_maf.py::test_b": 1},
+    }
+    note = "not graded: maf/maf.py:34: SyntaxError: invalid syntax: u = = x"
+    row = score_part("maf.step", entry, None, note=note)
+    tests = gradescope([row], 0.0)["tests"]
+    assert len(tests) == 2 and all(t["score"] == 0 for t in tests)
+    for test in tests:
+        assert "maf/maf.py:34: SyntaxError" in test["output"], test
+        assert "passed" not in test["output"], test
+
+
+def test_a_failures_frames_never_show_another_parts_reference_line():
+    """The frames of a failure show lines of code; one inside another part's solution region (the
+    student raised in it on purpose, say) is replaced, so the feedback cannot read it out."""
+    from course.grade import failure_frames
+
+    log = "\n".join(
+        [
+            "_____ test_x _____",
+            "tests/test_maf.py:3: in test_x",
+            "    layer(x)",
+            "maf/maf.py:32: in forward",
+            "    mu, alpha = self.conditioner(x)",
+            "planar_flows/planar.py:27: in constrain",
+            "    wu = (w * u).sum(-1, keepdim=True)",
+            "E   RuntimeError: boom",
+            "===== short test summary info =====",
+        ]
+    )
+    frames = failure_frames("tests/test_maf.py::test_x", log, "maf.step")
+    assert frames[0] == "maf/maf.py, in forward: mu, alpha = self.conditioner(x)"
+    assert frames[1] == "planar_flows/planar.py, in constrain: (another part's reference code)"
+    shown = failure_frames("tests/test_maf.py::test_x", log, "planar_flows.constraint")
+    assert shown[1].endswith("wu = (w * u).sum(-1, keepdim=True)")  # its own part: the student's

@@ -2,6 +2,8 @@
 --help works, a tiny run goes through main(argv), and Ctrl-C keeps the best weights."""
 
 import importlib
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,6 +64,8 @@ def test_iaf_vae_refuses_an_unknown_step(tmp_path, capsys):
 
 
 def test_benchmarks_refuse_before_computing(tmp_path, capsys):
+    if not (Path(__file__).resolve().parent.parent / "benchmarks").is_dir():
+        pytest.skip("the student copy does not ship benchmarks/")
     from benchmarks.__main__ import main
     from benchmarks.speed import main as speed
 
@@ -229,6 +233,8 @@ def test_every_cli_refuses_a_bad_argument_in_one_line_before_any_work(
 ):
     """Issue 25, item 12 (and item 6's --timeout): exit 2 with argparse's usage and one error line
     naming the argument, no traceback, nothing written."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is instructors' tooling, not shipped in the student copy")
     (tmp_path / "file").write_text("not a folder")
     (tmp_path / "notes.zip").write_text("not a zip")
     (tmp_path / "student").mkdir()
@@ -251,6 +257,8 @@ def test_an_empty_out_is_refused(capsys):
 
 
 def test_course_without_arguments_prints_its_commands(capsys):
+    if importlib.util.find_spec("course.__main__") is None:
+        pytest.skip("course/__main__.py is instructors' tooling, not shipped in the student copy")
     from course.__main__ import main
 
     assert _exit_code(main, []) == 0

@@ -101,3 +101,52 @@ def test_the_generator_refuses_a_leaking_copy_before_writing_anything(tmp_path):
     make_assignment(out, root=root)
     assert "raise NotImplementedError" in (out / "maf" / "maf.py").read_text()
     assert (out / "HANDOUT.md").exists() and (out / "course" / "grading.toml").exists()
+
+
+NEAR_SOLUTIONS = [
+    # (what issue 26 found, or its shape, in code the old check let through; the part it gives)
+    ("x = (z - self.beta) * (-log_scale).exp() + m", "common.batch_norm"),  # no [:, None]
+    ("y = (z - self.beta.unsqueeze(1)) * torch.exp(-log_scale)[:, None] + m", "common.batch_norm"),
+    ("u.add_((-5 - w @ u) * w / (w @ w))", "planar_flows.constraint"),  # the tests' projection
+    (
+        "v = q + (target - torch.sum(q * p, dim=-1)) * p / (p * p).sum(-1)",
+        "planar_flows.constraint",
+    ),
+    ("slope = 1 + c * (1 - t**2)", "planar_flows.planar"),  # commuted: the planar slope
+    (
+        "ladj = torch.log((1 + (1 - torch.tanh(s) ** 2) * (w * u).sum(-1)).abs())",
+        "planar_flows.planar",
+    ),
+]
+NEAR_SOLUTIONS += [
+    ("expected = 1 + wu / math.cosh(4.0) ** 2", "planar_flows.notebook_fold"),  # math. as torch.
+    ("expected = 1 + wu * (1 - math.tanh(4.0) ** 2)", "planar_flows.planar"),  # t inlined
+]
+NOT_LEAKS = [  # shapes the widened match must still let through (found while widening it)
+    "return 0.5 * math.log(2 * math.pi * math.e) + 0.5 * (2 * math.log(2) - 1), 0.0",
+    "sizes = MIN_WIDTH + (1 - MIN_WIDTH * K) * e / e.sum(-1, keepdim=True)",
+]
+
+
+@pytest.mark.parametrize("code, part", NEAR_SOLUTIONS, ids=[p for _, p in NEAR_SOLUTIONS])
+def test_a_near_solution_up_to_broadcasting_order_and_inlining_is_caught(code, part, tmp_path):
+    """Issue 26: a stripped statement written with its broadcasting dropped or changed
+    ([:, None], unsqueeze, expand, keepdim), with @ for a sum of products, with + or * operands
+    swapped, or with an intermediate inlined, is a leak; the old check matched none of these."""
+    from course.assignment import marked_files
+
+    prints = fingerprints(ROOT, marked_files(), lambda name: name == part)
+    (tmp_path / "notes.py").write_text(
+        f"def helper(z, w, u, c, t, m, log_scale, self):\n    {code}\n"
+    )
+    leaks = find_leaks(tmp_path, prints)
+    assert any(f"a statement of {part}" in leak for leak in leaks), (code, leaks)
+
+
+@pytest.mark.parametrize("code", NOT_LEAKS)
+def test_arithmetic_alone_is_not_a_leak(code, tmp_path):
+    from course.assignment import marked_files
+
+    prints = fingerprints(ROOT, marked_files(), lambda name: name != "nsf.spline_inverse")
+    (tmp_path / "notes.py").write_text(f"def helper():\n    {code}\n")
+    assert find_leaks(tmp_path, prints) == []
