@@ -163,8 +163,9 @@ def _check_made(features, hidden, context, order):
 class FixedQ(nn.Module):
     """q gives x = theta + (0, 1) for each draw with log q = theta - 1 (any numbers do). Both ways
     to get (x, log q) are offered: ``rsample_and_log_prob`` (one pass) or ``rsample`` then
-    ``log_prob`` (two passes, also correct: issue 26); ``log_prob(x) = x_0 - 1`` is log q on q's
-    samples, so its gradient reaches theta through x, as a reparameterised sample's must."""
+    ``log_prob`` (two passes, also correct: issue 26); ``log_prob`` is log q on q's samples and
+    its total derivative along them is that of theta - 1, so both ways give the same loss and the
+    same gradient, and a draw cut from theta (``sample``, ``detach``) gives another gradient."""
 
     def __init__(self):
         super().__init__()
@@ -185,7 +186,14 @@ class FixedQ(nn.Module):
 
     def log_prob(self, x, context=None):
         self.calls.append(("log_prob", x.shape[0]))
-        return x[:, 0] - 1
+        # theta - 1 on q's draws (x_0 = theta), with a direct dependence on theta, as a flow's
+        # log-density has: d/dtheta along x = theta + (0, 1) is -1 + 2 = 1, that of theta - 1
+        return x[:, 0] - 1 + 2 * (self.theta - x[:, 0])
+
+    @torch.no_grad()
+    def sample(self, n, context=None):
+        self.calls.append(("sample", n))
+        return self._draw(n)
 
     def forward(self, *args, **kwargs):  # noqa: ARG002
         raise AssertionError("draw x ~ q with rsample_and_log_prob (or rsample, then log_prob)")
