@@ -211,6 +211,9 @@ def main(argv=None):
     try:
         weights = load_weights(ROOT / WEIGHTS)
         parts = graded_parts(weights, ROOT, args.papers, args.parts, manifest=False)
+        parts = [p for p in parts if weights[p]["points"] > 0]  # notebook exercises: 0 points
+        if not parts:
+            raise ValueError("no graded part among --parts/--papers (notebook exercises have 0)")
         regrade = graded_parts(weights, ROOT, None, args.regrade, manifest=False)
         if args.regrade and not set(regrade) <= set(parts):
             raise ValueError("--regrade: the parts must be among those graded (--parts/--papers)")
