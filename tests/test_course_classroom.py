@@ -27,6 +27,7 @@ def submissions(tmp_path_factory):
     root = tmp_path_factory.mktemp("class")
     copy = root / "copy"
     make_assignment(copy, check=False)
+    assert not (copy / "course" / "classroom.py").exists()  # instructors' tooling, not shipped
     folder = root / "submissions"
     for student, code in (
         ("alice", reference_code(ROOT, PART)),
