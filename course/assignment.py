@@ -92,6 +92,7 @@ NOT_FOR_STUDENTS = (
     "course/handout.py",
     "course/README.md",
     "course/__main__.py",
+    "course/classroom.py",
     "course/hidden_tests/",
     "course/wrong/",
     "tests/test_assignment.py",

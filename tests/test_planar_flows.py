@@ -152,6 +152,23 @@ def test_flow_normalised_and_consistent(kind):
     assert torch.allclose(flow.log_prob(x), log_q, atol=TOL, rtol=0)
 
 
+def test_radial_flow_with_beta_far_from_zero_is_normalised_and_consistent():
+    """As above with every beta set far from 0 (perturbing the raw parameters leaves beta near 0,
+    where (D - 1) log(1 + beta h) and D log(1 + beta h) agree: issue 26)."""
+    torch.manual_seed(0)
+    flow = perturb(PlanarFlow(2, transforms=4, kind="radial").double(), seed=3)
+    layers = [m for m in flow.modules() if isinstance(m, Radial)]
+    assert len(layers) == 4
+    with torch.no_grad():
+        for layer, raw in zip(layers, (2.0, -1.5, 1.0, -1.0), strict=True):
+            layer.beta_raw.fill_(raw)
+    betas = [layer.alpha_beta()[1].item() for layer in layers]
+    assert min(abs(b) for b in betas) > 0.2, betas
+    check_flow_normalised(flow, lim=10.0, n=300)
+    x, log_q = flow.rsample_and_log_prob(500)
+    assert torch.allclose(flow.log_prob(x), log_q, atol=TOL, rtol=0)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="kind"):
         PlanarFlow(2, kind="sylvester")

@@ -9,7 +9,6 @@ round-trip tests pass.
 
 import math
 
-import pytest
 import torch
 from torch import nn
 
@@ -51,6 +50,17 @@ class TwoXPlusOne(Transform):
         return (z - 1) / 2, torch.full(z.shape[:1], -z.shape[1] * math.log(2), dtype=z.dtype)
 
 
+class ShiftByContext(Transform):
+    """z = x + c (data -> noise), c the context (batch, D); log|det dz/dx| = 0. Without a context
+    (a caller that drops it) the shift is 0, so a forgotten context gives wrong numbers."""
+
+    def forward(self, x, context=None):
+        return x + (0 if context is None else context), x.new_zeros(x.shape[:1])
+
+    def inverse(self, z, context=None):
+        return z - (0 if context is None else context), z.new_zeros(z.shape[:1])
+
+
 def test_change_of_variables_by_hand():
     flow = Flow([TwoXPlusOne()], features=2).double()
     x = torch.tensor([[0.5, -1.0], [0.0, 0.0]], dtype=torch.float64)
@@ -67,62 +77,149 @@ def test_change_of_variables_by_hand():
         z = [2 * v + 1 for v in row]  # the base point this sample came from
         by_hand = -0.5 * sum(v * v for v in z) - LOG_2PI + 2 * math.log(2)
         assert abs(value - by_hand) < 1e-9, (value, by_hand)
+    # the context reaches the transform both ways (issue 26): z = 2 (x + c) + 1
+    flow = Flow([ShiftByContext(), TwoXPlusOne()], features=2, context=2).double()
+    c = torch.tensor([[1.0, -0.5], [-1.0, 0.5]], dtype=torch.float64)
+    x = torch.tensor([[0.5, -1.0], [0.0, 0.0]], dtype=torch.float64)
+    expected = [
+        -0.5 * (4.0**2 + 2.0**2) - LOG_2PI + 2 * math.log(2),  # z = (4, -2)
+        -0.5 * ((-1.0) ** 2 + 2.0**2) - LOG_2PI + 2 * math.log(2),  # z = (-1, 2)
+    ]
+    close(flow.log_prob(x, c), expected)
+    x, log_p = flow.rsample_and_log_prob(2, c)
+    for row, shift, value in zip(x.tolist(), c.tolist(), log_p.tolist(), strict=True):
+        z = [2 * (v + s) + 1 for v, s in zip(row, shift, strict=True)]
+        by_hand = -0.5 * sum(v * v for v in z) - LOG_2PI + 2 * math.log(2)
+        assert abs(value - by_hand) < 1e-9, ("with a context", value, by_hand)
+    close(flow.log_prob(x, c), log_p)
 
 
-# MADE, D = 3, order (0, 1, 2), one hidden layer of 4 units, 2 parameters per variable. Without a
-# context the hidden degrees cycle over 1..D-1: (1, 2, 1, 2); with one, over 0..D-1: (0, 1, 2, 0)
-# (degree 0 sees only the context). Hidden mask: deg_h >= deg_in; output mask: deg_out > deg_h,
-# outputs laid out (features, params), so each output row appears twice.
-MASKS = {
-    0: (
-        [[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 0]],
-        [[0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1]],
-    ),
-    2: (
-        [[0, 0, 0, 1, 1], [1, 0, 0, 1, 1], [1, 1, 0, 1, 1], [0, 0, 0, 1, 1]],
-        [[1, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]],
-    ),
-}
+# MADE (Germain et al. 2015, Sec. 4): any degree assignment that gives the autoregressive property
+# is correct, so the masks are checked for what they connect, not for one assignment (issue 26).
+# Output row r belongs to feature r // params (the (features, params) layout forward reshapes to).
+MADE_CASES = [  # (features, hidden, context, order)
+    (3, (4,), 0, (0, 1, 2)),
+    (3, (4,), 2, (0, 1, 2)),
+    (4, (8, 8), 0, (2, 0, 3, 1)),
+    (4, (8, 8), 3, (3, 1, 0, 2)),
+    (5, (16, 16), 1, (4, 3, 2, 1, 0)),
+    (1, (4,), 2, (0,)),
+]
 
 
-@pytest.mark.parametrize("context", [0, 2])
-def test_made_masks_by_hand(context):
-    made = MADE(3, 2, (4,), context=context, order=torch.arange(3))
-    assert isinstance(made.net, nn.Sequential), "self.net must be an nn.Sequential"
+def _reach(layers):
+    """reach[r, j]: some path through the masks' nonzero entries links input j to output row r."""
+    reach = (layers[0].mask != 0).to(torch.float64)
+    for layer in layers[1:]:
+        reach = (layer.mask != 0).to(torch.float64) @ reach
+    return reach > 0
+
+
+def test_made_masks_connect_exactly_the_allowed_inputs():
+    """One test for all the cases: a MADE that is wrong in some of them loses the whole group."""
+    for case in MADE_CASES:
+        _check_made(*case)
+
+
+def _check_made(features, hidden, context, order):
+    params = 2
+    where = f"MADE({features}, {params}, {hidden}, context={context}, order={order}): "
+    made = MADE(features, params, hidden, context=context, order=torch.tensor(order))
+    assert isinstance(made.net, nn.Sequential), where + "self.net must be an nn.Sequential"
     layers = [m for m in made.net if isinstance(m, MaskedLinear)]
-    assert len(layers) == 2 and made.net[-1] is layers[-1], "MaskedLinear layers, the last one last"
-    hidden, out = MASKS[context]
-    out = [row for row in out for _ in range(2)]  # params = 2: rows (feature 0, p 0), (0, 1), ...
-    assert layers[0].mask.tolist() == [[float(v) for v in row] for row in hidden]
-    assert layers[1].mask.tolist() == [[float(v) for v in row] for row in out]
+    assert made.net[-1] is layers[-1], where + "the last layer of self.net must be a MaskedLinear"
+    assert len(layers) == len(hidden) + 1, where + f"{len(hidden)} hidden MaskedLinear, 1 output"
+    assert layers[0].mask.shape[1] == features + context, (
+        where + "the first mask sees x, then the context"
+    )
+    assert layers[-1].mask.shape[0] == features * params, (
+        where + "the output mask: features * params rows"
+    )
+    reach = _reach(layers)
+    for r in range(features * params):
+        i = r // params
+        for j in range(features):
+            allowed = order[j] < order[i]
+            assert bool(reach[r, j]) == allowed, where + (
+                f"output {i} (order {order[i]}) {'cannot' if allowed else 'can'} see input {j} "
+                f"(order {order[j]}): it {'should' if allowed else 'must not'}"
+            )
+        for k in range(context):
+            assert reach[r, features + k], (
+                where + f"output {i} (order {order[i]}) cannot see context {k}"
+            )
+    # and the network computes through these masks: perturb every weight, compare the Jacobian
+    made = perturb(made.double(), seed=1)
+    with torch.no_grad():
+        for layer in layers:
+            layer.bias.zero_()
+    x = torch.randn(32, features, dtype=torch.float64)
+    c = torch.randn(32, context, dtype=torch.float64) if context else None
+    jac = torch.autograd.functional.jacobian(lambda x: made(x, c).sum(0), x).abs().sum((1, 2))
+    forbidden = torch.tensor(order)[None, :] >= torch.tensor(order)[:, None]
+    assert torch.all(jac[forbidden] == 0), where + "an output depends on an input at or after it"
+
+
+class FixedQ(nn.Module):
+    """q gives x = theta + (0, 1) for each draw with log q = theta - 1 (any numbers do). Both ways
+    to get (x, log q) are offered: ``rsample_and_log_prob`` (one pass) or ``rsample`` then
+    ``log_prob`` (two passes, also correct: issue 26); ``log_prob`` is log q on q's samples and
+    its total derivative along them is that of theta - 1, so both ways give the same loss and the
+    same gradient, and a draw cut from theta (``sample``, ``detach``) gives another gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+        self.calls = []
+
+    def _draw(self, n):
+        offset = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        return self.theta + offset.expand(n, 2)
+
+    def rsample_and_log_prob(self, n, context=None):
+        self.calls.append(("rsample_and_log_prob", n))
+        return self._draw(n), (self.theta - 1).expand(n)
+
+    def rsample(self, n, context=None):
+        self.calls.append(("rsample", n))
+        return self._draw(n)
+
+    def log_prob(self, x, context=None):
+        self.calls.append(("log_prob", x.shape[0]))
+        # theta - 1 on q's draws (x_0 = theta), with a direct dependence on theta, as a flow's
+        # log-density has: d/dtheta along x = theta + (0, 1) is -1 + 2 = 1, that of theta - 1
+        return x[:, 0] - 1 + 2 * (self.theta - x[:, 0])
+
+    @torch.no_grad()
+    def sample(self, n, context=None):
+        self.calls.append(("sample", n))
+        return self._draw(n)
+
+    def forward(self, *args, **kwargs):  # noqa: ARG002
+        raise AssertionError("draw x ~ q with rsample_and_log_prob (or rsample, then log_prob)")
 
 
 def test_reverse_kl_loss_by_hand():
-    class Fixed(nn.Module):
-        """q gives x = theta + (0, 1) for each draw with log q = theta - 1 (any numbers do)."""
-
-        def __init__(self):
-            super().__init__()
-            self.theta = nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
-            self.calls = []
-
-        def rsample_and_log_prob(self, n, context=None):
-            self.calls.append(n)
-            offset = torch.tensor([0.0, 1.0], dtype=torch.float64)
-            x = self.theta + offset.expand(n, 2)
-            return x, (self.theta - 1).expand(n)
-
     def energy(x):
         return (x**2).sum(-1)
 
-    flow = Fixed()
+    flow = FixedQ()
     history = train_reverse_kl(
         flow, energy, steps=2, batch_size=3, lr=0.0, anneal=4, progress=False
     )
-    assert flow.calls == [3, 3], "one call of flow.rsample_and_log_prob(batch_size, ...) per step"
+    one_pass, two_passes = [("rsample_and_log_prob", 3)], [("rsample", 3), ("log_prob", 3)]
+    assert flow.calls in (one_pass * 2, two_passes * 2), (
+        f"per step, one call of flow.rsample_and_log_prob(batch_size, ...) (or rsample then "
+        f"log_prob of those draws); got {flow.calls}"
+    )
     # U(x) = 0.5^2 + 1.5^2 = 2.5, log q = -0.5; beta_1 = 0.01 + 1/4, beta_2 = 0.01 + 2/4
     expected = [-0.5 + (0.01 + 0.25) * 2.5, -0.5 + (0.01 + 0.5) * 2.5]
     close(history["loss"], expected)
+    # the last step's gradient (lr = 0 leaves theta at 0.5): d/dtheta of log q + beta U(theta +
+    # (0, 1)) = 1 + beta (2 theta + 2 (theta + 1)); without the reparameterised path through x
+    # (sample, detach) U's part is missing
+    assert flow.theta.grad is not None, "the loss must reach q's parameters (rsample, not sample)"
+    close(flow.theta.grad, 1 + (0.01 + 0.5) * (2 * 0.5 + 2 * 1.5))
 
 
 # ---------------------------------------------------------------- iaf, maf
@@ -267,6 +364,23 @@ def test_spline_inverse_by_hand():
     x, log_dx = rq_spline(y, params, bound=1.0, inverse=True)
     close(x, [-1.0, 0.0, 1.0, -0.5, 0.25], 1e-10)
     close(log_dx.exp(), [1.0, 1 / D1, 1.0, 1 / dg0, 1 / dg1], 1e-10)
+    # App. A's b = h d0 - dy (d0 + d1 - 2 s) is negative high in bin 0 (issue 26: the root formula
+    # of the b < 0 branch was never reached): x = -0.1 and -0.2, and x = 0.9 in bin 1 for b >= 0
+    h0 = Y1 + 1
+    points = [(-0.1, -1.0, 0.9, -1.0, h0, 1.0, D1), (-0.2, -1.0, 0.8, -1.0, h0, 1.0, D1)]
+    points.append((0.9, 0.0, 0.9, Y1, 1 - Y1, D1, 1.0))
+    ys, slopes = [], []
+    for _, _, xi, y0, h, d0, d1 in points:
+        g, dg = _by_hand(xi, 0.0, 1.0, y0, h, d0, d1)
+        ys.append(g)
+        slopes.append(dg)
+    pairs = zip(ys, points, strict=True)
+    b = [h * d0 - (g - y0) * (d0 + d1 - 2 * h) for g, (_, _, _, y0, h, d0, d1) in pairs]
+    assert b[0] < 0 and b[1] < 0, b  # widths are 1, so s = h
+    y = torch.tensor(ys, dtype=torch.float64)
+    x, log_dx = rq_spline(y, params[:3], bound=1.0, inverse=True)
+    close(x, [p[0] for p in points], 1e-10)
+    close(log_dx.exp(), [1 / v for v in slopes], 1e-10)
 
 
 # ---------------------------------------------------------------- planar_flows
@@ -358,6 +472,28 @@ def test_coupling_by_hand():
     close(z, x * torch.exp(s) + t)
     close(z[:, [0, 2]], x[:, [0, 2]])
     close(ladj, s.sum(1))
+    # with a context (issue 26: it was never tested): the net sees (x_0, x_2, c); here only c
+    # moves s and t, raw s = 0.5 c, t = c on the changed dimensions
+    net = nn.Linear(3, 8).double()
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.zero_()
+        net.weight[[1, 3], 2] = 0.5
+        net.weight[[5, 7], 2] = 1.0
+    layer = AffineCoupling(mask, net).double()
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    c = torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
+    z, ladj = layer(x, c)
+    rows, dets = [], []
+    for (cv,) in c.tolist():
+        s = math.tanh(0.5 * cv)
+        rows.append([1.0, 2.0 * math.exp(s) + cv, 3.0, 4.0 * math.exp(s) + cv])
+        dets.append(2 * s)
+    close(z, rows)
+    close(ladj, dets)
+    back, ladj_back = layer.inverse(z, c)
+    close(back, x)
+    close(ladj_back, [-v for v in dets])
 
 
 def test_masks_by_hand():
