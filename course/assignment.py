@@ -90,6 +90,7 @@ NOT_FOR_STUDENTS = (
     "tests/test_assignment.py",
     "tests/test_course_",
     "tests/test_benchmarks.py",
+    "tests/test_notebook_checks.py",  # plants the notebook exercises' reference answers
 )
 __all__ = [
     "GROUPS",
