@@ -24,3 +24,15 @@ def check_kl_one_mode(kl_one_mode, q, other, x):
         "mean over x of log q(x) - log p(x), with p the two-component mixture (weights 1/2)"
     )
     return kl
+
+
+def check_passes(predicted, counted, D, T):
+    """Exercise 1: ``predicted`` (a dict) equals the MADE passes the hook ``counted``, per call."""
+    assert isinstance(predicted, dict) and set(predicted) == set(counted), (
+        f"predicted should be a dict with the keys {sorted(counted)}, got {predicted!r}"
+    )
+    for call, passes in counted.items():
+        assert predicted[call] == passes, (
+            f"{call}: you predicted {predicted[call]} MADE passes, the hook counted {passes} "
+            f"(D = {D}, T = {T}): which direction is the one-pass one?"
+        )

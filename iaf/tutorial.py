@@ -45,7 +45,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_reverse_kl
 from iaf import IAF, GatedAutoregressive
-from iaf.checks import check_kl_one_mode, kl_to_mixture
+from iaf.checks import check_kl_one_mode, check_passes, kl_to_mixture
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "iaf" / "checkpoints"  # written by the demo, see iaf/README.md
@@ -146,6 +146,7 @@ def count_made_passes(flow, fn):
 
 
 D, T = 8, 5
+predicted = None
 # BEGIN SOLUTION iaf.notebook_passes
 # one pass per step in the one-pass direction, D passes per step (one per variable) in the
 # other; IAF samples in the one-pass direction, the MAF reading evaluates densities in it.
@@ -163,11 +164,7 @@ counted = {
 print(f"D = {D}, {T} steps: MADE passes {counted}")
 
 # %%
-for call, passes in counted.items():
-    assert predicted[call] == passes, (
-        f"{call}: you predicted {predicted[call]} MADE passes, the hook counted {passes} "
-        f"(D = {D}, T = {T}): which direction is the one-pass one?"
-    )
+check_passes(predicted, counted, D, T)
 print("all four predictions right")
 
 # %% [markdown]

@@ -50,7 +50,7 @@ from common.plot import flow_log_prob, plot_densities, plot_layers
 from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
-from intro.checks import check_reverse_kl
+from intro.checks import check_lognormal, check_reverse_kl, check_triangular
 
 FAST = fast_mode()
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
@@ -128,18 +128,14 @@ print(f"integral of p_X over [-4, 4]: {mass:.4f}")
 
 # %%
 x = torch.linspace(0.05, 6, 50)
+log_p = None
 # BEGIN SOLUTION intro.notebook_lognormal
 # log p_X(x) = log p_Z(f(x)) + log|f'(x)| with f(x) = log x, so f'(x) = 1 / x. Name it log_p.
 log_p = normal.log_prob(torch.log(x)) - torch.log(x)
 # END SOLUTION
 
 # %%
-expected = torch.distributions.LogNormal(0.0, 1.0).log_prob(x)
-error = (log_p - expected).abs().max().item()
-assert error < 1e-5, (
-    f"your log p_X differs from torch's LogNormal(0, 1) by up to {error:.3g} nats: expected "
-    "log N(log x) + log|d log x / dx|"
-)
+error = check_lognormal(log_p, x)
 print(f"log-normal density right (largest difference {error:.1e})")
 
 # %% [markdown]
@@ -212,6 +208,7 @@ plt.show()
 
 # %%
 x = torch.randn(6, 2, dtype=torch.float64)
+ladj = None
 # BEGIN SOLUTION intro.notebook_triangular
 # dz1/dx1 = 1 and dz2/dx2 = exp(0.5 sin x1): log|det J| is the sum of their logs, one
 # number per row of x. Name it ladj (shape (n,)).
@@ -219,13 +216,7 @@ ladj = 0.5 * torch.sin(x[:, 0])
 # END SOLUTION
 
 # %%
-by_autograd = torch.stack([torch.linalg.slogdet(jacobian(bend, row))[1] for row in x])
-assert ladj.shape == (len(x),), f"ladj should have shape ({len(x)},), got {tuple(ladj.shape)}"
-error = (ladj - by_autograd).abs().max().item()
-assert error < 1e-10, (
-    f"your log-det differs from autograd's by up to {error:.3g}: expected the sum of the logs of "
-    "the Jacobian's diagonal"
-)
+error = check_triangular(ladj, x, bend)
 print(f"log-det right: matches slogdet of autograd's Jacobian to {error:.1e}")
 
 # %% [markdown]

@@ -38,3 +38,18 @@ def check_reach(reach_of):
             f"{name}: your reach matrix is\n{reach.int()}\nexpected\n{expected.int()}\n"
             "(entry (i, j): some path from input j through every layer to output i)"
         )
+
+
+def check_chain_rule(log_p, x, target):
+    """Exercise 2: ``log_p`` (n,) is log p(x) of the banana target by the chain rule, against the
+    target's own log_prob (1e-4 nats)."""
+    assert log_p is not None, "log_p is not set: fill in the Exercise 2 cell above"
+    assert torch.is_tensor(log_p) and log_p.shape == (len(x),), (
+        f"log_p should have shape ({len(x)},), got {tuple(getattr(log_p, 'shape', ()))}"
+    )
+    error = (log_p - target.log_prob(x)).abs().max().item()
+    assert error < 1e-4, (
+        f"your chain-rule log p differs from the target's by up to {error:.3g} nats: expected "
+        "log N(x2 | 0, 4) + log N(x1 | x2^2 / 4, 1)"
+    )
+    return error

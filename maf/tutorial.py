@@ -56,7 +56,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl
 from maf import MAF, MAFLayer
-from maf.checks import check_reach
+from maf.checks import check_chain_rule, check_reach
 
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
@@ -188,6 +188,7 @@ print(
 # %%
 target = get_target("banana")  # Figure 1's target
 x = target.sample(1000)
+log_p = None
 # BEGIN SOLUTION maf.notebook_chain_rule
 # Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two
 # log-densities. Name it log_p, shape (n,).
@@ -196,12 +197,7 @@ log_p = normal(0.0, 2.0).log_prob(x[:, 1]) + normal(x[:, 1] ** 2 / 4, 1.0).log_p
 # END SOLUTION
 
 # %%
-error = (log_p - target.log_prob(x)).abs().max().item()
-assert log_p.shape == (len(x),), f"log_p should have shape ({len(x)},), got {tuple(log_p.shape)}"
-assert error < 1e-4, (
-    f"your chain-rule log p differs from the target's by up to {error:.3g} nats: expected "
-    "log N(x2 | 0, 4) + log N(x1 | x2^2 / 4, 1)"
-)
+error = check_chain_rule(log_p, x, target)
 print(f"chain rule right (largest difference {error:.1e} nats)")
 
 # %%

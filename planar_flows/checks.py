@@ -24,3 +24,16 @@ def check_lemma(logdet_lemma, u, psi):
         f"1 + psi^T u = {(1 + torch.dot(u, psi)).item():.3f}): expected log|1 + psi^T u|"
     )
     return dense.item()
+
+
+def check_min_slope(min_slope, a):
+    """Exercise 2: ``min_slope(wu)``, the smallest slope 1 + wu sech^2(a) over the grid ``a``, for
+    wu on both sides of 0 and of -1 (to 1e-9: the same grid gives the same minimum)."""
+    for wu in (-3.0, -1.5, -1.0, -0.5, 0.0, 0.7, 2.0):
+        expected = (1 + wu * (1 - torch.tanh(a.double()) ** 2)).min().item()
+        mine = min_slope(wu)
+        assert isinstance(mine, float), f"min_slope({wu}) should be a float, got {type(mine)}"
+        assert abs(mine - expected) < 1e-6, (
+            f"min_slope({wu}) = {mine:.6f}, expected {expected:.6f}: the slope "
+            "1 + wu sech^2(a) over the grid a, smallest at a = 0 when wu < 0, at the ends if wu > 0"
+        )

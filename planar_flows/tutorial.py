@@ -49,7 +49,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
 from planar_flows import Planar, PlanarFlow, Radial
-from planar_flows.checks import check_lemma, lemma_inputs
+from planar_flows.checks import check_lemma, check_min_slope, lemma_inputs
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "planar_flows" / "checkpoints"  # written by the demo, see the README
@@ -213,12 +213,7 @@ def min_slope(wu):
 
 
 # %%
-for wu in (-3.0, -1.5, -0.5, 0.0, 2.0):
-    expected = 1 + wu if wu < 0 else 1 + wu * (1 - math.tanh(4.0) ** 2)  # at a = 0, or at |a| = 4
-    assert abs(min_slope(wu) - expected) < 1e-3, (
-        f"min_slope({wu}) = {min_slope(wu):.4f}, expected {expected:.4f}: "
-        "the slope 1 + wu sech^2(a) is smallest at a = 0 when wu < 0"
-    )
+check_min_slope(min_slope, a)
 print(
     "the map folds (slope < 0) exactly when w^T u < -1:", [min_slope(v) < 0 for v in (-1.5, -0.5)]
 )

@@ -3,6 +3,8 @@ tests/test_notebook_checks.py with planted wrong answers). Not part of the paper
 
 import torch
 
+from common.metrics import bits_per_dim
+
 
 def _maps(D):
     """Maps R^D -> R^D whose Jacobians are full and whose determinants are negative or tiny."""
@@ -42,3 +44,15 @@ def check_autograd_logdet(autograd_logdet, f, x):
         )
         first = first or (J, logdet)
     return first
+
+
+def check_bits_per_dim(my_bits, nll_nats):
+    """Exercise 2: ``my_bits`` is bits/dim of 8x8 digits with 17 levels for test NLLs ``nll_nats``
+    (nats per image of x in [0, 1]^64), against common.metrics.bits_per_dim (1e-6)."""
+    assert my_bits is not None, "my_bits is not set: fill in the Exercise 2 cell above"
+    expected = torch.tensor([bits_per_dim(v.item()) for v in nll_nats], dtype=torch.float64)
+    mine = torch.as_tensor(my_bits, dtype=torch.float64)
+    assert mine.shape == expected.shape and torch.allclose(mine, expected, rtol=0, atol=1e-6), (
+        f"your bits/dim {mine.tolist()} differ from common.metrics.bits_per_dim's "
+        f"{expected.tolist()}: expected (NLL + 64 log 17) / (64 log 2)"
+    )

@@ -11,15 +11,15 @@ from torch.autograd.functional import jacobian
 from common.flows import Flow, Inverse
 from common.nets import MLP
 from common.targets import get_target
-from iaf.checks import check_kl_one_mode
-from intro.checks import check_reverse_kl
-from maf.checks import check_reach
+from iaf.checks import check_kl_one_mode, check_passes
+from intro.checks import check_lognormal, check_reverse_kl, check_triangular
+from maf.checks import check_chain_rule, check_reach
 from nsf import NSF
 from nsf.checks import check_quadratic, check_tails, spline_formula
 from nsf.nsf import knots
-from planar_flows.checks import check_lemma, lemma_inputs
+from planar_flows.checks import check_lemma, check_min_slope, lemma_inputs
 from realnvp import AffineCoupling
-from realnvp.checks import check_autograd_logdet
+from realnvp.checks import check_autograd_logdet, check_bits_per_dim
 
 
 def _rejects(check, *args):
@@ -298,3 +298,160 @@ ROOT_WRONG = [
 @pytest.mark.parametrize("wrong", ROOT_WRONG)
 def test_nsf_quadratic_rejects(wrong):
     _rejects(check_quadratic, _root(wrong), B)
+
+
+# ---- the exercises whose checks were already exact, now in checks.py and tested the same way
+
+
+NORMAL = torch.distributions.Normal(0.0, 1.0)
+X_POSITIVE = torch.linspace(0.05, 6, 50)
+LOGNORMAL_WRONG = {
+    "no log-det": lambda x: NORMAL.log_prob(torch.log(x)),
+    "log-det with the wrong sign": lambda x: NORMAL.log_prob(torch.log(x)) + torch.log(x),
+    "x not mapped": lambda x: NORMAL.log_prob(x) - torch.log(x),
+    "exp instead of log": lambda x: NORMAL.log_prob(torch.exp(x)) + x,
+    "not set": lambda x: None,
+}
+
+
+def test_intro_lognormal_reference_passes():
+    check_lognormal(NORMAL.log_prob(torch.log(X_POSITIVE)) - torch.log(X_POSITIVE), X_POSITIVE)
+
+
+@pytest.mark.parametrize("wrong", LOGNORMAL_WRONG)
+def test_intro_lognormal_rejects(wrong):
+    _rejects(check_lognormal, LOGNORMAL_WRONG[wrong](X_POSITIVE), X_POSITIVE)
+
+
+def _bend(v):
+    x1, x2 = v[..., 0], v[..., 1]
+    return torch.stack([x1, x2 * torch.exp(0.5 * torch.sin(x1)) + x1**2 / 2], -1)
+
+
+X_PAIRS = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+TRIANGULAR_WRONG = {
+    "the diagonal entry, not its log": lambda x: torch.exp(0.5 * torch.sin(x[:, 0])),
+    "no 0.5": lambda x: torch.sin(x[:, 0]),
+    "summed over the batch": lambda x: (0.5 * torch.sin(x[:, 0])).sum(),
+    "the off-diagonal term added": lambda x: 0.5 * torch.sin(x[:, 0]) + torch.log(x[:, 0].abs()),
+    "zero (volume preserving)": lambda x: torch.zeros(len(x), dtype=x.dtype),
+}
+
+
+def test_intro_triangular_reference_passes():
+    check_triangular(0.5 * torch.sin(X_PAIRS[:, 0]), X_PAIRS, _bend)
+
+
+@pytest.mark.parametrize("wrong", TRIANGULAR_WRONG)
+def test_intro_triangular_rejects(wrong):
+    _rejects(check_triangular, TRIANGULAR_WRONG[wrong](X_PAIRS), X_PAIRS, _bend)
+
+
+GRID = torch.linspace(-4, 4, 400)
+SLOPE_WRONG = {
+    "sech, not squared": lambda wu: (1 + wu / torch.cosh(GRID)).min().item(),
+    "the maximum": lambda wu: (1 + wu / torch.cosh(GRID) ** 2).max().item(),
+    "tanh^2 for sech^2": lambda wu: (1 + wu * torch.tanh(GRID) ** 2).min().item(),
+    "the value at a = 0 always": lambda wu: 1 + wu,
+    "no 1": lambda wu: (wu / torch.cosh(GRID) ** 2).min().item(),
+    "a tensor, not a float": lambda wu: (1 + wu / torch.cosh(GRID) ** 2).min(),
+}
+
+
+def test_planar_min_slope_reference_passes():
+    check_min_slope(lambda wu: (1 + wu / torch.cosh(GRID) ** 2).min().item(), GRID)
+
+
+@pytest.mark.parametrize("wrong", SLOPE_WRONG)
+def test_planar_min_slope_rejects(wrong):
+    _rejects(check_min_slope, SLOPE_WRONG[wrong], GRID)
+
+
+@pytest.fixture(scope="module")
+def banana():
+    target = get_target("banana")
+    torch.manual_seed(0)
+    return target, target.sample(1000)
+
+
+N = torch.distributions.Normal
+CHAIN_WRONG = {
+    "variance 4 passed as a standard deviation": lambda x: (
+        N(0.0, 4.0).log_prob(x[:, 1]) + N(x[:, 1] ** 2 / 4, 1.0).log_prob(x[:, 0])
+    ),
+    "mean x2^2, not x2^2 / 4": lambda x: (
+        N(0.0, 2.0).log_prob(x[:, 1]) + N(x[:, 1] ** 2, 1.0).log_prob(x[:, 0])
+    ),
+    "x1 and x2 swapped": lambda x: (
+        N(0.0, 2.0).log_prob(x[:, 0]) + N(x[:, 0] ** 2 / 4, 1.0).log_prob(x[:, 1])
+    ),
+    "the marginal of x2 only": lambda x: N(0.0, 2.0).log_prob(x[:, 1]),
+    "not set": lambda x: None,
+}
+
+
+def test_maf_chain_rule_reference_passes(banana):
+    target, x = banana
+    log_p = N(0.0, 2.0).log_prob(x[:, 1]) + N(x[:, 1] ** 2 / 4, 1.0).log_prob(x[:, 0])
+    check_chain_rule(log_p, x, target)
+
+
+@pytest.mark.parametrize("wrong", CHAIN_WRONG)
+def test_maf_chain_rule_rejects(banana, wrong):
+    target, x = banana
+    _rejects(check_chain_rule, CHAIN_WRONG[wrong](x), x, target)
+
+
+D8, T5 = 8, 5
+COUNTED = {"IAF sample": 5, "IAF log_prob": 40, "MAF log_prob": 5, "MAF sample": 40}
+PASSES_WRONG = {
+    "directions swapped": {
+        "IAF sample": 40,
+        "IAF log_prob": 5,
+        "MAF log_prob": 40,
+        "MAF sample": 5,
+    },
+    "D passes, not D per step": {
+        "IAF sample": 5,
+        "IAF log_prob": 8,
+        "MAF log_prob": 5,
+        "MAF sample": 8,
+    },
+    "one pass in all": {"IAF sample": 1, "IAF log_prob": 8, "MAF log_prob": 1, "MAF sample": 8},
+    "a key missing": {"IAF sample": 5, "IAF log_prob": 40, "MAF log_prob": 5},
+}
+
+
+def test_iaf_passes_reference_passes():
+    check_passes(
+        {"IAF sample": T5, "IAF log_prob": D8 * T5, "MAF log_prob": T5, "MAF sample": D8 * T5},
+        COUNTED,
+        D8,
+        T5,
+    )
+
+
+@pytest.mark.parametrize("wrong", PASSES_WRONG)
+def test_iaf_passes_rejects(wrong):
+    _rejects(check_passes, PASSES_WRONG[wrong], COUNTED, D8, T5)
+
+
+NLL = torch.tensor([-89.75, 0.0, -30.0])
+BITS_WRONG = {
+    "no dequantisation term": lambda nll: nll / 64 / math.log(2),
+    "log 17 subtracted": lambda nll: (nll / 64 - math.log(17)) / math.log(2),
+    "per image, not per pixel": lambda nll: (nll + 64 * math.log(17)) / math.log(2),
+    "nats, not bits": lambda nll: nll / 64 + math.log(17),
+    "log2 17 added after dividing by log 2 twice": lambda nll: (
+        nll / 64 / math.log(2) + math.log2(17) / math.log(2)
+    ),
+}
+
+
+def test_realnvp_bits_reference_passes():
+    check_bits_per_dim((NLL / 64 + math.log(17)) / math.log(2), NLL)
+
+
+@pytest.mark.parametrize("wrong", BITS_WRONG)
+def test_realnvp_bits_rejects(wrong):
+    _rejects(check_bits_per_dim, BITS_WRONG[wrong](NLL), NLL)
