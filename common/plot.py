@@ -207,7 +207,8 @@ def plot_layers(flow, n=2000, path=None, max_panels=7, lim=None, data=None, titl
 
     Points keep their colour (their base angle) from panel to panel, so one can follow them. Layers
     that only permute features are applied but not drawn. With more than ``max_panels`` layers, an
-    evenly spaced subset is drawn (always the last). ``data`` (optional, (N, 2)) adds a panel of the
+    evenly spaced subset is drawn (always the last), and a line above the panels says which.
+    ``data`` (optional, (N, 2)) adds a panel of the
     target's samples; ``lim`` fixes both axes' range (default: the middle 99 % of all points).
     Only 2-D flows without context.
     """
@@ -224,9 +225,12 @@ def plot_layers(flow, n=2000, path=None, max_panels=7, lim=None, data=None, titl
     grid = torch.cat(lines)  # 26 polylines of 200 points each
     shown = [("base N(0, I)\n", z, grid)]
     drawn = [i for i, (name, _) in enumerate(steps) if name != "Permute"]
+    subset = None
     if len(drawn) > max_panels - 1:
         pick = torch.linspace(0, len(drawn) - 1, max_panels - 1).round().long().tolist()
         drawn = [drawn[i] for i in sorted(set(pick))]
+        numbers = ", ".join(str(i + 1) for i in drawn)
+        subset = f"layers {numbers} of {len(steps)} drawn (an evenly spaced subset)"
     x, g = z, grid
     for i, (name, f) in enumerate(steps):
         x, g = f(x), f(g)
@@ -259,8 +263,9 @@ def plot_layers(flow, n=2000, path=None, max_panels=7, lim=None, data=None, titl
             _ticks(ax)
     axes[1, 0].set_ylabel("a grid of the base,\npushed through", fontsize=8)
     axes[0, 0].set_ylabel("samples", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    heading = "\n".join(line for line in (title, subset) if line)
+    if heading:
+        fig.suptitle(heading, fontsize=10)
     return save_figure(fig, path)
 
 

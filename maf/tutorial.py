@@ -56,6 +56,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl
 from maf import MAF, MAFLayer
+from maf.checks import check_chain_rule, check_reach
 
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)
@@ -73,25 +74,27 @@ CHECKPOINTS = ROOT / "maf" / "checkpoints"  # written by the demo, see maf/READM
 # input can reach which output.
 #
 # **Exercise 1.** Input $j$ reaches output $i$ when some path of connections leads from one to the
-# other. Compute that (4, 4) boolean matrix `reach` from the three masks (each (out, in), the input
-# layer's first).
+# other. Write `reach_of(masks)`: that (D, D) boolean matrix from a MADE's masks (each (out, in),
+# the input layer's first). The check runs it on this MADE and on two others (another order, other
+# hidden sizes).
 
 # %%
 made = MADE(4, params=1, hidden_features=(8, 8))
 masks = [m.mask for m in made.net if hasattr(m, "mask")]  # (out, in) 0/1 matrices, input first
-# BEGIN SOLUTION maf.notebook_reach
-# the number of paths from input j to output i is entry (i, j) of the product of the masks, the
-# last layer's on the left; reach is where it is positive. Name it reach.
-reach = (masks[2] @ masks[1] @ masks[0]) > 0
-# END SOLUTION
+
+
+def reach_of(masks):
+    # BEGIN SOLUTION maf.notebook_reach
+    # the number of paths from input j to output i is entry (i, j) of the product of the masks, the
+    # last layer's on the left; reach is where it is positive (a boolean tensor).
+    return (masks[2] @ masks[1] @ masks[0]) > 0
+    # END SOLUTION
+
 
 # %%
-expected = torch.ones(4, 4).tril(-1).bool()  # output i sees inputs j < i, in MADE's default order
-assert reach.shape == (4, 4), f"reach should be (4, 4), got {tuple(reach.shape)}"
-assert torch.equal(reach.bool(), expected), (
-    f"your reach matrix is\n{reach.int()}\nexpected strictly lower triangular (output i sees j < i)"
-)
-print("reach is strictly lower triangular: output i sees exactly x_<i")
+check_reach(reach_of)
+reach = reach_of(masks)
+print(f"reach (output i, input j):\n{reach.int()}\nstrictly lower triangular: output i sees x_<i")
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(12, 3))
@@ -185,6 +188,7 @@ print(
 # %%
 target = get_target("banana")  # Figure 1's target
 x = target.sample(1000)
+log_p = None
 # BEGIN SOLUTION maf.notebook_chain_rule
 # Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two
 # log-densities. Name it log_p, shape (n,).
@@ -193,12 +197,7 @@ log_p = normal(0.0, 2.0).log_prob(x[:, 1]) + normal(x[:, 1] ** 2 / 4, 1.0).log_p
 # END SOLUTION
 
 # %%
-error = (log_p - target.log_prob(x)).abs().max().item()
-assert log_p.shape == (len(x),), f"log_p should have shape ({len(x)},), got {tuple(log_p.shape)}"
-assert error < 1e-4, (
-    f"your chain-rule log p differs from the target's by up to {error:.3g} nats: expected "
-    "log N(x2 | 0, 4) + log N(x1 | x2^2 / 4, 1)"
-)
+error = check_chain_rule(log_p, x, target)
 print(f"chain rule right (largest difference {error:.1e} nats)")
 
 # %%

@@ -1,8 +1,9 @@
 """Count each paper's core module: logical lines, physical lines and the share of prose.
 
 The core modules are every .py file of the folder except ``__init__.py``, ``__main__.py``,
-``tutorial.py``, ``vae.py`` (the VAE experiment scripts; the amortised layers themselves are in the
-core modules), ``benchmark*.py`` and ``train*.py``. For each paper it prints:
+``tutorial.py``, ``checks.py`` (the notebook exercises' checks), ``vae.py`` (the VAE experiment
+scripts; the amortised layers themselves are in the core modules), ``benchmark*.py`` and
+``train*.py``. For each paper it prints:
 
 * logical lines: Python's logical lines, one per statement however many lines it is wrapped over;
   no blank lines, comments or docstrings (the README's budget of ~100);
@@ -21,7 +22,8 @@ from pathlib import Path
 from tools.cli import script_parser
 from tools.papers import PAPERS
 
-SKIP = ("__init__.py", "__main__.py", "tutorial.py", "vae.py")
+# checks.py: the notebook exercises' checks, teaching aids beside tutorial.py, not the paper
+SKIP = ("__init__.py", "__main__.py", "tutorial.py", "checks.py", "vae.py")
 
 
 def _docstring_lines(source):

@@ -1,0 +1,38 @@
+"""The checks of the IAF notebook's exercises (called by tutorial.py, tested by
+tests/test_notebook_checks.py with planted wrong answers). Not part of the paper's core."""
+
+import math
+
+import torch
+
+
+def kl_to_mixture(q, other, x):
+    """KL(q || p) on the samples x of q, p = (q + other) / 2: log q - log p = log 2 - log(1 +
+    other / q), written stably."""
+    log_q, log_other = q.log_prob(x).double(), other.log_prob(x).double()
+    return (math.log(2) - torch.nn.functional.softplus(log_other - log_q)).mean().item()
+
+
+def check_kl_one_mode(kl_one_mode, q, other, x):
+    """Exercise 2: ``kl_one_mode`` is the Monte Carlo KL(q || p) on exactly the samples ``x`` of q,
+    p = (q + other) / 2; the same samples give the same number up to rounding (1e-6 nats)."""
+    assert kl_one_mode is not None, "kl_one_mode is not set: fill in the Exercise 2 cell above"
+    kl = kl_to_mixture(q, other, x)
+    mine = float(kl_one_mode)
+    assert math.isfinite(mine) and abs(mine - kl) < 1e-6, (
+        f"your KL(q || p) = {mine:.6f} differs from {kl:.6f} on the same samples x: expected the "
+        "mean over x of log q(x) - log p(x), with p the two-component mixture (weights 1/2)"
+    )
+    return kl
+
+
+def check_passes(predicted, counted, D, T):
+    """Exercise 1: ``predicted`` (a dict) equals the MADE passes the hook ``counted``, per call."""
+    assert isinstance(predicted, dict) and set(predicted) == set(counted), (
+        f"predicted should be a dict with the keys {sorted(counted)}, got {predicted!r}"
+    )
+    for call, passes in counted.items():
+        assert predicted[call] == passes, (
+            f"{call}: you predicted {predicted[call]} MADE passes, the hook counted {passes} "
+            f"(D = {D}, T = {T}): which direction is the one-pass one?"
+        )

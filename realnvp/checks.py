@@ -1,0 +1,58 @@
+"""The checks of the Real NVP notebook's exercises (called by tutorial.py, tested by
+tests/test_notebook_checks.py with planted wrong answers). Not part of the paper's core."""
+
+import torch
+
+from common.metrics import bits_per_dim
+
+
+def _maps(D):
+    """Maps R^D -> R^D whose Jacobians are full and whose determinants are negative or tiny."""
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(D, D, generator=gen, dtype=torch.float64)
+    if torch.linalg.det(A) > 0:
+        A = A.flip(0)  # swapping rows flips the sign of the determinant
+    v = torch.randn(D, generator=gen, dtype=torch.float64)
+    return {
+        "x -> A x (det < 0)": (lambda x: A @ x, v),
+        "x -> x + tanh(A x) (dense)": (lambda x: x + torch.tanh(A @ x), v),
+        "x -> 1e-3 x^3 + A x": (lambda x: 1e-3 * x**3 + A @ x, 2 * v),
+    }
+
+
+def check_autograd_logdet(autograd_logdet, f, x):
+    """Exercise 1: ``autograd_logdet(f, x)`` = (J, log|det J|) by autograd, for ``f`` (the
+    coupling layer at ``x``) and three other maps with dense Jacobians and negative determinants,
+    so that the layer's own log-det, log det (no abs) or a diagonal product fails."""
+    cases = {"the coupling layer": (f, x), **_maps(len(x))}
+    first = None
+    for name, (fn, point) in cases.items():
+        expected = torch.func.jacrev(fn)(point)
+        sign, log_abs = torch.linalg.slogdet(expected)
+        J, logdet = autograd_logdet(fn, point)
+        assert tuple(J.shape) == tuple(expected.shape), (
+            f"{name}: J should be {tuple(expected.shape)}, got {tuple(J.shape)}"
+        )
+        assert torch.allclose(J, expected, atol=1e-10), (
+            f"{name}: your Jacobian differs from autograd's by up to "
+            f"{(J - expected).abs().max():.3g}: expected J[i, j] = df_i / dx_j at x"
+        )
+        logdet = torch.as_tensor(logdet, dtype=torch.float64)
+        assert logdet.numel() == 1 and torch.isfinite(logdet) and abs(logdet - log_abs) < 1e-8, (
+            f"{name} (det sign {sign.item():+.0f}): your log|det J| = {logdet.flatten().tolist()}, "
+            f"expected {log_abs.item():.6f}, the log of the absolute determinant of your J"
+        )
+        first = first or (J, logdet)
+    return first
+
+
+def check_bits_per_dim(my_bits, nll_nats):
+    """Exercise 2: ``my_bits`` is bits/dim of 8x8 digits with 17 levels for test NLLs ``nll_nats``
+    (nats per image of x in [0, 1]^64), against common.metrics.bits_per_dim (1e-6)."""
+    assert my_bits is not None, "my_bits is not set: fill in the Exercise 2 cell above"
+    expected = torch.tensor([bits_per_dim(v.item()) for v in nll_nats], dtype=torch.float64)
+    mine = torch.as_tensor(my_bits, dtype=torch.float64)
+    assert mine.shape == expected.shape and torch.allclose(mine, expected, rtol=0, atol=1e-6), (
+        f"your bits/dim {mine.tolist()} differ from common.metrics.bits_per_dim's "
+        f"{expected.tolist()}: expected (NLL + 64 log 17) / (64 log 2)"
+    )

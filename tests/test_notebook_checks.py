@@ -1,0 +1,457 @@
+"""The notebooks' exercise checks (``<folder>/checks.py``) reject plausible wrong answers and accept
+the reference (issue 27): for each checked exercise, the reference passes and each planted wrong
+answer raises AssertionError. Not in the student copy (it holds the answers)."""
+
+import math
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from common.flows import Flow, Inverse
+from common.nets import MLP
+from common.targets import get_target
+from iaf.checks import check_kl_one_mode, check_passes
+from intro.checks import check_lognormal, check_reverse_kl, check_triangular
+from maf.checks import check_chain_rule, check_reach
+from nsf import NSF
+from nsf.checks import check_quadratic, check_tails, spline_formula
+from nsf.nsf import knots
+from planar_flows.checks import check_lemma, check_min_slope, lemma_inputs
+from realnvp import AffineCoupling
+from realnvp.checks import check_autograd_logdet, check_bits_per_dim
+
+
+def _rejects(check, *args):
+    with pytest.raises(AssertionError):
+        check(*args)
+
+
+# ---- intro, Exercise 3: the reverse KL on given samples
+
+
+@pytest.fixture(scope="module")
+def kl_inputs():
+    torch.manual_seed(0)
+    flow = Flow(Inverse(NSF(2, transforms=1, hidden_features=(8,)).transform), features=2)
+    energy = get_target("sine")
+    with torch.no_grad():
+        x, log_q = flow.rsample_and_log_prob(20_000)
+    return x, log_q, energy
+
+
+def _kl(x, log_q, energy):
+    return (log_q + energy.energy(x)).mean().item() + energy.log_z()
+
+
+INTRO_WRONG = {
+    "zero": lambda x, log_q, e: 0.0,
+    "minus KL": lambda x, log_q, e: -_kl(x, log_q, e),
+    "half KL": lambda x, log_q, e: _kl(x, log_q, e) / 2,
+    "no log Z": lambda x, log_q, e: (log_q + e.energy(x)).mean().item(),
+    "minus log Z": lambda x, log_q, e: (log_q + e.energy(x)).mean().item() - e.log_z(),
+    "log q - U": lambda x, log_q, e: (log_q - e.energy(x)).mean().item() + e.log_z(),
+    "other samples": lambda x, log_q, e: _kl(x[:2000], log_q[:2000], e),
+    "not set": lambda x, log_q, e: None,
+}
+
+
+def test_intro_reverse_kl_reference_passes(kl_inputs):
+    check_reverse_kl(_kl(*kl_inputs), *kl_inputs)
+
+
+@pytest.mark.parametrize("wrong", INTRO_WRONG)
+def test_intro_reverse_kl_rejects(kl_inputs, wrong):
+    _rejects(check_reverse_kl, INTRO_WRONG[wrong](*kl_inputs), *kl_inputs)
+
+
+# ---- planar, Exercise 1: the matrix determinant lemma
+
+PLANAR_WRONG = {
+    "no absolute value": lambda u, psi: torch.log(1 + psi @ u),
+    "no 1": lambda u, psi: torch.log(torch.abs(psi @ u)),
+    "abs inside the 1": lambda u, psi: torch.log(1 + torch.abs(psi @ u)),
+    "no log": lambda u, psi: torch.abs(1 + psi @ u),
+    "elementwise": lambda u, psi: torch.log(torch.abs(1 + psi * u)).sum(),
+    "a vector": lambda u, psi: torch.log(torch.abs(1 + psi * u)),
+    "not set": lambda u, psi: None,
+}
+
+
+def test_planar_lemma_reference_passes():
+    u, psi = lemma_inputs()
+    assert 1 + psi @ u < -1  # the absolute value matters at these inputs
+    check_lemma(torch.log(torch.abs(1 + psi @ u)), u, psi)
+
+
+@pytest.mark.parametrize("wrong", PLANAR_WRONG)
+def test_planar_lemma_rejects(wrong):
+    u, psi = lemma_inputs()
+    _rejects(check_lemma, PLANAR_WRONG[wrong](u, psi), u, psi)
+
+
+# ---- maf, Exercise 1: which input reaches which output
+
+MAF_WRONG = {
+    "middle mask skipped": lambda m: (m[2] @ m[0]) > 0,
+    "wrong order of the product": lambda m: (m[0].T @ m[1].T @ m[2].T) > 0,
+    "hard-coded triangle": lambda m: torch.ones(4, 4).tril(-1).bool(),
+    "counts, not booleans": lambda m: m[2] @ m[1] @ m[0],
+    "first and last only": lambda m: (m[-1] @ m[0]) > 0 if m[1].shape[0] == m[0].shape[0] else None,
+    "diagonal included": lambda m: ((m[2] @ m[1] @ m[0]) > 0) | torch.eye(4, dtype=torch.bool),
+}
+
+
+def test_maf_reach_reference_passes():
+    check_reach(lambda m: (m[2] @ m[1] @ m[0]) > 0)
+
+
+@pytest.mark.parametrize("wrong", MAF_WRONG)
+def test_maf_reach_rejects(wrong):
+    with pytest.raises((AssertionError, RuntimeError)):  # a shape mismatch is a rejection too
+        check_reach(MAF_WRONG[wrong])
+
+
+# ---- iaf, Exercise 2: the KL of one mode against two
+
+
+@pytest.fixture(scope="module")
+def mode_inputs():
+    a, b, s = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.5]), 0.5
+    q = torch.distributions.MultivariateNormal(a, s**2 * torch.eye(2))
+    other = torch.distributions.MultivariateNormal(b, s**2 * torch.eye(2))
+    torch.manual_seed(0)
+    return q, other, q.sample((10_000,))
+
+
+LOG2 = math.log(2)
+
+
+def _log_p(q, other, x, log_weight=LOG2):
+    return torch.logsumexp(torch.stack([q.log_prob(x), other.log_prob(x)]), 0) - log_weight
+
+
+def _on_fresh_samples(q, other):
+    torch.manual_seed(1)  # tests/conftest.py seeds every test with 0, as the fixture's x
+    y = q.sample((10_000,))
+    return (q.log_prob(y) - _log_p(q, other, y)).mean().item()
+
+
+IAF_WRONG = {
+    "the prompt's old answer, log 2": lambda q, o, x: math.log(2),
+    "forward direction sign": lambda q, o, x: (_log_p(q, o, x) - q.log_prob(x)).mean().item(),
+    "no 1/2 weights": lambda q, o, x: (q.log_prob(x) - _log_p(q, o, x, 0.0)).mean().item(),
+    "p is the other mode": lambda q, o, x: (q.log_prob(x) - o.log_prob(x)).mean().item(),
+    "fresh samples": lambda q, o, x: _on_fresh_samples(q, o),
+    "not set": lambda q, o, x: None,
+}
+
+
+def test_iaf_mode_seeking_reference_passes(mode_inputs):
+    q, other, x = mode_inputs
+    kl = check_kl_one_mode((q.log_prob(x) - _log_p(q, other, x)).mean().item(), q, other, x)
+    assert 0.05 < kl < math.log(2) - 0.05  # overlapping modes: well below the far limit
+
+
+@pytest.mark.parametrize("wrong", IAF_WRONG)
+def test_iaf_mode_seeking_rejects(mode_inputs, wrong):
+    with pytest.raises((AssertionError, TypeError)):  # None: float(None) is a TypeError
+        check_kl_one_mode(IAF_WRONG[wrong](*mode_inputs), *mode_inputs)
+
+
+# ---- realnvp, Exercise 1: the Jacobian and its log|det| by autograd
+
+
+@pytest.fixture(scope="module")
+def coupling():
+    torch.manual_seed(0)
+    layer = AffineCoupling(torch.tensor([1, 1, 1, 0, 0, 0.0]), MLP(3, 12, (32, 32))).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return layer, (lambda v: layer(v[None])[0][0]), torch.randn(6, dtype=torch.float64)
+
+
+def _reference(f, x):
+    J = jacobian(f, x)
+    return J, torch.linalg.slogdet(J)[1]
+
+
+def _wrong_realnvp(layer):
+    return {
+        "the layer's own log-det": lambda f, x: (jacobian(f, x), layer(x[None])[1][0]),
+        "log det without abs": lambda f, x: (jacobian(f, x), torch.log(torch.det(jacobian(f, x)))),
+        "diagonal only": lambda f, x: (
+            jacobian(f, x),
+            jacobian(f, x).diagonal().abs().log().sum(),
+        ),
+        "transposed J": lambda f, x: (jacobian(f, x).T, torch.linalg.slogdet(jacobian(f, x))[1]),
+        "det, not its log": lambda f, x: (jacobian(f, x), torch.det(jacobian(f, x)).abs()),
+    }
+
+
+def test_realnvp_jacobian_reference_passes(coupling):
+    layer, f, x = coupling
+    J, logdet = check_autograd_logdet(_reference, f, x)
+    assert abs(logdet - layer(x[None])[1][0]) < 1e-8 and J.shape == (6, 6)
+
+
+@pytest.mark.parametrize("wrong", list(_wrong_realnvp(None)))
+def test_realnvp_jacobian_rejects(coupling, wrong):
+    layer, f, x = coupling
+    _rejects(check_autograd_logdet, _wrong_realnvp(layer)[wrong], f, x)
+
+
+# ---- nsf, Exercise 1: identity tails; Exercise 2: the root of the quadratic
+
+B, K = 5.0, 8
+
+
+@pytest.fixture(scope="module")
+def spline_params():
+    gen = torch.Generator().manual_seed(0)
+    return 1.5 * torch.randn(3 * K - 1, generator=gen, dtype=torch.float64)
+
+
+def _with_tails(x, params):
+    inside = x.clamp(-B, B)
+    y, log_dg = spline_formula(inside, params, B)
+    return y + (x - inside), log_dg
+
+
+def _naive_where(x, params):
+    y, log_dg = spline_formula(x, params, B)
+    tail = x.abs() >= B
+    return torch.where(tail, x, y), torch.where(tail, 0, log_dg)
+
+
+TAILS_WRONG = {
+    "no clamp": lambda x, p: spline_formula(x, p, B),
+    "naive torch.where": _naive_where,
+    "clamp without adding back": lambda x, p: spline_formula(x.clamp(-B, B), p, B),
+    "clamp to [-1, 1]": lambda x, p: (
+        spline_formula(x.clamp(-1, 1), p, B)[0] + x - x.clamp(-1, 1),
+        spline_formula(x.clamp(-1, 1), p, B)[1],
+    ),
+    "log g' of the overshoot added": lambda x, p: (
+        _with_tails(x, p)[0],
+        _with_tails(x, p)[1] + (x - x.clamp(-B, B)).abs().log1p(),
+    ),
+    "detached overshoot": lambda x, p: (
+        _with_tails(x, p)[0].detach() + 0 * x,
+        _with_tails(x, p)[1],
+    ),
+}
+
+
+def test_nsf_tails_reference_passes(spline_params):
+    check_tails(_with_tails, spline_params, B)
+
+
+@pytest.mark.parametrize("wrong", TAILS_WRONG)
+def test_nsf_tails_rejects(spline_params, wrong):
+    _rejects(check_tails, TAILS_WRONG[wrong], spline_params, B)
+
+
+def _root(variant):
+    def inverse(y, params):
+        xk, yk, d = knots(params, B)
+        kn = torch.stack([xk, yk], -2)
+        k = (y[..., None] >= kn[..., 1, 1:K]).sum(-1, keepdim=True)
+        x0, x1, y0, y1 = (kn[..., i, :].gather(-1, k + j)[..., 0] for i in (0, 1) for j in (0, 1))
+        d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
+        h, s = y1 - y0, (y1 - y0) / (x1 - x0)
+        a = h * (s - d0) + (y - y0) * (d0 + d1 - 2 * s)
+        b = h * d0 - (y - y0) * (d0 + d1 - 2 * s)
+        c = -s * (y - y0)
+        root = (b * b - 4 * a * c).clamp(min=0).sqrt()
+        xi = {
+            "reference": 2 * c / (-b - root),
+            "the other root": (-b - root) / (2 * a),
+            "the other root, paper's form": 2 * c / (-b + root),
+            "xi, not x": None,
+            "y, not x": None,
+            "c with the wrong sign": -2 * c / (-b - root),
+        }[variant]
+        if variant == "xi, not x":
+            return 2 * c / (-b - root)
+        if variant == "y, not x":
+            return y
+        return x0 + xi * (x1 - x0)
+
+    return inverse
+
+
+def test_nsf_quadratic_reference_passes():
+    assert check_quadratic(_root("reference"), B) < 1e-9
+
+
+ROOT_WRONG = [
+    "the other root",
+    "the other root, paper's form",
+    "xi, not x",
+    "y, not x",
+    "c with the wrong sign",
+]
+
+
+@pytest.mark.parametrize("wrong", ROOT_WRONG)
+def test_nsf_quadratic_rejects(wrong):
+    _rejects(check_quadratic, _root(wrong), B)
+
+
+# ---- the exercises whose checks were already exact, now in checks.py and tested the same way
+
+
+NORMAL = torch.distributions.Normal(0.0, 1.0)
+X_POSITIVE = torch.linspace(0.05, 6, 50)
+LOGNORMAL_WRONG = {
+    "no log-det": lambda x: NORMAL.log_prob(torch.log(x)),
+    "log-det with the wrong sign": lambda x: NORMAL.log_prob(torch.log(x)) + torch.log(x),
+    "x not mapped": lambda x: NORMAL.log_prob(x) - torch.log(x),
+    "exp instead of log": lambda x: NORMAL.log_prob(torch.exp(x)) + x,
+    "not set": lambda x: None,
+}
+
+
+def test_intro_lognormal_reference_passes():
+    check_lognormal(NORMAL.log_prob(torch.log(X_POSITIVE)) - torch.log(X_POSITIVE), X_POSITIVE)
+
+
+@pytest.mark.parametrize("wrong", LOGNORMAL_WRONG)
+def test_intro_lognormal_rejects(wrong):
+    _rejects(check_lognormal, LOGNORMAL_WRONG[wrong](X_POSITIVE), X_POSITIVE)
+
+
+def _bend(v):
+    x1, x2 = v[..., 0], v[..., 1]
+    return torch.stack([x1, x2 * torch.exp(0.5 * torch.sin(x1)) + x1**2 / 2], -1)
+
+
+X_PAIRS = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+TRIANGULAR_WRONG = {
+    "the diagonal entry, not its log": lambda x: torch.exp(0.5 * torch.sin(x[:, 0])),
+    "no 0.5": lambda x: torch.sin(x[:, 0]),
+    "summed over the batch": lambda x: (0.5 * torch.sin(x[:, 0])).sum(),
+    "the off-diagonal term added": lambda x: 0.5 * torch.sin(x[:, 0]) + torch.log(x[:, 0].abs()),
+    "zero (volume preserving)": lambda x: torch.zeros(len(x), dtype=x.dtype),
+}
+
+
+def test_intro_triangular_reference_passes():
+    check_triangular(0.5 * torch.sin(X_PAIRS[:, 0]), X_PAIRS, _bend)
+
+
+@pytest.mark.parametrize("wrong", TRIANGULAR_WRONG)
+def test_intro_triangular_rejects(wrong):
+    _rejects(check_triangular, TRIANGULAR_WRONG[wrong](X_PAIRS), X_PAIRS, _bend)
+
+
+GRID = torch.linspace(-4, 4, 400)
+SLOPE_WRONG = {
+    "sech, not squared": lambda wu: (1 + wu / torch.cosh(GRID)).min().item(),
+    "the maximum": lambda wu: (1 + wu / torch.cosh(GRID) ** 2).max().item(),
+    "tanh^2 for sech^2": lambda wu: (1 + wu * torch.tanh(GRID) ** 2).min().item(),
+    "the value at a = 0 always": lambda wu: 1 + wu,
+    "no 1": lambda wu: (wu / torch.cosh(GRID) ** 2).min().item(),
+    "a tensor, not a float": lambda wu: (1 + wu / torch.cosh(GRID) ** 2).min(),
+}
+
+
+def test_planar_min_slope_reference_passes():
+    check_min_slope(lambda wu: (1 + wu / torch.cosh(GRID) ** 2).min().item(), GRID)
+
+
+@pytest.mark.parametrize("wrong", SLOPE_WRONG)
+def test_planar_min_slope_rejects(wrong):
+    _rejects(check_min_slope, SLOPE_WRONG[wrong], GRID)
+
+
+@pytest.fixture(scope="module")
+def banana():
+    target = get_target("banana")
+    torch.manual_seed(0)
+    return target, target.sample(1000)
+
+
+N = torch.distributions.Normal
+CHAIN_WRONG = {
+    "variance 4 passed as a standard deviation": lambda x: (
+        N(0.0, 4.0).log_prob(x[:, 1]) + N(x[:, 1] ** 2 / 4, 1.0).log_prob(x[:, 0])
+    ),
+    "mean x2^2, not x2^2 / 4": lambda x: (
+        N(0.0, 2.0).log_prob(x[:, 1]) + N(x[:, 1] ** 2, 1.0).log_prob(x[:, 0])
+    ),
+    "x1 and x2 swapped": lambda x: (
+        N(0.0, 2.0).log_prob(x[:, 0]) + N(x[:, 0] ** 2 / 4, 1.0).log_prob(x[:, 1])
+    ),
+    "the marginal of x2 only": lambda x: N(0.0, 2.0).log_prob(x[:, 1]),
+    "not set": lambda x: None,
+}
+
+
+def test_maf_chain_rule_reference_passes(banana):
+    target, x = banana
+    log_p = N(0.0, 2.0).log_prob(x[:, 1]) + N(x[:, 1] ** 2 / 4, 1.0).log_prob(x[:, 0])
+    check_chain_rule(log_p, x, target)
+
+
+@pytest.mark.parametrize("wrong", CHAIN_WRONG)
+def test_maf_chain_rule_rejects(banana, wrong):
+    target, x = banana
+    _rejects(check_chain_rule, CHAIN_WRONG[wrong](x), x, target)
+
+
+D8, T5 = 8, 5
+COUNTED = {"IAF sample": 5, "IAF log_prob": 40, "MAF log_prob": 5, "MAF sample": 40}
+PASSES_WRONG = {
+    "directions swapped": {
+        "IAF sample": 40,
+        "IAF log_prob": 5,
+        "MAF log_prob": 40,
+        "MAF sample": 5,
+    },
+    "D passes, not D per step": {
+        "IAF sample": 5,
+        "IAF log_prob": 8,
+        "MAF log_prob": 5,
+        "MAF sample": 8,
+    },
+    "one pass in all": {"IAF sample": 1, "IAF log_prob": 8, "MAF log_prob": 1, "MAF sample": 8},
+    "a key missing": {"IAF sample": 5, "IAF log_prob": 40, "MAF log_prob": 5},
+}
+
+
+def test_iaf_passes_reference_passes():
+    check_passes(
+        {"IAF sample": T5, "IAF log_prob": D8 * T5, "MAF log_prob": T5, "MAF sample": D8 * T5},
+        COUNTED,
+        D8,
+        T5,
+    )
+
+
+@pytest.mark.parametrize("wrong", PASSES_WRONG)
+def test_iaf_passes_rejects(wrong):
+    _rejects(check_passes, PASSES_WRONG[wrong], COUNTED, D8, T5)
+
+
+NLL = torch.tensor([-89.75, 0.0, -30.0])
+BITS_WRONG = {
+    "no dequantisation term": lambda nll: nll / 64 / math.log(2),
+    "log 17 subtracted": lambda nll: (nll / 64 - math.log(17)) / math.log(2),
+    "per image, not per pixel": lambda nll: (nll + 64 * math.log(17)) / math.log(2),
+    "nats, not bits": lambda nll: nll / 64 + math.log(17),
+    "log2 17 added after dividing by log 2 twice": lambda nll: (
+        nll / 64 / math.log(2) + math.log2(17) / math.log(2)
+    ),
+}
+
+
+def test_realnvp_bits_reference_passes():
+    check_bits_per_dim((NLL / 64 + math.log(17)) / math.log(2), NLL)
+
+
+@pytest.mark.parametrize("wrong", BITS_WRONG)
+def test_realnvp_bits_rejects(wrong):
+    _rejects(check_bits_per_dim, BITS_WRONG[wrong](NLL), NLL)
