@@ -148,7 +148,9 @@ def sandbox_available():
 
 
 def kill_user(uid):
-    """Stop, then kill, every process of ``uid`` (root only); True when none is left."""
+    """Stop, then kill, every process of ``uid`` (root only): (how many there were, True when
+    none is left)."""
+    found = 0
     for _ in range(100):
         pids = []
         for name in os.listdir("/proc"):
@@ -158,7 +160,8 @@ def kill_user(uid):
             except OSError:
                 continue
         if not pids:
-            return True
+            return found, True
+        found = found or len(pids)
         for sig in (signal.SIGSTOP, signal.SIGKILL):
             for pid in pids:
                 try:
@@ -166,7 +169,7 @@ def kill_user(uid):
                 except OSError:
                     pass
         time.sleep(0.02)
-    return False
+    return found, False
 
 
 def _read_records(fd, key):
@@ -213,7 +216,7 @@ def run_tests(
     files = sorted({_file(g) for g in globs if "*" not in _file(g) and (tree / _file(g)).exists()})
     empty = {"collected": list(expected or []), "results": {}, "tampered": None}
     if not files:
-        return {**empty, "log": "no test file found", "problem": "no test file found"}
+        return {**empty, "log": "no test file found", "problem": "no test file found", "flags": []}
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         home = Path(sandbox["home"]) if sandbox else Path(scratch)
         results_read, results_write = os.pipe()
@@ -274,9 +277,12 @@ def run_tests(
         except subprocess.TimeoutExpired:
             status = None
             problem = f"killed after {part_timeout:g} s (the part's time limit)"
-        outlived = False
+        outlived, flags = False, []
         if sandbox:
-            outlived = not kill_user(sandbox["uid"])
+            left, gone = kill_user(sandbox["uid"])
+            outlived = not gone
+            if left:
+                flags.append(f"flagged: {left} process(es) it started were still running: killed")
         else:
             try:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -323,6 +329,7 @@ def run_tests(
         "log": log,
         "tampered": tampered,
         "problem": problem,
+        "flags": flags,
     }
 
 
@@ -380,11 +387,11 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
             note = f"flagged, scored 0: {run['tampered']}"
         elif run and run.get("problem") and not (note and note.startswith("blocked")):
             note = f"{note}; {run['problem']}" if note else run["problem"]
-        for flag in (run or {}).get("flags", []):
-            note = f"{note}; {flag}" if note else flag
         if unavailable:
             extra = f"{len(unavailable)} hidden group(s) graded on submission"
             note = f"{note}; {extra}" if note else extra
+    for flag in (run or {}).get("flags", []):
+        note = f"{note}; {flag}" if note else flag
     return {
         "part": part,
         "paper": part.split(".")[0],
@@ -396,7 +403,8 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
 
 
 def _cap(text, chars):
-    return text if len(text) <= chars else text[: chars - 30] + "\n... (feedback cut by the grader)"
+    cut = "\n... (feedback cut by the grader)"
+    return text if len(text) <= chars else text[: chars - len(cut)] + cut
 
 
 def _number(value):
@@ -622,7 +630,9 @@ def redact(run, secret):
             text = re.sub(r"^E\s+", "", line).strip()
             if any(s in text for s in secret if len(s) <= len(text)):
                 removed += 1
-                line = "[a line quoting the grader's tests or reference, removed]"
+                line = "[lines quoting the grader's tests or reference, removed]"
+                if kept and kept[-1] == line:
+                    continue
             kept.append(line)
         if "message" in result:
             result["message"] = "\n".join(kept)
@@ -722,7 +732,9 @@ def grade_parts(
                 )
                 quoted = redact(run, secret)
                 if quoted:
-                    run["flags"] = [f"flagged: its feedback quoted {quoted} line(s) of the grader"]
+                    run["flags"].append(
+                        f"flagged: its feedback quoted {quoted} line(s) of the grader"
+                    )
                 return score_part(part, entry, run)
             finally:
                 slots.put(slot)
