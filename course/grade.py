@@ -51,6 +51,8 @@ from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = Path("course") / "grading.toml"
+# the same weights as JSON: written into the Gradescope bundle only (Python 3.10 has no tomllib)
+WEIGHTS_JSON = Path("course") / "grading.json"
 MANIFEST = "assignment.toml"
 HIDDEN = "course/hidden_tests/"
 TIMEOUT = 60.0  # seconds per test; the slowest reference test takes about 3 s on one thread
@@ -234,6 +236,7 @@ def run_tests(
             "COURSE_RESULTS_FD": str(results_write),
             "COURSE_KEY_FD": str(key_read),
             "COURSE_TIMEOUT": str(timeout),
+            "COURSE_MEMORY": f"{memory_limit:g}",
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -313,11 +316,20 @@ def run_tests(
     elif finished is None and problem is None:
         problem = f"pytest did not finish (exit status {status})"
     elif finished is not None and not tampered:
-        if finished["finished"] != status:
+        # (pytest may turn an interrupted session's status 2 into 1 after it reported it)
+        if (finished["finished"] == 0) != (status == 0):
             said = finished["finished"]
             tampered = f"pytest's exit status {status} is not the {said} it reported"
         elif status == 0 and any(r["outcome"] != "passed" for r in results.values()):
             tampered = "pytest exited 0 with failed tests"
+    missing = [n for n in (expected or collected) if n not in results]
+    out_of_memory = any("TestOutOfMemory" in r.get("message", "") for r in results.values())
+    if missing and problem is None and out_of_memory:
+        problem = f"stopped: a test ran out of the part's {memory_limit:g} MiB of memory"
+    elif missing and problem is None:
+        problem = f"pytest stopped early (exit status {status})"
+        if "MemoryError" in log:
+            problem += f"; it ran out of its {memory_limit:g} MiB of memory"
     if expected is not None:
         results = {n: r for n, r in results.items() if n in set(expected)}
         collected = list(expected)
@@ -353,8 +365,7 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
         for n in counted:
             result = run["results"].get(n)
             if result is None:
-                why = run.get("problem") or "the part ran out of time"
-                failures.append(f"{n}: did not finish ({why})")
+                failures.append(f"{n}: did not run ({run.get('problem') or 'the part stopped'})")
             elif result["outcome"] in ("failed", "skipped"):
                 failures.append(f"{n}: {result.get('message', 'failed')}"[:FEEDBACK_CHARS])
                 if "blocked_by" in result:
@@ -649,6 +660,9 @@ def _readable_by_others(path):
     return True
 
 
+_COLLECTED = {}  # (reference, globs): the node ids collected from it (one process grades one)
+
+
 def grade_parts(
     code_of,
     weights,
@@ -691,8 +705,11 @@ def grade_parts(
         if isolated:
             os.chmod(scratch, 0o711)  # the trees' random names cannot be listed
         # the tests each part must report, collected here from the reference (no student code)
-        globs = [g for part in parts for g in weights[part]["groups"]]
-        collected = run_tests(base, globs, collect_only=True)["collected"] if globs else []
+        globs = tuple(g for part in parts for g in weights[part]["groups"])
+        if (str(reference), globs) not in _COLLECTED:
+            found = run_tests(base, globs, collect_only=True)["collected"] if globs else []
+            _COLLECTED[str(reference), globs] = found
+        collected = _COLLECTED[str(reference), globs]
 
         def one(part):
             entry = weights[part]
@@ -808,7 +825,8 @@ def main(argv=None):
         parser.error("--weights and --submission: a submission is graded with course/grading.toml")
     start = time.perf_counter()
     try:
-        weights = load_weights(Path(args.weights) if args.weights else ROOT / WEIGHTS)
+        default = ROOT / (WEIGHTS_JSON if (ROOT / WEIGHTS_JSON).is_file() else WEIGHTS)
+        weights = load_weights(Path(args.weights) if args.weights else default)
         parts = graded_parts(weights, ROOT, args.papers, args.parts, manifest=not args.submission)
         if args.submission and not Path(args.submission).is_dir():
             raise ValueError(f"--submission must be a directory, got {args.submission}")

@@ -16,12 +16,15 @@ and against pytest's exit status (see ``course/grade.py``, ``run_tests``), and i
 test as failed.
 """
 
+import ctypes
+import gc
 import hashlib
 import hmac
 import json
 import os
 import re
 import signal
+import traceback
 
 import pytest
 
@@ -30,6 +33,7 @@ from course.pytest_plugin import PROPERTY
 
 GLOBS = json.loads(os.environ.get("COURSE_GLOBS", "null") or "null")
 TIMEOUT = float(os.environ.get("COURSE_TIMEOUT", "0") or 0)
+MEMORY = os.environ.get("COURSE_MEMORY", "?")  # MiB, for the message
 MESSAGE_CHARS = 600  # what one failed test may say (the grader caps it again)
 
 
@@ -70,21 +74,61 @@ def pytest_collection_modifyitems(config, items):
             SEND({"collected": item.nodeid})
 
 
+class TestOutOfMemory(Exception):  # noqa: N818
+    pass
+
+
+def _out_of_memory(error):
+    text = str(error)
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in text or "bad_alloc" in text)
+    )
+
+
+def _free(error):
+    """Drop what the failed test built: the frames of the error (and of the errors it chains)
+    hold it; then hand the freed heap back to the system (the address-space limit counts it)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    if not TIMEOUT or not hasattr(signal, "setitimer"):
-        return (yield)
+    timed = TIMEOUT and hasattr(signal, "setitimer")
 
     def expired(signum, frame):
         raise TestTimedOut(f"timed out after {TIMEOUT:g} s (the per-test limit of the grader)")
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+    if timed:
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+    full = False
     try:
         return (yield)
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        _free(error)  # so that the part's next tests can run
+        full = True
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if full:
+        _free(None)
+        # what is left of the heap is not to be trusted with the next test: the part ends here
+        item.session.shouldstop = "a test ran out of memory"
+        raise TestOutOfMemory(
+            f"ran out of memory: the grader gives a part {MEMORY} MiB (an unbounded loop or graph?)"
+        )
 
 
 def _message(report):
@@ -93,8 +137,6 @@ def _message(report):
     message = "\n".join(lines[-8:])
     if len(message) > MESSAGE_CHARS:
         message = message[: MESSAGE_CHARS - 20] + "\n... (cut by the grader)"
-    if "can't allocate memory" in message or "MemoryError" in message:
-        message += "\n(the part ran out of its memory limit)"
     return message
 
 
