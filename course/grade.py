@@ -819,6 +819,19 @@ def main(argv=None):
         default=1,
         help="parts graded at once with --submission (default 1)",
     )
+    parser.add_argument(
+        "--cpu",
+        type=positive_seconds,
+        default=CPU_LIMIT,
+        help=f"seconds of CPU per part with --submission (default {CPU_LIMIT:g})",
+    )
+    parser.add_argument(
+        "--memory",
+        type=positive_seconds,
+        default=MEMORY_LIMIT,
+        metavar="MIB",
+        help=f"MiB of address space per part with --submission (default {MEMORY_LIMIT})",
+    )
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     args = parser.parse_args(argv)
     if args.submission and args.weights:
@@ -838,7 +851,14 @@ def main(argv=None):
         return 2
     if args.submission:
         rows = grade_submission(
-            args.submission, weights, parts, ROOT, timeout=args.timeout, jobs=args.jobs
+            args.submission,
+            weights,
+            parts,
+            ROOT,
+            timeout=args.timeout,
+            jobs=args.jobs,
+            cpu_limit=args.cpu,
+            memory_limit=args.memory,
         )
     else:
         rows = grade_in_place(ROOT, weights, parts, args.timeout, args.verbose)

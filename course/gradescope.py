@@ -33,7 +33,9 @@ import zipfile
 from pathlib import Path
 
 from course.grade import (
+    CPU_LIMIT,
     MANIFEST,
+    MEMORY_LIMIT,
     ROOT,
     SANDBOX_UID,
     TREE,
@@ -78,7 +80,7 @@ chmod 700 "$ROOT/source" "$ROOT/results"
 cd "$ROOT/source"
 export OMP_NUM_THREADS=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
 "$PYTHON" -m course.grade --submission "$SUBMISSION" --json "$ROOT/results/results.json" \\
-    --timeout {timeout} --jobs {jobs} --parts {parts}
+    --timeout {timeout} --jobs {jobs} --cpu {cpu} --memory {memory} --parts {parts}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then  # the grader itself failed: say so, score 0
   printf '{{"score": 0, "output": "the autograder failed (exit %s); ask your instructor", ' \\
@@ -120,7 +122,9 @@ def torch_version():
     return version("torch").split("+")[0]
 
 
-def write_bundle(out, parts, root=ROOT, timeout=60, jobs=1):
+def write_bundle(
+    out, parts, root=ROOT, timeout=60, jobs=1, cpu_limit=CPU_LIMIT, memory_limit=MEMORY_LIMIT
+):
     """Write the autograder zip ``out`` for ``parts``; returns the names it holds. ``timeout``:
     seconds per test, a finite number > 0."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -140,7 +144,13 @@ def write_bundle(out, parts, root=ROOT, timeout=60, jobs=1):
             names.append(name)
 
         add("setup.sh", SETUP.format(torch=torch_version(), uid=SANDBOX_UID), executable=True)
-        run = RUN.format(timeout=f"{timeout:g}", jobs=jobs, parts=" ".join(parts))
+        run = RUN.format(
+            timeout=f"{timeout:g}",
+            jobs=jobs,
+            cpu=f"{cpu_limit:g}",
+            memory=f"{memory_limit:g}",
+            parts=" ".join(parts),
+        )
         add("run_autograder", run, executable=True)
         for name, path in bundle_files(root):
             add(name, path.read_bytes())
@@ -184,6 +194,17 @@ def main(argv=None):
     parser.add_argument(
         "--jobs", type=positive_integer, default=1, help="parts graded at once (default 1)"
     )
+    parser.add_argument(
+        "--cpu", type=positive_seconds, default=CPU_LIMIT, help="seconds of CPU per part"
+    )
+    parser.add_argument(
+        "--memory",
+        type=positive_seconds,
+        default=MEMORY_LIMIT,
+        metavar="MIB",
+        help=f"MiB of address space per part (default {MEMORY_LIMIT}; give Gradescope's container "
+        "more than that)",
+    )
     parser.add_argument("--try", dest="bundle", metavar="ZIP", help="run this bundle locally")
     parser.add_argument("--submission", metavar="DIR", help="the submission for --try")
     parser.add_argument(
@@ -215,7 +236,7 @@ def main(argv=None):
         parts = [p for p in parts if weights[p]["points"] > 0]
         if not parts:
             raise ValueError("no graded part selected")
-        names = write_bundle(args.out, parts, ROOT, args.timeout, args.jobs)
+        names = write_bundle(args.out, parts, ROOT, args.timeout, args.jobs, args.cpu, args.memory)
     except (OSError, ValueError, KeyError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
