@@ -663,6 +663,23 @@ def _readable_by_others(path):
 _COLLECTED = {}  # (reference, globs): the node ids collected from it (one process grades one)
 
 
+def collect(base, globs, memory_limit=MEMORY_LIMIT):
+    """The node ids of ``globs`` in the reference copy ``base``, collected by the grader (no
+    student code), under the parts' memory limit; ValueError when nothing can be collected."""
+    if not globs:
+        return []
+    run = run_tests(base, globs, collect_only=True, memory_limit=memory_limit)
+    if run["collected"]:
+        return run["collected"]
+    if run_tests(base, globs, collect_only=True, memory_limit=0)["collected"]:
+        raise ValueError(
+            f"the tests cannot even be collected within --memory {memory_limit:g} MiB of address "
+            "space (a CUDA build of torch reserves more): raise --memory or use the CPU wheel"
+        )
+    last = (run["log"].strip().splitlines() or ["no output"])[-1]
+    raise ValueError(f"the grader could not collect the reference's tests: {last}")
+
+
 def grade_parts(
     code_of,
     weights,
@@ -707,8 +724,7 @@ def grade_parts(
         # the tests each part must report, collected here from the reference (no student code)
         globs = tuple(g for part in parts for g in weights[part]["groups"])
         if (str(reference), globs) not in _COLLECTED:
-            found = run_tests(base, globs, collect_only=True)["collected"] if globs else []
-            _COLLECTED[str(reference), globs] = found
+            _COLLECTED[str(reference), globs] = collect(base, globs, memory_limit)
         collected = _COLLECTED[str(reference), globs]
 
         def one(part):
@@ -849,8 +865,23 @@ def main(argv=None):
     if not parts:
         print("error: no part to grade (check --parts / --papers)", file=sys.stderr)
         return 2
+    try:
+        rows = _grade_rows(args, weights, parts)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        result = gradescope(rows, time.perf_counter() - start)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 1 if any(row["earned"] < row["points"] for row in rows) else 0
+
+
+def _grade_rows(args, weights, parts):
+    """The rows of ``main``: the submission's grade, or the self-grade in place."""
     if args.submission:
-        rows = grade_submission(
+        return grade_submission(
             args.submission,
             weights,
             parts,
@@ -860,14 +891,7 @@ def main(argv=None):
             cpu_limit=args.cpu,
             memory_limit=args.memory,
         )
-    else:
-        rows = grade_in_place(ROOT, weights, parts, args.timeout, args.verbose)
-    print(table(rows))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        result = gradescope(rows, time.perf_counter() - start)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    return 1 if any(row["earned"] < row["points"] for row in rows) else 0
+    return grade_in_place(ROOT, weights, parts, args.timeout, args.verbose)
 
 
 if __name__ == "__main__":

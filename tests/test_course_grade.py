@@ -161,3 +161,12 @@ def test_the_bundle_ships_only_what_git_tracks(tmp_path):
     shutil.copytree(repo, tmp_path / "plain", ignore=shutil.ignore_patterns(".git"))
     with pytest.raises(ValueError, match="not a git checkout"):
         bundle_files(tmp_path / "plain")
+
+
+def test_a_memory_limit_too_small_to_collect_is_an_error_not_zero_points():
+    """A limit the reference's tests cannot even be collected under (a CUDA build of torch
+    reserves gigabytes of address space) must not grade every part 0."""
+    weights = load_weights(ROOT / WEIGHTS)
+    code = reference_code(ROOT, "realnvp.masks")
+    with pytest.raises(ValueError, match="cannot even be collected within --memory 64 MiB"):
+        grade_parts(lambda part: code, weights, ["realnvp.masks"], memory_limit=64)
