@@ -214,14 +214,24 @@ def test_feedback_never_quotes_the_hidden_tests_or_a_reference(tmp_path):
 
 
 def test_skipping_the_inputs_it_gets_wrong_does_not_shrink_the_denominator():
-    """checkerboard written honestly, channel_mask a pytest.skip(): the skipped tests fail."""
-    honest = reference_code(ROOT, PART)
-    path = next(iter(honest))
-    skipped = {path: [honest[path][0], ['    __import__("pytest").skip("not today")']]}
-    stubbed = {path: [honest[path][0], ["    " + STUB]]}
-    (row,) = grade(skipped)
-    (baseline,) = grade(stubbed)
-    assert row["earned"] <= baseline["earned"] < 1, (row, baseline)
+    """Issue 26's coupling without its context (3.59/4) plus ``pytest.skip()`` wherever a context
+    is given: 4/4 before; now it scores what the coupling without context scores."""
+    pad = " " * 8
+    honest = {
+        "realnvp/realnvp.py": [
+            [f"{pad}s, t = self._s_t(x, None)", f"{pad}z = x * torch.exp(s) + t"]
+            + [f"{pad}return z.flatten(1), s.flatten(1).sum(1)"],
+            [f"{pad}s, t = self._s_t(z, None)", f"{pad}x = (z - t) * torch.exp(-s)"]
+            + [f"{pad}return x.flatten(1), -s.flatten(1).sum(1)"],
+        ]
+    }
+    skip = f'{pad}if context is not None:\n{pad}    __import__("pytest").skip("no context")'
+    skipping = {path: [[skip, *b] for b in blocks] for path, blocks in honest.items()}
+    codes = {"realnvp.coupling": skipping}
+    (row,) = grade_parts(lambda part: codes[part], WEIGHTS_, ["realnvp.coupling"])
+    codes["realnvp.coupling"] = honest
+    (baseline,) = grade_parts(lambda part: codes[part], WEIGHTS_, ["realnvp.coupling"])
+    assert row["earned"] <= baseline["earned"] < 4, (row, baseline)
     outputs = "\n".join(g["output"] for g in row["groups"])
     assert "a skipped test counts as failed" in outputs, outputs
 
