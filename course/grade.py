@@ -255,18 +255,27 @@ def run_tests(
         log_path = Path(scratch) / "log.txt"
         problem = None
         records = {}
-        with open(log_path, "w") as log_file:
-            process = subprocess.Popen(
-                command,
-                cwd=tree,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=(results_write, key_read),
-                start_new_session=True,
-                **user,
-            )
+        try:
+            with open(log_path, "w") as log_file:
+                process = subprocess.Popen(
+                    command,
+                    cwd=tree,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(results_write, key_read),
+                    start_new_session=True,
+                    **user,
+                )
+        except PermissionError as error:
+            for fd in (results_read, results_write, key_read):
+                os.close(fd)
+            raise ValueError(
+                f"the graded code's user (uid {sandbox and sandbox['uid']}) cannot run "
+                f"{sys.executable} ({error.strerror}): make that Python and its packages "
+                "readable by other users (chmod o+rX), as setup.sh does for the venv"
+            ) from None
         os.close(results_write)
         os.close(key_read)
 

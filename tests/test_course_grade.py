@@ -9,13 +9,22 @@ the reference, the stub and the wrong implementations are checked by tests/test_
 import re
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 
 import pytest
 
 from course.assignment import MANIFEST, fill, make_assignment
-from course.grade import ROOT, WEIGHTS, grade_parts, load_weights, reference_code, wrong_code
+from course.grade import (
+    ROOT,
+    WEIGHTS,
+    grade_parts,
+    load_weights,
+    reference_code,
+    sandbox_available,
+    wrong_code,
+)
 from course.gradescope import bundle_files, try_bundle, write_bundle
 
 if (ROOT / MANIFEST).exists():
@@ -170,3 +179,20 @@ def test_a_memory_limit_too_small_to_collect_is_an_error_not_zero_points():
     code = reference_code(ROOT, "realnvp.masks")
     with pytest.raises(ValueError, match="cannot even be collected within --memory 64 MiB"):
         grade_parts(lambda part: code, weights, ["realnvp.masks"], memory_limit=64)
+
+
+@pytest.mark.skipif(
+    not sandbox_available(), reason="the graded code runs as another uid only as root"
+)
+def test_a_python_the_graded_codes_user_cannot_run_is_one_clear_error(tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", private / "venv"],
+        check=True,
+    )
+    monkeypatch.setattr(sys, "executable", str(private / "venv" / "bin" / "python"))
+    weights = load_weights(ROOT / WEIGHTS)
+    code = reference_code(ROOT, "realnvp.masks")
+    with pytest.raises(ValueError, match=r"cannot run .* make that Python and its packages"):
+        grade_parts(lambda part: code, weights, ["realnvp.masks"])
