@@ -669,7 +669,7 @@ def _readable_by_others(path):
     return True
 
 
-_COLLECTED = {}  # (reference, globs): the node ids collected from it (one process grades one)
+_COLLECTED = {}  # (reference, globs, memory limit): the node ids collected from the reference
 
 
 def collect(base, globs, memory_limit=MEMORY_LIMIT):
@@ -732,9 +732,10 @@ def grade_parts(
             os.chmod(scratch, 0o711)  # the trees' random names cannot be listed
         # the tests each part must report, collected here from the reference (no student code)
         globs = tuple(g for part in parts for g in weights[part]["groups"])
-        if (str(reference), globs) not in _COLLECTED:
-            _COLLECTED[str(reference), globs] = collect(base, globs, memory_limit)
-        collected = _COLLECTED[str(reference), globs]
+        key = (str(reference), globs, memory_limit)
+        if key not in _COLLECTED:
+            _COLLECTED[key] = collect(base, globs, memory_limit)
+        collected = _COLLECTED[key]
 
         def one(part):
             entry = weights[part]
