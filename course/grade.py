@@ -30,16 +30,22 @@ import argparse
 import ast
 import concurrent.futures
 import functools
+import hashlib
+import hmac
 import json
 import math
 import os
+import queue
 import re
+import secrets
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import tomllib
 from pathlib import Path
 
 from tools.cli import script_parser
@@ -47,10 +53,17 @@ from tools.papers import PAPERS
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = Path("course") / "grading.toml"
+# the same weights as JSON: written into the Gradescope bundle only (Python 3.10 has no tomllib)
+WEIGHTS_JSON = Path("course") / "grading.json"
 MANIFEST = "assignment.toml"
 HIDDEN = "course/hidden_tests/"
 TIMEOUT = 60.0  # seconds per test; the slowest reference test takes about 3 s on one thread
 PART_TIMEOUT = 900.0  # seconds for all the tests of one part (a backstop for a hung process)
+CPU_LIMIT = 300.0  # seconds of CPU for all the tests of one part (the reference needs under 20)
+MEMORY_LIMIT = 3072  # MiB of address space for one part (the reference peaks near 1000)
+FEEDBACK_CHARS = 600  # what one failed test may say in the feedback
+GROUP_FEEDBACK_CHARS = 1500  # ... and one test group
+SANDBOX_UID = 64000  # as root: part k of those graded at once runs as uid/gid SANDBOX_UID + k
 # what a scratch tree copies from the instructor's repository
 TREE = ("common", "intro", *PAPERS, "tests", "course", "tools")
 TREE_FILES = ("pyproject.toml",)
@@ -59,10 +72,26 @@ TREE_FILES = ("pyproject.toml",)
 # ---------------------------------------------------------------- weights
 
 
+def read_table(path):
+    """A TOML file as a dict, or a JSON one (``.json``: the Gradescope bundle converts
+    grading.toml, so the grader runs on Python 3.10, which has no tomllib)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ValueError(f"{path}: reading TOML needs Python 3.11 or tomli") from None
+    with open(path, "rb") as file:
+        return tomllib.load(file)
+
+
 def load_weights(path):
     """{part: {"points", "groups": {pattern: weight}, "title", "read", "contract"}}, checked."""
-    with open(path, "rb") as file:
-        weights = tomllib.load(file)
+    weights = read_table(path)
     out = {}
     for part, entry in weights.items():
         tests = entry.get("tests", {}) if isinstance(entry, dict) else None
@@ -102,53 +131,229 @@ def _file(pattern):
 # ---------------------------------------------------------------- running tests
 
 
-def run_tests(tree, globs, timeout=TIMEOUT, part_timeout=PART_TIMEOUT, verbose=False):
+# what the sandboxed pytest process may use (resource.setrlimit, set before pytest starts)
+LIMITS = """
+import os, resource, sys
+cpu, memory, processes = (int(v) for v in sys.argv[1:4])
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+if memory:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+if processes:
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 28, 1 << 28))
+os.execv(sys.executable, [sys.executable, *sys.argv[4:]])
+"""
+
+
+def sandbox_available():
+    """True where the grader runs as root: student code then runs as an unprivileged user."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def kill_user(uid):
+    """Stop, then kill, every process of ``uid`` (root only): (how many there were, True when
+    none is left)."""
+    found = 0
+    for _ in range(100):
+        pids = []
+        for name in os.listdir("/proc"):
+            try:
+                if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                    pids.append(int(name))
+            except OSError:
+                continue
+        if not pids:
+            return found, True
+        found = found or len(pids)
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+        time.sleep(0.02)
+    return found, False
+
+
+def _read_records(fd, key):
+    """The sealed lines of the results pipe: (records, problem or None)."""
+    with os.fdopen(fd, "rb") as pipe:
+        data = pipe.read()
+    records, problem = [], None
+    for number, line in enumerate(data.decode(errors="replace").splitlines(), 1):
+        text, _, seal = line.rpartition("\t")
+        good = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+        try:
+            record = json.loads(text) if hmac.compare_digest(seal, good) else None
+        except ValueError:
+            record = None
+        if record is None or record.get("seq") != number:
+            problem = "forged results: a line on the results channel was not written by the grader"
+            break
+        records.append(record)
+    return records, problem
+
+
+def run_tests(
+    tree,
+    globs,
+    timeout=TIMEOUT,
+    part_timeout=PART_TIMEOUT,
+    verbose=False,
+    expected=None,
+    sandbox=None,
+    cpu_limit=CPU_LIMIT,
+    memory_limit=MEMORY_LIMIT,
+    collect_only=False,
+):
     """Run the tests of ``tree`` that match ``globs`` in a pytest subprocess.
 
-    Returns {"collected": [node ids], "results": {node id: record}, "log": pytest's output}; a
-    test that did not finish (the run was killed) is missing from "results"."""
+    Returns {"collected": [node ids], "results": {node id: record}, "log": pytest's output,
+    "tampered": why the results cannot be trusted (or None), "problem": why the run ended early
+    (or None)}. A test that did not finish is missing from "results". ``expected``: the node ids
+    the grader collected itself from the reference (then "collected" is that list, whatever the
+    run says). ``sandbox``: {"uid", "gid", "home"} to run pytest as that unprivileged user (root
+    only); every process of that user is killed when the run ends. ``cpu_limit`` (s) and
+    ``memory_limit`` (MiB of address space) bound the pytest process (resource.setrlimit)."""
     tree = Path(tree)
     files = sorted({_file(g) for g in globs if "*" not in _file(g) and (tree / _file(g)).exists()})
+    empty = {"collected": list(expected or []), "results": {}, "tampered": None}
     if not files:
-        return {"collected": [], "results": {}, "log": "no test file found"}
+        return {**empty, "log": "no test file found", "problem": "no test file found", "flags": []}
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
-        record = Path(scratch) / "results.jsonl"
+        home = Path(sandbox["home"]) if sandbox else Path(scratch)
+        results_read, results_write = os.pipe()
+        key_read, key_write = os.pipe()
+        key = secrets.token_bytes(32)
+        os.write(key_write, key)
+        os.close(key_write)
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_")}
+        if sandbox:  # nothing of the grader's environment reaches the student
+            base_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+            base_env.update(HOME=str(home), USER="student", LOGNAME="student")
         env = {
-            **os.environ,
+            **base_env,
             "COURSE_GLOBS": json.dumps(list(globs)),
-            "COURSE_RESULTS": str(record),
+            "COURSE_RESULTS_FD": str(results_write),
+            "COURSE_KEY_FD": str(key_read),
             "COURSE_TIMEOUT": str(timeout),
+            "COURSE_MEMORY": f"{memory_limit:g}",
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPATH": str(tree),
+            "TMPDIR": str(home),
         }
-        command = [sys.executable, "-m", "pytest", "-q" if not verbose else "-v"]
-        command += ["-p", "no:cacheprovider", "-p", "course.runner", "-p", "course.pytest_plugin"]
-        command += ["-o", "addopts=", *files]
+        limits = [str(int(cpu_limit)), str(int(memory_limit * 2**20)), "256" if sandbox else "0"]
+        command = [sys.executable, "-c", LIMITS, *limits, "-m", "pytest"]
+        command += ["-q" if not verbose else "-v", "-p", "no:cacheprovider"]
+        command += ["-p", "course.runner", "-p", "course.pytest_plugin", "-o", "addopts="]
+        command += ["--basetemp", str(home / "pytest"), *(["--collect-only"] * collect_only)]
+        command += files
+        user = {}
+        if sandbox:
+            user = {"user": sandbox["uid"], "group": sandbox["gid"], "extra_groups": []}
+        log_path = Path(scratch) / "log.txt"
+        problem = None
+        records = {}
         try:
-            done = subprocess.run(
-                command,
-                cwd=tree,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=part_timeout,
-            )
-            log = done.stdout + done.stderr
-        except subprocess.TimeoutExpired as expired:
-            log = f"{expired.stdout or ''}\nkilled after {part_timeout:g} s"
-        collected, results = [], {}
-        lines = record.read_text().splitlines() if record.exists() else []
-        for line in lines:
-            entry = json.loads(line)
-            if "collected" in entry:
-                collected.append(entry["collected"])
-                continue
+            with open(log_path, "w") as log_file:
+                process = subprocess.Popen(
+                    command,
+                    cwd=tree,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(results_write, key_read),
+                    start_new_session=True,
+                    **user,
+                )
+        except PermissionError as error:
+            for fd in (results_read, results_write, key_read):
+                os.close(fd)
+            raise ValueError(
+                f"the graded code's user (uid {sandbox and sandbox['uid']}) cannot run "
+                f"{sys.executable} ({error.strerror}): make that Python and its packages "
+                "readable by other users (chmod o+rX), as setup.sh does for the venv"
+            ) from None
+        os.close(results_write)
+        os.close(key_read)
+
+        def read():
+            records["lines"], records["problem"] = _read_records(results_read, key)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            status = process.wait(timeout=part_timeout)
+        except subprocess.TimeoutExpired:
+            status = None
+            problem = f"killed after {part_timeout:g} s (the part's time limit)"
+        outlived, flags = False, []
+        if sandbox:
+            left, gone = kill_user(sandbox["uid"])
+            outlived = not gone
+            if left:
+                flags.append(f"flagged: {left} process(es) it started were still running: killed")
+        else:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if status is None:
+            status = process.wait()
+        reader.join(timeout=10)
+        if reader.is_alive():  # a process of the part still holds the channel
+            outlived = True
+            records = {"lines": [], "problem": "a process of the part outlived it"}
+        log = log_path.read_text(errors="replace")
+    lines, tampered = records.get("lines", []), records.get("problem")
+    if outlived and not tampered:
+        tampered = "a process started by the part kept running after it ended"
+    collected, results, finished = [], {}, None
+    for entry in lines:
+        if "collected" in entry:
+            collected.append(entry["collected"])
+        elif "finished" in entry:
+            finished = entry
+        else:
             previous = results.get(entry["nodeid"])
             if previous is None or (entry["outcome"] == "failed" != previous["outcome"]):
                 results[entry["nodeid"]] = entry
-    return {"collected": collected, "results": results, "log": log}
+    if status in (-signal.SIGXCPU, -signal.SIGKILL) and problem is None:
+        problem = f"stopped: the part used up its {cpu_limit:g} s of CPU (or its memory)"
+    elif finished is None and problem is None:
+        problem = f"pytest did not finish (exit status {status})"
+    elif finished is not None and not tampered:
+        # (pytest may turn an interrupted session's status 2 into 1 after it reported it)
+        if (finished["finished"] == 0) != (status == 0):
+            said = finished["finished"]
+            tampered = f"pytest's exit status {status} is not the {said} it reported"
+        elif status == 0 and any(r["outcome"] != "passed" for r in results.values()):
+            tampered = "pytest exited 0 with failed tests"
+    missing = [n for n in (expected or collected) if n not in results]
+    out_of_memory = any("TestOutOfMemory" in r.get("message", "") for r in results.values())
+    if missing and problem is None and out_of_memory:
+        problem = f"stopped: a test ran out of the part's {memory_limit:g} MiB of memory"
+    elif missing and problem is None:
+        problem = f"pytest stopped early (exit status {status})"
+        if "MemoryError" in log:
+            problem += f"; it ran out of its {memory_limit:g} MiB of memory"
+    if expected is not None:
+        results = {n: r for n, r in results.items() if n in set(expected)}
+        collected = list(expected)
+    if verbose and problem:
+        log += f"\n{problem}"
+    return {
+        "collected": collected,
+        "results": results,
+        "log": log,
+        "tampered": tampered,
+        "problem": problem,
+        "flags": flags,
+    }
 
 
 # ---------------------------------------------------------------- scoring
@@ -162,15 +367,18 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
         share = entry["points"] * weight / total_weight
         hidden = pattern.startswith(HIDDEN)
         nodes = [n for n in run["collected"] if matches(n, [pattern])] if run else []
-        counted = [n for n in nodes if run["results"].get(n, {}).get("outcome") != "skipped"]
-        passed = sum(run["results"].get(n, {}).get("outcome") == "passed" for n in counted)
+        # a skipped test counts as failed: pytest.skip() cannot shrink the denominator
+        counted = nodes
+        trusted = run is not None and not run.get("tampered")
+        passed = sum(run["results"].get(n, {}).get("outcome") == "passed" for n in nodes)
+        passed = passed if trusted else 0
         failures = []
         for n in counted:
             result = run["results"].get(n)
             if result is None:
-                failures.append(f"{n}: did not finish (the part ran out of time)")
-            elif result["outcome"] == "failed":
-                failures.append(failure_text(n, result, run, part))
+                failures.append(f"{n}: did not run ({run.get('problem') or 'the part stopped'})")
+            elif result["outcome"] in ("failed", "skipped"):
+                failures.append(_cap(failure_text(n, result, run, part), FEEDBACK_CHARS))
                 if "blocked_by" in result:
                     blockers.add(result["blocked_by"])
         group = {
@@ -180,7 +388,7 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
             "run": len(counted),
             "passed": passed,
             "earned": share * passed / len(counted) if counted else 0.0,
-            "output": "\n\n".join(failures)[:4000],
+            "output": _cap("\n\n".join(failures), GROUP_FEEDBACK_CHARS),
             "available": available(pattern),
         }
         groups.append(group)
@@ -197,9 +405,15 @@ def score_part(part, entry, run, available=lambda pattern: True, note=""):
             note = "no test ran"
         elif any(g["passed"] < g["run"] or (g["run"] == 0 and g["available"]) for g in groups):
             note = "wrong results"
+        if run and run.get("tampered"):
+            note = f"flagged, scored 0: {run['tampered']}"
+        elif run and run.get("problem") and not (note and note.startswith("blocked")):
+            note = f"{note}; {run['problem']}" if note else run["problem"]
         if unavailable:
             extra = f"{len(unavailable)} hidden group(s) graded on submission"
             note = f"{note}; {extra}" if note else extra
+    for flag in (run or {}).get("flags", []):
+        note = f"{note}; {flag}" if note else flag
     return {
         "part": part,
         "paper": part.split(".")[0],
@@ -289,6 +503,11 @@ def failure_text(nodeid, result, run, part=None):
     return text
 
 
+def _cap(text, chars):
+    cut = "\n... (feedback cut by the grader)"
+    return text if len(text) <= chars else text[: chars - len(cut)] + cut
+
+
 def _number(value):
     return f"{value:g}"
 
@@ -312,6 +531,27 @@ def table(rows):
     return "\n".join(lines)
 
 
+def public_table(rows):
+    """The table a student sees on Gradescope before the grades are published: the points of the
+    visible test groups only (a hidden group's points, per part or in total, would tell how the
+    hidden tests went)."""
+    lines = ["| part | visible tests passed | visible points | note |", "|---|---|---|---|"]
+    for row in rows:
+        shown = [g for g in row["groups"] if not g["hidden"]]
+        full = sum(g["run"] > 0 and g["passed"] == g["run"] for g in shown)
+        earned, top = sum(g["earned"] for g in shown), sum(g["max"] for g in shown)
+        note = row["note"] if all(not g["hidden"] for g in row["groups"]) else ""
+        lines.append(
+            f"| `{row['part']}` | {full} / {len(shown)} | "
+            f"{_number(round(earned, 2))} / {_number(round(top, 2))} | {note} |"
+        )
+    hidden = sum(g["max"] for row in rows for g in row["groups"] if g["hidden"])
+    if hidden:
+        points = _number(round(hidden, 2))
+        lines.append(f"\nHidden tests: {points} points, shown when the grades are published.")
+    return "\n".join(lines)
+
+
 def gradescope(rows, seconds, hidden_visibility="after_published"):
     """Gradescope's results.json: one test per group (name, score, max_score, output, visibility),
     the total score and the execution time."""
@@ -320,9 +560,10 @@ def gradescope(rows, seconds, hidden_visibility="after_published"):
         for group in row["groups"]:
             name = group["pattern"].split("::")[-1].rstrip("*[")
             label = "hidden test " if group["hidden"] else ""
-            output = group["output"] or (
-                "passed" if group["run"] and group["passed"] == group["run"] else ""
-            )
+            if group["run"] == 0:
+                output = "no test of this group ran: it scores 0"
+            else:
+                output = group["output"] or ("passed" if group["passed"] == group["run"] else "")
             if row["note"] and group["earned"] < group["max"]:
                 output = f"{row['part']}: {row['note']}\n{output}"
             tests.append(
@@ -338,7 +579,7 @@ def gradescope(rows, seconds, hidden_visibility="after_published"):
     return {
         "score": round(sum(g["earned"] for row in rows for g in row["groups"]), 6),
         "execution_time": round(seconds),
-        "output": table(rows),
+        "output": public_table(rows),
         "output_format": "md",
         "visibility": "visible",
         "stdout_visibility": "hidden",
@@ -353,8 +594,7 @@ def graded_parts(weights, root=ROOT, papers=None, parts=None, manifest=True):
     """The parts to grade: ``parts``, else those of assignment.toml in a student copy (only when
     ``manifest``), else every part of the weights file; restricted to ``papers``."""
     if not parts and manifest and (root / MANIFEST).exists():
-        with open(root / MANIFEST, "rb") as file:
-            parts = tomllib.load(file)["parts"]
+        parts = read_table(root / MANIFEST)["parts"]
     parts = list(parts or weights)
     missing = [p for p in parts if p not in weights]
     if missing:
@@ -575,13 +815,114 @@ def reference_base(reference, out):
     return out
 
 
+def secret_lines(reference, weights):
+    """Lines a student's feedback must never quote: the hidden tests' and every part's reference
+    code (stripped, at least 12 characters)."""
+    reference = Path(reference)
+    lines = set()
+    for path in sorted((reference / HIDDEN).glob("*.py")):
+        lines.update(line.strip() for line in path.read_text().splitlines())
+    for part in weights:
+        for blocks in reference_code(reference, part).values():
+            lines.update(line.strip() for block in blocks for line in block)
+    return {line for line in lines if len(line) >= 12 and not line.startswith("#")}
+
+
+def redact(run, secret):
+    """Remove from ``run``'s messages every line that quotes ``secret``; the count removed."""
+    removed = 0
+    for result in run["results"].values():
+        kept = []
+        for line in result.get("message", "").splitlines():
+            text = re.sub(r"^E\s+", "", line).strip()
+            if any(s in text for s in secret if len(s) <= len(text)):
+                removed += 1
+                line = "[lines quoting the grader's tests or reference, removed]"
+                if kept and kept[-1] == line:
+                    continue
+            kept.append(line)
+        if "message" in result:
+            result["message"] = "\n".join(kept)
+    return removed
+
+
+def _readable_by_others(path):
+    """True when a user outside root's group could read ``path`` (every folder above it open)."""
+    path = Path(path).resolve()
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH or (folder == path and not mode & stat.S_IROTH):
+            return False
+    return True
+
+
+_COLLECTED = {}  # (reference, globs, memory limit): the node ids collected from the reference
+
+
+def collect(base, globs, memory_limit=MEMORY_LIMIT):
+    """The node ids of ``globs`` in the reference copy ``base``, collected by the grader (no
+    student code), under the parts' memory limit; ValueError when nothing can be collected."""
+    if not globs:
+        return []
+    run = run_tests(base, globs, collect_only=True, memory_limit=memory_limit)
+    if run["collected"]:
+        return run["collected"]
+    if run_tests(base, globs, collect_only=True, memory_limit=0)["collected"]:
+        raise ValueError(
+            f"the tests cannot even be collected within --memory {memory_limit:g} MiB of address "
+            "space (a CUDA build of torch reserves more): raise --memory or use the CPU wheel"
+        )
+    last = (run["log"].strip().splitlines() or ["no output"])[-1]
+    raise ValueError(f"the grader could not collect the reference's tests: {last}")
+
+
 def grade_parts(
-    code_of, weights, parts, reference=ROOT, timeout=TIMEOUT, jobs=1, part_timeout=PART_TIMEOUT
+    code_of,
+    weights,
+    parts,
+    reference=ROOT,
+    timeout=TIMEOUT,
+    jobs=1,
+    part_timeout=PART_TIMEOUT,
+    cpu_limit=CPU_LIMIT,
+    memory_limit=MEMORY_LIMIT,
 ):
     """Grade each part alone: ``code_of(part)`` gives {file: [region lines]} (or raises
-    ValueError); the part's tests run on the reference with only that code in place."""
+    ValueError); the part's tests run on the reference with only that code in place.
+
+    As root, each part's pytest runs as its own unprivileged uid (``SANDBOX_UID`` + slot) in a
+    tree only that uid can read, which holds no reference of the part; the reference copy the
+    trees are built from and the results are root's; every process of the uid is killed when the
+    part ends. Without root the same runs as the calling user (see course/README.md, Integrity)."""
+    isolated = sandbox_available()
+    if not isolated:
+        print(
+            "warning: not root, so student code runs as you: it could read the reference and "
+            "outlive its part (course/README.md, Integrity)",
+            file=sys.stderr,
+        )
+    elif _readable_by_others(reference):
+        print(
+            f"warning: {reference} is readable by every user, so by the graded code too "
+            f"(chmod o-rwx it, as run_autograder does for /autograder/source)",
+            file=sys.stderr,
+        )
+    slots = queue.Queue()
+    for slot in range(max(1, jobs)):
+        slots.put(slot)
+    secret = secret_lines(reference, weights)
     with tempfile.TemporaryDirectory(prefix="grade-trees-") as scratch:
-        base = reference_base(reference, Path(scratch) / "reference")
+        scratch = Path(scratch)
+        base = reference_base(reference, scratch / "base")
+        os.chmod(base, 0o700)
+        if isolated:
+            os.chmod(scratch, 0o711)  # the trees' random names cannot be listed
+        # the tests each part must report, collected here from the reference (no student code)
+        globs = tuple(g for part in parts for g in weights[part]["groups"])
+        key = (str(reference), globs, memory_limit)
+        if key not in _COLLECTED:
+            _COLLECTED[key] = collect(base, globs, memory_limit)
+        collected = _COLLECTED[key]
 
         def one(part):
             entry = weights[part]
@@ -591,14 +932,43 @@ def grade_parts(
                 bodies = code_of(part)
             except ValueError as error:
                 return score_part(part, entry, None, note=f"not graded: {error}")
-            tree = Path(scratch) / part
+            slot = slots.get()
+            folder = scratch / secrets.token_hex(12)
+            folder.mkdir(mode=0o700)
             try:
-                build_tree(base, tree, part, bodies)
-            except ValueError as error:
-                return score_part(part, entry, None, note=f"not graded: {error}")
-            run = run_tests(tree, list(entry["groups"]), timeout, part_timeout)
-            shutil.rmtree(tree, ignore_errors=True)
-            return score_part(part, entry, run)
+                tree, sandbox = folder / "tree", None
+                try:
+                    build_tree(base, tree, part, bodies)
+                except ValueError as error:
+                    return score_part(part, entry, None, note=f"not graded: {error}")
+                if isolated:
+                    os.chmod(tree, 0o755)  # the base it was copied from is root's alone
+                    uid = SANDBOX_UID + slot
+                    sandbox = {"uid": uid, "gid": uid, "home": folder / "home"}
+                    sandbox["home"].mkdir(mode=0o700)
+                    os.chown(sandbox["home"], uid, uid)
+                    os.chown(folder, 0, uid)
+                    os.chmod(folder, 0o750)
+                expected = [n for n in collected if matches(n, list(entry["groups"]))]
+                run = run_tests(
+                    tree,
+                    list(entry["groups"]),
+                    timeout,
+                    part_timeout,
+                    expected=expected,
+                    sandbox=sandbox,
+                    cpu_limit=cpu_limit,
+                    memory_limit=memory_limit,
+                )
+                quoted = redact(run, secret)
+                if quoted:
+                    run["flags"].append(
+                        f"flagged: its feedback quoted {quoted} line(s) of the grader"
+                    )
+                return score_part(part, entry, run)
+            finally:
+                slots.put(slot)
+                shutil.rmtree(folder, ignore_errors=True)
 
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
             return list(pool.map(one, parts))
@@ -662,13 +1032,27 @@ def main(argv=None):
         default=1,
         help="parts graded at once with --submission (default 1)",
     )
+    parser.add_argument(
+        "--cpu",
+        type=positive_seconds,
+        default=CPU_LIMIT,
+        help=f"seconds of CPU per part with --submission (default {CPU_LIMIT:g})",
+    )
+    parser.add_argument(
+        "--memory",
+        type=positive_seconds,
+        default=MEMORY_LIMIT,
+        metavar="MIB",
+        help=f"MiB of address space per part with --submission (default {MEMORY_LIMIT})",
+    )
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     args = parser.parse_args(argv)
     if args.submission and args.weights:
         parser.error("--weights and --submission: a submission is graded with course/grading.toml")
     start = time.perf_counter()
     try:
-        weights = load_weights(Path(args.weights) if args.weights else ROOT / WEIGHTS)
+        default = ROOT / (WEIGHTS_JSON if (ROOT / WEIGHTS_JSON).is_file() else WEIGHTS)
+        weights = load_weights(Path(args.weights) if args.weights else default)
         parts = graded_parts(weights, ROOT, args.papers, args.parts, manifest=not args.submission)
         if args.submission and not Path(args.submission).is_dir():
             raise ValueError(f"--submission must be a directory, got {args.submission}")
@@ -678,18 +1062,33 @@ def main(argv=None):
     if not parts:
         print("error: no part to grade (check --parts / --papers)", file=sys.stderr)
         return 2
-    if args.submission:
-        rows = grade_submission(
-            args.submission, weights, parts, ROOT, timeout=args.timeout, jobs=args.jobs
-        )
-    else:
-        rows = grade_in_place(ROOT, weights, parts, args.timeout, args.verbose)
+    try:
+        rows = _grade_rows(args, weights, parts)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(table(rows))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         result = gradescope(rows, time.perf_counter() - start)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 1 if any(row["earned"] < row["points"] for row in rows) else 0
+
+
+def _grade_rows(args, weights, parts):
+    """The rows of ``main``: the submission's grade, or the self-grade in place."""
+    if args.submission:
+        return grade_submission(
+            args.submission,
+            weights,
+            parts,
+            ROOT,
+            timeout=args.timeout,
+            jobs=args.jobs,
+            cpu_limit=args.cpu,
+            memory_limit=args.memory,
+        )
+    return grade_in_place(ROOT, weights, parts, args.timeout, args.verbose)
 
 
 if __name__ == "__main__":

@@ -29,31 +29,42 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import zipfile
 from pathlib import Path
 
 from course.grade import (
+    CPU_LIMIT,
     MANIFEST,
+    MEMORY_LIMIT,
     ROOT,
+    SANDBOX_UID,
     TREE,
     TREE_FILES,
     WEIGHTS,
+    WEIGHTS_JSON,
     graded_parts,
     load_weights,
     positive_integer,
     positive_seconds,
+    read_table,
 )
 from course.markers import GROUPS
 from tools.cli import script_parser
 
 SETUP = """#!/usr/bin/env bash
-# Gradescope runs this once, as root, when it builds the autograder image (Ubuntu).
+# Gradescope runs this once, as root, when it builds the autograder image. Base image: Ubuntu 22.04,
+# whose python3 is 3.10 (the grader runs on 3.10 and later: it reads course/grading.json, written
+# from grading.toml when the bundle was built, so it needs no tomllib).
 set -euo pipefail
 apt-get update -q && apt-get install -y -q python3 python3-pip python3-venv >/dev/null
+python3 -c 'import sys; assert sys.version_info >= (3, 10), sys.version'
 python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install -q --index-url https://download.pytorch.org/whl/cpu torch
+/autograder/venv/bin/pip install -q --index-url https://download.pytorch.org/whl/cpu torch=={torch}
 /autograder/venv/bin/pip install -q -r /autograder/source/requirements.txt
+# the graded code runs as uid {uid} and up (no login, no home): it may run the venv's Python ...
+chmod -R o+rX /autograder/venv
+# ... but never read the reference this folder holds
+chmod 700 /autograder/source
 """
 
 RUN = """#!/usr/bin/env bash
@@ -64,10 +75,12 @@ SUBMISSION="${{1:-${{SUBMISSION:-$ROOT/submission}}}}"
 PYTHON="${{PYTHON:-$ROOT/venv/bin/python}}"
 [ -x "$PYTHON" ] || PYTHON=python3
 mkdir -p "$ROOT/results"
+# the reference and the results are root's alone: the graded code runs as another uid
+chmod 700 "$ROOT/source" "$ROOT/results"
 cd "$ROOT/source"
 export OMP_NUM_THREADS=1 MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
 "$PYTHON" -m course.grade --submission "$SUBMISSION" --json "$ROOT/results/results.json" \\
-    --timeout {timeout} --jobs {jobs} --parts {parts}
+    --timeout {timeout} --jobs {jobs} --cpu {cpu} --memory {memory} --parts {parts}
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then  # the grader itself failed: say so, score 0
   printf '{{"score": 0, "output": "the autograder failed (exit %s); ask your instructor", ' \\
@@ -79,26 +92,39 @@ exit 0
 
 
 def bundle_files(root=ROOT):
-    """(path in the zip, file) for the reference tree the autograder needs."""
+    """(path in the zip, file) for the reference tree the autograder needs: the files git tracks
+    (``git ls-files``), so an untracked note or scratch file never ships."""
     root = Path(root)
+    names = (*TREE, *TREE_FILES, "requirements.txt")
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--", *names],
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        raise ValueError(
+            f"{root} is not a git checkout: the bundle holds the files git tracks (git ls-files)"
+        ) from None
     skip = {"__pycache__", ".pytest_cache", "runs", ".ipynb_checkpoints"}
     files = []
-    for name in TREE:
-        for path in sorted((root / name).rglob("*")):
-            rel = path.relative_to(root)
-            if (
-                path.is_file()
-                and not skip & set(rel.parts)
-                and path.suffix not in {".pyc", ".ipynb"}
-            ):
-                files.append((rel.as_posix(), path))
-    for name in (*TREE_FILES, "requirements.txt"):
-        if (root / name).is_file():
-            files.append((name, root / name))
+    for rel in sorted(filter(None, listed.split("\0"))):
+        path = root / rel
+        if path.is_file() and not skip & set(Path(rel).parts) and path.suffix != ".ipynb":
+            files.append((rel, path))
     return files
 
 
-def write_bundle(out, parts, root=ROOT, timeout=60, jobs=1):
+def torch_version():
+    """The torch this repository is tested with (pinned in setup.sh): the installed one."""
+    from importlib.metadata import version
+
+    return version("torch").split("+")[0]
+
+
+def write_bundle(
+    out, parts, root=ROOT, timeout=60, jobs=1, cpu_limit=CPU_LIMIT, memory_limit=MEMORY_LIMIT
+):
     """Write the autograder zip ``out`` for ``parts``; returns the names it holds. ``timeout``:
     seconds per test, a finite number > 0."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -117,11 +143,20 @@ def write_bundle(out, parts, root=ROOT, timeout=60, jobs=1):
             bundle.writestr(info, data)
             names.append(name)
 
-        add("setup.sh", SETUP, executable=True)
-        run = RUN.format(timeout=f"{timeout:g}", jobs=jobs, parts=" ".join(parts))
+        add("setup.sh", SETUP.format(torch=torch_version(), uid=SANDBOX_UID), executable=True)
+        run = RUN.format(
+            timeout=f"{timeout:g}",
+            jobs=jobs,
+            cpu=f"{cpu_limit:g}",
+            memory=f"{memory_limit:g}",
+            parts=" ".join(parts),
+        )
         add("run_autograder", run, executable=True)
         for name, path in bundle_files(root):
             add(name, path.read_bytes())
+        # the weights as JSON: the grader reads them on Python 3.10, which has no tomllib
+        weights = json.dumps(read_table(Path(root) / WEIGHTS), indent=1, sort_keys=True)
+        add(WEIGHTS_JSON.as_posix(), weights + "\n")
     return names
 
 
@@ -159,8 +194,24 @@ def main(argv=None):
     parser.add_argument(
         "--jobs", type=positive_integer, default=1, help="parts graded at once (default 1)"
     )
+    parser.add_argument(
+        "--cpu", type=positive_seconds, default=CPU_LIMIT, help="seconds of CPU per part"
+    )
+    parser.add_argument(
+        "--memory",
+        type=positive_seconds,
+        default=MEMORY_LIMIT,
+        metavar="MIB",
+        help=f"MiB of address space per part (default {MEMORY_LIMIT}; give Gradescope's container "
+        "more than that)",
+    )
     parser.add_argument("--try", dest="bundle", metavar="ZIP", help="run this bundle locally")
     parser.add_argument("--submission", metavar="DIR", help="the submission for --try")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the Python that runs the bundle with --try (default: this one; e.g. a 3.10 venv's)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.bundle:
@@ -171,7 +222,7 @@ def main(argv=None):
                 parser.error(f"--try needs an autograder zip (see --out), {args.bundle} is {what}")
             if not os.path.isdir(args.submission):
                 parser.error(f"--submission must be a directory, got {args.submission}")
-            result, seconds = try_bundle(args.bundle, args.submission)
+            result, seconds = try_bundle(args.bundle, args.submission, python=args.python)
             print(result.get("output", ""))
             print(f"results.json: score {result['score']} in {seconds:.0f} s")
             return 0
@@ -180,13 +231,12 @@ def main(argv=None):
         weights = load_weights(ROOT / WEIGHTS)
         parts = args.parts
         if args.assignment:
-            with open(args.assignment, "rb") as file:
-                parts = tomllib.load(file)["parts"]
+            parts = read_table(args.assignment)["parts"]
         parts = [p for p in graded_parts(weights, ROOT, args.papers, parts, manifest=False)]
         parts = [p for p in parts if weights[p]["points"] > 0]
         if not parts:
             raise ValueError("no graded part selected")
-        names = write_bundle(args.out, parts, ROOT, args.timeout, args.jobs)
+        names = write_bundle(args.out, parts, ROOT, args.timeout, args.jobs, args.cpu, args.memory)
     except (OSError, ValueError, KeyError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

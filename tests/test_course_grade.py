@@ -6,13 +6,26 @@ the reference, the stub and the wrong implementations are checked by tests/test_
 (``COURSE_WRONG=1``, run by .ci/run).
 """
 
+import re
 import shutil
+import subprocess
+import sys
+import time
+import zipfile
 
 import pytest
 
 from course.assignment import MANIFEST, fill, make_assignment
-from course.grade import ROOT, WEIGHTS, grade_parts, load_weights, reference_code, wrong_code
-from course.gradescope import try_bundle, write_bundle
+from course.grade import (
+    ROOT,
+    WEIGHTS,
+    grade_parts,
+    load_weights,
+    reference_code,
+    sandbox_available,
+    wrong_code,
+)
+from course.gradescope import bundle_files, try_bundle, write_bundle
 
 if (ROOT / MANIFEST).exists():
     pytest.skip(
@@ -63,6 +76,13 @@ def test_the_bundle_grades_each_part_alone_with_the_instructors_tests(tmp_path):
     assert by_part["common.made"][0] < 0.5 * 3  # ... and common.made most of its points
     hidden = [t for t in result["tests"] if "hidden test" in t["name"]]
     assert len(hidden) == 3 and all(t["visibility"] == "after_published" for t in hidden)
+    # issue 26: the grader runs on Python 3.10 (JSON weights), torch is pinned, and the output
+    # every student sees before publication holds no points of a hidden group
+    assert "course/grading.json" in names
+    with zipfile.ZipFile(bundle) as archive:
+        setup = archive.read("setup.sh").decode()
+    assert re.search(r"torch==\d+\.\d+", setup), setup
+    assert "4 / 4" not in result["output"] and "Hidden tests" in result["output"], result["output"]
 
 
 def test_an_infinite_loop_costs_its_part_and_times_out(tmp_path):
@@ -95,3 +115,84 @@ def test_a_bundle_refuses_a_timeout_no_test_can_meet(tmp_path, timeout):
     with pytest.raises(ValueError, match="timeout must be a .*number of seconds"):
         write_bundle(tmp_path / "autograder.zip", ["realnvp.masks"], timeout=timeout)
     assert not (tmp_path / "autograder.zip").exists()
+
+
+def test_a_growing_graph_ends_its_part_on_the_memory_limit_and_the_rest_is_graded():
+    """Issue 26: an infinite loop in maf.step's inverse that grows an autograd graph (23 GB and
+    983 s before). The part ends at its address-space limit with one clear line; the next part is
+    graded as usual."""
+    weights = load_weights(ROOT / WEIGHTS)
+    code = reference_code(ROOT, "maf.step")
+    ((path, (forward, _)),) = code.items()
+    pad = " " * 12
+    loop = [f"{pad}mu, alpha = self.conditioner(x, context)", f"{pad}while True:"]
+    loop += [f"{pad}    x = u * torch.exp(alpha) + mu", f"{pad}    mu, alpha = self.conditioner(x)"]
+    codes = {"maf.step": {path: [forward, loop]}}
+    start = time.perf_counter()
+    rows = grade_parts(
+        lambda part: codes.get(part) or reference_code(ROOT, part),
+        weights,
+        ["maf.step", "realnvp.masks"],
+        memory_limit=1536,
+    )
+    seconds = time.perf_counter() - start
+    assert [row["earned"] for row in rows] == [0, 1], rows
+    assert "ran out of the part's 1536 MiB of memory" in rows[0]["note"], rows[0]["note"]
+    outputs = "\n".join(g["output"] for g in rows[0]["groups"])
+    assert "ran out of memory: the grader gives a part 1536 MiB" in outputs, outputs
+    assert seconds < 600, seconds  # the per-part wall limit (900 s) never came into play
+
+
+def test_an_infinite_loop_ends_its_part_on_the_cpu_limit():
+    weights = load_weights(ROOT / WEIGHTS)
+    code = reference_code(ROOT, "realnvp.masks")
+    for path, bodies in code.items():
+        indent = bodies[0][0][: len(bodies[0][0]) - len(bodies[0][0].lstrip())]
+        code[path] = [[f"{indent}while True:", f"{indent}    pass"]] + bodies[1:]
+    (row,) = grade_parts(lambda part: code, weights, ["realnvp.masks"], cpu_limit=4)
+    assert row["earned"] == 0, row
+    assert "used up its 4 s of CPU" in row["note"], row["note"]
+
+
+def test_the_bundle_ships_only_what_git_tracks(tmp_path):
+    """Issue 26: rglob shipped a stray, untracked course/instructor_notes.md."""
+    repo = tmp_path / "repo"
+    (repo / "course").mkdir(parents=True)
+    (repo / "course" / "grade.py").write_text("# tracked\n")
+    (repo / "requirements.txt").write_text("torch\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (repo / "course" / "instructor_notes.md").write_text("the answers\n")
+    names = [name for name, _ in bundle_files(repo)]
+    assert names == ["course/grade.py", "requirements.txt"], names
+    shutil.copytree(repo, tmp_path / "plain", ignore=shutil.ignore_patterns(".git"))
+    with pytest.raises(ValueError, match="not a git checkout"):
+        bundle_files(tmp_path / "plain")
+
+
+def test_a_memory_limit_too_small_to_collect_is_an_error_not_zero_points():
+    """A limit the reference's tests cannot even be collected under (a CUDA build of torch
+    reserves gigabytes of address space) must not grade every part 0."""
+    weights = load_weights(ROOT / WEIGHTS)
+    code = reference_code(ROOT, "realnvp.masks")
+    with pytest.raises(ValueError, match="cannot even be collected within --memory 64 MiB"):
+        grade_parts(lambda part: code, weights, ["realnvp.masks"], memory_limit=64)
+
+
+@pytest.mark.skipif(
+    not sandbox_available(), reason="the graded code runs as another uid only as root"
+)
+def test_a_python_the_graded_codes_user_cannot_run_is_one_clear_error(tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", private / "venv"],
+        check=True,
+    )
+    monkeypatch.setattr(sys, "executable", str(private / "venv" / "bin" / "python"))
+    weights = load_weights(ROOT / WEIGHTS)
+    code = reference_code(ROOT, "realnvp.masks")
+    with pytest.raises(ValueError, match=r"cannot run .* make that Python and its packages"):
+        grade_parts(lambda part: code, weights, ["realnvp.masks"])
