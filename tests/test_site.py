@@ -122,3 +122,174 @@ def test_every_page_renders_in_chromium():
     assert not report["static_remote_assets"], report["static_remote_assets"]
     assert not failures, failures
     assert len(report["pages"]) == len(site.discover())
+
+
+# ---- reading the site at a 1400-pixel window (issue 27) ------------------------------------------
+
+
+def test_readme_tables_list_the_papers_in_reading_order():
+    """The home page's tables name the paper folders in the order tools/papers.py reads them."""
+    readme = (ROOT / "README.md").read_text()
+    for table in ("| folder | paper |", "| paper | command |"):
+        rows = readme.split(table, 1)[1].split("\n\n", 1)[0].splitlines()
+        seen = [p for row in rows for p in PAPERS if f"]({p}/README.md" in row]
+        first = list(dict.fromkeys(seen))
+        assert first == list(PAPERS), f"{table}: {first}, reading order {list(PAPERS)}"
+
+
+def test_docstring_examples_become_code():
+    from tools.griffe_doctest import fence_doctests
+
+    text = "Text.\n>>> a = 1\n>>> a\n1\n\nAfter.\n```\n>>> kept\n```\n    >>> b\n    2\n"
+    assert fence_doctests(text) == (
+        "Text.\n\n```pycon\n>>> a = 1\n>>> a\n1\n```\n\nAfter.\n```\n>>> kept\n```\n"
+        "\n    ```pycon\n    >>> b\n    2\n    ```\n"
+    )
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("site_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_figures_become_links_to_their_full_size():
+    import base64
+
+    saved = []
+
+    def save(ext, data):
+        saved.append((ext, data))
+        return f"notebook-figures/page/{len(saved)}.{ext}"
+
+    png = base64.b64encode(b"\x89PNG fake").decode()
+    html = (
+        f'<p><img alt="a" src="data:image/png;base64,{png}"></p>'
+        '<img src="iaf/figures/x.png"/><a href="y.html"><img src="y.png"></a>'
+    )
+    out = _hooks().link_images(html, save)
+    assert saved == [("png", b"\x89PNG fake")]
+    assert (
+        '<a class="figure-full" href="notebook-figures/page/1.png" '
+        'title="Open the figure at full size"><img alt="a" src="notebook-figures/page/1.png"></a>'
+    ) in out, out
+    assert '<a class="figure-full" href="iaf/figures/x.png"' in out, out
+    assert '<a href="y.html"><img src="y.png"></a>' in out, "an image in a link stays as it is"
+
+
+def _measured(**change):
+    """LAYOUT_JS's measurements of a page that reads well, with ``change`` applied."""
+    seen = {
+        "code": [],
+        "figures": [{"src": "f.png", "natural": 2000, "shown": 900, "opens": True}],
+        "quotes": 0,
+        "prompts": 0,
+        "math": [],
+        "broken": [],
+        "tables": [["index.html", "intro.html", "maf.html", "iaf.html"]],
+    }
+    return {**seen, **change}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"code": [{"shows": 75, "longest": 100, "start": "x"}]}, "code block scrolls sideways"),
+        (
+            {"figures": [{"src": "f.png", "natural": 2000, "shown": 510, "opens": False}]},
+            "not a link to its full size",
+        ),
+        ({"quotes": 26}, "nested blockquotes"),
+        ({"prompts": 1}, ">>> outside code"),
+        ({"math": [{"over": 34, "width": 692, "box": 658}]}, "display math overflows"),
+        ({"broken": ["planar_flows/"]}, "broken inside a word"),
+        ({"tables": [["index.html", "iaf.html", "maf.html"]]}, "not in reading order"),
+    ],
+)
+def test_layout_failures_name_each_reading_problem(change, message):
+    order = ["index", "intro", "maf", "iaf"]
+    assert site_check.layout_failures(_measured(), order) == []
+    failures = site_check.layout_failures(_measured(**change), order)
+    assert len(failures) == 1 and message in failures[0], failures
+
+
+# two pages as the site showed them before issue 27 and after: each reading problem, then its fix
+LINE = "x = " + "1234567890" * 9 + "123456"  # 100 characters
+PAGE = """<!doctype html><html><head><style>
+body {{ margin: 0; font-family: sans-serif; }} article {{ width: {width}px; }}
+pre {{ overflow-x: auto; font: 13px monospace; padding: 4px; }}
+mjx-container {{ display: block; overflow-x: auto; }}
+td code {{ word-break: {word_break}; }} td {{ width: 60px; }}
+</style></head><body><article>
+<pre>{line}</pre>
+{figure}
+{quote}
+<mjx-container display="true"><span style="display: inline-block; width: {math}px">m</span>
+</mjx-container>
+<table><tr><td><code>planar_flows/</code></td></tr></table>
+<table>{rows}</table>
+</article></body></html>
+"""
+PNG_1600 = (  # a grey image 1600 pixels wide, 1 high
+    "iVBORw0KGgoAAAANSUhEUgAABkAAAAABCAAAAACjsz2IAAAAFUlEQVR42mNoGAWjYBSMglEwCsgAACjbIC68Zc8CAAAA"
+    "AElFTkSuQmCC"
+)
+
+
+def _fixture_page(fixed):
+    width = 1100 if fixed else 510
+    figure = '<img src="wide.png" style="max-width: 100%">'
+    figure = f'<a href="wide.png">{figure}</a>' if fixed else figure
+    quote = "<pre>&gt;&gt;&gt; f(1)\n2</pre>" if fixed else "<blockquote><blockquote><p>f(1)</p>"
+    quote += "" if fixed else "</blockquote></blockquote>"
+    papers = ["maf", "iaf"] if fixed else ["iaf", "maf"]
+    rows = "".join(f'<tr><td><a href="{p}.html">{p}</a></td></tr>' for p in papers)
+    return PAGE.format(
+        width=width,
+        word_break="normal" if fixed else "break-all",
+        line=LINE,
+        figure=figure,
+        quote=quote,
+        math=width - 40 if fixed else width + 200,
+        rows=rows,
+    )
+
+
+def test_site_check_catches_the_reading_problems_in_chromium(tmp_path):
+    """LAYOUT_JS in headless Chromium at 1400 pixels: the page as it was fails each check, the
+    fixed page passes every one."""
+    import base64
+
+    if not (site_check.find(site_check.CHROMIUM) and site_check.find(site_check.DRIVER)):
+        pytest.skip("chromium or chromedriver missing (apt-get install chromium chromium-driver)")
+    if importlib.util.find_spec("selenium") is None:
+        pytest.skip("selenium missing (pip install -r docs/requirements.txt)")
+    (tmp_path / "wide.png").write_bytes(base64.b64decode(PNG_1600))
+    (tmp_path / "old.html").write_text(_fixture_page(fixed=False))
+    (tmp_path / "new.html").write_text(_fixture_page(fixed=True))
+    server, driver = site_check.serve(tmp_path), site_check.browser()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    order = ["index", "intro", "maf", "iaf"]
+    try:
+        found = {}
+        for name in ("old", "new"):
+            driver.get(f"{base}/{name}.html")
+            driver.execute_async_script(site_check.WAIT_JS)
+            found[name] = site_check.layout_failures(
+                driver.execute_script(site_check.LAYOUT_JS), order
+            )
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+    assert found["new"] == [], found["new"]
+    for message in (
+        "code block scrolls sideways",
+        "not a link to its full size",
+        "nested blockquotes",
+        "display math overflows",
+        "broken inside a word",
+        "not in reading order",
+    ):
+        assert any(message in f for f in found["old"]), (message, found["old"])

@@ -445,6 +445,7 @@ def build(out, run=True, log=print):
     """Build the site into ``out``; return the pages (with their counts) and the timings."""
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
+    from mkdocs.exceptions import Abort
 
     start = time.perf_counter()
     out = Path(out).resolve()
@@ -464,6 +465,10 @@ def build(out, run=True, log=print):
     logging.getLogger("mkdocs").addHandler(warnings)
     try:
         mkdocs_build(config)
+    except Abort:  # MkDocs logs its error and aborts; without this, the build would end silently
+        raise SystemExit(
+            "site: MkDocs aborted:\n  " + "\n  ".join(warnings.fatal + warnings.others)
+        ) from None
     finally:
         logging.getLogger("mkdocs").removeHandler(warnings)
     for record in warnings.others:

@@ -15,7 +15,12 @@ host, so a page that needed the network would show it. Per page it checks:
    ``$...$`` or ``\\(`` is left in the text outside code, and no MathJax error box;
 6. every link to a page or file of the site answers HTTP 200, and the footer's previous and next
    links follow the reading order;
-7. a screenshot of the top of the page (and, on a notebook page, of its first figure) goes to
+7. the page reads at a 1400-pixel window (issue 27): no code block scrolls sideways unless its
+   lines are over 100 characters; every figure is shown at its natural width or is a link to the
+   image at full size; docstring examples (``>>>``) are code, not nested quotes; display math fits
+   its box; no name in a table cell is broken inside a word; a table that lists the papers lists
+   them in reading order;
+8. a screenshot of the top of the page (and, on a notebook page, of its first figure) goes to
    <site>/screenshots/.
 
 Exits 1 when a check fails; writes <site>/site-check.json. Needs chromium and chromium-driver
@@ -77,6 +82,96 @@ return {
 """
 
 
+# what each page's layout measures (check 7); layout_failures() turns it into failures
+LAYOUT_JS = """
+const art = document.querySelector('article') || document.body;
+const right = art.getBoundingClientRect().right;
+const px = (e, p) => parseFloat(getComputedStyle(e)[p]) || 0;
+const code = [];  // every scrolling code box: how many characters it shows, its longest line
+for (const e of art.querySelectorAll('pre, pre > code')) {
+  if (e.scrollWidth <= e.clientWidth + 1 || getComputedStyle(e).overflowX === 'visible') continue;
+  if (!e.getClientRects().length || e.closest('details:not([open])')) continue;  // not shown
+  const probe = document.createElement('span');
+  probe.textContent = '0'.repeat(100);
+  probe.style.whiteSpace = 'pre';
+  e.appendChild(probe);
+  const char = probe.getBoundingClientRect().width / 100;
+  probe.remove();
+  const inner = e.clientWidth - px(e, 'paddingLeft') - px(e, 'paddingRight');
+  const longest = Math.max(...e.innerText.split('\\n').map(l => l.length));
+  code.push({shows: Math.floor(inner / char), longest: longest,
+             start: e.innerText.trim().split('\\n')[0].slice(0, 60)});
+}
+const figures = [...art.querySelectorAll('img')].filter(i => i.naturalWidth >= 64).map(i => {
+  const a = i.closest('a[href]');
+  return {src: i.currentSrc.startsWith('data:') ? 'data:' : i.currentSrc.split('/').pop(),
+          natural: i.naturalWidth, shown: Math.round(i.getBoundingClientRect().width),
+          opens: !!a && a.href.split('#')[0] === i.currentSrc && !a.href.startsWith('data:')};
+});
+const quotes = art.querySelectorAll('blockquote blockquote').length;
+const prompts = [...art.querySelectorAll('p, li, blockquote')]
+    .filter(e => /^\\s*>>>/m.test(e.innerText) && !e.closest('pre, code')).length;
+const math = [...art.querySelectorAll('mjx-container[display="true"]')].map(m => ({
+  over: Math.max(m.scrollWidth - m.clientWidth, m.getBoundingClientRect().right - right),
+  width: m.scrollWidth, box: m.clientWidth})).filter(m => m.over > 1);
+const broken = [];  // a name in a table cell's code split inside a word (planar_flow|s/)
+for (const c of art.querySelectorAll('td code, th code')) {
+  const node = c.firstChild;
+  if (!node || node.nodeType !== 3) continue;
+  const text = node.textContent, r = document.createRange();
+  let top = null;
+  for (let i = 0; i < text.length; i++) {
+    r.setStart(node, i); r.setEnd(node, i + 1);
+    const rect = r.getBoundingClientRect();
+    if (/\\s/.test(text[i]) || !rect.height) continue;
+    if (top !== null && rect.top > top + 2 && /^\\w\\w$/.test(text[i - 1] + text[i])) {
+      broken.push(text.slice(0, 60));
+      break;
+    }
+    top = rect.top;
+  }
+}
+const tables = [...art.querySelectorAll('table')].map(t => [...t.querySelectorAll('tr')]
+    .map(tr => { const a = tr.querySelector('a[href]');
+                 return a ? a.href.split('#')[0].split('/').pop() : null; })
+    .filter(Boolean));
+return {code, figures, quotes, prompts, math, broken, tables};
+"""
+
+
+def layout_failures(seen, order):
+    """The reading problems (check 7) in a page's LAYOUT_JS measurements; ``order`` = the pages'
+    slugs in reading order."""
+    out = []
+    for box in seen["code"]:
+        if box["shows"] < 100:
+            out.append(
+                f"code block scrolls sideways: shows {box['shows']} of its "
+                f"{box['longest']}-character lines (100 must fit): {box['start']!r}"
+            )
+    for fig in seen["figures"]:
+        if fig["shown"] < fig["natural"] - 1 and not fig["opens"]:
+            out.append(
+                f"figure {fig['src'][:60]} shown {fig['shown']} of its {fig['natural']} pixels "
+                "wide and not a link to its full size"
+            )
+    if seen["quotes"]:
+        out.append(f"{seen['quotes']} nested blockquotes (a >>> docstring example read as quotes)")
+    if seen["prompts"]:
+        out.append(f"{seen['prompts']} paragraphs with >>> outside code (examples must be code)")
+    for math in seen["math"]:
+        out.append(f"display math overflows its box: {math['width']} pixels wide in {math['box']}")
+    for word in seen["broken"]:
+        out.append(f"{word!r} broken inside a word in a table cell")
+    rank = {f"{slug}.html": i for i, slug in enumerate(order)}
+    for table in seen["tables"]:
+        pages = list(dict.fromkeys(rank[name] for name in table if name in rank))  # first rows
+        if len(pages) >= 2 and pages != sorted(pages):
+            names = [order[i] for i in pages]
+            out.append(f"a table lists the pages {names}, not in reading order")
+    return out
+
+
 def find(names):
     """The first of ``names`` on PATH, or None."""
     return next((path for name in names if (path := shutil.which(name))), None)
@@ -127,7 +222,7 @@ def status(url, cache):
     return cache[url]
 
 
-def browser(window=(1280, 900)):
+def browser(window=(1400, 900)):
     """Headless Chromium through chromedriver, resolving no host but 127.0.0.1."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -205,6 +300,11 @@ def check_page(driver, base, page, order, shots, cache):
         record[f"footer_{side}"] = got and got.rsplit("/", 1)[-1]
         if got != want:
             failures.append(f"footer {side} link is {got}, the reading order says {want}")
+
+    layout = driver.execute_script(LAYOUT_JS)
+    record["code_scrolling"] = len(layout["code"])
+    record["figures_shrunk"] = sum(f["shown"] < f["natural"] - 1 for f in layout["figures"])
+    failures += layout_failures(layout, order)
 
     shot = shots / f"{page['slug']}.png"
     driver.save_screenshot(str(shot))
