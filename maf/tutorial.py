@@ -223,6 +223,7 @@ with torch.no_grad():
     u, _ = made_flow.transform(target.sample(2000))
 axes[2].scatter(*u.T, s=1, alpha=0.4)
 axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="the MADE's u of the data", aspect="equal")
+axes[2].set(xlabel="$u_1$", ylabel="$u_2$")
 plot.show_density(
     axes[3], plot.flow_log_prob(maf_flow), box, "MAF, 5 layers", vmax=vmax, colorbar=True
 )

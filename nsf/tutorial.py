@@ -350,11 +350,15 @@ if FAST:  # the converged weights: 8 x 256 steps of `python -m nsf --save`
     result = reverse_kl(flow, energy, n=100_000)
     print(f"converged: KL(q || p) = {result['kl']:.3f} ± {result['stderr']:.3f} nats")
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
-plot.show_density(axes[0], energy.log_prob, energy.bounds, "exp(-U) / Z", colorbar=True)
+density = plot.show_density(axes[0], energy.log_prob, energy.bounds, "exp(-U) / Z", colorbar=True)
 samples = flow.sample(20_000)
-axes[1].hist2d(*samples.T.numpy(), bins=100, range=[energy.bounds, energy.bounds])
+*_, image = axes[1].hist2d(  # density=True: counts / (n x bin area), on the target's colour scale
+    *samples.T.numpy(), bins=100, range=[energy.bounds, energy.bounds], density=True,
+    vmin=0, vmax=density.max().item(),
+)  # fmt: skip
 axes[1].set(title="samples of q (histogram)", aspect="equal")
 axes[1].tick_params(labelsize=7)
+fig.colorbar(image, ax=axes[1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
 plt.show()
 
 # %% [markdown]
