@@ -295,18 +295,12 @@ for step in ("gated", "affine"):
 
 # %% [markdown]
 # With `FLOWS_FAST=1` (200 steps, seed 0) this prints KL 0.982 for the gated step and 0.431 for the
-# general one; with 400 steps, 0.649 and 0.364. Measured over 3 seeds at 400 steps
-# (`python -m benchmarks.fit --only iaf`; 5 steps, MADE 2 x 64, batch 256, KL in nats): the gated
-# step ends at 3.794 ± 0.069 on $U_1$, 0.527 ± 0.049 on $U_2$,
-# 0.709 ± 0.093 on $U_3$, 0.712 ± 0.055 on $U_4$ and 1.990 ± 0.075 on the sine ring; the general
-# step at 0.354 ± 0.319, 0.133 ± 0.037, 0.231 ± 0.043, 0.373 ± 0.022 and 0.280 ± 0.254, within
-# 0.012 of zuko's inverted MAF of the same size on every energy. So where $q$ must stretch the
-# base, as in these fits, the general step wins. The gated step stays the default: the
-# paper recommends it for VAEs, where the posterior is close to the encoder's Gaussian $z_0$ and
-# a deep stack of steps that start near the identity and cannot blow up trains stably (with 2000
-# steps it reaches the KLs of section 4). In the VAE of the next section the two are within a seed
-# spread: `python -m iaf.vae --T 4 --step gated affine --seeds 5` gives a test ELBO of
-# -17.97 ± 0.11 nats with the gated step and -17.89 ± 0.10 with the general one.
+# general one; with 400 steps, 0.649 and 0.364. So where $q$ must stretch the base, as in these
+# fits, the general step wins. The gated step stays the default: the paper recommends it for VAEs,
+# where the posterior is close to the encoder's Gaussian $z_0$ and a deep stack of steps that start
+# near the identity and cannot blow up trains stably (with 2000 steps it reaches the KLs of
+# section 4). Both steps over several seeds, beside an inverted MAF of the same size, and in the VAE
+# of the next section: [benchmarks/README.md](../benchmarks/README.md).
 
 
 # %% [markdown]

@@ -279,6 +279,17 @@ plot_densities(
 plt.show()
 
 # %% [markdown]
+# **The bridges between the modes.** The forward-KL fit (top right) joins the eight Gaussians by
+# thin bridges of density where $p$ has almost none. That is not a training failure but the price
+# of being a flow: $f$ is a continuous bijection of $\mathbb R^2$ with a continuous inverse, so it
+# maps the connected plane of the base onto the connected plane, and it cannot cut it. The base
+# $\mathcal N(0, I)$ is positive everywhere, so $q$ is positive everywhere too, and mass that
+# travels from the one blob of the base to eight separate modes must pass through the gaps between
+# them. Sharper layers make the bridges thinner but never remove them; forward KL, which punishes
+# missing mass far more than extra mass, tolerates them. (CS294-158's flow lecture makes the same
+# point with topology: a flow cannot change the number of connected pieces of its support.)
+
+# %% [markdown]
 # ### The flow at work
 #
 # `common.plot.plot_layers` draws what a flow does to the base: its samples (top, each point

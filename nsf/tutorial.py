@@ -263,11 +263,9 @@ for label, flow in (("NSF-AR", NSF(d)), ("NSF-C", NSF(d, coupling=True))):
 # Maximum likelihood on the checkerboard, whose exact entropy is $\log 8$: NSF-AR (MADE
 # conditioner) beside NSF-C (coupling, MLP conditioner), 5 layers each. The gap NLL $- H$ is
 # $\mathrm{KL}(p \,\|\, q) \ge 0$. `python -m nsf --target checker` runs the full 2000 steps:
-# NSF-AR 0.135, NSF-C 0.159 nats. The affine autoregressive flow (MAF) of the same
-# depth and MADE is a row of the benchmark, since a paper folder does not import another: at its
-# 500 steps (`python -m benchmarks --only density`, `benchmarks/README.md`) the checkerboard gap is
-# 0.356 ± 0.018 for MAF against 0.220 ± 0.026 for NSF-AR. A spline puts several bumps into one
-# conditional; an affine layer only shifts and scales a unimodal one.
+# NSF-AR 0.135, NSF-C 0.159 nats. A spline puts several bumps into one conditional; an affine
+# layer only shifts and scales a unimodal one, so an affine MAF of the same depth and MADE is left
+# well behind on this target (both side by side: [benchmarks/README.md](../benchmarks/README.md)).
 
 # %%
 steps = 80 if FAST else 2000
@@ -327,13 +325,13 @@ for point in (-2.0, -1.0, 0.0, 1.0, 2.0):
     print(f"g'({point:+.0f}) = {log_g[(xs - point).abs().argmin()].exp():.2f}")
 
 # %% [markdown]
-# ### Variational inference: zuko's "train from energy"
+# ### Variational inference: training from an energy
 #
 # Reverse KL needs samples and their log-density in one pass: so NSF-AR is **inverted** (its
 # one-pass direction becomes sampling) and trained on the energy $U(x) = 2 (x_1^2 + x_2^2 - 2)^2 -
 # \sin(\pi x_1)$, $p \propto e^{-U}$. The loss
-# $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs zuko's 8 x 256
-# steps (loss about $-1.59$, KL about 0.02).
+# $\mathbb E_q[\log q + U] = \mathrm{KL}(q\,\|\,p) - \log Z$; `python -m nsf` runs 8 x 256
+# steps, the budget of zuko's "train from energy" example (loss about $-1.59$, KL about 0.02).
 
 # %%
 seed_everything(0)
@@ -352,11 +350,15 @@ if FAST:  # the converged weights: 8 x 256 steps of `python -m nsf --save`
     result = reverse_kl(flow, energy, n=100_000)
     print(f"converged: KL(q || p) = {result['kl']:.3f} ± {result['stderr']:.3f} nats")
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
-plot.show_density(axes[0], energy.log_prob, energy.bounds, "exp(-U) / Z", colorbar=True)
+density = plot.show_density(axes[0], energy.log_prob, energy.bounds, "exp(-U) / Z", colorbar=True)
 samples = flow.sample(20_000)
-axes[1].hist2d(*samples.T.numpy(), bins=100, range=[energy.bounds, energy.bounds])
+*_, image = axes[1].hist2d(  # density=True: counts / (n x bin area), on the target's colour scale
+    *samples.T.numpy(), bins=100, range=[energy.bounds, energy.bounds], density=True,
+    vmin=0, vmax=density.max().item(),
+)  # fmt: skip
 axes[1].set(title="samples of q (histogram)", aspect="equal")
 axes[1].tick_params(labelsize=7)
+fig.colorbar(image, ax=axes[1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
 plt.show()
 
 # %% [markdown]
@@ -364,5 +366,5 @@ plt.show()
 # coupling and autoregressive layers: $3K - 1$ parameters instead of 2, an exact log-derivative and
 # an exact inverse, and multimodal conditionals in one layer. Its costs are a little more arithmetic
 # per variable and a bounded interval $[-B, B]$: data outside only see the identity, so standardise
-# the data or choose $B$ to cover them ($B = 5$ here, zuko's default; the paper uses $B = 3$ on
+# the data or choose $B$ to cover them ($B = 5$ here; the paper uses $B = 3$ on
 # standardised data).

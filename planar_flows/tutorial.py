@@ -44,7 +44,7 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.metrics import nll_gap, reverse_kl
-from common.plot import flow_log_prob, plot_densities, plot_layers, show_density
+from common.plot import density_grid, flow_log_prob, plot_densities, plot_layers, show_density
 from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
@@ -387,8 +387,10 @@ train_forward_kl(
     fits["forward KL (max. likelihood)"], p, steps=steps, batch_size=512, lr=1e-2, progress=False
 )
 
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-show_density(axes[0], p.log_prob, p.bounds, "p: two equal modes", GRID)
+fig, axes = plt.subplots(1, 3, figsize=(10.6, 3.4), layout="constrained")
+densities = [p.log_prob] + [flow_log_prob(flow) for flow in fits.values()]
+vmax = max(density_grid(d, p.bounds, GRID)[2].max().item() for d in densities)  # one colour scale
+show_density(axes[0], p.log_prob, p.bounds, "p: two equal modes", GRID, vmax=vmax)
 for ax, (label, flow) in zip(axes[1:], fits.items(), strict=False):
     reverse, forward = reverse_kl(flow, p, n=N_EVAL)["kl"], nll_gap(flow, p, n=N_EVAL)["gap"]
     show_density(
@@ -397,12 +399,13 @@ for ax, (label, flow) in zip(axes[1:], fits.items(), strict=False):
         p.bounds,
         f"{label}\nKL(q||p) {reverse:.3f}, KL(p||q) {forward:.2f}",
         GRID,
+        vmax=vmax,
     )
     print(
         f"{label:>30}: KL(q || p) = {reverse:.3f} nats (log 2 = {math.log(2):.3f}), "
         f"KL(p || q) = {forward:.2f} nats"
     )
-plt.tight_layout()
+fig.colorbar(axes[-1].images[0], ax=list(axes), fraction=0.03, pad=0.01).set_label("density")
 plt.show()
 
 # %% [markdown]

@@ -284,8 +284,8 @@ plt.show()
 
 # %% [markdown]
 # The full run (`python -m realnvp`, the same 2000 steps) reaches test NLL 1.6370 ± 0.0023, a **gap
-# of 0.025 nats** (at 500 steps, `python -m benchmarks --only density` puts ours at 0.063 and zuko's
-# coupling flow of equal size at 0.058 on this target). The sharp edges of the
+# of 0.025 nats** (how other libraries' coupling flows do on this target:
+# [benchmarks/README.md](../benchmarks/README.md)). The sharp edges of the
 # uniform $a$ are the hard part: an affine coupling can only stretch and shift, so edges are built
 # from many steep layers. The difference panel shows where the remaining KL sits.
 #
