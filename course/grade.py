@@ -29,13 +29,14 @@ the results file) and ``course.pytest_plugin`` (the stub reporting: a test that 
 import argparse
 import ast
 import concurrent.futures
+import contextlib
+import fcntl
 import functools
 import hashlib
 import hmac
 import json
 import math
 import os
-import queue
 import re
 import secrets
 import shutil
@@ -63,7 +64,7 @@ CPU_LIMIT = 300.0  # seconds of CPU for all the tests of one part (the reference
 MEMORY_LIMIT = 3072  # MiB of address space for one part (the reference peaks near 1000)
 FEEDBACK_CHARS = 600  # what one failed test may say in the feedback
 GROUP_FEEDBACK_CHARS = 1500  # ... and one test group
-SANDBOX_UID = 64000  # as root: part k of those graded at once runs as uid/gid SANDBOX_UID + k
+SANDBOX_UID = 64000  # as root: each part runs as a uid/gid from here up that no other grader holds
 # what a scratch tree copies from the instructor's repository
 TREE = ("common", "intro", *PAPERS, "tests", "course", "tools")
 TREE_FILES = ("pyproject.toml",)
@@ -876,6 +877,26 @@ def collect(base, globs, memory_limit=MEMORY_LIMIT):
     raise ValueError(f"the grader could not collect the reference's tests: {last}")
 
 
+@contextlib.contextmanager
+def claimed_uid():
+    """A sandbox uid (from ``SANDBOX_UID`` up) that no other part, here or in another grader on this
+    machine, holds: a lock file per uid, held while the part runs, since each part ends by killing
+    every process of its uid."""
+    for uid in range(SANDBOX_UID, SANDBOX_UID + 4096):
+        lock = open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        try:
+            yield uid
+        finally:
+            lock.close()  # releases the lock
+        return
+    raise RuntimeError(f"no free sandbox uid in {SANDBOX_UID}..{SANDBOX_UID + 4095}")
+
+
 def grade_parts(
     code_of,
     weights,
@@ -907,9 +928,6 @@ def grade_parts(
             f"(chmod o-rwx it, as run_autograder does for /autograder/source)",
             file=sys.stderr,
         )
-    slots = queue.Queue()
-    for slot in range(max(1, jobs)):
-        slots.put(slot)
     secret = secret_lines(reference, weights)
     with tempfile.TemporaryDirectory(prefix="grade-trees-") as scratch:
         scratch = Path(scratch)
@@ -932,7 +950,7 @@ def grade_parts(
                 bodies = code_of(part)
             except ValueError as error:
                 return score_part(part, entry, None, note=f"not graded: {error}")
-            slot = slots.get()
+            claim = contextlib.ExitStack()
             folder = scratch / secrets.token_hex(12)
             folder.mkdir(mode=0o700)
             try:
@@ -943,7 +961,7 @@ def grade_parts(
                     return score_part(part, entry, None, note=f"not graded: {error}")
                 if isolated:
                     os.chmod(tree, 0o755)  # the base it was copied from is root's alone
-                    uid = SANDBOX_UID + slot
+                    uid = claim.enter_context(claimed_uid())
                     sandbox = {"uid": uid, "gid": uid, "home": folder / "home"}
                     sandbox["home"].mkdir(mode=0o700)
                     os.chown(sandbox["home"], uid, uid)
@@ -967,7 +985,7 @@ def grade_parts(
                     )
                 return score_part(part, entry, run)
             finally:
-                slots.put(slot)
+                claim.close()
                 shutil.rmtree(folder, ignore_errors=True)
 
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:

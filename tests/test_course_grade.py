@@ -192,3 +192,34 @@ def test_a_python_the_graded_codes_user_cannot_run_is_one_clear_error(tmp_path, 
     code = reference_code(ROOT, "realnvp.masks")
     with pytest.raises(ValueError, match=r"cannot run .* make that Python and its packages"):
         grade_parts(lambda part: code, weights, ["realnvp.masks"])
+
+
+def test_graders_running_at_once_never_share_a_sandbox_uid():
+    """Each part ends by killing every process of its uid, so two graders on one machine (or two
+    parts of one) must never hold the same uid: a lock per uid, here held by another process."""
+    import subprocess
+    import sys
+
+    from course.grade import claimed_uid
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from course.grade import claimed_uid\n"
+            "import sys, time\nwith claimed_uid() as uid:\n    print(uid, flush=True)\n"
+            "    time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        theirs = int(holder.stdout.readline())
+        with claimed_uid() as first, claimed_uid() as second:
+            assert len({theirs, first, second}) == 3, (theirs, first, second)
+    finally:
+        holder.kill()
+        holder.wait()
+    with claimed_uid() as again:  # released when its holder died
+        assert again == theirs
