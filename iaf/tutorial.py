@@ -45,7 +45,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_reverse_kl
 from iaf import IAF, GatedAutoregressive
-from iaf.checks import check_kl_one_mode, check_passes, kl_to_mixture
+from iaf.tutorial_checks import check_kl_one_mode, check_passes, kl_to_mixture
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "iaf" / "checkpoints"  # written by the demo, see iaf/README.md

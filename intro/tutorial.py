@@ -50,7 +50,7 @@ from common.plot import flow_log_prob, plot_densities, plot_layers
 from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
-from intro.checks import check_lognormal, check_reverse_kl, check_triangular
+from intro.tutorial_checks import check_lognormal, check_reverse_kl, check_triangular
 
 FAST = fast_mode()
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)

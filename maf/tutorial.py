@@ -56,7 +56,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl
 from maf import MAF, MAFLayer
-from maf.checks import check_chain_rule, check_reach
+from maf.tutorial_checks import check_chain_rule, check_reach
 
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)

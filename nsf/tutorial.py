@@ -51,8 +51,8 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
 from nsf import NSF, rq_spline
-from nsf.checks import check_quadratic, check_tails, spline_formula
 from nsf.nsf import knots as spline_knots
+from nsf.tutorial_checks import check_quadratic, check_tails, spline_formula
 
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
 seed_everything(0)

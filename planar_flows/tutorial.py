@@ -49,7 +49,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
 from planar_flows import Planar, PlanarFlow, Radial
-from planar_flows.checks import check_lemma, check_min_slope, lemma_inputs
+from planar_flows.tutorial_checks import check_lemma, check_min_slope, lemma_inputs
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "planar_flows" / "checkpoints"  # written by the demo, see the README

@@ -54,7 +54,7 @@ from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl
 from realnvp import AffineCoupling, RealNVP, RealNVPImage, Squeeze, channel_mask, checkerboard
-from realnvp.checks import check_autograd_logdet, check_bits_per_dim
+from realnvp.tutorial_checks import check_autograd_logdet, check_bits_per_dim
 
 FAST = fast_mode()  # FLOWS_FAST=1: a short run to see training, then the converged weights
 CHECKPOINTS = ROOT / "realnvp" / "checkpoints"  # written by the demo, see realnvp/README.md

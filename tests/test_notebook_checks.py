@@ -1,6 +1,6 @@
-"""The notebooks' exercise checks (``<folder>/checks.py``) reject plausible wrong answers and accept
-the reference (issue 27): for each checked exercise, the reference passes and each planted wrong
-answer raises AssertionError. Not in the student copy (it holds the answers)."""
+"""The notebooks' exercise checks (``<folder>/tutorial_checks.py``) reject plausible wrong
+answers and accept the reference (issue 27): for each checked exercise, the reference passes and
+each planted wrong answer raises AssertionError. Not in the student copy (it holds the answers)."""
 
 import math
 
@@ -11,15 +11,15 @@ from torch.autograd.functional import jacobian
 from common.flows import Flow, Inverse
 from common.nets import MLP
 from common.targets import get_target
-from iaf.checks import check_kl_one_mode, check_passes
-from intro.checks import check_lognormal, check_reverse_kl, check_triangular
-from maf.checks import check_chain_rule, check_reach
+from iaf.tutorial_checks import check_kl_one_mode, check_passes
+from intro.tutorial_checks import check_lognormal, check_reverse_kl, check_triangular
+from maf.tutorial_checks import check_chain_rule, check_reach
 from nsf import NSF
-from nsf.checks import check_quadratic, check_tails, spline_formula
 from nsf.nsf import knots
-from planar_flows.checks import check_lemma, check_min_slope, lemma_inputs
+from nsf.tutorial_checks import check_quadratic, check_tails, spline_formula
+from planar_flows.tutorial_checks import check_lemma, check_min_slope, lemma_inputs
 from realnvp import AffineCoupling
-from realnvp.checks import check_autograd_logdet, check_bits_per_dim
+from realnvp.tutorial_checks import check_autograd_logdet, check_bits_per_dim
 
 
 def _rejects(check, *args):
@@ -300,7 +300,7 @@ def test_nsf_quadratic_rejects(wrong):
     _rejects(check_quadratic, _root(wrong), B)
 
 
-# ---- the exercises whose checks were already exact, now in checks.py and tested the same way
+# ---- the exercises whose checks were already exact, now in tutorial_checks.py, tested alike
 
 
 NORMAL = torch.distributions.Normal(0.0, 1.0)

@@ -1,8 +1,8 @@
 """Count each paper's core module: logical lines, physical lines and the share of prose.
 
 The core modules are every .py file of the folder except ``__init__.py``, ``__main__.py``,
-``tutorial.py``, ``checks.py`` (the notebook exercises' checks), ``vae.py`` (the VAE experiment
-scripts; the amortised layers themselves are in the core modules), ``benchmark*.py`` and
+``tutorial.py``, ``tutorial_checks.py`` (the notebook exercises' checks), ``vae.py`` (the VAE
+experiment scripts; the amortised layers themselves are in the core modules), ``benchmark*.py`` and
 ``train*.py``. For each paper it prints:
 
 * logical lines: Python's logical lines, one per statement however many lines it is wrapped over;
@@ -22,8 +22,8 @@ from pathlib import Path
 from tools.cli import script_parser
 from tools.papers import PAPERS
 
-# checks.py: the notebook exercises' checks, teaching aids beside tutorial.py, not the paper
-SKIP = ("__init__.py", "__main__.py", "tutorial.py", "checks.py", "vae.py")
+# tutorial_checks.py: the notebook exercises' checks, beside tutorial.py, not the paper
+SKIP = ("__init__.py", "__main__.py", "tutorial.py", "tutorial_checks.py", "vae.py")
 
 
 def _docstring_lines(source):
