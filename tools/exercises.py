@@ -1,0 +1,24 @@
+"""What every notebook exercise shares (``<folder>/tutorial_checks.py`` import it).
+
+An exercise cell starts with ``...`` where the answer goes (``return ...`` in a function to write).
+A check given ``...`` says the exercise is not tried yet and returns None: it is not a wrong
+answer, and the notebook runs on to the folded solution cell, which sets the answer and checks it.
+"""
+
+
+def tried(answer, name, exercise):
+    """False, after saying what to do, when ``answer`` is still ``...``; True otherwise.
+
+    >>> tried(..., "log_p", "Exercise 1")
+    Exercise 1 not tried yet: `log_p` is still `...`. Write your answer in its place and run the cell again (our solution is in the folded cell below).
+    False
+    >>> tried(0.5, "log_p", "Exercise 1")
+    True
+    """
+    if answer is ...:
+        print(
+            f"{exercise} not tried yet: `{name}` is still `...`. Write your answer in its place and "
+            "run the cell again (our solution is in the folded cell below)."
+        )
+        return False
+    return True
