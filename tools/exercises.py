@@ -10,15 +10,15 @@ def tried(answer, name, exercise):
     """False, after saying what to do, when ``answer`` is still ``...``; True otherwise.
 
     >>> tried(..., "log_p", "Exercise 1")
-    Exercise 1 not tried yet: `log_p` is still `...`. Write your answer in its place and run the cell again (our solution is in the folded cell below).
+    Exercise 1 not tried yet: write your answer in place of the ... of `log_p`, run the cell again.
     False
     >>> tried(0.5, "log_p", "Exercise 1")
     True
     """
     if answer is ...:
         print(
-            f"{exercise} not tried yet: `{name}` is still `...`. Write your answer in its place and "
-            "run the cell again (our solution is in the folded cell below)."
+            f"{exercise} not tried yet: write your answer in place of the ... of `{name}`, "
+            "run the cell again."
         )
         return False
     return True
