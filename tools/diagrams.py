@@ -3,6 +3,7 @@
     python -m tools.diagrams                    # -> intro/figures/graph_*.png
     python -m tools.diagrams --out DIR          # the same four PNGs into DIR
     python -m tools.diagrams --only maf iaf     # some of them
+    python -m tools.diagrams --passes           # count each family's passes (the page's table)
 
 One PNG per layer: a coupling layer (Real NVP; NSF-C with a spline), a MAF layer (NSF-AR with a
 spline), an IAF step and a planar layer. Every graph has the data x on the left and the noise z
@@ -261,6 +262,68 @@ def planar():
 DIAGRAMS = {"coupling": coupling, "maf": maf, "iaf": iaf, "planar": planar}
 
 
+def passes(features=8, n=256, seed=0):
+    """Count, for one layer of each family on R^features, the conditioner passes (MADE or coupling
+    network calls) of the density (``log_prob``: forward, data -> noise) and of sampling with its
+    own density (``rsample_and_log_prob``: inverse), on ``n`` points; for planar and radial, which
+    have no conditioner, the steps of the root finder in the density. Returns a list of rows
+    (family, density passes, sampling passes, root-finder steps or None)."""
+    import torch
+
+    import planar_flows.planar as planar_core
+    from common.nets import MADE
+    from iaf import IAF
+    from maf import MAF
+    from nsf import NSF
+    from planar_flows import PlanarFlow
+    from realnvp import RealNVP
+    from realnvp.realnvp import AffineCoupling
+
+    def conditioners(flow):
+        for module in flow.modules():
+            if isinstance(module, MADE):
+                yield module
+            elif isinstance(module, AffineCoupling) or type(module).__name__ == "SplineCoupling":
+                yield module.net
+
+    def count(flow, fn):
+        calls = []
+        hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in conditioners(flow)]
+        steps = []
+        solve = planar_core.solve_increasing
+
+        def counted_solve(g, *args, **kwargs):  # every evaluation of the 1-D map is one step
+            return solve(lambda a: steps.append(1) or g(a), *args, **kwargs)
+
+        planar_core.solve_increasing = counted_solve
+        try:
+            with torch.no_grad():
+                fn()
+        finally:
+            planar_core.solve_increasing = solve
+            for h in hooks:
+                h.remove()
+        return len(calls), len(steps)
+
+    torch.manual_seed(seed)
+    x = torch.randn(n, features)
+    families = {  # one layer each (IAF: one step after its diagonal start)
+        "planar": PlanarFlow(features, transforms=1),
+        "radial": PlanarFlow(features, transforms=1, kind="radial"),
+        "MAF": MAF(features, transforms=1),
+        "IAF": IAF(features, transforms=1),
+        "Real NVP (coupling)": RealNVP(features, transforms=1),
+        "NSF-AR": NSF(features, transforms=1),
+        "NSF-C": NSF(features, transforms=1, coupling=True),
+    }
+    rows = []
+    for name, flow in families.items():
+        density, steps = count(flow, lambda flow=flow: flow.log_prob(x))
+        sampling, _ = count(flow, lambda flow=flow: flow.rsample_and_log_prob(n))
+        rows.append((name, density, sampling, steps if name == "planar" else None))
+    return rows
+
+
 def draw(out=OUT, only=None):
     """Write ``graph_<name>.png`` into ``out`` for each diagram (``only``: some); return paths."""
     from common.plot import plt, save_figure
@@ -281,7 +344,25 @@ def main(argv=None):
     parser = script_parser(__doc__, "tools.diagrams")
     parser.add_argument("--out", default=str(OUT), help=f"output folder (default: {OUT})")
     parser.add_argument("--only", nargs="+", choices=DIAGRAMS, help="only these diagrams")
+    parser.add_argument(
+        "--passes",
+        action="store_true",
+        help="instead of drawing: count the conditioner passes of one layer of each family",
+    )
+    parser.add_argument("--features", type=int, default=8, help="D for --passes (default: 8)")
     args = parser.parse_args(argv)
+    if args.features < 1:
+        parser.error(f"--features must be a positive integer, got {args.features}")
+    if args.passes:
+        print(f"one layer on R^{args.features}, 256 points N(0, I); conditioner passes:")
+        rows = [("family", "density (forward)", "sampling (inverse)")]
+        for name, density, sampling, steps in passes(args.features):
+            extra = f", {steps} root-finder steps" if steps is not None else ""
+            rows.append((name, f"{density}{extra}", str(sampling)))
+        widths = [max(len(row[k]) for row in rows) for k in range(3)]
+        for row in rows:
+            print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+        return
     if Path(args.out).exists() and not Path(args.out).is_dir():
         parser.error(f"--out {args.out!r} is a file; give a folder")
     for path in draw(args.out, args.only):
