@@ -395,3 +395,8 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 # IAF because IAF is MAF read backwards (IAF was published first); Real NVP after both because
 # coupling is the special case of an autoregressive layer that is fast both ways; NSF last because
 # it changes only the 1-D map inside the layers you already know.
+#
+# Then [the families compared](families.md), one page to read after the five (or to keep open beside
+# them): which direction each family computes in one pass and which in $D$ passes or by a root
+# finder, what each is good for, and the computation graphs of one coupling, MAF, IAF and planar
+# layer.

@@ -5,8 +5,9 @@ python -m tools.site pages                  # lists the pages it would build, in
 
 The pages are discovered at build time, in reading order: the home page (README.md), the opening
 notebook (intro/, when it exists), one page per paper of tools/papers.py (its README.md, then its
-tutorial.py executed from its own folder), the benchmark page (benchmarks/README.md), the
-instructors' page (course/README.md) and the API of common/ (from its docstrings, by mkdocstrings).
+tutorial.py executed from its own folder), the pages of GUIDES (the families compared), the
+benchmark page (benchmarks/README.md), the instructors' page (course/README.md) and the API of
+common/ (from its docstrings, by mkdocstrings).
 A notebook that raises fails the build. The generator is MkDocs with the Material theme and
 mkdocs-jupyter (docs/requirements.txt); the math renderer is MathJax from npm (docs/package.json),
 copied into the site so that every page reads offline. docs/README.md says more.
@@ -34,6 +35,8 @@ LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\]]*\])*)\]\(\s*<?([^)\s>]+)>?(\s+\"[^
 HTML_SRC = re.compile(r"""(<(?:img|a)\b[^>]*?\b(?:src|href)=)(["'])([^"']+)\2""", re.I)
 MATH = re.compile(r"\$\$.+?\$\$|\$[^$\s](?:[^$\n]*[^$\s])?\$|\\\(.+?\\\)|\\\[.+?\\\]", re.S)
 FENCE = re.compile(r"^\s*(```|~~~)")
+# pages of prose that read after the papers, in this order: (slug, Markdown source)
+GUIDES = (("families", "intro/families.md"),)
 
 
 @dataclass
@@ -110,6 +113,10 @@ def discover(root=ROOT):
                 notebook=f"{folder}/tutorial.py" if notebook.exists() else None,
             )
         )
+    for slug, path in GUIDES:
+        if (root / path).exists():
+            title = _first_heading((root / path).read_text()) or slug
+            pages.append(Page(slug, title, readme=path))
     for slug, path, pattern, default in (
         ("benchmarks", "benchmarks/README.md", r"benchmark", "Benchmarks"),
         ("instructors", "course/README.md", r"instructor", "For instructors"),
@@ -414,7 +421,7 @@ def nav(pages):
     for i, page in enumerate(pages):
         name = f"{page.slug}.ipynb" if page.notebook else f"{page.slug}.md"
         label = "Home" if page.slug == "index" else _short(page.title)
-        if page.slug in ("intro", *_papers()):
+        if page.slug in ("intro", *_papers(), *(slug for slug, _ in GUIDES)):
             label = f"{i}. {label}"
         out.append({label: name})
     return out
