@@ -236,8 +236,8 @@ plt.show()
 # after 2000 steps, those with the best NLL on a fixed validation sample (Adam's last steps at a
 # constant learning rate are noisy, so the last weights need not be the best). However long it
 # trains, the MADE in the unfavourable order stays far from 0, since one Gaussian cannot be the
-# skewed $p(x_1)$; the MAF ends close to 0. The banana is easy for it: a short run already gets near,
-# and the last digits of its gap move with the seed.
+# skewed $p(x_1)$; the MAF ends close to 0. The banana is easy for it: a short run already gets
+# near, and the last digits of its gap move with the seed.
 #
 # The MAF at work, from the base to the data: each layer shifts and scales one coordinate as a
 # function of the other (the order alternates), bending the Gaussian into the parabola.
