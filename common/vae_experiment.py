@@ -5,6 +5,7 @@ importance-weighted log p(x).
 """
 
 import os
+import re
 import sys
 
 import torch
@@ -99,10 +100,10 @@ def compare(posteriors, args):
                 0 if flow is None else args.context,
                 flow,
             ).to(args.device)
-            label = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+            label = re.sub(r"\W+", "_", name.lower()).strip("_")  # "planar K = 8" -> planar_k_8
             history = fit(
                 args,
-                f"{label}_seed{seed}",
+                f"vae_{label}_seed{seed}",
                 train_vae,
                 vae,
                 data["train"],

@@ -16,7 +16,7 @@ from tools.cli import script_parser
 MINIMUM = {
     "intro": 5,
     "planar_flows": 8,
-    "iaf": 2,
+    "iaf": 3,
     "maf": 3,
     "nsf": 5,
     "realnvp": 5,
