@@ -368,3 +368,20 @@ def plot_image_grid(images, path=None, shape=(8, 8), rows=None, title=None, row_
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def image_mosaic(images, rows=1, gap=1):
+    """Tile ``images`` (N, H, W) into one (rows (H + gap) - gap, cols (W + gap) - gap) tensor,
+    row by row, with NaN in the gaps and the empty places (``imshow`` leaves NaN blank): a grid
+    of images, or the channels of one image, on a single axes with a single colour scale.
+
+    >>> image_mosaic(torch.zeros(3, 2, 2), rows=2).shape  # 2 rows of 2 columns, one place empty
+    torch.Size([5, 5])
+    """
+    n, h, w = images.shape
+    cols = -(-n // rows)
+    out = torch.full((rows * (h + gap) - gap, cols * (w + gap) - gap), float("nan"))
+    for k, image in enumerate(images.detach().cpu().float()):
+        r, c = divmod(k, cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = image
+    return out
