@@ -353,7 +353,7 @@ plt.show()
 # core) give **2.064 ± 0.013 bits/dim** with 30,821 parameters, and digit-like samples.
 
 # %% [markdown]
-# ## 6. Dequantization: a bound on the likelihood of the pixels (Sec. 4.1)
+# ## 6. Dequantisation: a bound on the likelihood of the pixels (Sec. 4.1)
 #
 # The pixels are integers $k \in \{0, \dots, 16\}^{64}$, the flow is a density on $[0, 1]^{64}$.
 # Write $y = k + u$ with $u \sim U[0, 1)^{64}$: $y$ has the density $p_Y(y) = p(y / 17) / 17^{64}$
@@ -373,10 +373,10 @@ plt.show()
 # cannot cheat it with spikes at the integers: its mass must cover the whole cube above $k$.
 #
 # How loose is the bound? $P(k)$ is an average over $u$, so $K$ draws $u_1, \dots, u_K$ estimate
-# it: $\hat P_K = \frac1K \sum_j p_Y(k + u_j)$. By Jensen again $\mathbb E[\log \hat P_K] \le \log
-# P(k)$, but this bound tightens as $K$ grows (Burda et al. 2016): $K = 1$ is the
-# training bound, and $K \to \infty$ is $\log P(k)$ itself. Below, $K$ dequantisations of four test
-# digits through the trained model:
+# it: $\hat P_K = \frac1K \sum_j p_Y(k + u_j)$. By Jensen again
+# $\mathbb E[\log \hat P_K] \le \log P(k)$, but this bound tightens as $K$ grows (Burda et al.
+# 2016): $K = 1$ is the training bound, and $K \to \infty$ is $\log P(k)$ itself. Below, $K$
+# dequantisations of four test digits through the trained model:
 
 # %%
 from realnvp.tutorial_checks import check_importance_bits
@@ -443,11 +443,13 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# The estimate falls with $K$ and flattens: for these digits the Jensen bound that training and
-# bits/dim use overstates the discrete code length by about a tenth of a bit per pixel. The
-# curve is noisy at small $K$ because $\log p$ varies by a few nats between draws of $u$: the
-# model is not flat over each cube, and the gap is the price of that (a better dequantisation,
-# learned rather than uniform, is how Flow++ closes it).
+# One draw ($K = 1$, the left end) lands anywhere around the mean bound, above or below it: $\log
+# p$ varies by a few nats from one $u$ to another. As $K$ grows each curve settles below its
+# dashed line, and the distance between them is the gap printed above: how much the Jensen bound
+# that training and bits/dim use overstates the code length of the integer digits. It is the
+# price of a density that is not flat over each cube (were $p$ constant on the cube, Jensen would
+# be an equality); a dequantisation learned instead of uniform is how Flow++ (Ho et al. 2019)
+# narrows it.
 
 # %% [markdown]
 # ## 7. The multi-scale architecture, drawn, and what each scale holds (Sec. 3.6)
@@ -482,38 +484,38 @@ def layers_by_scale(transform, scale=0):
         yield scale, transform
 
 
+def size(shape):
+    return "×".join(map(str, shape))
+
+
 def diagram_rows(flow, shape):
-    """Per scale, the diagram's panels: (text, mask (C, H, W) or None)."""
-    rows, shape = [[]], tuple(shape)
+    """Per scale, the diagram's panels (text, mask (C, H, W) or None), following the shape."""
+    rows = [[]]
     for scale, layer in layers_by_scale(flow.transform):
-        size = "×".join(map(str, shape))
         if isinstance(layer, AffineCoupling):
             m = layer.mask
-            kind = (
-                "checkerboard" if (m[0] != m[0, 0, 0]).any() else "channel"
-            )  # varies in a channel?
-            rows[scale].append((f"{kind}\n{size}", m))
+            spatial = bool((m[0] != m[0, 0, 0]).any())  # a checkerboard varies within a channel
+            rows[scale].append((f"{'checkerboard' if spatial else 'channel'}\n{size(shape)}", m))
         elif isinstance(layer, Squeeze):
-            shape = (4 * shape[0], shape[1] // 2, shape[2] // 2)
-            rows[scale].append((f"squeeze\n{size}\n→ {'×'.join(map(str, shape))}", None))
+            c, h, w = shape
+            shape = (4 * c, h // 2, w // 2)
+            rows[scale].append((f"squeeze\n{size((c, h, w))}\n→ {size(shape)}", None))
         elif isinstance(layer, FactorOut):
             shape = (shape[0] // 2, *shape[1:])
-            half = "×".join(map(str, shape))
-            rows[scale] += [
-                ("factor out\nhalf of\nthe channels", None),
-                (f"z({scale + 1})\n{half}", None),
-            ]
-            rows.append([(f"h({scale + 1})\n{half}", None)])
+            rows[scale].append(("factor out\nhalf of\nthe channels", None))
+            rows[scale].append((f"z({scale + 1})\n{size(shape)}", None))
+            rows.append([(f"h({scale + 1})\n{size(shape)}", None)])
         else:
-            rows[scale].append((f"{type(layer).__name__.lower()}\n{size}", None))
-    rows[-1].append((f"z({len(rows)})\n{'×'.join(map(str, shape))}", None))
+            rows[scale].append((f"{type(layer).__name__.lower()}\n{size(shape)}", None))
+    rows[-1].append((f"z({len(rows)})\n{size(shape)}", None))
     return rows
 
 
 def arrow(fig, a, b, start=(1, 0.5), end=(0, 0.5)):
-    fig.add_artist(ConnectionPatch(start, end, a.transAxes, b.transAxes, arrowstyle="->", lw=1))
+    fig.add_artist(ConnectionPatch(start, end, a.transAxes, b.transAxes, arrowstyle="->"))
 
 
+# %%
 rows = diagram_rows(image_flow, (1, 8, 8))
 fig, axes = plt.subplots(len(rows), 1 + max(map(len, rows)), figsize=(15, 2.2 * len(rows)))
 for ax in axes.flat:
@@ -523,21 +525,11 @@ axes[0, 0].set_title("x\n1×8×8", fontsize=9)
 for r, row in enumerate(rows):
     for k, (text, m) in enumerate(row):
         ax = axes[r, k + 1]
-        if m is None:
-            ax.text(
-                0.5,
-                0.5,
-                text,
-                ha="center",
-                va="center",
-                fontsize=9,
-                transform=ax.transAxes,
-                bbox={"boxstyle": "round", "fc": "lightyellow" if text[0] != "z" else "lightblue"},
-            )
-        else:  # black: kept (b = 1), grey: transformed; the channels of the mask side by side
-            ax.imshow(
-                image_mosaic(m, rows=2 if m.shape[0] > 2 else 1), cmap="gray_r", vmin=-0.3, vmax=1
-            )
+        if m is None:  # a step without parameters to draw, or a block of z
+            box = {"boxstyle": "round", "fc": "lightblue" if text[0] == "z" else "lightyellow"}
+            ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, bbox=box)
+        else:  # the mask, its channels side by side: black = kept (b = 1), grey = transformed
+            ax.imshow(image_mosaic(m, rows=1 + (m.shape[0] > 2)), cmap="gray_r", vmin=-0.3, vmax=1)
             ax.set_title(text, fontsize=9)
         if k > 0 or r == 0:
             arrow(fig, axes[r, k], ax)
@@ -553,6 +545,7 @@ plt.show()
 # $x = (k + \tfrac12) / 17$, so that no dequantisation noise enters; $z = f(x)$ is 64 numbers,
 # the first 32 are $z^{(1)}$ (2 channels of $4 \times 4$, factored out after scale 1), the last
 # 32 are $z^{(2)}$ (the last scale's output). Under the base both blocks are $\mathcal N(0, I)$.
+
 # %%
 centre = (data["test"] + 0.5) / 17  # every pixel at the centre of its cube: no noise from u
 with torch.no_grad():
@@ -576,7 +569,6 @@ fig.colorbar(im, ax=axes[:, 1:], label="z (2 channels of 4×4 each)", shrink=0.8
 fig.suptitle("A digit and the two latent blocks the flow maps it to")
 plt.show()
 
-
 # %% [markdown]
 # The blocks look alike, so what does each hold? The paper's test (its App. D, after Gregor et
 # al. 2016): keep one block of $z$, draw the other anew from $\mathcal N(0, I)$, and map back
@@ -594,10 +586,10 @@ with torch.no_grad():
             change[which].append((x_new - centre[i]).pow(2).mean(1).sqrt())
             rows.append(torch.cat([centre[i][None], x_new]))
             labels.append(f"digit {data['test_labels'][i].item()}: new z({which + 1})")
-pairs = torch.cdist(centre[:100], centre[100:200]).flatten() / 8  # RMS over 64 pixels
+between = torch.cdist(centre[:100], centre[100:200]) / 8  # RMS over 64 pixels, digit to digit
 print(
     f"RMS pixel change: new z(1) {torch.cat(change[0]).mean():.3f}, new z(2) "
-    f"{torch.cat(change[1]).mean():.3f} (two different test digits: {pairs.mean():.3f})"
+    f"{torch.cat(change[1]).mean():.3f} (two different test digits: {between.mean():.3f})"
 )
 plot_image_rows(rows, labels, title="left: x; right: x with one latent block drawn anew")
 plt.show()
@@ -615,7 +607,7 @@ plt.show()
 # Kingma & Dhariwal 2018) draws $z \sim \mathcal N(0, T^2 I)$ with a temperature $T < 1$
 # instead. The base density $\log \mathcal N(z) = -|z|^2 / 2 + \text{const}$ is largest at
 # $z = 0$, and $|z|$ of a draw is about $8\,T$ in 64 dimensions: a small $T$ keeps $z$ near
-# the base's mode, where the flow maps the most typical, smoothest images, and away from the
+# the base's mode, where the flow maps its most probable, smoothest images, and away from the
 # tails, where the model puts its stray mass (speckled pixels, broken strokes). The price is
 # variety: the samples crowd around the model's most probable digits. Below, each temperature's
 # samples with their mean bits/dim under the model (lower: more probable) and the mean distance
@@ -648,10 +640,10 @@ fig.suptitle("Samples x = f⁻¹(z), z ~ N(0, T² I)")
 plt.show()
 
 # %% [markdown]
-# At $T = 1$ the samples are as spread and as probable as the test digits (the model fits them);
-# lowering $T$ gives cleaner and more probable digits that look more and more alike. $T$ is a
-# dial between quality and diversity, not a better model: only $T = 1$ samples the density the
-# bits/dim measure.
+# At $T = 1$ the samples come close to the test digits on both counts (the model fits them,
+# with a little less variety); lowering $T$ gives cleaner and more probable digits that look more
+# and more alike. $T$ is a dial between quality and diversity, not a better model: only $T = 1$
+# samples the density the bits/dim measure.
 #
 # ## 9. Interpolation in latent space
 #
@@ -680,19 +672,22 @@ with torch.no_grad():
             rows.append(image_flow.transform.inverse(path)[0])
             labels.append(f"{name}, {kind}")
         norms.append((za.norm(), zb.norm(), on_circle[4].norm(), linear[4].norm()))
+norm = z_test.norm(dim=1)
+print(f"|z|: a draw of N(0, I_64) 8.0 ± 0.7; the test digits {norm.mean():.1f} ± {norm.std():.1f}")
 for na, nb, nc, nl in norms:
-    print(
-        f"|z_a| {na:.2f}, |z_b| {nb:.2f}; halfway: cos/sin {nc:.2f}, linear {nl:.2f} "
-        f"(a draw of N(0, I_64): {math.sqrt(64):.0f} ± 0.7)"
-    )
+    print(f"|z_a| {na:.2f}, |z_b| {nb:.2f}; halfway: cos/sin {nc:.2f}, linear {nl:.2f}")
 plot_image_rows(rows, labels, title="Interpolation in z between two test digits")
 plt.show()
 
 # %% [markdown]
-# Every image on the way is a digit-like image: the flow is a bijection, so each $z$ decodes to
-# something, and its smooth layers turn a smooth path in $z$ into a gradual morph. The linear path
-# dips to a smaller norm halfway (the printed norms), like a lower temperature, and its middle
-# images are smoother; the cos/sin path keeps the norm of the two ends.
+# Every point on the way decodes to an image (the flow is a bijection), and its smooth layers turn
+# a smooth path in $z$ into a gradual morph from one digit to the other. On these digits the two
+# paths give much the same images; where they differ is in $z$: halfway, the straight line has
+# lost about $1 - 1/\sqrt 2$ of the norm of its ends (the printed norms), as a lower temperature
+# would, while the cos/sin path keeps it. The ellipse is the path that stays where the base puts
+# its mass, which is why the paper uses it; on this small model the difference barely shows in
+# the images. (The test digits' own $|z|$, printed, is below a draw's 8: neither end of the path
+# sits on the base's typical shell either.)
 #
 # ## 10. NICE's additive coupling: the $s = 0$ case
 #
