@@ -666,7 +666,7 @@ with torch.no_grad():
     for a, b in pairs:
         za, zb = z_test[a], z_test[b]
         on_circle = torch.cos(phi) * za + torch.sin(phi) * zb  # Sec. 4.2, Fig. 6 (one angle)
-        linear = (1 - lam) * za + lam * zb
+        linear = za + lam * (zb - za)  # the straight line
         name = f"{data['test_labels'][a].item()} → {data['test_labels'][b].item()}"
         for kind, path in (("cos/sin", on_circle), ("linear", linear)):
             rows.append(image_flow.transform.inverse(path)[0])

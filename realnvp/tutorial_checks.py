@@ -76,7 +76,8 @@ def check_importance_bits(my_bits, log_p, levels=17):
         return (-log_mean_p + d * math.log(levels)) / (d * math.log(2))
 
     lp = log_p.double()
-    expected = bits(torch.logsumexp(lp, 1) - math.log(k))
+    lse = torch.logsumexp(lp, 1)
+    expected = bits(lse - math.log(k))
     mine = torch.as_tensor(my_bits, dtype=torch.float64).detach().cpu()
     assert mine.shape == expected.shape, (
         f"expected one number per digit, shape {tuple(expected.shape)}, got {tuple(mine.shape)}"
@@ -85,17 +86,12 @@ def check_importance_bits(my_bits, log_p, levels=17):
         f"your bits/dim {mine.tolist()} are not finite: log p reaches {lp.max():.0f} nats, and "
         "exp of more than 88 overflows float32: average the densities without leaving logs"
     )
-    wrong = {
-        "the mean of log p over u: that is the Jensen bound, not the K-sample estimate": bits(
-            lp.mean(1)
-        ),
-        "log sum_j p without the 1/K": bits(torch.logsumexp(lp, 1)),
-        "the 1/K counted twice": bits(torch.logsumexp(lp, 1) - 2 * math.log(k)),
-        "nats per dimension, not bits": bits(torch.logsumexp(lp, 1) - math.log(k)) * math.log(2),
-        "without 64 log 17 (the density of x in [0, 1], not of k + u)": -(
-            torch.logsumexp(lp, 1) - math.log(k)
-        )
-        / (d * math.log(2)),
+    wrong = {  # plausible wrong answers and their values here
+        "the mean of log p over u (the Jensen bound), not the K-sample estimate": bits(lp.mean(1)),
+        "log of the sum of p, without the 1/K": bits(lse),
+        "the 1/K counted twice": bits(lse - 2 * math.log(k)),
+        "nats per dimension, not bits": expected * math.log(2),
+        "no 64 log 17: the density of x in [0, 1], not of k + u": expected - math.log2(levels),
     }
     error = (mine - expected).abs().max().item()
     if error > 1e-4:
