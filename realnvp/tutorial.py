@@ -384,9 +384,9 @@ from realnvp.tutorial_checks import check_importance_bits
 image_flow.eval()
 digits = data["test"][:4]  # four test digits, integer pixels (4, 64)
 K = 1000 if FAST else 10_000
-with torch.no_grad():
-    x_u = dequantize(digits.repeat_interleave(K, 0), torch.Generator().manual_seed(3))
-    log_p = image_flow.log_prob(x_u).view(len(digits), K)  # log p(x), x = (k + u_j) / 17
+gen = torch.Generator().manual_seed(3)
+with torch.no_grad():  # log p(x) at x = (k + u_j) / 17, K draws u_j for each digit k
+    log_p = torch.stack([image_flow.log_prob(dequantize(k.expand(K, 64), gen)) for k in digits])
 print(f"log p(x): {tuple(log_p.shape)}, {log_p.dtype}, from {log_p.min():.1f} to {log_p.max():.1f}")
 
 # %% [markdown]
