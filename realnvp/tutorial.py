@@ -405,8 +405,8 @@ check_importance_bits(my_iw_bits, log_p)
 # BEGIN SOLUTION realnvp.notebook_importance
 # exp(log p) overflows float32 (log p > 88): log (1/K) sum_j exp(a_j) = logsumexp(a) - log K.
 # Then the change of variables to k + u (-64 log 17) and nats to bits per pixel (64 log 2).
-log_P = torch.logsumexp(log_p.double(), 1) - math.log(K) - 64 * math.log(17)
-my_iw_bits = -log_P / (64 * math.log(2))
+log_P = torch.logsumexp(log_p.double(), 1) - math.log(K) - 64 * math.log(17)  # log P_K(k)
+my_iw_bits = -log_P / (64 * math.log(2))  # nats per image -> bits per pixel
 # END SOLUTION
 check_importance_bits(my_iw_bits, log_p)
 
