@@ -368,3 +368,40 @@ def plot_image_grid(images, path=None, shape=(8, 8), rows=None, title=None, row_
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def image_mosaic(images, rows=1, gap=1):
+    """Tile ``images`` (N, H, W) into one (rows (H + gap) - gap, cols (W + gap) - gap) tensor,
+    row by row, with NaN in the gaps and the empty places (``imshow`` leaves NaN blank): a grid
+    of images, or the channels of one image, on a single axes with a single colour scale.
+
+    >>> image_mosaic(torch.zeros(3, 2, 2), rows=2).shape  # 2 rows of 2 columns, one place empty
+    torch.Size([5, 5])
+    """
+    n, h, w = images.shape
+    cols = -(-n // rows)
+    out = torch.full((rows * (h + gap) - gap, cols * (w + gap) - gap), float("nan"))
+    for k, image in enumerate(images.detach().cpu().float()):
+        r, c = divmod(k, cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = image
+    return out
+
+
+def plot_image_rows(rows, labels, path=None, shape=(8, 8), title=None, size=0.55):
+    """Rows of grey images in [0, 1], each row (N_i, H*W) on one axes labelled on its left: a
+    sequence (an interpolation, a ladder of temperatures) read left to right."""
+    cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(size * cols + 1.6, size * len(rows) + 0.6), squeeze=False
+    )
+    for ax, row, label in zip(axes[:, 0], rows, labels, strict=True):
+        images = torch.full((cols, *shape), float("nan"))  # a short row keeps the others' scale
+        images[: len(row)] = row.detach().cpu().float().clamp(0, 1).reshape(-1, *shape)
+        ax.imshow(image_mosaic(images).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

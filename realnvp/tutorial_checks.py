@@ -1,9 +1,12 @@
 """The checks of the Real NVP notebook's exercises (called by tutorial.py, tested by
 tests/test_notebook_checks.py with planted wrong answers). Not part of the paper's core."""
 
+import math
+
 import torch
 
 from common.metrics import bits_per_dim
+from tools.exercises import tried
 
 
 def _maps(D):
@@ -56,3 +59,49 @@ def check_bits_per_dim(my_bits, nll_nats):
         f"your bits/dim {mine.tolist()} differ from common.metrics.bits_per_dim's "
         f"{expected.tolist()}: expected (NLL + 64 log 17) / (64 log 2)"
     )
+
+
+def check_importance_bits(my_bits, log_p, levels=17):
+    """Exercise 3: ``my_bits`` (n,) is, per digit, the K-sample estimate of the discrete code
+    length in bits/dim, ``-(log (1/K) sum_j p(x_j) - D log levels) / (D log 2)``, from ``log_p``
+    (n, K), log p(x_j) in nats of K dequantisations x_j = (k + u_j) / levels in [0, 1]^D, to 1e-4
+    bits/dim. Returns the largest difference (None while ``my_bits`` is still ``...``)."""
+    if not tried(my_bits, "my_iw_bits", "Exercise 3"):
+        return None
+    assert my_bits is not None, "my_iw_bits is not set: write it in the Exercise 3 cell above"
+    n, k = log_p.shape
+    d = 64  # 8 x 8 pixels
+
+    def bits(log_mean_p):  # nats per image of x in [0, 1]^D -> bits/dim of the integers k
+        return (-log_mean_p + d * math.log(levels)) / (d * math.log(2))
+
+    lp = log_p.double()
+    lse = torch.logsumexp(lp, 1)
+    expected = bits(lse - math.log(k))
+    mine = torch.as_tensor(my_bits, dtype=torch.float64).detach().cpu()
+    assert mine.shape == expected.shape, (
+        f"expected one number per digit, shape {tuple(expected.shape)}, got {tuple(mine.shape)}"
+    )
+    assert torch.isfinite(mine).all(), (
+        f"your bits/dim {mine.tolist()} are not finite: log p reaches {lp.max():.0f} nats, and "
+        "exp of more than 88 overflows float32: average the densities without leaving logs"
+    )
+    wrong = {  # plausible wrong answers and their values here
+        "the mean of log p over u (the Jensen bound), not the K-sample estimate": bits(lp.mean(1)),
+        "log of the sum of p, without the 1/K": bits(lse),
+        "the 1/K counted twice": bits(lse - 2 * math.log(k)),
+        "nats per dimension, not bits": expected * math.log(2),
+        "no 64 log 17: the density of x in [0, 1], not of k + u": expected - math.log2(levels),
+    }
+    error = (mine - expected).abs().max().item()
+    if error > 1e-4:
+        near = [name for name, value in wrong.items() if (mine - value).abs().max() < 1e-3]
+        raise AssertionError(
+            f"your bits/dim {[round(v, 4) for v in mine.tolist()]} differ from the K-sample "
+            f"estimate by up to {error:.3g}"
+            + (f"; they match {near[0]}" if near else "")
+            + ": expected -log of the mean over the K draws of p, in bits per pixel of the "
+            "integer digits"
+        )
+    print(f"Exercise 3: right (largest difference {error:.1e} bits/dim)")
+    return error

@@ -106,3 +106,24 @@ def test_common_imports_no_paper_folder():
                 continue
             for name in names:
                 assert name.split(".")[0] not in PAPERS, f"{path.name} imports {name}"
+
+
+def test_image_mosaic_places_each_image_row_by_row_with_nan_gaps():
+    from common.plot import image_mosaic
+
+    images = torch.arange(5.0)[:, None, None].expand(5, 2, 3)  # image k is all k
+    out = image_mosaic(images, rows=2)  # 2 rows of 3, the last place empty
+    assert out.shape == (2 * 3 - 1, 3 * 4 - 1)
+    assert torch.equal(out[3:5, 4:7], torch.full((2, 3), 4.0))  # image 4: row 1, column 1
+    assert out[2].isnan().all() and out[:, 3].isnan().all()  # the gaps
+    assert out[3:, 8:].isnan().all()  # the sixth place holds no image
+
+
+def test_plot_image_rows_one_labelled_axes_per_row():
+    from common.plot import plot_image_rows
+
+    rows = [torch.rand(9, 64), torch.rand(4, 64)]
+    fig = plot_image_rows(rows, ["a", "b"], title="t")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["a", "b"]
+    assert fig.axes[1].images[0].get_array().shape == (8, 9 * 9 - 1)  # the short row padded
+    plt.close(fig)

@@ -19,7 +19,7 @@ MINIMUM = {
     "iaf": 3,
     "maf": 3,
     "nsf": 5,
-    "realnvp": 5,
+    "realnvp": 11,
 }
 
 
