@@ -3,7 +3,10 @@ answers and accept the reference (issue 27): for each checked exercise, the refe
 each planted wrong answer raises AssertionError. Not in the student copy (it holds the answers)."""
 
 import math
+import re
+from pathlib import Path
 
+import jupytext
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -20,6 +23,9 @@ from nsf.tutorial_checks import check_quadratic, check_tails, spline_formula
 from planar_flows.tutorial_checks import check_lemma, check_min_slope, lemma_inputs
 from realnvp import AffineCoupling
 from realnvp.tutorial_checks import check_autograd_logdet, check_bits_per_dim
+from tools.papers import PAPERS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _rejects(check, *args):
@@ -497,3 +503,65 @@ def test_a_right_answer_prints_a_one_line_verdict(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(line.startswith("Exercise ") for line in lines), lines
     assert all(": right" in line for line in lines), lines
+
+
+# ---- the form of every tutorial's exercises, and the figures CI asks of each notebook
+
+FOLDERS = ("intro", *PAPERS)
+ANSWER = re.compile(r"(?:=|\breturn)\s+\.\.\.(?:\s|$)", re.M)  # `x = ...` or `return ...`
+CHECK_CALL = re.compile(r"^(check_\w+)\(", re.M)  # a check called at the top of the cell
+REGION = re.compile(r"# BEGIN SOLUTION (\w+\.notebook_\w+)")
+
+
+def _tags(cell):
+    return cell.metadata.get("tags", [])
+
+
+def _folded(cell):
+    return "solution" in _tags(cell) and cell.metadata.get("jupyter", {}).get("source_hidden")
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_each_tutorial_has_checked_exercises_each_followed_by_its_folded_solution(folder):
+    """Every ``exercise`` cell holds ``...`` and calls a check; the next cell is the folded
+    solution (tag ``solution``, ``jupyter.source_hidden``) holding a ``<folder>.notebook_``
+    region and calling the same check; no notebook region sits anywhere else."""
+    cells = jupytext.read(ROOT / folder / "tutorial.py").cells
+    pairs = 0
+    for i, cell in enumerate(cells):
+        regions = REGION.findall(cell.source)
+        if regions:
+            assert _folded(cell), f"{folder}: region {regions} outside a folded solution cell"
+            assert all(r.startswith(f"{folder}.notebook_") for r in regions), regions
+            before = cells[i - 1]
+            assert "exercise" in _tags(before), f"{folder}: no exercise cell before {regions}"
+        if "exercise" not in _tags(cell):
+            continue
+        start = cell.source.strip().splitlines()[0]
+        assert ANSWER.search(cell.source), f"{folder}: exercise {start!r} holds no `...`"
+        checks = CHECK_CALL.findall(cell.source)
+        assert checks, f"{folder}: exercise {start!r} calls no check"
+        solution = cells[i + 1] if i + 1 < len(cells) else None
+        assert solution is not None and _folded(solution), (
+            f"{folder}: exercise {start!r} is not followed by a folded solution cell"
+        )
+        assert REGION.search(solution.source), f"{folder}: solution after {start!r} has no region"
+        assert CHECK_CALL.findall(solution.source) == checks, (
+            f"{folder}: the solution after {start!r} does not run the same check {checks}"
+        )
+        assert not ANSWER.search(solution.source), f"{folder}: the solution still holds `...`"
+        pairs += 1
+    assert pairs >= 2, f"{folder}: {pairs} checked exercises, every tutorial has at least two"
+
+
+# iaf draws 2 figures in fast mode; take it out of this set once it draws 3 and MINIMUM says so
+FIGURES_COMING = {"iaf"}
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_ci_asks_at_least_three_figures_of_every_notebook(folder):
+    from tools.check_notebooks import MINIMUM
+
+    if MINIMUM[folder] < 3 and folder in FIGURES_COMING:
+        pytest.xfail(f"{folder} draws {MINIMUM[folder]} figures until its new figures land")
+    assert MINIMUM[folder] >= 3, f"{folder}: CI asks {MINIMUM[folder]} figures, at least 3"
