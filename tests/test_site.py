@@ -298,11 +298,11 @@ def test_site_check_catches_the_reading_problems_in_chromium(tmp_path):
 # ---- the notebook exercises: the answer folded until the reader has tried ----------------------
 
 
-def _exercise_html(fold=True, open_box=False, drop_box=False):
-    """An exercise cell and its solution cell (tags as in the tutorials) as nbconvert renders
-    them, folded by docs/hooks.py (or not), inside an <article> page."""
-    import nbconvert
+def _exercise_html(tmp_path, fold=True, open_box=False, drop_box=False):
+    """An exercise cell and its solution cell (tags as in the tutorials) as mkdocs-jupyter renders
+    them for the site, folded by docs/hooks.py (or not), inside an <article> page."""
     import nbformat
+    from mkdocs_jupyter.nbconvert2 import nb2html
 
     nb = nbformat.v4.new_notebook()
     exercise = nbformat.v4.new_code_cell("x = ...\ncheck(x)", metadata={"tags": ["exercise"]})
@@ -312,8 +312,9 @@ def _exercise_html(fold=True, open_box=False, drop_box=False):
     )
     solution.outputs = [nbformat.v4.new_output("stream", text="Exercise 1: right\n")]
     nb.cells = [exercise, solution, nbformat.v4.new_code_cell("print(x)")]
-    html, _ = nbconvert.HTMLExporter(template_name="lab").from_notebook_node(nb)
-    body = html[html.index("<main>") : html.index("</main>") + 7]
+    nbformat.write(nb, tmp_path / "exercise.ipynb")
+    html = nb2html(str(tmp_path / "exercise.ipynb"), custom_mathjax_url="mathjax.js")
+    body = html[html.index('<div class="jp-Cell') :]  # the cells, without the page's scripts
     if fold:
         body = _hooks().fold_solutions(body)
     if open_box:
@@ -324,8 +325,8 @@ def _exercise_html(fold=True, open_box=False, drop_box=False):
     return f"<!doctype html><html><body><article>{body}</article></body></html>"
 
 
-def test_the_hook_folds_each_solution_cell_into_a_closed_box():
-    page = _exercise_html()
+def test_the_hook_folds_each_solution_cell_into_a_closed_box(tmp_path):
+    page = _exercise_html(tmp_path)
     assert page.count('<details class="solution">') == 1 and " open" not in page
     box = page[page.index("<details") : page.index("</details>")]
     assert "celltag_solution" in box and "41" in box and "Exercise 1: right" in box
@@ -380,10 +381,10 @@ def test_site_check_finds_an_open_or_missing_solution_box_in_chromium(tmp_path):
     if importlib.util.find_spec("selenium") is None:
         pytest.skip("selenium missing (pip install -r docs/requirements.txt)")
     pages = {
-        "folded": _exercise_html(),
-        "open": _exercise_html(open_box=True),
-        "unboxed": _exercise_html(drop_box=True),
-        "unfolded": _exercise_html(fold=False),
+        "folded": _exercise_html(tmp_path),
+        "open": _exercise_html(tmp_path, open_box=True),
+        "unboxed": _exercise_html(tmp_path, drop_box=True),
+        "unfolded": _exercise_html(tmp_path, fold=False),
     }
     for name, html in pages.items():
         (tmp_path / f"{name}.html").write_text(html)

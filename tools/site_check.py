@@ -148,12 +148,15 @@ const art = document.querySelector('article') || document.body;
 const visible = e => e.getClientRects().length > 0 && e.getBoundingClientRect().height > 0 &&
     (!e.checkVisibility || e.checkVisibility({visibilityProperty: true}));
 const code = cell => cell.querySelector('pre') || cell;
-const exercises = [...art.querySelectorAll('.celltag_exercise')].map(cell => {
+// mkdocs-jupyter wraps nbconvert's cell <div> in another with the same classes: the outer one
+const cells = tag => [...art.querySelectorAll(`.celltag_${tag}`)]
+    .filter(cell => !cell.parentElement.closest(`.celltag_${tag}`));
+const exercises = cells('exercise').map(cell => {
   const next = cell.nextElementSibling;
   return {start: code(cell).innerText.trim().split('\\n')[0].slice(0, 60),
           shown: visible(code(cell)), box_after: !!next && next.matches('details.solution')};
 });
-const solutions = [...art.querySelectorAll('.celltag_solution')].map(cell => {
+const solutions = cells('solution').map(cell => {
   const box = cell.closest('details.solution');
   const record = {start: code(cell).textContent.trim().split('\\n')[0].slice(0, 60),
                   boxed: !!box, open: !!box && box.open, shown: visible(code(cell))};
