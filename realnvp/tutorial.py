@@ -337,6 +337,8 @@ nats_per_pixel = nll_nats / 64 + math.log(17)  # x = (k + u) / 17: log|dx/d(k + 
 my_bits = nats_per_pixel / math.log(2)
 # END SOLUTION
 check_bits_per_dim(my_bits, nll_nats)
+
+# %%
 print(f"NLL 0 nats is {my_bits[1]:.3f} bits/dim, the uniform model's log2 17")
 
 # %%
