@@ -1,6 +1,8 @@
 """The notebooks' exercise checks (``<folder>/tutorial_checks.py``) reject plausible wrong
 answers and accept the reference (issue 27): for each checked exercise, the reference passes and
-each planted wrong answer raises AssertionError. Not in the student copy (it holds the answers)."""
+each planted wrong answer raises AssertionError, and ``...`` (not tried yet) returns None. Then
+the form of every tutorial's exercises (an exercise cell, then its folded solution) and the
+figures CI asks of each notebook. Not in the student copy (it holds the answers)."""
 
 import math
 import re
