@@ -46,6 +46,7 @@ from pathlib import Path
 from course.leaks import find_leaks, fingerprints
 from course.markers import (
     GROUPS,
+    STUDENT_BEGIN,
     MarkerError,
     Region,
     parse,
@@ -64,6 +65,10 @@ INSTRUCTORS = re.compile(r"## For instructors\b")
 TESTS_HEADER = re.compile(r'\["([^"]+)"\.tests\]')
 HIDDEN_LINE = re.compile(rf'"({re.escape(HIDDEN_DIR)}[^"]*)"(\s*=.*\n?)', re.DOTALL)
 MANIFEST = "assignment.toml"
+# a notebook exercise (py:percent): an ``exercise`` cell holding ``...``, then the folded solution
+CELL_TAGS = re.compile(r"\s*tags=\[([^\]]*)\]")
+SOURCE_HIDDEN = 'jupyter={"source_hidden": true}'
+FOLDED_NOTE = "# Our solution (folded: open it after you have tried)."
 HANDOUT = "HANDOUT.md"
 NOT_COPIED = {
     ".git",
@@ -221,7 +226,8 @@ def write_copy(out, files, selected, chosen, ipynb=False, root=ROOT):
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
         if path in marked:
-            target.write_text(strip((root / path).read_text(), str(path), selected)[0])
+            text = strip((root / path).read_text(), str(path), selected)[0]
+            target.write_text(unfold_stubs(text) if path.name == "tutorial.py" else text)
         else:
             shutil.copy2(root / path, target)
     set_parts = sorted({r.part for r in chosen})
@@ -244,6 +250,37 @@ def write_copy(out, files, selected, chosen, ipynb=False, root=ROOT):
 
         for notebook in sorted(out.glob("*/tutorial.py")):
             jupytext.write(jupytext.read(notebook), notebook.with_suffix(".ipynb"))
+
+
+def _cell_tags(header):
+    """The tags of a py:percent cell header (``# %% tags=["exercise"]``), [] if none."""
+    found = CELL_TAGS.search(header)
+    return json.loads(f"[{found.group(1)}]") if found else []
+
+
+def unfold_stubs(text):
+    """A stripped notebook (py:percent) as the student copy shows it. A folded solution cell whose
+    region became a stub is where the student writes: it loses its folding (the ``solution`` tag
+    and ``jupyter={"source_hidden": true}``) and its "Our solution" line, and the ``exercise`` cell
+    just before it goes (the grader reads only the stub's block, never that cell's ``...``). Every
+    other cell, an unselected part's exercise and folded solution included, is left as it is."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("# %%")]
+    cells = [lines[: starts[0] if starts else len(lines)]]
+    cells += [lines[a:b] for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
+    out = []
+    for cell in cells:
+        header = cell[0] if cell and cell[0].startswith("# %%") else ""
+        stubbed = any(STUDENT_BEGIN.fullmatch(line.strip()) for line in cell)
+        if "solution" in _cell_tags(header) and stubbed:
+            if out and "exercise" in _cell_tags(out[-1][0]):
+                out.pop()
+            tags = [tag for tag in _cell_tags(header) if tag != "solution"]
+            header = CELL_TAGS.sub("", header.replace(SOURCE_HIDDEN, "")).rstrip()
+            header = header + (f" tags={json.dumps(tags)}" if tags else "") + "\n"
+            cell = [header] + [line for line in cell[1:] if line.strip() != FOLDED_NOTE]
+        out.append(cell)
+    return "".join(line for cell in out for line in cell)
 
 
 def student_readme(text):

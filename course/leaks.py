@@ -376,9 +376,14 @@ def find_leaks(copy, prints, skip=()):
         else:
             continue
         seen = set()
+        # a notebook written from its paired tutorial.py (--ipynb) has the .py file's allowances
+        names = {
+            rel.as_posix(),
+            rel.with_suffix(".py").as_posix() if rel.suffix == ".ipynb" else "",
+        }
         for offset, tree, cell in sources:
             for line, where in prints.find(tree):
-                if (rel.as_posix(), where.split()[0]) in ALLOWED:
+                if any((name, where.split()[0]) in ALLOWED for name in names):
                     continue
                 number = offset + line - 1
                 key = (number, where)

@@ -9,6 +9,10 @@ Every image of a page's content becomes a link to itself, so a figure shrunk to 
 opens at full size on click (the layer-by-layer figures are 1600-2200 pixels wide). A notebook's
 figures are inline ``data:`` URIs, which a browser will not open as a page; each is written to
 ``notebook-figures/<page>/<hash>.<ext>`` beside the pages and the page links to that file.
+
+A notebook cell tagged ``solution`` (an exercise's answer, folded in Jupyter too) is wrapped in a
+closed ``<details class="solution">`` box: the reader meets the exercise cell, tries it, then
+opens "Solution" to see the highlighted code and its output.
 """
 
 import base64
@@ -27,6 +31,31 @@ TAGS = re.compile(r"<img\b[^>]*>|<a\b[^>]*>|</a\s*>", re.I)
 SRC = re.compile(r"""\bsrc=(["'])(.*?)\1""", re.I | re.S)
 DATA = re.compile(r"data:image/(png|jpeg|gif|svg\+xml);base64,(.*)", re.S)
 FIGURES = "notebook-figures"
+# nbconvert writes a cell's tags as classes: <div class="jp-Cell ... celltag_solution" ...>
+SOLUTION_CELL = re.compile(r"""<div\b[^>]*\bclass=(["'])[^"']*\bcelltag_solution\b[^"']*\1[^>]*>""")
+DIV = re.compile(r"<div\b[^>]*>|</div\s*>", re.I)
+SOLUTION_BOX = (
+    '<details class="solution"><summary>Solution (open it after you have tried the exercise)'
+    "</summary>"
+)
+
+
+def fold_solutions(html):
+    """``html`` with each notebook cell tagged ``solution`` (its code and output) inside a closed
+    ``<details class="solution">`` box."""
+    out, last = [], 0
+    for cell in SOLUTION_CELL.finditer(html):
+        if cell.start() < last:
+            continue  # inside the cell just wrapped (cells do not nest)
+        depth, end = 0, len(html)
+        for tag in DIV.finditer(html, cell.start()):
+            depth += -1 if tag.group(0)[1] == "/" else 1
+            if depth == 0:
+                end = tag.end()
+                break
+        out += [html[last : cell.start()], SOLUTION_BOX, html[cell.start() : end], "</details>"]
+        last = end
+    return "".join(out) + html[last:]
 
 
 def link_images(html, save):
@@ -56,7 +85,8 @@ def link_images(html, save):
 
 
 def on_post_page(output, page, config):
-    """Drop nbconvert's MathJax and Mermaid loaders; link every content image to full size."""
+    """Drop nbconvert's MathJax and Mermaid loaders; fold the solutions; link every content image
+    to full size."""
     output = NBCONVERT_MERMAID.sub("", NBCONVERT_MATHJAX.sub("", output))
     stem = Path(page.file.dest_uri).with_suffix("").as_posix()
     folder = Path(config["site_dir"]) / FIGURES / stem
@@ -70,4 +100,5 @@ def on_post_page(output, page, config):
     start, end = output.find("<article"), output.rfind("</article>")
     if start < 0 or end < start:
         return output
-    return output[:start] + link_images(output[start:end], save) + output[end:]
+    article = link_images(fold_solutions(output[start:end]), save)
+    return output[:start] + article + output[end:]

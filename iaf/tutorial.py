@@ -19,6 +19,10 @@
 #
 # This notebook runs top to bottom in under a minute with `FLOWS_FAST=1`; without it, the training
 # runs are longer and the numbers better. The full experiments are `python -m iaf`.
+#
+# **Exercises.** Each cell marked *Exercise* holds `...` and a check: write your answer in place
+# of `...` and run the cell. Our solution is in the folded cell right below it (in Jupyter, click
+# the collapsed cell's bar or its "..." to open it; on the course site, open the "Solution" box).
 
 # %%
 # The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
@@ -146,12 +150,6 @@ def count_made_passes(flow, fn):
 
 
 D, T = 8, 5
-predicted = None
-# BEGIN SOLUTION iaf.notebook_passes
-# one pass per step in the one-pass direction, D passes per step (one per variable) in the
-# other; IAF samples in the one-pass direction, the MAF reading evaluates densities in it.
-predicted = {"IAF sample": T, "IAF log_prob": D * T, "MAF log_prob": T, "MAF sample": D * T}
-# END SOLUTION
 iaf = IAF(D, transforms=T)
 maf_reading = Flow(iaf.transform.transform, features=D)  # the same layers, not inverted
 x_new = torch.randn(100, D)
@@ -160,12 +158,22 @@ counted = {
     "IAF log_prob": count_made_passes(iaf, lambda: iaf.log_prob(x_new)),
     "MAF log_prob": count_made_passes(maf_reading, lambda: maf_reading.log_prob(x_new)),
     "MAF sample": count_made_passes(maf_reading, lambda: maf_reading.sample(100)),
-}
-print(f"D = {D}, {T} steps: MADE passes {counted}")
+}  # the hook's counts: the check prints them once your predictions are right
 
-# %%
+# %% tags=["exercise"]
+# your answer: a dict of four numbers, {"IAF sample": ..., "IAF log_prob": ...,
+# "MAF log_prob": ..., "MAF sample": ...}, written with D and T
+predicted = ...
 check_passes(predicted, counted, D, T)
-print("all four predictions right")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
+# BEGIN SOLUTION iaf.notebook_passes
+# one pass per step in the one-pass direction, D passes per step (one per variable) in the
+# other; IAF samples in the one-pass direction, the MAF reading evaluates densities in it.
+predicted = {"IAF sample": T, "IAF log_prob": D * T, "MAF log_prob": T, "MAF sample": D * T}
+# END SOLUTION
+check_passes(predicted, counted, D, T)
 
 # %% [markdown]
 # And in seconds (no gradients). The ratio grows like $D$: the price IAF pays for cheap sampling.
@@ -268,16 +276,22 @@ q = torch.distributions.MultivariateNormal(a, s**2 * torch.eye(2))
 other = torch.distributions.MultivariateNormal(b, s**2 * torch.eye(2))
 torch.manual_seed(0)
 x = q.sample((10_000,))
-kl_one_mode = None
+
+# %% tags=["exercise"]
+kl_one_mode = ...  # your answer: the Monte Carlo KL(q || p) on the samples x, a float
+check_kl_one_mode(kl_one_mode, q, other, x)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION iaf.notebook_mode_seeking
 # log p(x) = logsumexp of the two components' log-densities minus log 2; KL(q || p) is the mean
 # over the samples x of q of log q - log p. Name it kl_one_mode (a float).
 log_p = torch.logsumexp(torch.stack([q.log_prob(x), other.log_prob(x)]), 0) - math.log(2)
 kl_one_mode = (q.log_prob(x) - log_p).mean().item()
 # END SOLUTION
+check_kl_one_mode(kl_one_mode, q, other, x)
 
 # %%
-check_kl_one_mode(kl_one_mode, q, other, x)
 print(f"modes {torch.dist(a, b):.2f} apart: KL(q || p) = {kl_one_mode:.4f} nats")
 for distance in (1, 2, 4, 8):
     shift = torch.tensor([float(distance), 0.0])

@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from tools.exercises import tried
+
 
 def kl_to_mixture(q, other, x):
     """KL(q || p) on the samples x of q, p = (q + other) / 2: log q - log p = log 2 - log(1 +
@@ -15,19 +17,29 @@ def kl_to_mixture(q, other, x):
 
 def check_kl_one_mode(kl_one_mode, q, other, x):
     """Exercise 2: ``kl_one_mode`` is the Monte Carlo KL(q || p) on exactly the samples ``x`` of q,
-    p = (q + other) / 2; the same samples give the same number up to rounding (1e-6 nats)."""
-    assert kl_one_mode is not None, "kl_one_mode is not set: fill in the Exercise 2 cell above"
+    p = (q + other) / 2; the same samples give the same number up to rounding (1e-6 nats). Returns
+    the difference (None while ``kl_one_mode`` is still ``...``)."""
+    if not tried(kl_one_mode, "kl_one_mode", "Exercise 2"):
+        return None
+    assert kl_one_mode is not None, "kl_one_mode is not set: write it in the Exercise 2 cell above"
     kl = kl_to_mixture(q, other, x)
     mine = float(kl_one_mode)
     assert math.isfinite(mine) and abs(mine - kl) < 1e-6, (
         f"your KL(q || p) = {mine:.6f} differs from {kl:.6f} on the same samples x: expected the "
         "mean over x of log q(x) - log p(x), with p the two-component mixture (weights 1/2)"
     )
-    return kl
+    error = abs(mine - kl)
+    print(
+        f"Exercise 2: right: KL(q || p) = {mine:.4f} nats on these samples (difference {error:.0e})"
+    )
+    return error
 
 
 def check_passes(predicted, counted, D, T):
-    """Exercise 1: ``predicted`` (a dict) equals the MADE passes the hook ``counted``, per call."""
+    """Exercise 1: ``predicted`` (a dict) equals the MADE passes the hook ``counted``, per call.
+    Returns the number of wrong predictions, 0 (None while ``predicted`` is still ``...``)."""
+    if not tried(predicted, "predicted", "Exercise 1"):
+        return None
     assert isinstance(predicted, dict) and set(predicted) == set(counted), (
         f"predicted should be a dict with the keys {sorted(counted)}, got {predicted!r}"
     )
@@ -36,3 +48,5 @@ def check_passes(predicted, counted, D, T):
             f"{call}: you predicted {predicted[call]} MADE passes, the hook counted {passes} "
             f"(D = {D}, T = {T}): which direction is the one-pass one?"
         )
+    print(f"Exercise 1: right: all four predictions (D = {D}, T = {T}: MADE passes {counted})")
+    return 0

@@ -25,8 +25,11 @@
 # 5. the contract every layer of the repository follows (`forward`, `inverse`, `Inverse`, `Flow`);
 # 6. the reading order through the five papers.
 #
-# Three exercises are marked *Exercise*: fill in the cell, run the check below it. With
-# `FLOWS_FAST=1` the notebook runs in seconds.
+# Three exercises are marked *Exercise*. Each has a cell holding `...` and a check: write your
+# answer in place of `...` and run the cell; the check says whether it is right, or what it
+# expected. Our solution is in the folded cell right below it (in Jupyter, click the collapsed
+# cell's bar or its "..." to open it; on the course site, open the "Solution" box), and running it
+# sets the answer for the cells after it. With `FLOWS_FAST=1` the notebook runs in seconds.
 
 # %%
 # The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
@@ -128,15 +131,18 @@ print(f"integral of p_X over [-4, 4]: {mass:.4f}")
 
 # %%
 x = torch.linspace(0.05, 6, 50)
-log_p = None
+
+# %% tags=["exercise"]
+log_p = ...  # your answer: log p_X(x), a tensor of the shape of x
+check_lognormal(log_p, x)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_lognormal
 # log p_X(x) = log p_Z(f(x)) + log|f'(x)| with f(x) = log x, so f'(x) = 1 / x. Name it log_p.
 log_p = normal.log_prob(torch.log(x)) - torch.log(x)
 # END SOLUTION
-
-# %%
-error = check_lognormal(log_p, x)
-print(f"log-normal density right (largest difference {error:.1e})")
+check_lognormal(log_p, x)
 
 # %% [markdown]
 # **In $D$ dimensions.** Around a point $x$, $f$ is close to its linear map $J_f(x) = \partial
@@ -208,16 +214,19 @@ plt.show()
 
 # %%
 x = torch.randn(6, 2, dtype=torch.float64)
-ladj = None
+
+# %% tags=["exercise"]
+ladj = ...  # your answer: log|det J| of bend at each row of x, a tensor of shape (n,)
+check_triangular(ladj, x, bend)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_triangular
 # dz1/dx1 = 1 and dz2/dx2 = exp(0.5 sin x1): log|det J| is the sum of their logs, one
 # number per row of x. Name it ladj (shape (n,)).
 ladj = 0.5 * torch.sin(x[:, 0])
 # END SOLUTION
-
-# %%
-error = check_triangular(ladj, x, bend)
-print(f"log-det right: matches slogdet of autograd's Jacobian to {error:.1e}")
+check_triangular(ladj, x, bend)
 
 # %% [markdown]
 # ## 4. Two ways to train a flow: forward KL and reverse KL
@@ -317,14 +326,20 @@ plt.show()
 torch.manual_seed(3)
 with torch.no_grad():
     x, log_q = by_energy.rsample_and_log_prob(20_000)
-    my_kl = None
-    # BEGIN SOLUTION intro.notebook_reverse_kl
-    # KL(q || p) = mean over samples of q of (log q + U), plus log Z. Name it my_kl (a float).
-    my_kl = (log_q + energy.energy(x)).mean().item() + energy.log_z()
-    # END SOLUTION
+
+# %% tags=["exercise"]
+my_kl = ...  # your answer: KL(q || p) estimated on these samples, a float
+check_reverse_kl(my_kl, x, log_q, energy)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
+# BEGIN SOLUTION intro.notebook_reverse_kl
+# KL(q || p) = mean over samples of q of (log q + U), plus log Z. Name it my_kl (a float).
+my_kl = (log_q + energy.energy(x)).mean().item() + energy.log_z()
+# END SOLUTION
+check_reverse_kl(my_kl, x, log_q, energy)
 
 # %%
-check_reverse_kl(my_kl, x, log_q, energy)
 reference = reverse_kl(by_energy, energy, n=100_000)
 print(f"your KL(q||p) = {my_kl:.4f} on these samples")
 print(f"on 100,000 other samples: {reference['kl']:.4f} ± {reference['stderr']:.4f}")

@@ -29,6 +29,10 @@
 # N(u; 0, I) - \sum_i \alpha_i$ (Eq. 5). If the model is good, the $u$ of the data look like
 # $\mathcal N(0, I)$. If they do not, model them with another autoregressive model, and so on: that
 # stack is MAF.
+#
+# **Exercises.** Each cell marked *Exercise* holds `...` and a check: write your answer in place
+# of `...` and run the cell. Our solution is in the folded cell right below it (in Jupyter, click
+# the collapsed cell's bar or its "..." to open it; on the course site, open the "Solution" box).
 
 # %%
 # The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
@@ -83,6 +87,16 @@ made = MADE(4, params=1, hidden_features=(8, 8))
 masks = [m.mask for m in made.net if hasattr(m, "mask")]  # (out, in) 0/1 matrices, input first
 
 
+# %% tags=["exercise"]
+def reach_of(masks):
+    return ...  # your answer: entry (i, j) true when input j reaches output i, a (D, D) bool tensor
+
+
+check_reach(reach_of)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 def reach_of(masks):
     # BEGIN SOLUTION maf.notebook_reach
     # the number of paths from input j to output i is entry (i, j) of the product of the masks, the
@@ -91,8 +105,9 @@ def reach_of(masks):
     # END SOLUTION
 
 
-# %%
 check_reach(reach_of)
+
+# %%
 reach = reach_of(masks)
 print(f"reach (output i, input j):\n{reach.int()}\nstrictly lower triangular: output i sees x_<i")
 
@@ -188,17 +203,20 @@ print(
 # %%
 target = get_target("banana")  # Figure 1's target
 x = target.sample(1000)
-log_p = None
+
+# %% tags=["exercise"]
+log_p = ...  # your answer: log p(x) by the chain rule, a tensor of shape (n,)
+check_chain_rule(log_p, x, target)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION maf.notebook_chain_rule
 # Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two
 # log-densities. Name it log_p, shape (n,).
 normal = torch.distributions.Normal
 log_p = normal(0.0, 2.0).log_prob(x[:, 1]) + normal(x[:, 1] ** 2 / 4, 1.0).log_prob(x[:, 0])
 # END SOLUTION
-
-# %%
-error = check_chain_rule(log_p, x, target)
-print(f"chain rule right (largest difference {error:.1e} nats)")
+check_chain_rule(log_p, x, target)
 
 # %%
 steps = 300 if FAST else 2000

@@ -27,6 +27,10 @@
 # NSF keeps the architecture and swaps the 1-D bijection for something much more flexible that is
 # still monotone (hence invertible), with an analytic derivative and an analytic inverse: a
 # **monotone rational-quadratic spline**.
+#
+# **Exercises.** Each cell marked *Exercise* holds `...` and a check: write your answer in place
+# of `...` and run the cell. Our solution is in the folded cell right below it (in Jupyter, click
+# the collapsed cell's bar or its "..." to open it; on the course site, open the "Solution" box).
 
 # %%
 # The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
@@ -144,7 +148,16 @@ print("parameter gradients all finite:", bool(torch.isfinite(grad_p).all()))
 # log-derivatives and gradients with `rq_spline` at points up to $\pm 10^{200}$.
 
 
-# %%
+# %% tags=["exercise"]
+def with_tails(x, params):
+    return ...  # your answer: (g(x), log g'(x)), two tensors of the shape of x
+
+
+check_tails(with_tails, params, B)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 def with_tails(x, params):
     # BEGIN SOLUTION nsf.notebook_tails
     # clamp x into [-B, B], evaluate spline_formula there, and add the overshoot x - clamp(x)
@@ -155,9 +168,7 @@ def with_tails(x, params):
     # END SOLUTION
 
 
-# %%
 check_tails(with_tails, params, B)
-print("identity tails right, with finite gradients at x = +-1e6 and +-1e200")
 
 # %% [markdown]
 # ## The inverse: the root of a quadratic (App. A)
@@ -186,7 +197,23 @@ print("identity tails right, with finite gradients at x = +-1e6 and +-1e200")
 # after it compares the accuracy with `rq_spline`'s, which switches formula on the sign of $b$.
 
 
-# %%
+# %% tags=["exercise"]
+def paper_root_only(y, params):
+    """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""
+    xk, yk, d = spline_knots(params, B)  # the same knots and slopes as rq_spline's
+    kn = torch.stack([xk, yk], -2)  # (..., 2, K + 1)
+    k = (y[..., None] >= kn[..., 1, 1:K]).sum(-1, keepdim=True)
+    x0, x1, y0, y1 = (kn[..., i, :].gather(-1, k + j)[..., 0] for i in (0, 1) for j in (0, 1))
+    d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
+    h, s = y1 - y0, (y1 - y0) / (x1 - x0)  # noqa: F841  (the bin's height and slope, for you)
+    return ...  # your answer: x0 + xi (x1 - x0), a tensor of the shape of y
+
+
+check_quadratic(paper_root_only, B)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 def paper_root_only(y, params):
     """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""
     xk, yk, d = spline_knots(params, B)  # the same knots and slopes as rq_spline's
@@ -205,9 +232,7 @@ def paper_root_only(y, params):
     # END SOLUTION
 
 
-# %%
 check_quadratic(paper_root_only, B)
-print("your root inverts the spline to 1e-9")
 
 # %%
 gen = torch.Generator().manual_seed(0)

@@ -25,7 +25,10 @@
 # price of the objective: reverse KL is *mode-seeking*.
 #
 # Run it in Jupyter, or as a script from the repository root: `python -m planar_flows.tutorial`.
-# With `FLOWS_FAST=1` every training run is cut to a few dozen steps.
+# With `FLOWS_FAST=1` every training run is cut to a few dozen steps. Each *Exercise* has a cell
+# holding `...` and a check: write your answer in place of `...` and run the cell. Our solution is
+# in the folded cell right below it (in Jupyter, click the collapsed cell's bar or its "..." to
+# open it; on the course site, open the "Solution" box).
 
 # %%
 # The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
@@ -129,16 +132,19 @@ print(inspect.getsource(Planar.inverse))
 
 # %%
 u, psi = lemma_inputs()  # float64, seeded
-logdet_lemma = None
+
+# %% tags=["exercise"]
+logdet_lemma = ...  # your answer: log|det(I + u psi^T)|, a 0-d tensor
+check_lemma(logdet_lemma, u, psi)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION planar_flows.notebook_lemma
 # det(I + u psi^T) = 1 + psi^T u (the matrix determinant lemma): one dot product, O(D).
 # Name its log-absolute value logdet_lemma (a 0-d tensor).
 logdet_lemma = torch.log(torch.abs(1 + psi @ u))
 # END SOLUTION
-
-# %%
-dense = check_lemma(logdet_lemma, u, psi)
-print(f"matrix determinant lemma: {float(logdet_lemma):.6f} = slogdet {dense:.6f}")
+check_lemma(logdet_lemma, u, psi)
 
 # %% [markdown]
 # One layer with hand-set parameters, applied to samples of the base: space is stretched across the
@@ -202,7 +208,16 @@ plt.show()
 # is invertible exactly when it stays positive.
 
 
-# %%
+# %% tags=["exercise"]
+def min_slope(wu):
+    return ...  # your answer: the smallest slope over the grid a, a float
+
+
+check_min_slope(min_slope, a)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 def min_slope(wu):
     # BEGIN SOLUTION planar_flows.notebook_fold
     # the slope is 1 + wu sech^2(a), with sech(a) = 1 / cosh(a); return its minimum over the
@@ -212,8 +227,9 @@ def min_slope(wu):
     # END SOLUTION
 
 
-# %%
 check_min_slope(min_slope, a)
+
+# %%
 print(
     "the map folds (slope < 0) exactly when w^T u < -1:", [min_slope(v) < 0 for v in (-1.5, -0.5)]
 )

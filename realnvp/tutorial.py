@@ -30,6 +30,10 @@
 # 6. images as the paper does them (sections 6-10): dequantisation as a bound on the discrete
 #    likelihood; the multi-scale architecture drawn and what each scale's latents hold; samples
 #    at several temperatures; interpolation in latent space; NICE's additive coupling ($s = 0$).
+#
+# **Exercises.** Each cell marked *Exercise* holds `...` and a check: write your answer in place
+# of `...` and run the cell. Our solution is in the folded cell right below it (in Jupyter, click
+# the collapsed cell's bar or its "..." to open it; on the course site, open the "Solution" box).
 
 # %%
 # The repository root on the path, whether Jupyter starts in this notebook's folder or at the root
@@ -122,6 +126,21 @@ with torch.no_grad():
 x = torch.randn(1, D, dtype=torch.float64)
 
 
+def one_point(v):
+    """The layer as a map from R^D to R^D: one point v (D,) in, its z (D,) out."""
+    return layer(v[None])[0][0]
+
+
+# %% tags=["exercise"]
+def autograd_logdet(f, x):
+    return ...  # your answer: (J, log|det J|), a (D, D) tensor and a 0-d tensor
+
+
+check_autograd_logdet(autograd_logdet, one_point, x[0])
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 def autograd_logdet(f, x):
     # BEGIN SOLUTION realnvp.notebook_jacobian
     # J = torch.autograd.functional.jacobian(f, x), shape (D, D) with J[i, j] = df_i / dx_j; its
@@ -131,8 +150,10 @@ def autograd_logdet(f, x):
     # END SOLUTION
 
 
+check_autograd_logdet(autograd_logdet, one_point, x[0])
+
 # %%
-J, logdet_autograd = check_autograd_logdet(autograd_logdet, lambda v: layer(v[None])[0][0], x[0])
+J, logdet_autograd = autograd_logdet(one_point, x[0])
 z, ladj = layer(x)
 torch.set_printoptions(precision=3, sci_mode=False)
 print("Jacobian dz/dx:\n", J)
@@ -305,17 +326,23 @@ plt.show()
 
 # %%
 nll_nats = torch.tensor([-89.75, 0.0, -30.0])
-my_bits = None
+
+# %% tags=["exercise"]
+my_bits = ...  # your answer: bits/dim of each NLL, a tensor of the shape of nll_nats
+check_bits_per_dim(my_bits, nll_nats)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION realnvp.notebook_bits_per_dim
 # add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
 # 64 log 2 (nats to bits, per pixel). Name it my_bits (same shape as nll_nats).
 nats_per_pixel = nll_nats / 64 + math.log(17)  # x = (k + u) / 17: log|dx/d(k + u)| = -log 17
 my_bits = nats_per_pixel / math.log(2)
 # END SOLUTION
+check_bits_per_dim(my_bits, nll_nats)
 
 # %%
-check_bits_per_dim(my_bits, nll_nats)
-print(f"bits/dim right: NLL 0 nats is {my_bits[1]:.3f} bits/dim, the uniform model's log2 17")
+print(f"NLL 0 nats is {my_bits[1]:.3f} bits/dim, the uniform model's log2 17")
 
 # %%
 data = load_digits_split(seed=0)

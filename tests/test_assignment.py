@@ -9,6 +9,7 @@ wrong implementations, in tests/test_course_wrong.py.
 """
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -31,6 +32,7 @@ from course.assignment import (
     strip,
     student_readme,
     student_weights,
+    unfold_stubs,
 )
 from tools.lines import logical_lines
 from tools.papers import PAPERS
@@ -229,12 +231,16 @@ def test_student_copy_fails_once_per_part_and_scores_zero_and_the_reference_scor
     parts = sorted({r.part for r in all_regions()})
     assert manifest["parts"] == parts
     assert (out / "conftest.py").read_text() == STUDENT_CONFTEST  # the stub reporting, for pytest
-    # everything but the marked regions is the reference, byte for byte
+    # everything but the marked regions is the reference, byte for byte (a notebook's stubbed
+    # exercises unfolded, their exercise cells dropped)
     marked = set(marked_files())
     for path in filter(for_students, repository_files()):
         copied = (out / path).read_bytes()
         if path in marked:
-            assert copied.decode() == strip((ROOT / path).read_text(), str(path))[0]
+            stripped = strip((ROOT / path).read_text(), str(path))[0]
+            if path.name == "tutorial.py":
+                stripped = unfold_stubs(stripped)
+            assert copied.decode() == stripped
         elif path.as_posix() in REWRITTEN:  # issue 26: no instructors' section, no hidden names
             assert copied.decode() == REWRITTEN[path.as_posix()]((ROOT / path).read_text()), path
         else:
@@ -529,3 +535,44 @@ def test_a_failures_frames_never_show_another_parts_reference_line():
     assert frames[1] == "planar_flows/planar.py, in constrain: (another part's reference code)"
     shown = failure_frames("tests/test_maf.py::test_x", log, "planar_flows.constraint")
     assert shown[1].endswith("wu = (w * u).sum(-1, keepdim=True)")  # its own part: the student's
+
+
+def _cells(text):
+    """[(header, body)] of a py:percent text's cells."""
+    parts = re.split(r"^(# %%.*)$", text, flags=re.M)
+    return list(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_a_stubbed_notebook_exercise_is_written_in_its_unfolded_cell_and_others_stay_folded(
+    tmp_path,
+):
+    """A notebook part whose region is stubbed: the exercise cell before it (its ``...`` is never
+    graded) is gone and the stub's cell is an ordinary one, shown unfolded in Jupyter; a part not
+    selected keeps its exercise cell and folded solution as in the reference; nothing leaks (the
+    copy's .ipynb cells included)."""
+    out = tmp_path / "student"
+    make_assignment(out, parts=["iaf.notebook_passes"], ipynb=True)  # the leak check runs
+    reference, copy = (ROOT / "iaf/tutorial.py").read_text(), (out / "iaf/tutorial.py").read_text()
+    ours, theirs = _cells(reference), _cells(copy)
+    assert len(theirs) == len(ours) - 1  # the stubbed part's exercise cell
+    (stub,) = [i for i, (_, body) in enumerate(theirs) if "BEGIN YOUR CODE" in body]
+    header, body = theirs[stub]
+    assert header == "# %%" and "iaf.notebook_passes" in body and "Our solution" not in body
+    assert "check_passes(predicted" in body  # the check runs the student's answer
+    assert "predicted = ..." not in copy and "exercise" not in theirs[stub - 1][0]
+    # the part not selected: exercise then folded solution, as in the reference
+    folded = [(h, b) for h, b in ours if "kl_one_mode" in b and "tags=" in h]
+    assert [h for h, _ in folded] == [
+        '# %% tags=["exercise"]',
+        '# %% tags=["solution"] jupyter={"source_hidden": true}',
+    ]
+    assert folded[0] in theirs and "BEGIN SOLUTION" not in copy
+    cells = json.loads((out / "iaf/tutorial.ipynb").read_text())["cells"]
+    (stub_cell,) = [c for c in cells if "BEGIN YOUR CODE" in "".join(c["source"])]
+    assert "jupyter" not in stub_cell["metadata"] and not stub_cell["metadata"].get("tags")
+    hidden = [c for c in cells if c["metadata"].get("jupyter", {}).get("source_hidden")]
+    assert len(hidden) == 1 and "kl_one_mode" in "".join(hidden[0]["source"])
+    # another notebook, no part of it selected: word for word the reference without markers
+    assert (out / "maf/tutorial.py").read_text() == strip(
+        (ROOT / "maf/tutorial.py").read_text(), "maf/tutorial.py", lambda part: False
+    )[0]

@@ -150,3 +150,19 @@ def test_arithmetic_alone_is_not_a_leak(code, tmp_path):
     prints = fingerprints(ROOT, marked_files(), lambda name: name != "nsf.spline_inverse")
     (tmp_path / "notes.py").write_text(f"def helper():\n    {code}\n")
     assert find_leaks(tmp_path, prints) == []
+
+
+def test_a_notebook_written_from_its_tutorial_has_the_tutorials_allowances(student_copy, tmp_path):
+    """``--ipynb``: intro/tutorial.ipynb holds what intro/tutorial.py holds (its allowed elementwise
+    affine layer included), so it is allowed the same; the same cells in another folder are not."""
+    import jupytext
+
+    from course.assignment import marked_files
+
+    prints = fingerprints(ROOT, marked_files(), lambda part: True)
+    notebook = jupytext.read(student_copy / "intro" / "tutorial.py")
+    for name in ("intro", "nsf"):
+        (tmp_path / name).mkdir()
+        jupytext.write(notebook, tmp_path / name / "tutorial.ipynb")
+    leaks = find_leaks(tmp_path, prints)
+    assert leaks and all(leak.startswith("nsf/tutorial.ipynb:") for leak in leaks), leaks

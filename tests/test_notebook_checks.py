@@ -1,9 +1,14 @@
 """The notebooks' exercise checks (``<folder>/tutorial_checks.py``) reject plausible wrong
 answers and accept the reference (issue 27): for each checked exercise, the reference passes and
-each planted wrong answer raises AssertionError. Not in the student copy (it holds the answers)."""
+each planted wrong answer raises AssertionError, and ``...`` (not tried yet) returns None. Then
+the form of every tutorial's exercises (an exercise cell, then its folded solution) and the
+figures CI asks of each notebook. Not in the student copy (it holds the answers)."""
 
 import math
+import re
+from pathlib import Path
 
+import jupytext
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -20,6 +25,9 @@ from nsf.tutorial_checks import check_quadratic, check_tails, spline_formula
 from planar_flows.tutorial_checks import check_lemma, check_min_slope, lemma_inputs
 from realnvp import AffineCoupling
 from realnvp.tutorial_checks import check_autograd_logdet, check_bits_per_dim
+from tools.papers import PAPERS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _rejects(check, *args):
@@ -149,7 +157,8 @@ IAF_WRONG = {
 
 def test_iaf_mode_seeking_reference_passes(mode_inputs):
     q, other, x = mode_inputs
-    kl = check_kl_one_mode((q.log_prob(x) - _log_p(q, other, x)).mean().item(), q, other, x)
+    kl = (q.log_prob(x) - _log_p(q, other, x)).mean().item()
+    assert check_kl_one_mode(kl, q, other, x) < 1e-6
     assert 0.05 < kl < math.log(2) - 0.05  # overlapping modes: well below the far limit
 
 
@@ -192,7 +201,8 @@ def _wrong_realnvp(layer):
 
 def test_realnvp_jacobian_reference_passes(coupling):
     layer, f, x = coupling
-    J, logdet = check_autograd_logdet(_reference, f, x)
+    assert check_autograd_logdet(_reference, f, x) < 1e-8
+    J, logdet = _reference(f, x)
     assert abs(logdet - layer(x[None])[1][0]) < 1e-8 and J.shape == (6, 6)
 
 
@@ -498,3 +508,105 @@ def test_realnvp_importance_not_tried_is_none():
 @pytest.mark.parametrize("wrong", IW_WRONG)
 def test_realnvp_importance_rejects(wrong):
     _rejects(check_importance_bits, IW_WRONG[wrong](LOG_P), LOG_P)
+
+
+# ---- not tried yet: every check given `...` (or a function that returns `...`) says so and
+# returns None, so the notebook runs on to the folded solution; a right answer prints its verdict
+
+
+def _not_tried_cases():
+    u, psi = lemma_inputs()
+    q = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    banana = get_target("banana")
+    return {
+        "intro 1": lambda: check_lognormal(..., X_POSITIVE),
+        "intro 2": lambda: check_triangular(..., X_PAIRS, _bend),
+        "intro 3": lambda: check_reverse_kl(..., torch.zeros(4, 2), torch.zeros(4), None),
+        "planar_flows 1": lambda: check_lemma(..., u, psi),
+        "planar_flows 2": lambda: check_min_slope(lambda wu: ..., GRID),
+        "maf 1": lambda: check_reach(lambda masks: ...),
+        "maf 2": lambda: check_chain_rule(..., banana.sample(10), banana),
+        "iaf 1": lambda: check_passes(..., COUNTED, D8, T5),
+        "iaf 2": lambda: check_kl_one_mode(..., q, q, q.sample((10,))),
+        "realnvp 1": lambda: check_autograd_logdet(lambda f, x: ..., torch.sin, torch.ones(3)),
+        "realnvp 2": lambda: check_bits_per_dim(..., NLL),
+        "nsf 1": lambda: check_tails(lambda x, p: ..., torch.zeros(3 * K - 1), B),
+        "nsf 2": lambda: check_quadratic(lambda y, p: ..., B, n=10),
+    }
+
+
+@pytest.mark.parametrize("exercise", list(_not_tried_cases()))
+def test_a_check_given_ellipsis_says_not_tried_and_returns_none(exercise, capsys):
+    assert _not_tried_cases()[exercise]() is None
+    out = capsys.readouterr().out
+    assert f"Exercise {exercise.split()[-1]} not tried yet" in out and "folded cell" in out, out
+
+
+def test_a_right_answer_prints_a_one_line_verdict(capsys):
+    check_lognormal(NORMAL.log_prob(torch.log(X_POSITIVE)) - torch.log(X_POSITIVE), X_POSITIVE)
+    check_min_slope(lambda wu: (1 + wu / torch.cosh(GRID) ** 2).min().item(), GRID)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("Exercise ") for line in lines), lines
+    assert all(": right" in line for line in lines), lines
+
+
+# ---- the form of every tutorial's exercises, and the figures CI asks of each notebook
+
+FOLDERS = ("intro", *PAPERS)
+ANSWER = re.compile(r"(?:=|\breturn)\s+\.\.\.(?:\s|$)", re.M)  # `x = ...` or `return ...`
+CHECK_CALL = re.compile(r"^(check_\w+)\(", re.M)  # a check called at the top of the cell
+REGION = re.compile(r"# BEGIN SOLUTION (\w+\.notebook_\w+)")
+
+
+def _tags(cell):
+    return cell.metadata.get("tags", [])
+
+
+def _folded(cell):
+    return "solution" in _tags(cell) and cell.metadata.get("jupyter", {}).get("source_hidden")
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_each_tutorial_has_checked_exercises_each_followed_by_its_folded_solution(folder):
+    """Every ``exercise`` cell holds ``...`` and calls a check; the next cell is the folded
+    solution (tag ``solution``, ``jupyter.source_hidden``) holding a ``<folder>.notebook_``
+    region and calling the same check; no notebook region sits anywhere else."""
+    cells = jupytext.read(ROOT / folder / "tutorial.py").cells
+    pairs = 0
+    for i, cell in enumerate(cells):
+        regions = REGION.findall(cell.source)
+        if regions:
+            assert _folded(cell), f"{folder}: region {regions} outside a folded solution cell"
+            assert all(r.startswith(f"{folder}.notebook_") for r in regions), regions
+            before = cells[i - 1]
+            assert "exercise" in _tags(before), f"{folder}: no exercise cell before {regions}"
+        if "exercise" not in _tags(cell):
+            continue
+        start = cell.source.strip().splitlines()[0]
+        assert ANSWER.search(cell.source), f"{folder}: exercise {start!r} holds no `...`"
+        checks = CHECK_CALL.findall(cell.source)
+        assert checks, f"{folder}: exercise {start!r} calls no check"
+        solution = cells[i + 1] if i + 1 < len(cells) else None
+        assert solution is not None and _folded(solution), (
+            f"{folder}: exercise {start!r} is not followed by a folded solution cell"
+        )
+        assert REGION.search(solution.source), f"{folder}: solution after {start!r} has no region"
+        assert CHECK_CALL.findall(solution.source) == checks, (
+            f"{folder}: the solution after {start!r} does not run the same check {checks}"
+        )
+        assert not ANSWER.search(solution.source), f"{folder}: the solution still holds `...`"
+        pairs += 1
+    assert pairs >= 2, f"{folder}: {pairs} checked exercises, every tutorial has at least two"
+
+
+# iaf draws 2 figures in fast mode; take it out of this set once it draws 3 and MINIMUM says so
+FIGURES_COMING = {"iaf"}
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_ci_asks_at_least_three_figures_of_every_notebook(folder):
+    from tools.check_notebooks import MINIMUM
+
+    if MINIMUM[folder] < 3 and folder in FIGURES_COMING:
+        pytest.xfail(f"{folder} draws {MINIMUM[folder]} figures until its new figures land")
+    assert MINIMUM[folder] >= 3, f"{folder}: CI asks {MINIMUM[folder]} figures, at least 3"

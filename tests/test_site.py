@@ -293,3 +293,115 @@ def test_site_check_catches_the_reading_problems_in_chromium(tmp_path):
         "not in reading order",
     ):
         assert any(message in f for f in found["old"]), (message, found["old"])
+
+
+# ---- the notebook exercises: the answer folded until the reader has tried ----------------------
+
+
+def _exercise_html(tmp_path, fold=True, open_box=False, drop_box=False):
+    """An exercise cell and its solution cell (tags as in the tutorials) as mkdocs-jupyter renders
+    them for the site, folded by docs/hooks.py (or not), inside an <article> page."""
+    import nbformat
+    from mkdocs_jupyter.nbconvert2 import nb2html
+
+    nb = nbformat.v4.new_notebook()
+    exercise = nbformat.v4.new_code_cell("x = ...\ncheck(x)", metadata={"tags": ["exercise"]})
+    exercise.outputs = [nbformat.v4.new_output("stream", text="Exercise 1 not tried yet\n")]
+    solution = nbformat.v4.new_code_cell(
+        "x = 41 + 1\ncheck(x)", metadata={"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    )
+    solution.outputs = [nbformat.v4.new_output("stream", text="Exercise 1: right\n")]
+    nb.cells = [exercise, solution, nbformat.v4.new_code_cell("print(x)")]
+    nbformat.write(nb, tmp_path / "exercise.ipynb")
+    html = nb2html(str(tmp_path / "exercise.ipynb"), custom_mathjax_url="mathjax.js")
+    body = html[html.index('<div class="jp-Cell') :]  # the cells, without the page's scripts
+    if fold:
+        body = _hooks().fold_solutions(body)
+    if open_box:
+        body = body.replace('<details class="solution">', '<details class="solution" open>')
+    if drop_box:
+        body = body.replace('<details class="solution">', "").replace("</details>", "")
+        body = body.replace("<summary>", "<p>").replace("</summary>", "</p>")
+    return f"<!doctype html><html><body><article>{body}</article></body></html>"
+
+
+def test_the_hook_folds_each_solution_cell_into_a_closed_box(tmp_path):
+    page = _exercise_html(tmp_path)
+    assert page.count('<details class="solution">') == 1 and " open" not in page
+    box = page[page.index("<details") : page.index("</details>")]
+    assert "celltag_solution" in box and "41" in box and "Exercise 1: right" in box
+    assert "celltag_exercise" not in box and "print" not in box  # the other cells stay outside
+    assert _hooks().fold_solutions("<p>no notebook</p>") == "<p>no notebook</p>"
+
+
+def _folded(**change):
+    """SOLUTIONS_JS's measurements of a page whose one exercise is right, with ``change``."""
+    seen = {
+        "exercises": [{"start": "x = ...", "shown": True, "box_after": True}],
+        "solutions": [
+            {
+                "start": "x = 42",
+                "boxed": True,
+                "open": False,
+                "shown": False,
+                "shown_when_opened": True,
+            }
+        ],
+    }
+    for key, value in change.items():
+        kind, field = key.split("__")
+        seen[kind] = [{**seen[kind][0], field: value}]
+    return seen
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"exercises__box_after": False}, "no Solution box after it"),
+        ({"exercises__shown": False}, "exercise cell hidden"),
+        ({"solutions__boxed": False}, "outside a Solution box"),
+        ({"solutions__open": True}, "open when the page loads"),
+        ({"solutions__shown": True}, "visible in a closed Solution box"),
+        ({"solutions__shown_when_opened": False}, "no code once opened"),
+    ],
+)
+def test_solution_failures_name_each_problem(change, message):
+    assert site_check.solution_failures(_folded(), 1) == []
+    failures = site_check.solution_failures(_folded(**change), 1)
+    assert len(failures) == 1 and message in failures[0], failures
+    missing = site_check.solution_failures({"exercises": [], "solutions": []}, 2)
+    assert missing == ["0 exercise cells on the page, the notebook has 2"]
+
+
+def test_site_check_finds_an_open_or_missing_solution_box_in_chromium(tmp_path):
+    """SOLUTIONS_JS in headless Chromium: the folded page passes; a box open by default, or the
+    solution cell left unboxed after its exercise, each fails."""
+    if not (site_check.find(site_check.CHROMIUM) and site_check.find(site_check.DRIVER)):
+        pytest.skip("chromium or chromedriver missing (apt-get install chromium chromium-driver)")
+    if importlib.util.find_spec("selenium") is None:
+        pytest.skip("selenium missing (pip install -r docs/requirements.txt)")
+    pages = {
+        "folded": _exercise_html(tmp_path),
+        "open": _exercise_html(tmp_path, open_box=True),
+        "unboxed": _exercise_html(tmp_path, drop_box=True),
+        "unfolded": _exercise_html(tmp_path, fold=False),
+    }
+    for name, html in pages.items():
+        (tmp_path / f"{name}.html").write_text(html)
+    server, driver = site_check.serve(tmp_path), site_check.browser()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        found = {}
+        for name in pages:
+            driver.get(f"{base}/{name}.html")
+            seen = driver.execute_script(site_check.SOLUTIONS_JS)
+            found[name] = site_check.solution_failures(seen, 1)
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+    assert found["folded"] == [], found["folded"]
+    assert any("open when the page loads" in f for f in found["open"]), found["open"]
+    for name in ("unboxed", "unfolded"):
+        assert any("no Solution box after it" in f for f in found[name]), found[name]
+        assert any("outside a Solution box" in f for f in found[name]), found[name]

@@ -49,6 +49,7 @@ class Page:
     notebook: str | None = None
     section: str | None = None  # a heading of README.md, when the page is cut from the root README
     figures: int = 0  # image outputs of the executed notebook
+    exercises: int = 0  # cells tagged "exercise": each is followed by a folded "solution" cell
     math: int = 0  # math expressions in the page's sources (outside code)
     seconds: float = 0.0  # notebook execution time
 
@@ -394,6 +395,7 @@ def stage(pages, src, root=ROOT, run=True, log=print):
                     nbformat.v4.new_markdown_cell(note),
                 ]
             page.figures = figure_count(nb)
+            page.exercises = sum("exercise" in c.metadata.get("tags", ()) for c in nb.cells)
             log(f"   {page.figures} figures, {page.seconds} s")
             nbformat.write(nb, src / f"{page.slug}.ipynb")
     for asset in sorted(links.assets):

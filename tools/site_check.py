@@ -20,7 +20,11 @@ host, so a page that needed the network would show it. Per page it checks:
    image at full size; docstring examples (``>>>``) are code, not nested quotes; display math fits
    its box; no name in a table cell is broken inside a word; a table that lists the papers lists
    them in reading order;
-8. a screenshot of the top of the page (and, on a notebook page, of its first figure) goes to
+8. the exercises of a notebook page are there and their answers folded: every exercise cell (as
+   many as the notebook has) is shown and followed by a "Solution" box, closed when the page
+   loads, whose code is hidden until it is opened and shown once it is; no solution cell is
+   outside such a box;
+9. a screenshot of the top of the page (and, on a notebook page, of its first figure) goes to
    <site>/screenshots/.
 
 Exits 1 when a check fails; writes <site>/site-check.json. Needs chromium and chromium-driver
@@ -137,6 +141,58 @@ const tables = [...art.querySelectorAll('table')].map(t => [...t.querySelectorAl
     .filter(Boolean));
 return {code, figures, quotes, prompts, math, broken, tables};
 """
+
+# the notebook exercises and their folded solutions (check 8); solution_failures() reads it
+SOLUTIONS_JS = """
+const art = document.querySelector('article') || document.body;
+const visible = e => e.getClientRects().length > 0 && e.getBoundingClientRect().height > 0 &&
+    (!e.checkVisibility || e.checkVisibility({visibilityProperty: true}));
+const code = cell => cell.querySelector('pre') || cell;
+// mkdocs-jupyter wraps nbconvert's cell <div> in another with the same classes: the outer one
+const cells = tag => [...art.querySelectorAll(`.celltag_${tag}`)]
+    .filter(cell => !cell.parentElement.closest(`.celltag_${tag}`));
+const exercises = cells('exercise').map(cell => {
+  const next = cell.nextElementSibling;
+  return {start: code(cell).innerText.trim().split('\\n')[0].slice(0, 60),
+          shown: visible(code(cell)), box_after: !!next && next.matches('details.solution')};
+});
+const solutions = cells('solution').map(cell => {
+  const box = cell.closest('details.solution');
+  const record = {start: code(cell).textContent.trim().split('\\n')[0].slice(0, 60),
+                  boxed: !!box, open: !!box && box.open, shown: visible(code(cell))};
+  if (box && !box.open) {  // open it as a reader would, look, and close it again
+    box.open = true;
+    record.shown_when_opened = visible(code(cell));
+    box.open = false;
+  }
+  return record;
+});
+return {exercises, solutions};
+"""
+
+
+def solution_failures(seen, expected):
+    """The problems (check 8) in a page's SOLUTIONS_JS measurements; ``expected`` = the exercise
+    cells of its notebook (site-manifest.json)."""
+    out = []
+    exercises, solutions = seen["exercises"], seen["solutions"]
+    if len(exercises) < expected:
+        out.append(f"{len(exercises)} exercise cells on the page, the notebook has {expected}")
+    for cell in exercises:
+        if not cell["shown"]:
+            out.append(f"exercise cell hidden: {cell['start']!r}")
+        if not cell["box_after"]:
+            out.append(f"exercise cell with no Solution box after it: {cell['start']!r}")
+    for cell in solutions:
+        if not cell["boxed"]:
+            out.append(f"solution shown outside a Solution box: {cell['start']!r}")
+        elif cell["open"]:
+            out.append(f"Solution box open when the page loads: {cell['start']!r}")
+        elif cell["shown"]:
+            out.append(f"solution code visible in a closed Solution box: {cell['start']!r}")
+        elif not cell.get("shown_when_opened"):
+            out.append(f"Solution box shows no code once opened: {cell['start']!r}")
+    return out
 
 
 def layout_failures(seen, order):
@@ -305,6 +361,10 @@ def check_page(driver, base, page, order, shots, cache):
     record["code_scrolling"] = len(layout["code"])
     record["figures_shrunk"] = sum(f["shown"] < f["natural"] - 1 for f in layout["figures"])
     failures += layout_failures(layout, order)
+    folded = driver.execute_script(SOLUTIONS_JS)
+    record["exercises"] = len(folded["exercises"])
+    record["solutions_folded"] = sum(s["boxed"] and not s["open"] for s in folded["solutions"])
+    failures += solution_failures(folded, page.get("exercises", 0))
 
     shot = shots / f"{page['slug']}.png"
     driver.save_screenshot(str(shot))
