@@ -18,14 +18,16 @@
 # paper notebooks take for granted:
 #
 # 1. what a normalizing flow is;
-# 2. the change of variables, derived from conservation of probability mass in 1-D, then in $D$
-#    dimensions with the Jacobian;
+# 2. the change of variables, derived from conservation of probability mass in 1-D (where the
+#    data's CDF followed by the base's inverse CDF is the one right flow), then in $D$ dimensions
+#    with the Jacobian;
 # 3. why triangular Jacobians make flows cheap;
 # 4. the two ways to train a flow, forward KL and reverse KL, and what each needs;
-# 5. the contract every layer of the repository follows (`forward`, `inverse`, `Inverse`, `Flow`);
+# 5. the contract every layer of the repository follows (`forward`, `inverse`, `Inverse`, `Flow`),
+#    and a layer of your own, written, checked by the repository's Jacobian harness and trained;
 # 6. the reading order through the five papers.
 #
-# Three exercises are marked *Exercise*: fill in the cell, run the check below it. With
+# Five exercises are marked *Exercise*: fill in the cell, run the check below it. With
 # `FLOWS_FAST=1` the notebook runs in seconds.
 
 # %%
