@@ -165,10 +165,10 @@ print(f"log-normal density right (largest difference {error:.1e})")
 #   \log p_X(x):$$
 #
 # the change of variables gives $p_X$ back exactly. Every increasing map that carries $p_X$ to
-# $\mathcal N(0, 1)$ is this one, so a 1-D flow has one right answer, and a learned 1-D layer (the
-# affine maps of MAF and Real NVP, NSF's splines) is an approximation of it. In $D$ dimensions
-# the chain rule $p(x) = \prod_i p(x_i \mid x_{<i})$ gives one such map per conditional: a
-# triangular map, the shape of the layers of Section 3.
+# $\mathcal N(0, 1)$ is this one, so a 1-D flow has one right answer, and the learned 1-D maps of
+# the papers ahead (affine maps, NSF's splines) approximate it. In $D$ dimensions the chain rule
+# $p(x) = \prod_i p(x_i \mid x_{<i})$ gives one such map per conditional: a triangular map, the
+# shape of the layers of Section 3.
 #
 # ### Exercise 2: a two-mode density as a flow
 #
@@ -481,8 +481,8 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 # $$z_1 = s_1\,(x_1 - q\,x_2^2 - t_1), \qquad z_2 = s_2\,(x_2 - t_2),$$
 #
 # with five learned numbers: $q$, $t_1$, $t_2$, and two scales $s_1, s_2$ of either sign (not
-# zero). Replace the parabola by a neural network of $x_2$ and you have Real NVP's coupling
-# layer; here it is one number, so the whole layer fits in a few lines.
+# zero). Replace the parabola and the scale $s_1$ by neural networks of $x_2$ and you have Real
+# NVP's affine coupling layer; here each is a number or two, so the layer fits in a few lines.
 #
 # ### Exercise 5: write a layer and put it through the harness
 #
