@@ -141,8 +141,8 @@ def check_layer(Layer):
             f"{name}'s output should have shape {tuple(x.shape)}, got {tuple(result[0].shape)}"
         )
         assert torch.is_tensor(result[1]) and result[1].shape == (len(x),), (
-            f"{name}'s ladj should have shape (batch,) = ({len(x)},), one log-det per row, got "
-            f"{tuple(getattr(result[1], 'shape', ()))}: sum the logs over the features"
+            f"{name}'s ladj should have shape (batch,) = ({len(x)},), one log-det per row of the "
+            f"batch (summed over the features), got {tuple(getattr(result[1], 'shape', ()))}"
         )
     (s1, s2), (t1, t2), q = BEND["s"], BEND["t"], BEND["q"]
     x1, x2 = x.unbind(-1)

@@ -564,6 +564,11 @@ class _PerFeature(_Bend):  # ladj (batch, 2): the logs not summed over the featu
         return self.to_noise(x), self.s.abs().log().expand(len(x), 2)
 
 
+class _OneNumber(_Bend):  # ladj () for the whole batch, not expanded to (batch,)
+    def forward(self, x, context=None):
+        return self.to_noise(x), self.log_det()
+
+
 class _NoiseToData(_Bend):  # the formula's inverse in forward: a layer written noise -> data
     def forward(self, z, context=None):
         return super().inverse(z)
@@ -592,6 +597,7 @@ LAYER_WRONG = [
     _WrongInverse,
     _InverseBendsWithZ,
     _PerFeature,
+    _OneNumber,
     _NoiseToData,
     _ScaleOnlyOnce,
 ]
