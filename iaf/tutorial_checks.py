@@ -17,8 +17,7 @@ def kl_to_mixture(q, other, x):
 
 def check_kl_one_mode(kl_one_mode, q, other, x):
     """Exercise 2: ``kl_one_mode`` is the Monte Carlo KL(q || p) on exactly the samples ``x`` of q,
-    p = (q + other) / 2; the same samples give the same number up to rounding (1e-6 nats). Returns
-    the difference (None while ``kl_one_mode`` is still ``...``)."""
+    p = (q + other) / 2; the same samples give the same number up to rounding (1e-6 nats)."""
     if not tried(kl_one_mode, "kl_one_mode", "Exercise 2"):
         return None
     assert kl_one_mode is not None, "kl_one_mode is not set: write it in the Exercise 2 cell above"
@@ -32,12 +31,10 @@ def check_kl_one_mode(kl_one_mode, q, other, x):
     print(
         f"Exercise 2: right: KL(q || p) = {mine:.4f} nats on these samples (difference {error:.0e})"
     )
-    return error
 
 
 def check_passes(predicted, counted, D, T):
-    """Exercise 1: ``predicted`` (a dict) equals the MADE passes the hook ``counted``, per call.
-    Returns the number of wrong predictions, 0 (None while ``predicted`` is still ``...``)."""
+    """Exercise 1: ``predicted`` (a dict) equals the MADE passes the hook ``counted``, per call."""
     if not tried(predicted, "predicted", "Exercise 1"):
         return None
     assert isinstance(predicted, dict) and set(predicted) == set(counted), (
@@ -49,4 +46,3 @@ def check_passes(predicted, counted, D, T):
             f"(D = {D}, T = {T}): which direction is the one-pass one?"
         )
     print(f"Exercise 1: right: all four predictions (D = {D}, T = {T}: MADE passes {counted})")
-    return 0

@@ -18,14 +18,16 @@
 # paper notebooks take for granted:
 #
 # 1. what a normalizing flow is;
-# 2. the change of variables, derived from conservation of probability mass in 1-D, then in $D$
-#    dimensions with the Jacobian;
+# 2. the change of variables, derived from conservation of probability mass in 1-D (where the
+#    data's CDF followed by the base's inverse CDF is the one right flow), then in $D$ dimensions
+#    with the Jacobian;
 # 3. why triangular Jacobians make flows cheap;
 # 4. the two ways to train a flow, forward KL and reverse KL, and what each needs;
-# 5. the contract every layer of the repository follows (`forward`, `inverse`, `Inverse`, `Flow`);
+# 5. the contract every layer of the repository follows (`forward`, `inverse`, `Inverse`, `Flow`),
+#    and a layer of your own, written, checked by the repository's Jacobian harness and trained;
 # 6. the reading order through the five papers.
 #
-# Three exercises are marked *Exercise*. Each has a cell holding `...` and a check: write your
+# Five exercises are marked *Exercise*. Each has a cell holding `...` and a check: write your
 # answer in place of `...` and run the cell; the check says whether it is right, or what it
 # expected. Our solution is in the folded cell right below it (in Jupyter, click the collapsed
 # cell's bar or its "..." to open it; on the course site, open the "Solution" box), and running it
@@ -42,18 +44,27 @@ sys.path.insert(0, str(ROOT))
 
 # %%
 
+import copy
+
 import matplotlib.pyplot as plt
 import torch
 from torch.autograd.functional import jacobian
 
 from common.checkpoint import load_checkpoint
-from common.flows import Flow, Inverse, Transform
+from common.flows import Flow, Inverse, Permute, Transform
 from common.metrics import nll_gap, reverse_kl
-from common.plot import flow_log_prob, plot_densities, plot_layers
+from common.plot import flow_log_prob, plot_densities, plot_layers, view
 from common.runtime import fast_mode, seed_everything
 from common.targets import get_target
 from common.train import train_forward_kl, train_reverse_kl
-from intro.tutorial_checks import check_lognormal, check_reverse_kl, check_triangular
+from intro.tutorial_checks import (
+    check_cdf_flow,
+    check_layer,
+    check_lognormal,
+    check_reverse_kl,
+    check_triangular,
+)
+from tests.harness import check_transform, perturb  # the Jacobian harness, as the tests call it
 
 FAST = fast_mode()
 torch.set_num_threads(1)  # small models: one thread is fastest (more would wait on each other)
@@ -145,6 +156,89 @@ log_p = normal.log_prob(torch.log(x)) - torch.log(x)
 check_lognormal(log_p, x)
 
 # %% [markdown]
+# ### In 1-D, every density is a flow: its CDF
+#
+# In one dimension the map is known in closed form. The data's cumulative distribution function
+# $F_X(x) = P(X \le x)$ is increasing, its derivative is $p_X$, and it makes the data uniform:
+# $P(F_X(X) \le u) = P(X \le F_X^{-1}(u)) = u$ for $u \in (0, 1)$. Read backwards, $x =
+# F_X^{-1}(u)$ with $u \sim U(0, 1)$ is a sample of $p_X$ (inverse-CDF sampling): every
+# continuous density on the line is the pushforward of $U(0, 1)$ by its inverse CDF. To reach the
+# base $\mathcal N(0, 1)$ instead of $U(0, 1)$, follow $F_X$ by the inverse of the base's CDF
+# $\Phi$. With $\varphi = \Phi'$ the standard normal density, the chain rule gives
+#
+# $$f = \Phi^{-1} \circ F_X, \qquad f'(x) = \frac{F_X'(x)}{\Phi'\big(f(x)\big)} =
+#   \frac{p_X(x)}{\varphi\big(f(x)\big)}, \qquad \log \varphi\big(f(x)\big) + \log f'(x) =
+#   \log p_X(x):$$
+#
+# the change of variables gives $p_X$ back exactly. Every increasing map that carries $p_X$ to
+# $\mathcal N(0, 1)$ is this one, so a 1-D flow has one right answer, and the learned 1-D maps of
+# the papers ahead (affine maps, NSF's splines) approximate it. In $D$ dimensions the chain rule
+# $p(x) = \prod_i p(x_i \mid x_{<i})$ gives one such map per conditional: a triangular map, the
+# shape of the layers of Section 3.
+#
+# ### Exercise 2: a two-mode density as a flow
+#
+# `mixture` below is $p_X = 0.3\,\mathcal N(-2, 0.5^2) + 0.7\,\mathcal N(1.5, 0.8^2)$, a
+# `torch.distributions` object in float64. Write `to_noise(x)`, the increasing map $f$ that
+# carries it to $\mathcal N(0, 1)$, for a tensor `x`, with torch's distributions (their methods
+# `cdf`, `icdf`, `log_prob`). The check maps 20,000 samples of the mixture, and compares
+# $\log \varphi(f(x)) + \log f'(x)$ (with $f'$ by autograd) with `mixture.log_prob(x)`.
+
+# %%
+f64 = {"dtype": torch.float64}
+mixture = torch.distributions.MixtureSameFamily(
+    torch.distributions.Categorical(torch.tensor([0.3, 0.7], **f64)),
+    torch.distributions.Normal(torch.tensor([-2.0, 1.5], **f64), torch.tensor([0.5, 0.8], **f64)),
+)
+
+
+# %% tags=["exercise"]
+def to_noise(x):
+    return ...  # your answer: z = f(x), a tensor of x's shape
+
+
+check_cdf_flow(to_noise, mixture)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
+def to_noise(x):
+    # BEGIN SOLUTION intro.notebook_cdf
+    # The data's CDF takes x to u ~ U(0, 1), the base's inverse CDF takes u to z ~ N(0, 1).
+    return normal.icdf(mixture.cdf(x))
+    # END SOLUTION
+
+
+check_cdf_flow(to_noise, mixture)
+
+# %% [markdown]
+# The figure follows 100,000 samples of the mixture through your map: $F_X$ squeezes each mode
+# into a part of $(0, 1)$ as wide as its weight, and $\Phi^{-1}$ stretches $(0, 1)$ onto the
+# line. Where $p_X$ is high, $f$ is steep.
+
+# %%
+with torch.no_grad():
+    xs = torch.linspace(-4.5, 4.5, 901, **f64)
+    draws = mixture.sample((100_000,))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), layout="constrained")
+    axes[0].hist(draws, bins=150, range=(-4.5, 4.5), density=True, color="0.8", label="samples")
+    axes[0].plot(xs, mixture.log_prob(xs).exp(), "C1", lw=2, label="p_X")
+    axes[0].set(title="data: a two-mode mixture", xlabel="x", ylabel="density")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(xs, mixture.cdf(xs), "C0", lw=2)
+    axes[1].set(title="u = F_X(x), the data's CDF", xlabel="x", ylabel="u")
+    axes[2].plot(xs, to_noise(xs), "C2", lw=2)
+    axes[2].set(title="z = f(x) = Φ⁻¹(F_X(x))", xlabel="x", ylabel="z")
+    mapped = to_noise(draws)
+    zs = torch.linspace(-4, 4, 401, **f64)
+    axes[3].hist(mapped, bins=150, range=(-4, 4), density=True, color="0.8", label="f(samples)")
+    axes[3].plot(zs, normal.log_prob(zs).exp(), "k", lw=2, label="N(0, 1)")
+    axes[3].set(title="noise: the samples mapped by f", xlabel="z", ylabel="density")
+    axes[3].legend(fontsize=8)
+    plt.show()
+print(f"f(samples): mean {mapped.mean():.4f} (N(0, 1): 0), std {mapped.std():.4f} (N(0, 1): 1)")
+
+# %% [markdown]
 # **In $D$ dimensions.** Around a point $x$, $f$ is close to its linear map $J_f(x) = \partial
 # f / \partial x^\top$. A small box of volume $\Delta^D$ at $x$ goes to a small parallelepiped of
 # volume $|\det J_f(x)|\,\Delta^D$ at $z$ (the absolute determinant is the factor by which a linear
@@ -207,7 +301,7 @@ plt.show()
 # transform the other half with parameters computed from the first (coupling). The network that
 # computes those parameters can be as big as we like: it never enters the determinant.
 #
-# ### Exercise 2: the log-determinant of a triangular map
+# ### Exercise 3: the log-determinant of a triangular map
 #
 # For `bend` (above), write its log-determinant at each point of a batch `x` (shape (n, 2)) from
 # the diagonal alone, without a Jacobian. The check compares it with autograd's.
@@ -315,7 +409,7 @@ plot_layers(by_energy)
 plt.show()
 
 # %% [markdown]
-# ### Exercise 3: estimate the reverse KL yourself
+# ### Exercise 4: estimate the reverse KL yourself
 #
 # The cell below draws $n = 20{,}000$ samples `x` of $q$ with their `log_q` (one call of
 # `by_energy.rsample_and_log_prob`, seeded). From them, the energy `energy.energy(x)` and
@@ -393,6 +487,118 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 # on random non-identity parameters, `inverse(forward(x)) = x`, `forward(inverse(z)) = z`, and
 # `ladj` equals `slogdet` of autograd's Jacobian in both directions.
 #
+# ### Write a layer yourself
+#
+# A layer is a guess at how the data is bent. This one, made for the banana of MAF's Figure 1
+# ($x_2 \sim \mathcal N(0, 4)$, $x_1 \mid x_2 \sim \mathcal N(x_2^2 / 4, 1)$), unbends $x_1$
+# along a parabola in $x_2$ and then shifts and scales each coordinate. From data to noise,
+#
+# $$z_1 = s_1\,(x_1 - q\,x_2^2 - t_1), \qquad z_2 = s_2\,(x_2 - t_2),$$
+#
+# with five learned numbers: $q$, $t_1$, $t_2$, and two scales $s_1, s_2$ of either sign (not
+# zero). Replace the parabola and the scale $s_1$ by neural networks of $x_2$ and you have Real
+# NVP's affine coupling layer; here each is a number or two, so the layer fits in a few lines.
+#
+# ### Exercise 5: write a layer and put it through the harness
+#
+# Complete `Bend` below: `forward(x)` returns `(z, ladj)` with `z` from the formula above and
+# `ladj` $= \log|\det \partial z / \partial x|$, one number per row (shape `(batch,)`), and
+# `inverse(z)` returns `(x, ladj)` for the way back, with its own log-determinant. The check sets
+# the five numbers (with $s_1 < 0$), compares `forward` with the formula, and then runs your
+# layer through `tests/harness.py`'s `check_transform`, the test every layer of the repository
+# passes: both round trips, both log-determinants against `slogdet` of autograd's Jacobian, and
+# a gradient to every parameter.
+
+
+# %% tags=["exercise"]
+class Bend(Transform):
+    """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.s = torch.nn.Parameter(torch.ones(2))  # s1, s2: any sign, not zero
+        self.t = torch.nn.Parameter(torch.zeros(2))  # t1, t2
+        self.q = torch.nn.Parameter(torch.zeros(()))  # the parabola's curvature
+
+    def forward(self, x, context=None):
+        return ...  # your answer: (z, ladj), z of shape (batch, 2), ladj of shape (batch,)
+
+    def inverse(self, z, context=None):
+        return ...  # your answer: (x, ladj), x of shape (batch, 2), ladj of shape (batch,)
+
+
+check_layer(Bend)
+
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Our solution (folded: open it after you have tried).
+class Bend(Transform):
+    """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.s = torch.nn.Parameter(torch.ones(2))  # s1, s2: any sign, not zero
+        self.t = torch.nn.Parameter(torch.zeros(2))  # t1, t2
+        self.q = torch.nn.Parameter(torch.zeros(()))  # the parabola's curvature
+
+    # BEGIN SOLUTION intro.notebook_layer
+    # z2 depends on x2 alone and z1 on both: the Jacobian is triangular, its diagonal is s1, s2,
+    # so log|det| = log|s1| + log|s2| for every row. The inverse undoes z2 first, then z1 with
+    # the x2 it found, and its log-det is the negative.
+    def forward(self, x, context=None):
+        x1, x2 = x[:, 0], x[:, 1]
+        z1 = self.s[0] * (x1 - self.q * x2**2 - self.t[0])  # unbend, shift, scale
+        z2 = self.s[1] * (x2 - self.t[1])
+        ladj = torch.log(self.s.abs()).sum()  # triangular (Section 3): log|s1| + log|s2|
+        return torch.stack([z1, z2], -1), ladj.expand(len(x))
+
+    def inverse(self, z, context=None):
+        x2 = z[:, 1] / self.s[1] + self.t[1]  # undo z2 first
+        x1 = z[:, 0] / self.s[0] + self.q * x2**2 + self.t[0]  # then z1, with that x2
+        ladj = -torch.log(self.s.abs()).sum()  # the inverse's log-det is the negative
+        return torch.stack([x1, x2], -1), ladj.expand(len(z))
+
+    # END SOLUTION
+
+
+check_layer(Bend)
+
+# %% [markdown]
+# The tests call the harness the same way, on random parameters (`perturb`) in float64. Then a
+# flow of three `Bend`s, with `Permute.reverse(2)` between them so that the second one bends the
+# other coordinate, learns the banana by forward KL. The gap to the exact entropy is KL(p‖q):
+# 0 for a perfect fit.
+
+# %%
+check_transform(perturb(Bend().double()), features=2)  # as tests/test_common.py calls it
+print("tests/harness.py: check_transform passes on random parameters")
+banana = get_target("banana")
+seed_everything(0)
+bends = Flow([Bend(), Permute.reverse(2), Bend(), Permute.reverse(2), Bend()], features=2)
+untrained = copy.deepcopy(bends)
+before = nll_gap(bends, banana, n=20_000)
+history = train_forward_kl(bends, banana, steps=200 if FAST else 1000, lr=1e-2, progress=False)
+after = nll_gap(bends, banana, n=100_000)
+print(f"banana: exact entropy H = {after['entropy']:.4f} nats; gap = test NLL - H (0 = perfect)")
+print(f"before training:        gap {before['gap']:.3f} ± {before['stderr']:.3f} nats")
+steps = len(history["loss"])
+print(f"after {steps} steps of Adam: gap {after['gap']:.4f} ± {after['stderr']:.4f} nats")
+fig = plot_densities(
+    [
+        [
+            (flow_log_prob(untrained), "3 Bends, untrained: N(0, I)"),
+            (flow_log_prob(bends), "3 Bends, trained: q"),
+            (banana.log_prob, "banana: p"),
+        ]
+    ],
+    view(banana),
+)
+for ax in fig.axes[:3]:
+    ax.set(xlabel="x1")
+fig.axes[0].set(ylabel="x2")
+plt.show()
+
+# %% [markdown]
 # ## 6. Reading order
 #
 # 1. [`planar_flows/`](../planar_flows/README.md), Rezende & Mohamed 2015: flows for variational

@@ -26,8 +26,7 @@ def _maps(D):
 def check_autograd_logdet(autograd_logdet, f, x):
     """Exercise 1: ``autograd_logdet(f, x)`` = (J, log|det J|) by autograd, for ``f`` (the
     coupling layer at ``x``) and three other maps with dense Jacobians and negative determinants,
-    so that the layer's own log-det, log det (no abs) or a diagonal product fails. Returns the
-    largest difference of the log|det| (None while ``autograd_logdet`` still returns ``...``)."""
+    so that the layer's own log-det, log det (no abs) or a diagonal product fails."""
     cases = {"the coupling layer": (f, x), **_maps(len(x))}
     worst = 0.0
     for number, (name, (fn, point)) in enumerate(cases.items()):
@@ -57,13 +56,11 @@ def check_autograd_logdet(autograd_logdet, f, x):
         f"Exercise 1: right on the coupling layer and {len(cases) - 1} dense maps (largest "
         f"log|det| difference {worst:.1e})"
     )
-    return worst
 
 
 def check_bits_per_dim(my_bits, nll_nats):
     """Exercise 2: ``my_bits`` is bits/dim of 8x8 digits with 17 levels for test NLLs ``nll_nats``
-    (nats per image of x in [0, 1]^64), against common.metrics.bits_per_dim (1e-6); returns the
-    largest difference (None while ``my_bits`` is still ``...``)."""
+    (nats per image of x in [0, 1]^64), against common.metrics.bits_per_dim (1e-6)."""
     if not tried(my_bits, "my_bits", "Exercise 2"):
         return None
     assert my_bits is not None, "my_bits is not set: write it in the Exercise 2 cell above"
@@ -78,14 +75,13 @@ def check_bits_per_dim(my_bits, nll_nats):
         f"Exercise 2: right: NLLs of {nll_nats.tolist()} nats are "
         f"{[round(b, 3) for b in mine.tolist()]} bits/dim (largest difference {error:.0e})"
     )
-    return error
 
 
 def check_importance_bits(my_bits, log_p, levels=17):
     """Exercise 3: ``my_bits`` (n,) is, per digit, the K-sample estimate of the discrete code
     length in bits/dim, ``-(log (1/K) sum_j p(x_j) - D log levels) / (D log 2)``, from ``log_p``
     (n, K), log p(x_j) in nats of K dequantisations x_j = (k + u_j) / levels in [0, 1]^D, to 1e-4
-    bits/dim. Returns the largest difference (None while ``my_bits`` is still ``...``)."""
+    bits/dim."""
     if not tried(my_bits, "my_iw_bits", "Exercise 3"):
         return None
     assert my_bits is not None, "my_iw_bits is not set: write it in the Exercise 3 cell above"
@@ -124,4 +120,3 @@ def check_importance_bits(my_bits, log_p, levels=17):
             "integer digits"
         )
     print(f"Exercise 3: right (largest difference {error:.1e} bits/dim)")
-    return error

@@ -14,7 +14,7 @@ from tools.cli import script_parser
 
 # the figures each notebook draws in fast mode (FLOWS_FAST=1), one per plt.show() or figure cell
 MINIMUM = {
-    "intro": 5,
+    "intro": 7,
     "planar_flows": 8,
     "iaf": 3,
     "maf": 3,
