@@ -611,7 +611,6 @@ def test_each_tutorial_has_checked_exercises_each_followed_by_its_folded_solutio
     assert pairs >= 2, f"{folder}: {pairs} checked exercises, every tutorial has at least two"
 
 
-# iaf draws 2 figures in fast mode; take it out of this set once it draws 3 and MINIMUM says so
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_ci_asks_at_least_three_figures_of_every_notebook(folder):
     from tools.check_notebooks import MINIMUM
