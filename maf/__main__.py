@@ -92,9 +92,12 @@ def figure1(args):
         u, _ = made.transform(target.sample(2000).to(args.device))
     axes[2].scatter(*u.cpu().T, s=1, alpha=0.4)
     axes[2].set(xlim=(-4, 4), ylim=(-4, 4), title="MADE's u of the data", aspect="equal")
+    axes[2].set(xlabel="$u_1$", ylabel="$u_2$")
     plot.show_density(
         axes[3], plot.flow_log_prob(maf), window, "MAF 5 layers", vmax=top, colorbar=True
     )
+    for ax in axes[[0, 1, 3]]:
+        ax.set(xlabel="$x_1$", ylabel="$x_2$")
     save_figure(fig, os.path.join(args.out, "figure1.png"))
     plt.close(fig)
     print(f"  figure: {os.path.join(args.out, 'figure1.png')}")
