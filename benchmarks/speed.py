@@ -23,7 +23,7 @@ family and peer.
 Several papers in one command (``python -m benchmarks.speed maf realnvp iaf nsf``) are timed one
 after the other in one process. ``--cpu-time`` times each step by this thread's CPU time instead
 of the wall clock: on a machine shared with other jobs, time spent waiting for a core is left out.
-``--compile`` adds our flow with every layer run through ``torch.compile`` (a copy, same weights):
+``--compile`` adds our flow with its transform run through ``torch.compile`` (a copy, same weights):
 the seconds its first step takes (the compilation) are printed, then its ms per step like the
 others'.
 """
@@ -142,7 +142,7 @@ def main(argv=None):
         help="time steps by this thread's CPU time, not the wall clock (a shared machine)",
     )
     parser.add_argument(
-        "--compile", action="store_true", help="also time our flow with its layers compiled"
+        "--compile", action="store_true", help="also time our flow with its transform compiled"
     )
     args = parser.parse_args(argv)
     if args.actnorm and set(args.papers) - {"nsf", "nsf-c"}:
