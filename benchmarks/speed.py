@@ -24,7 +24,7 @@ Several papers in one command (``python -m benchmarks.speed maf realnvp iaf nsf`
 after the other in one process. ``--cpu-time`` times each step by this thread's CPU time instead
 of the wall clock: on a machine shared with other jobs, time spent waiting for a core is left out.
 ``--compile`` adds our flow with its transform run through ``torch.compile`` (a copy, same weights):
-the seconds its first step takes (the compilation) are printed, then its ms per step like the
+the seconds of its first 11 steps (the compilation) are printed, then its ms per step like the
 others'.
 """
 
