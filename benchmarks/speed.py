@@ -23,6 +23,7 @@ family and peer.
 Several papers in one command (``python -m benchmarks.speed maf realnvp iaf nsf``) are timed one
 after the other in one process. ``--cpu-time`` times each step by this thread's CPU time instead
 of the wall clock: on a machine shared with other jobs, time spent waiting for a core is left out.
+``--adam fused`` (or ``foreach``) steps every flow's Adam with that implementation of torch's.
 ``--compile`` adds our flow with its transform run through ``torch.compile`` (a copy, same weights):
 the seconds of its first 11 steps (the compilation) are printed, then its ms per step like the
 others'.
@@ -92,7 +93,12 @@ def measure(flow, features, args):
 
     result = {
         "train ms/step": ms_per_training_step(
-            loss_density, flow.parameters(), batch, steps=args.steps, clock=args.clock
+            loss_density,
+            flow.parameters(),
+            batch,
+            steps=args.steps,
+            clock=args.clock,
+            adam={} if args.adam == "for-loop" else {args.adam: True},
         )
     }
     if args.sampling:
@@ -142,6 +148,12 @@ def main(argv=None):
         help="time steps by this thread's CPU time, not the wall clock (a shared machine)",
     )
     parser.add_argument(
+        "--adam",
+        choices=("for-loop", "foreach", "fused"),
+        default="for-loop",
+        help="Adam's implementation for every flow (default for-loop: torch's default on CPU)",
+    )
+    parser.add_argument(
         "--compile", action="store_true", help="also time our flow with its transform compiled"
     )
     args = parser.parse_args(argv)
@@ -162,7 +174,7 @@ def table(args):
     clock = "thread CPU time" if args.clock is time.thread_time else "wall clock"
     print(
         f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, "
-        f"{args.steps} steps x {args.rounds} rounds, {clock}"
+        f"{args.steps} steps x {args.rounds} rounds, {clock}, Adam {args.adam}"
     )
     names = ["ours", "zuko"] + (["compiled"] if args.compile else [])
     ratios = [f"{name}/zuko" for name in names if name != "zuko"]
