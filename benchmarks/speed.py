@@ -19,7 +19,19 @@ processes hits both alike. Ratio = ours / zuko: below 1 means this repository is
 times the paper's gated step instead. ``--actnorm`` puts ``common.layers.ActNorm`` in front of our
 NSF (20 parameters more in 10-D; zuko's has none). ``python -m benchmarks --only cost`` times every
 family and peer.
+
+Several papers in one command (``python -m benchmarks.speed maf realnvp iaf nsf``) are timed one
+after the other in one process. ``--cpu-time`` times each step by this thread's CPU time instead
+of the wall clock: on a machine shared with other jobs, time spent waiting for a core is left out.
+``--adam fused`` (or ``foreach``) steps every flow's Adam with that implementation of torch's.
+``--compile`` adds our flow with its transform run through ``torch.compile`` (a copy, same weights):
+the seconds of its first 11 steps (the compilation) are printed, then its ms per step like the
+others'.
 """
+
+import argparse
+import copy
+import time
 
 import torch
 
@@ -49,6 +61,16 @@ def models(paper, features, actnorm=False, step="affine"):
     return ours(family, features), peer
 
 
+def compiled(flow):
+    """A copy of our ``flow`` whose transform runs through ``torch.compile``, both directions (one
+    graph for all its layers); the checks of ``Flow.log_prob`` stay outside it."""
+    flow = copy.deepcopy(flow)
+    transform = flow.transform
+    transform.forward = torch.compile(transform.forward)
+    transform.inverse = torch.compile(transform.inverse)
+    return flow
+
+
 def measure(flow, features, args):
     """{quantity: value} for one flow.
 
@@ -71,7 +93,12 @@ def measure(flow, features, args):
 
     result = {
         "train ms/step": ms_per_training_step(
-            loss_density, flow.parameters(), batch, steps=args.steps
+            loss_density,
+            flow.parameters(),
+            batch,
+            steps=args.steps,
+            clock=args.clock,
+            adam={} if args.adam == "for-loop" else {args.adam: True},
         )
     }
     if args.sampling:
@@ -83,7 +110,7 @@ def measure(flow, features, args):
 
 def main(argv=None):
     parser = script_parser(__doc__, "benchmarks.speed")
-    parser.add_argument("paper", choices=tuple(FAMILY))
+    parser.add_argument("papers", nargs="+", choices=tuple(FAMILY), metavar="paper")
     parser.add_argument(
         "--features",
         type=positive,
@@ -112,34 +139,77 @@ def main(argv=None):
         default="affine",
         help="iaf: the general step (Eq. 10, default) or the gated one (Eq. 14)",
     )
+    parser.add_argument(
+        "--cpu-time",
+        dest="clock",
+        action="store_const",
+        const=time.thread_time,
+        default=time.perf_counter,
+        help="time steps by this thread's CPU time, not the wall clock (a shared machine)",
+    )
+    parser.add_argument(
+        "--adam",
+        choices=("for-loop", "foreach", "fused"),
+        default="for-loop",
+        help="Adam's implementation for every flow (default for-loop: torch's default on CPU)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time our flow with its transform compiled"
+    )
     args = parser.parse_args(argv)
-    if args.actnorm and args.paper not in ("nsf", "nsf-c"):
-        parser.error(f"--actnorm is for nsf and nsf-c, not {args.paper}")
-    if args.sampling and args.paper == "iaf":
+    if args.actnorm and set(args.papers) - {"nsf", "nsf-c"}:
+        parser.error(f"--actnorm is for nsf and nsf-c, not {' '.join(args.papers)}")
+    if args.sampling and "iaf" in args.papers:
         parser.error("--sampling is not measured for iaf (its training step already samples)")
+    if args.sampling and args.compile:
+        parser.error("--compile times training steps only, not --sampling")
     torch.set_num_threads(1)
+    for paper in args.papers:
+        args.paper = paper
+        table(args)
+
+
+def table(args):
+    """Print the table of ``args.paper``: every D, every quantity, ours against zuko's."""
+    clock = "thread CPU time" if args.clock is time.thread_time else "wall clock"
     print(
         f"{args.paper}: torch {torch.__version__}, 1 thread, batch 512, "
-        f"{args.steps} steps x {args.rounds} rounds"
+        f"{args.steps} steps x {args.rounds} rounds, {clock}, Adam {args.adam}"
     )
-    print(f"{'D':>3} {'params':>7} {'quantity':>14} {'ours':>9} {'zuko':>9} {'ours/zuko':>9}")
+    names = ["ours", "zuko"] + (["compiled"] if args.compile else [])
+    ratios = [f"{name}/zuko" for name in names if name != "zuko"]
+    print(f"{'D':>3} {'params':>7} {'quantity':>14}" + "".join(f"{n:>14}" for n in names + ratios))
     for features in args.features:
         torch.manual_seed(0)
         ours, peer = models(args.paper, features, args.actnorm, args.step)
-        flows = {"ours": ours, **({"zuko": peer} if peer is not None else {})}
+        flows = {"ours": ours, "zuko": peer}
+        if args.compile:
+            flows["compiled"] = compiled(ours)
+            first = argparse.Namespace(**{**vars(args), "steps": 1})  # 10 warm-up steps + 1
+            wall, cpu = time.perf_counter(), time.process_time()
+            measure(flows["compiled"], features, first)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            print(
+                f"{features:>3} compiled: first 11 steps (compiling) {wall:.1f} s, {cpu:.1f} s CPU"
+            )
+        flows = {name: flow for name, flow in flows.items() if flow is not None}
         best = {name: {} for name in flows}
         for _ in range(args.rounds):
             for name, flow in flows.items():
                 for key, value in measure(flow, features, args).items():
                     best[name][key] = min(value, best[name].get(key, float("inf")))
         params = count_parameters(ours)
-        for i, (key, value) in enumerate(best["ours"].items()):
+        for i, key in enumerate(best["ours"]):
+            values = [best.get(name, {}).get(key) for name in names]
             theirs = best.get("zuko", {}).get(key)
-            peer_columns = (
-                f"{theirs:9.3f} {value / theirs:9.2f}" if theirs else "  (zuko not installed)"
-            )
+            ratio = [
+                v / theirs if v and theirs else None
+                for v, n in zip(values, names, strict=True)
+                if n != "zuko"
+            ]
+            cells = "".join(f"{v:14.3f}" if v else f"{'-':>14}" for v in values + ratio)
             head = f"{features:>3} {params:>7}" if i == 0 else " " * 11
-            print(f"{head} {key:>14} {value:9.3f} {peer_columns}", flush=True)
+            print(f"{head} {key:>14}{cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -203,6 +203,8 @@ class Flow(nn.Module):
         # log p below -sqrt(largest float) is -inf: exp of it is 0 in every dtype, and its gradient
         # (~ z * dz, z ~ 1e10 in float32) overflows to inf, then inf * 0 = NaN in other rows' grads
         root = math.sqrt(torch.finfo(x.dtype).max)
+        if (log_p >= -root).all():  # the usual case: no row lost (a NaN fails >= and looks on)
+            return log_p
         lost = keep & (log_p < -root)
         # a row with a coordinate beyond sqrt(largest float / D), where its squared norm can
         # overflow, is far from the support: where its arithmetic overflows to NaN, p is 0 too

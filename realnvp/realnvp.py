@@ -27,16 +27,22 @@ class AffineCoupling(Transform):
     def __init__(self, mask, net):
         super().__init__()
         self.register_buffer("mask", mask.float().contiguous())
+        # made once, not per call: 1 - b (Eq. 9) and the kept features' indices (vectors; on
+        # "meta", which holds no values and never runs, none)
+        vector = mask.dim() == 1 and not mask.is_meta
+        kept = mask.nonzero()[:, 0] if vector else mask.new_zeros(0, dtype=torch.long)
+        self.register_buffer("kept", kept, persistent=False)
+        self.register_buffer("free", 1 - self.mask, persistent=False)
         self.net = net
         ones = [1] * (mask.dim() - 1)  # (C,) or (C, 1, 1): one scale per feature / channel
         self.scale = nn.Parameter(torch.ones(mask.shape[0], *ones))
 
     def _s_t(self, x, context):
-        b = self.mask
-        h = x[:, b.bool()] if b.dim() == 1 else b * x  # x_{1:d} (Eq. 4-5) or b * x (Eq. 9)
+        b = self.mask  # below: x_{1:d} (Eq. 4-5) or b * x (Eq. 9)
+        h = x.index_select(1, self.kept) if b.dim() == 1 else b * x
         s, t = self.net(h if context is None else torch.cat([h, context], 1)).chunk(2, 1)
         s = self.scale * torch.tanh(s)  # Sec. 4.1: a tanh times a learned scale (bounded)
-        return (1 - b) * s, (1 - b) * t  # Eq. 9: kept dimensions (b = 1) are left alone
+        return self.free * s, self.free * t  # Eq. 9: (1 - b) s, (1 - b) t: kept ones left alone
 
     def forward(self, x, context=None):
         x = x.reshape(x.shape[0], *self.mask.shape)

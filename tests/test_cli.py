@@ -79,6 +79,11 @@ def test_benchmarks_refuse_before_computing(tmp_path, capsys):
     refused(capsys, speed, ["maf", "--actnorm"], "--actnorm")
     refused(capsys, speed, ["iaf", "--sampling"], "--sampling")
     refused(capsys, speed, ["iaf", "--step", "lstm"], "--step")
+    refused(capsys, speed, ["maf", "--compile", "--sampling"], "--compile")
+    from benchmarks.profile import main as profile
+
+    refused(capsys, profile, ["nsf", "--floor"], "--floor")
+    refused(capsys, profile, ["glow"], "glow")
 
 
 def test_settings_fill_only_what_was_not_given(tmp_path, monkeypatch):
