@@ -29,13 +29,25 @@ def _children(pid):
     return [p for p in found if _alive(p)]
 
 
-def _state(pid):
-    """The one-letter state of ``pid`` (R, S, Z, ...), or None when it is gone."""
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text.rpartition(")")[2].split()[0]
+    return text.rpartition(")")[2].split()
+
+
+def _state(pid):
+    """The one-letter state of ``pid`` (R, S, Z, ...), or None when it is gone."""
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
+def _started(pid):
+    """When ``pid`` started, in clock ticks since boot (0 when it is gone)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else 0
 
 
 def _alive(pid):
@@ -65,18 +77,20 @@ def _uid_held(uid):
         return False
 
 
-def sandbox_processes():
-    """{pid: uid} of the processes of a sandbox uid that no grader holds (root only: the grader runs
-    student code as those uids only when it is root)."""
+def sandbox_processes(since=None):
+    """{pid: uid} of the processes of a sandbox uid that no grader holds, started after ``since``
+    (this process's start by default: on a shared machine, older ones are not this session's).
+    Root only: the grader runs student code as those uids only when it is root."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return {}
+    since = _started(os.getpid()) if since is None else since
     found = {}
     for name in os.listdir("/proc"):
         try:
             uid = os.stat(f"/proc/{name}").st_uid if name.isdigit() else None
         except OSError:
             continue
-        if uid in SANDBOX_UIDS and _alive(int(name)):
+        if uid in SANDBOX_UIDS and _alive(int(name)) and _started(int(name)) >= since:
             found[int(name)] = uid
     return {pid: uid for pid, uid in found.items() if not _uid_held(uid)}
 
@@ -86,7 +100,8 @@ def leftovers(pid=None):
 
     - live child processes of ``pid`` (this process by default; zombies do not count);
     - Python threads of this process that are not daemons (the interpreter waits for them at exit);
-    - as root, processes of the grader's sandbox uids that no grader holds.
+    - as root, processes of the grader's sandbox uids that no grader holds, started after this
+      process.
     """
     pid = pid or os.getpid()
     lines = [f"child process {p}: {command_line(p)}" for p in _children(pid)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.leftovers import SANDBOX_UIDS, end_leftovers, leftovers
+from tests.leftovers import SANDBOX_UIDS, end_leftovers, leftovers, sandbox_processes
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -64,6 +64,7 @@ def test_a_sandbox_uid_process_is_a_leftover_once_no_grader_holds_its_uid():
         assert not any(f"sandbox uid {uid}" in line for line in leftovers())
         lock.close()  # the part ended without killing it
         assert any(f"sandbox uid {uid}" in line for line in leftovers()), leftovers()
+        assert uid not in sandbox_processes(since=2**62).values()  # not one started later
         end_leftovers()
         deadline = time.monotonic() + 10
         while any(f"sandbox uid {uid}" in line for line in leftovers()):
