@@ -223,3 +223,30 @@ def test_graders_running_at_once_never_share_a_sandbox_uid():
         holder.wait()
     with claimed_uid() as again:  # released when its holder died
         assert again == theirs
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="root only")
+def test_the_grader_counts_a_killed_process_waiting_to_be_reaped_as_gone():
+    """A zombie of a sandbox uid runs nothing: kill_user must not spend its 100 rounds on it and
+    call it a survivor (the grader reaps its own pytest child only after kill_user)."""
+    import fcntl
+    import tempfile
+    from pathlib import Path
+
+    from course.grade import SANDBOX_UID, kill_user
+
+    uid = SANDBOX_UID + 4095  # the last: a grader claims the lowest free uid
+    with open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        child = subprocess.Popen([sys.executable, "-c", "pass"], user=uid, group=uid, cwd="/")
+        try:
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+                assert time.monotonic() < deadline, "the child did not finish"
+                time.sleep(0.02)
+            start = time.monotonic()
+            assert kill_user(uid) == (0, True)
+            assert time.monotonic() - start < 1.0
+        finally:
+            child.kill()
+            child.wait()
