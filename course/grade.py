@@ -162,6 +162,20 @@ def _finished(pid):
         return True
 
 
+def _uids(pid):
+    """The real, effective, saved and filesystem uids of ``pid`` (empty when it is gone). Read from
+    ``/proc/<pid>/status``, not the owner of ``/proc/<pid>``: a process that makes itself
+    non-dumpable shows as root's there."""
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            for line in file:
+                if line.startswith("Uid:"):
+                    return {int(v) for v in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
+
+
 def kill_user(uid):
     """Stop, then kill, every process of ``uid`` (root only): (how many there were, True when
     none is left running)."""
@@ -169,11 +183,8 @@ def kill_user(uid):
     for _ in range(100):
         pids = []
         for name in os.listdir("/proc"):
-            try:
-                if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
-                    pids.append(int(name))
-            except OSError:
-                continue
+            if name.isdigit() and uid in _uids(name):
+                pids.append(int(name))
         pids = [pid for pid in pids if not _finished(pid)]
         if not pids:
             return found, True

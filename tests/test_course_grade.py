@@ -8,6 +8,7 @@ the reference, the stub and the wrong implementations are checked by tests/test_
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -247,6 +248,33 @@ def test_the_grader_counts_a_killed_process_waiting_to_be_reaped_as_gone():
             start = time.monotonic()
             assert kill_user(uid) == (0, True)
             assert time.monotonic() - start < 1.0
+        finally:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.skipif(not sandbox_available(), reason="the sandbox needs root")
+def test_the_grader_kills_a_sandbox_process_that_made_itself_non_dumpable():
+    """prctl(PR_SET_DUMPABLE, 0) makes /proc/<pid> root's on Linux (not under every sandboxing
+    kernel); kill_user reads the process's uids from /proc/<pid>/status, so it still finds it."""
+    import fcntl
+    import tempfile
+    from pathlib import Path
+
+    from course.grade import SANDBOX_UID, kill_user
+
+    hide = "import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print(1, flush=True)"
+    hide += "; time.sleep(60)"
+    uid = SANDBOX_UID + 4094
+    with open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        child = subprocess.Popen(
+            [sys.executable, "-c", hide], user=uid, group=uid, cwd="/", stdout=subprocess.PIPE
+        )
+        try:
+            assert child.stdout.readline().strip() == b"1"
+            assert kill_user(uid) == (1, True)
+            assert child.wait(timeout=10) == -signal.SIGKILL
         finally:
             child.kill()
             child.wait()
