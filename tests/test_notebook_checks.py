@@ -783,3 +783,62 @@ def test_intro_layer_rejects(wrong):
 def test_intro_layer_says_what_is_wrong(wrong, says):
     with pytest.raises(AssertionError, match=re.escape(says)):
         check_layer(wrong)
+
+
+# ---- the student walkthrough: planted wrong answers it found accepted or badly explained
+
+
+class _DetachedLadj(_Bend):  # the right value of ladj, with .item(): no gradient, cannot train
+    def log_det(self):
+        return torch.tensor(self.s.abs().log().sum().item(), dtype=self.s.dtype)
+
+
+class _Float32Ladj(_Bend):  # ladj built from torch.ones(n): float32 beside a float64 x
+    def forward(self, x, context=None):
+        return self.to_noise(x), self.log_det() * torch.ones(len(x), dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    "wrong,says",
+    [(_DetachedLadj, "carries no gradient"), (_Float32Ladj, "ladj must have x's dtype")],
+)
+def test_intro_layer_rejects_walkthrough(wrong, says):
+    with pytest.raises(AssertionError, match=re.escape(says)):
+        check_layer(wrong)
+
+
+@pytest.mark.parametrize(
+    "wrong,says",
+    [
+        (lambda x: NORMAL.log_prob(torch.log(x)), "log-determinant term is missing"),
+        (lambda x: NORMAL.log_prob(torch.log(x)) + torch.log(x), "wrong sign"),
+        (lambda x: NORMAL.log_prob(x) - torch.log(x), "sees z = f(x)"),
+    ],
+)
+def test_intro_lognormal_names_the_slip(wrong, says):
+    x = torch.linspace(0.05, 6, 50)
+    with pytest.raises(AssertionError, match=re.escape(says)) as caught:
+        check_lognormal(wrong(x.double()).float(), x)
+    assert "log|d log x / dx|" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "wrong,says",
+    [
+        (lambda x, log_q, e: _kl(x, log_q, e) - e.log_z(), "log Z is missing"),
+        (lambda x, log_q, e: -_kl(x, log_q, e), "sign is flipped"),
+        (lambda x, log_q, e: _kl(x, log_q, e) - 2 * e.log_z(), "log Z has the wrong sign"),
+        (lambda x, log_q, e: (log_q - e.energy(x)).mean().item() + e.log_z(), "U has the wrong"),
+    ],
+)
+def test_intro_reverse_kl_names_the_slip(kl_inputs, wrong, says):
+    with pytest.raises(AssertionError, match=re.escape(says)) as caught:
+        check_reverse_kl(wrong(*kl_inputs), *kl_inputs)
+    assert "mean(log q + U)" not in str(caught.value)
+
+
+def test_harness_rejects_a_detached_log_det():
+    from tests.harness import check_transform, perturb
+
+    with pytest.raises(AssertionError, match="carries no gradient"):
+        check_transform(perturb(_DetachedLadj().double()), 2)
