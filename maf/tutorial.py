@@ -196,9 +196,11 @@ print(
 # fits. Its exact entropy is $H = \log(2\pi e) + \log 2 = 3.5310$ nats, so the test NLL minus $H$ is
 # the KL divergence left.
 
-# **Exercise 2.** The target's density by the chain rule, $\log p(x) = \log \mathcal N(x_2 \mid
-# 0, 4) + \log \mathcal N(x_1 \mid x_2^2/4, 1)$, for a batch `x` of shape (n, 2), with
-# `torch.distributions.Normal` (which takes the standard deviation, not the variance).
+# **Exercise 2.** The target's log-density by the chain rule, $p(x) = p(x_{\text{first}})\,
+# p(x_{\text{second}} \mid x_{\text{first}})$, in the order in which it is exactly
+# autoregressive: read the two factors off its definition above and write $\log p(x)$ for a batch
+# `x` of shape (n, 2), with `torch.distributions.Normal` (which takes the standard deviation, not
+# the variance).
 
 # %%
 target = get_target("banana")  # Figure 1's target
