@@ -369,7 +369,7 @@ def test_intro_triangular_rejects(wrong):
     _rejects(check_triangular, TRIANGULAR_WRONG[wrong](X_PAIRS), X_PAIRS, _bend)
 
 
-GRID = torch.linspace(-4, 4, 400)
+GRID = torch.linspace(-4, 4, 401)  # as the notebook: a point at a = 0
 SLOPE_WRONG = {
     "sech, not squared": lambda wu: (1 + wu / torch.cosh(GRID)).min().item(),
     "the maximum": lambda wu: (1 + wu / torch.cosh(GRID) ** 2).max().item(),
@@ -863,3 +863,45 @@ def test_maf_chain_rule_names_the_slip(wrong, says):
     with pytest.raises(AssertionError, match=says) as caught:
         check_chain_rule(wrong(*x.unbind(-1), torch.distributions.Normal), x, target)
     assert "x2^2 / 4" not in str(caught.value)
+
+
+def test_planar_min_slope_accepts_the_exact_minimum(capsys):
+    # on a grid with a = 0, 1 + wu is the minimum for wu <= 0; beyond, the grid's ends
+    _accepts(
+        capsys,
+        lambda: check_min_slope(
+            lambda wu: (
+                1 + min(wu, 0.0) if wu <= 0 else (1 + wu / torch.cosh(GRID) ** 2).min().item()
+            ),
+            GRID,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "wrong,says",
+    [
+        (lambda wu: (GRID + wu * torch.tanh(GRID)).min().item(), "the map's smallest value"),
+        (SLOPE_WRONG["tanh^2 for sech^2"], "1 - tanh^2"),
+        (SLOPE_WRONG["no 1"], "derivative of a itself"),
+    ],
+)
+def test_planar_min_slope_names_the_slip(wrong, says):
+    with pytest.raises(AssertionError, match=re.escape(says)) as caught:
+        check_min_slope(wrong, GRID)
+    assert "sech^2(a)" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "wrong,says",
+    [
+        (PLANAR_WRONG["no absolute value"], "it is NaN"),
+        (PLANAR_WRONG["no 1"], "identity's contribution"),
+        (PLANAR_WRONG["abs inside the 1"], "around the whole determinant"),
+    ],
+)
+def test_planar_lemma_names_the_slip(wrong, says):
+    u, psi = lemma_inputs()
+    with pytest.raises(AssertionError, match=re.escape(says)) as caught:
+        check_lemma(wrong(u, psi), u, psi)
+    assert "log|1 + psi^T u|" not in str(caught.value)
