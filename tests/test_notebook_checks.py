@@ -905,3 +905,19 @@ def test_planar_lemma_names_the_slip(wrong, says):
     with pytest.raises(AssertionError, match=re.escape(says)) as caught:
         check_lemma(wrong(u, psi), u, psi)
     assert "log|1 + psi^T u|" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "wrong,says",
+    [
+        (lambda n: (n - 64 * math.log(17)) / (64 * math.log(2)), "wrong sign"),
+        (lambda n: n / (64 * math.log(2)), "scaling is missing"),
+        (lambda n: (n + 64 * math.log(17)) / 64, "still in nats"),
+        (lambda n: (n + 64 * math.log(17)) / math.log(2), "per image"),
+    ],
+)
+def test_realnvp_bits_names_the_slip(wrong, says):
+    nll = torch.tensor([-89.75, 0.0, -30.0])
+    with pytest.raises(AssertionError, match=re.escape(says)) as caught:
+        check_bits_per_dim(wrong(nll.double()), nll)
+    assert "64 log 17" not in str(caught.value)
