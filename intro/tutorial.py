@@ -148,7 +148,7 @@ x = torch.linspace(0.05, 6, 50)
 log_p = ...  # your answer: log p_X(x), a tensor of the shape of x
 check_lognormal(log_p, x)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_lognormal
 # log p_X(x) = log p_Z(f(x)) + log|f'(x)| with f(x) = log x, so f'(x) = 1 / x. Name it log_p.
@@ -194,7 +194,7 @@ def to_noise(x):
 check_cdf_flow(to_noise, mixture)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def to_noise(x):
     # BEGIN SOLUTION intro.notebook_cdf
@@ -320,7 +320,7 @@ x = torch.randn(6, 2, dtype=torch.float64)
 ladj = ...  # your answer: log|det J| of bend at each row of x, a tensor of shape (n,)
 check_triangular(ladj, x, bend)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_triangular
 # dz1/dx1 = 1 and dz2/dx2 = exp(0.5 sin x1): log|det J| is the sum of their logs, one
@@ -434,7 +434,7 @@ with torch.no_grad():
 my_kl = ...  # your answer: KL(q || p) estimated on these samples, a float
 check_reverse_kl(my_kl, x, log_q, energy)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_reverse_kl
 # KL(q || p) = mean over samples of q of (log q + U), plus log Z. Name it my_kl (a float).
@@ -541,7 +541,7 @@ class Bend(Transform):
 check_layer(Bend)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 class Bend(Transform):
     """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""

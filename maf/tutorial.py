@@ -95,7 +95,7 @@ def reach_of(masks):
 check_reach(reach_of)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def reach_of(masks):
     # BEGIN SOLUTION maf.notebook_reach
@@ -210,7 +210,7 @@ x = target.sample(1000)
 log_p = ...  # your answer: log p(x) by the chain rule, a tensor of shape (n,)
 check_chain_rule(log_p, x, target)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION maf.notebook_chain_rule
 # Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two

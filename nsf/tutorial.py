@@ -156,7 +156,7 @@ def with_tails(x, params):
 check_tails(with_tails, params, B)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def with_tails(x, params):
     # BEGIN SOLUTION nsf.notebook_tails
@@ -204,7 +204,7 @@ def paper_root_only(y, params):
 check_quadratic(paper_root_only, B)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def paper_root_only(y, params):
     """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""

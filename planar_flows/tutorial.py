@@ -137,7 +137,7 @@ u, psi = lemma_inputs()  # float64, seeded
 logdet_lemma = ...  # your answer: log|det(I + u psi^T)|, a 0-d tensor
 check_lemma(logdet_lemma, u, psi)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION planar_flows.notebook_lemma
 # det(I + u psi^T) = 1 + psi^T u (the matrix determinant lemma): one dot product, O(D).
@@ -216,7 +216,7 @@ def min_slope(wu):
 check_min_slope(min_slope, a)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def min_slope(wu):
     # BEGIN SOLUTION planar_flows.notebook_fold

@@ -139,7 +139,7 @@ def autograd_logdet(f, x):
 check_autograd_logdet(autograd_logdet, one_point, x[0])
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def autograd_logdet(f, x):
     # BEGIN SOLUTION realnvp.notebook_jacobian
@@ -332,7 +332,7 @@ nll_nats = torch.tensor([-89.75, 0.0, -30.0])
 my_bits = ...  # your answer: bits/dim of each NLL, a tensor of the shape of nll_nats
 check_bits_per_dim(my_bits, nll_nats)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION realnvp.notebook_bits_per_dim
 # add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
@@ -428,7 +428,7 @@ print(f"log p(x): {tuple(log_p.shape)}, {log_p.dtype}, from {log_p.min():.1f} to
 my_iw_bits = ...  # your answer: a tensor (4,), -log P_K(k) of each digit in bits/dim
 check_importance_bits(my_iw_bits, log_p)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION realnvp.notebook_importance
 # exp(log p) overflows float32 (log p > 88): log (1/K) sum_j exp(a_j) = logsumexp(a) - log K.

@@ -921,3 +921,14 @@ def test_realnvp_bits_names_the_slip(wrong, says):
     with pytest.raises(AssertionError, match=re.escape(says)) as caught:
         check_bits_per_dim(wrong(nll.double()), nll)
     assert "64 log 17" not in str(caught.value)
+
+
+@pytest.mark.parametrize("folder", [*PAPERS, "intro"])
+def test_cell_headers_survive_a_jupytext_sync(folder):
+    """Each cell header as jupytext writes it (metadata keys sorted: ``jupyter=... tags=...``),
+    so pairing the notebook and syncing does not rewrite the headers of the solution cells."""
+    text = (ROOT / folder / "tutorial.py").read_text()
+    again = jupytext.writes(jupytext.reads(text, fmt="py:percent"), fmt="py:percent")
+    ours = [line for line in text.splitlines() if line.startswith("# %%")]
+    theirs = [line for line in again.splitlines() if line.startswith("# %%")]
+    assert ours == theirs, [(a, b) for a, b in zip(ours, theirs, strict=False) if a != b][:3]
