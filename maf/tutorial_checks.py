@@ -1,6 +1,8 @@
 """The checks of the MAF notebook's exercises (called by tutorial.py, tested by
 tests/test_notebook_checks.py with planted wrong answers). Not part of the paper's core."""
 
+import math
+
 import torch
 
 from common.nets import MADE
@@ -63,22 +65,25 @@ def check_chain_rule(log_p, x, target):
     )
     error = (log_p - target.log_prob(x)).abs().max().item()
     if error >= 1e-4:
-        x1, x2 = x.unbind(-1)
-        normal = torch.distributions.Normal
-        first, given = normal(0.0, 2.0).log_prob(x2), normal(x2**2 / 4, 1.0).log_prob(x1)
+        x1, x2 = x.double().unbind(-1)
+        off = log_p.double() - target.log_prob(x).double()  # each slip's offset, in closed form
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
         usual = [  # the usual slips, named without the formula
+            (-math.log(2) + 3 * x2**2 / 32, "Normal takes a standard deviation, not a variance"),
             (
-                normal(0.0, 4.0).log_prob(x2) + given,
-                "Normal takes a standard deviation, not a variance",
-            ),
-            (
-                normal(0.0, 2.0).log_prob(x1) + normal(x1**2 / 4, 1.0).log_prob(x2),
+                x2**2 / 8 - x1**2 / 8 + ((x1 - x2**2 / 4) ** 2 - (x2 - x1**2 / 4) ** 2) / 2,
                 "the two variables are swapped: which one does the target draw first?",
             ),
-            (first, "only one factor: the chain rule multiplies two densities"),
-            (given, "only one factor: the chain rule multiplies two densities"),
+            (
+                half_log_2pi + (x1 - x2**2 / 4) ** 2 / 2,
+                "only one factor: the chain rule multiplies two densities",
+            ),
+            (
+                half_log_2pi + math.log(2) + x2**2 / 8,
+                "only one factor: the chain rule multiplies two densities",
+            ),
         ]
-        hint = next((why for v, why in usual if (log_p - v).abs().max() < 1e-4), None)
+        hint = next((why for v, why in usual if torch.allclose(off, v, rtol=1e-5, atol=1e-4)), None)
         raise AssertionError(
             f"your chain-rule log p differs from the target's by up to {error:.3g} nats: "
             + (
