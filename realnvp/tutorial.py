@@ -473,14 +473,13 @@ plt.show()
 # %% [markdown]
 # One draw ($K = 1$, the left end) lands anywhere around the mean bound, above or below it: $\log
 # p$ varies by a few nats from one $u$ to another. As $K$ grows each curve settles below its
-# dashed line, and the distance between them is the gap printed above. It is a lower bound on how
-# much the Jensen bound that training and bits/dim use overstates the code length of the integer
-# digits: the $K$-sample estimate is itself an upper bound on average ($\mathbb E[-\log \hat
-# P_K] \ge -\log P$, Jensen again, tightening as $K$ grows), so the true overstatement is at
-# least this gap. It is the
-# price of a density that is not flat over each cube (were $p$ constant on the cube, Jensen would
-# be an equality); a dequantisation learned instead of uniform is how Flow++ (Ho et al. 2019)
-# narrows it.
+# dashed line, and the distance between them is the gap printed above. The gap is only a lower
+# bound (on average) on how much the Jensen bound that training and bits/dim use overstates the
+# code length of the integer digits: the $K$-sample estimate is itself an upper bound on average
+# ($\mathbb E[-\log \hat P_K] \ge -\log P$, Jensen again, tightening as $K$ grows), so the
+# true overstatement is larger. It is the price of a density that is not flat over each cube
+# (were $p$ constant on the cube, Jensen would be an equality); a dequantisation learned instead
+# of uniform is how Flow++ (Ho et al. 2019) narrows it.
 
 # %% [markdown]
 # ## 7. The multi-scale architecture, drawn, and what each scale holds (Sec. 3.6)

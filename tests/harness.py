@@ -1,7 +1,8 @@
 """The Jacobian harness every transform layer and pre-built flow in the repository goes through.
 
 Each check runs in float64 on random, non-identity parameters (``perturb``), so a log-determinant
-that is off by a constant, a wrong sign or a missing term fails.
+that is off by a constant, a wrong sign or a missing term fails, and so does one with the right
+value and no gradient (computed with ``.item()`` or detached), which cannot train.
 """
 
 from fnmatch import fnmatch
@@ -23,7 +24,8 @@ def perturb(module, scale=0.5, seed=0):
 
 def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0, unreachable=()):
     """Invertibility both ways, ladj == slogdet of the autograd Jacobian both ways, ladj sums to 0,
-    gradients reach every parameter. ``layer`` is a Transform in float64 with perturbed parameters.
+    gradients reach every parameter, and ladj's own parameter gradient is right (``check_ladj_
+    gradient``: a detached ladj fails). ``layer`` is a Transform in float64 with perturbed parameters.
 
     ``unreachable``: name patterns (``fnmatch``, e.g. ``"*made.net.0.weight"``) of the parameters
     that this input cannot reach by construction (one feature and no context leaves a conditioner
