@@ -24,8 +24,9 @@ def perturb(module, scale=0.5, seed=0):
 
 def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0, unreachable=()):
     """Invertibility both ways, ladj == slogdet of the autograd Jacobian both ways, ladj sums to 0,
-    gradients reach every parameter, and ladj's own parameter gradient is right (``check_ladj_
-    gradient``: a detached ladj fails). ``layer`` is a Transform in float64 with perturbed parameters.
+    gradients reach every parameter, and ladj's own parameter gradient is right
+    (``check_ladj_gradient``: a detached ladj fails). ``layer`` is a Transform in float64 with
+    perturbed parameters.
 
     ``unreachable``: name patterns (``fnmatch``, e.g. ``"*made.net.0.weight"``) of the parameters
     that this input cannot reach by construction (one feature and no context leaves a conditioner
