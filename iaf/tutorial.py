@@ -166,7 +166,7 @@ counted = {
 predicted = ...
 check_passes(predicted, counted, D, T)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION iaf.notebook_passes
 # one pass per step in the one-pass direction, D passes per step (one per variable) in the
@@ -281,7 +281,7 @@ x = q.sample((10_000,))
 kl_one_mode = ...  # your answer: the Monte Carlo KL(q || p) on the samples x, a float
 check_kl_one_mode(kl_one_mode, q, other, x)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION iaf.notebook_mode_seeking
 # log p(x) = logsumexp of the two components' log-densities minus log 2; KL(q || p) is the mean

@@ -102,7 +102,8 @@ seed_everything(0)
 #   \log p_X(x) = \log p_Z\big(f(x)\big) + \log\big|f'(x)\big| .$$
 #
 # Where $f$ stretches ($|f'| > 1$), a short interval of $x$ gets a long interval of $z$ and its
-# mass: the density of $x$ is *higher* there. The figure shows it for
+# mass: the density of $x$ there is *higher* than $p_Z(f(x))$, the base's density at the matching
+# point. The figure shows it for
 # $f(x) = \operatorname{asinh}(2x)$; read it from right to left: the same blue strip of mass in $z$
 # and in $x$.
 
@@ -147,7 +148,7 @@ x = torch.linspace(0.05, 6, 50)
 log_p = ...  # your answer: log p_X(x), a tensor of the shape of x
 check_lognormal(log_p, x)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_lognormal
 # log p_X(x) = log p_Z(f(x)) + log|f'(x)| with f(x) = log x, so f'(x) = 1 / x. Name it log_p.
@@ -162,27 +163,20 @@ check_lognormal(log_p, x)
 # $F_X(x) = P(X \le x)$ is increasing, its derivative is $p_X$, and it makes the data uniform:
 # $P(F_X(X) \le u) = P(X \le F_X^{-1}(u)) = u$ for $u \in (0, 1)$. Read backwards, $x =
 # F_X^{-1}(u)$ with $u \sim U(0, 1)$ is a sample of $p_X$ (inverse-CDF sampling): every
-# continuous density on the line is the pushforward of $U(0, 1)$ by its inverse CDF. To reach the
-# base $\mathcal N(0, 1)$ instead of $U(0, 1)$, follow $F_X$ by the inverse of the base's CDF
-# $\Phi$. With $\varphi = \Phi'$ the standard normal density, the chain rule gives
-#
-# $$f = \Phi^{-1} \circ F_X, \qquad f'(x) = \frac{F_X'(x)}{\Phi'\big(f(x)\big)} =
-#   \frac{p_X(x)}{\varphi\big(f(x)\big)}, \qquad \log \varphi\big(f(x)\big) + \log f'(x) =
-#   \log p_X(x):$$
-#
-# the change of variables gives $p_X$ back exactly. Every increasing map that carries $p_X$ to
-# $\mathcal N(0, 1)$ is this one, so a 1-D flow has one right answer, and the learned 1-D maps of
-# the papers ahead (affine maps, NSF's splines) approximate it. In $D$ dimensions the chain rule
-# $p(x) = \prod_i p(x_i \mid x_{<i})$ gives one such map per conditional: a triangular map, the
-# shape of the layers of Section 3.
+# continuous density on the line is the pushforward of $U(0, 1)$ by its inverse CDF, and the same
+# holds for the base $\mathcal N(0, 1)$ with its own CDF $\Phi$ (its density $\varphi = \Phi'$).
+# The base, not $U(0, 1)$, is what a flow must reach.
 #
 # ### Exercise 2: a two-mode density as a flow
 #
 # `mixture` below is $p_X = 0.3\,\mathcal N(-2, 0.5^2) + 0.7\,\mathcal N(1.5, 0.8^2)$, a
-# `torch.distributions` object in float64. Write `to_noise(x)`, the increasing map $f$ that
-# carries it to $\mathcal N(0, 1)$, for a tensor `x`, with torch's distributions (their methods
-# `cdf`, `icdf`, `log_prob`). The check maps 20,000 samples of the mixture, and compares
-# $\log \varphi(f(x)) + \log f'(x)$ (with $f'$ by autograd) with `mixture.log_prob(x)`.
+# `torch.distributions` object in float64. Write `to_noise(x)`, an increasing map $f$ that
+# carries it to $\mathcal N(0, 1)$, for a tensor `x`, from what the paragraph above says the two
+# CDFs do, with torch's distributions (`mixture` and `normal` have the methods `cdf`, `icdf`,
+# `log_prob`). The check maps 20,000 samples of the mixture and asks for mean 0, standard
+# deviation 1 and a small Kolmogorov-Smirnov distance to $\mathcal N(0, 1)$; then, on a grid of
+# 901 points over $[-4.5, 4.5]$, it compares $\log \varphi(f(x)) + \log f'(x)$ (with $f'$ by
+# autograd) with `mixture.log_prob(x)`.
 
 # %%
 f64 = {"dtype": torch.float64}
@@ -200,7 +194,7 @@ def to_noise(x):
 check_cdf_flow(to_noise, mixture)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def to_noise(x):
     # BEGIN SOLUTION intro.notebook_cdf
@@ -212,9 +206,22 @@ def to_noise(x):
 check_cdf_flow(to_noise, mixture)
 
 # %% [markdown]
-# The figure follows 100,000 samples of the mixture through your map: $F_X$ squeezes each mode
+# The map is $f = \Phi^{-1} \circ F_X$, and the chain rule gives its slope,
+#
+# $$f'(x) = \frac{F_X'(x)}{\Phi'\big(f(x)\big)} = \frac{p_X(x)}{\varphi\big(f(x)\big)},
+#   \qquad \log \varphi\big(f(x)\big) + \log f'(x) = \log p_X(x):$$
+#
+# the change of variables gives $p_X$ back exactly. Every increasing map that carries $p_X$ to
+# $\mathcal N(0, 1)$ is this one, so a 1-D flow has one right answer, and the learned 1-D maps of
+# the papers ahead (affine maps, NSF's splines) approximate it. In $D$ dimensions the chain rule
+# $p(x) = \prod_i p(x_i \mid x_{<i})$ gives one such map per conditional: a triangular map, the
+# shape of the layers of Section 3.
+#
+# The figure follows 100,000 samples of the mixture through the map: $F_X$ squeezes each mode
 # into a part of $(0, 1)$ as wide as its weight, and $\Phi^{-1}$ stretches $(0, 1)$ onto the
-# line. Where $p_X$ is high, $f$ is steep.
+# line. The slope $f'$ is a ratio: $f$ is steep where the data is denser than the base at the
+# matching point $f(x)$, not simply where $p_X$ is high (the far left tail, where $p_X$ is small,
+# is steeper than the left mode).
 
 # %%
 with torch.no_grad():
@@ -313,7 +320,7 @@ x = torch.randn(6, 2, dtype=torch.float64)
 ladj = ...  # your answer: log|det J| of bend at each row of x, a tensor of shape (n,)
 check_triangular(ladj, x, bend)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_triangular
 # dz1/dx1 = 1 and dz2/dx2 = exp(0.5 sin x1): log|det J| is the sum of their logs, one
@@ -338,9 +345,10 @@ check_triangular(ladj, x, bend)
 # **Reverse KL (variational inference)**, when we have an **unnormalised density** $p(x) =
 # e^{-U(x)} / Z$ but no samples:
 #
-# $$\mathrm{KL}(q \,\|\, p) = \mathbb E_{x \sim q}[\log q(x) + U(x)] + \log Z .$$
+# $$\mathrm{KL}(q \,\|\, p) = \mathbb E_{x \sim q}[\log q(x) - \log p(x)] .$$
 #
-# $\log Z$ is a constant: minimise $\mathbb E_q[\log q + U]$. It needs **samples of $q$** with
+# Written with $U$, $\log p$ splits into a part that depends on $x$ and the constant $\log Z$,
+# which training can ignore. It needs **samples of $q$** with
 # $\log q$ **at those samples**, differentiable in the parameters: the noise-to-data direction
 # $f^{-1}$. The two directions can differ enormously in cost (MAF against IAF), and the two
 # objectives fail differently: reverse KL is mode-seeking (it ignores mass of $p$ that $q$ never
@@ -413,8 +421,9 @@ plt.show()
 #
 # The cell below draws $n = 20{,}000$ samples `x` of $q$ with their `log_q` (one call of
 # `by_energy.rsample_and_log_prob`, seeded). From them, the energy `energy.energy(x)` and
-# `energy.log_z()` (by quadrature), estimate $\mathrm{KL}(q\,\|\,p)$. The check recomputes it on
-# the same samples, so a right answer agrees to rounding.
+# `energy.log_z()` (by quadrature), estimate $\mathrm{KL}(q\,\|\,p)$ as a Monte Carlo average:
+# first write $\log p(x)$ with $U$ and $Z$ and put it into the definition above. The check
+# recomputes it on the same samples, so a right answer agrees to rounding.
 
 # %%
 torch.manual_seed(3)
@@ -425,7 +434,7 @@ with torch.no_grad():
 my_kl = ...  # your answer: KL(q || p) estimated on these samples, a float
 check_reverse_kl(my_kl, x, log_q, energy)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION intro.notebook_reverse_kl
 # KL(q || p) = mean over samples of q of (log q + U), plus log Z. Name it my_kl (a float).
@@ -484,8 +493,10 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 
 # %% [markdown]
 # Every layer of the repository goes through one test harness (`tests/harness.py`): in float64,
-# on random non-identity parameters, `inverse(forward(x)) = x`, `forward(inverse(z)) = z`, and
-# `ladj` equals `slogdet` of autograd's Jacobian in both directions.
+# on random non-identity parameters, `inverse(forward(x)) = x`, `forward(inverse(z)) = z`,
+# `ladj` equals `slogdet` of autograd's Jacobian in both directions, and the gradient of `ladj`
+# with respect to the parameters is the log-determinant's (a `ladj` made with `.item()` has the
+# right value and cannot train).
 #
 # ### Write a layer yourself
 #
@@ -506,8 +517,8 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 # `inverse(z)` returns `(x, ladj)` for the way back, with its own log-determinant. The check sets
 # the five numbers (with $s_1 < 0$), compares `forward` with the formula, and then runs your
 # layer through `tests/harness.py`'s `check_transform`, the test every layer of the repository
-# passes: both round trips, both log-determinants against `slogdet` of autograd's Jacobian, and
-# a gradient to every parameter.
+# passes: both round trips, both log-determinants against `slogdet` of autograd's Jacobian, a
+# gradient to every parameter, and the log-determinant's gradient in `ladj`.
 
 
 # %% tags=["exercise"]
@@ -530,7 +541,7 @@ class Bend(Transform):
 check_layer(Bend)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 class Bend(Transform):
     """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""
@@ -567,7 +578,8 @@ check_layer(Bend)
 # The tests call the harness the same way, on random parameters (`perturb`) in float64. Then a
 # flow of three `Bend`s, with `Permute.reverse(2)` between them so that the second one bends the
 # other coordinate, learns the banana by forward KL. The gap to the exact entropy is KL(p‖q):
-# 0 for a perfect fit.
+# 0 for a perfect fit. The three panels share the colour scale of the trained $q$ and the
+# target $p$; the untrained $\mathcal N(0, I)$, which peaks higher, is clipped at it.
 
 # %%
 check_transform(perturb(Bend().double()), features=2)  # as tests/test_common.py calls it
@@ -593,9 +605,12 @@ fig = plot_densities(
     ],
     view(banana),
 )
+peak = max(ax.images[0].get_array().max() for ax in fig.axes[1:3])  # q's and p's peaks
 for ax in fig.axes[:3]:
+    ax.images[0].set_clim(0, peak)  # the untrained N(0, I) peaks higher: clipped, not dimming q
     ax.set(xlabel="x1")
 fig.axes[0].set(ylabel="x2")
+fig.axes[0].set_title("3 Bends, untrained: N(0, I)\n(clipped at this scale)", fontsize=9)
 plt.show()
 
 # %% [markdown]

@@ -22,10 +22,20 @@ def check_reverse_kl(my_kl, x, log_q, energy):
     free_energy = torch.mean(log_q.double()) + torch.mean(energy.energy(x).double())
     kl = free_energy.item() + energy.log_z()
     my_kl = float(my_kl)
-    assert math.isfinite(my_kl) and abs(my_kl - kl) < 1e-5, (
-        f"your KL estimate {my_kl:.6f} differs from {kl:.6f} on the same samples: expected "
-        "mean(log q + U) over the samples x of q, plus log Z"
-    )
+    if not (math.isfinite(my_kl) and abs(my_kl - kl) < 1e-5):
+        log_z = energy.log_z()
+        flipped_u = torch.mean(log_q.double() - energy.energy(x).double()).item() + log_z
+        usual = [  # the usual slips, each named without giving the formula away
+            (free_energy.item(), "log Z is missing: p = exp(-U) / Z, and log p has two terms"),
+            (-kl, "the sign is flipped: KL(q || p) is an expectation of log q minus log p"),
+            (free_energy.item() - log_z, "log Z has the wrong sign: p = exp(-U) / Z"),
+            (flipped_u, "U has the wrong sign: the energy is minus log p, up to a constant"),
+        ]
+        hint = next((why for value, why in usual if abs(my_kl - value) < 1e-5), None)
+        raise AssertionError(
+            f"your KL estimate {my_kl:.6f} is not the KL on these samples: "
+            + (hint or "start from KL(q || p) = E_q[log q - log p] and write log p with U and Z")
+        )
     error = abs(my_kl - kl)
     print(
         f"Exercise 4: right: KL(q || p) = {my_kl:.4f} nats on these samples (difference "
@@ -43,10 +53,22 @@ def check_lognormal(log_p, x):
         f"log_p should be a tensor of shape {tuple(x.shape)}, got {getattr(log_p, 'shape', log_p)}"
     )
     error = (log_p - expected).abs().max().item()
-    assert error < 1e-5, (
-        f"your log p_X differs from torch's LogNormal(0, 1) by up to {error:.3g} nats: expected "
-        "log N(log x) + log|d log x / dx|"
-    )
+    if error >= 1e-5:
+        base = torch.distributions.Normal(0.0, 1.0).log_prob(torch.log(x))
+        usual = {  # the usual slips, named without the formula
+            "the log-determinant term is missing: add log|f'(x)|": base,
+            "log|f'(x)| has the wrong sign: f' is the derivative of log x, not of exp": base
+            + torch.log(x),
+            "log p_Z is evaluated at x: the base density sees z = f(x)": torch.distributions.Normal(
+                0.0, 1.0
+            ).log_prob(x)
+            - torch.log(x),
+        }
+        hint = next((why for why, v in usual.items() if (log_p - v).abs().max() < 1e-5), None)
+        raise AssertionError(
+            f"your log p_X differs from torch's LogNormal(0, 1) by up to {error:.3g} nats: "
+            + (hint or "log p_X(x) = log p_Z(f(x)) + log|f'(x)|: check each of the two terms")
+        )
     print(f"Exercise 1: right: the log-normal density (largest difference {error:.1e} nats)")
 
 
@@ -129,7 +151,9 @@ def check_layer(Layer):
     With the parameters ``BEND`` (s1 negative, so a log-det without the absolute value is NaN) in
     float64: ``forward`` must follow the formula (a layer written noise -> data fails here), ladj
     must have shape (batch,), and then ``tests/harness.check_transform`` must pass: both round
-    trips, both log-dets against slogdet of autograd's Jacobian, gradients to every parameter.
+    trips, both log-dets against slogdet of autograd's Jacobian, gradients to every parameter,
+    and ladj's gradient equal to the log-det's (a ladj made with ``.item()`` cannot train). ladj
+    must have x's dtype.
     """
     layer = Layer().double()
     with torch.no_grad():
@@ -172,6 +196,11 @@ def check_layer(Layer):
         assert torch.isfinite(result[1]).all(), (
             f"{name}'s ladj is {result[1].tolist()} with s1 = {s1} < 0: a log-determinant is "
             "log|det|, the log of an absolute value"
+        )
+    for name, result, inp in (("forward", out, x), ("inverse", back, x)):
+        assert result[1].dtype == inp.dtype, (
+            f"{name}'s ladj is {result[1].dtype}, its input {inp.dtype}: ladj must have x's "
+            "dtype, so build it from x or the parameters (torch.ones(n) is float32)"
         )
     check_transform(layer, 2)  # the harness every layer of the repository passes
     slopes = torch.stack([torch.func.jacrev(lambda row: layer(row[None])[0][0])(r) for r in x])

@@ -95,7 +95,7 @@ def reach_of(masks):
 check_reach(reach_of)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def reach_of(masks):
     # BEGIN SOLUTION maf.notebook_reach
@@ -196,9 +196,11 @@ print(
 # fits. Its exact entropy is $H = \log(2\pi e) + \log 2 = 3.5310$ nats, so the test NLL minus $H$ is
 # the KL divergence left.
 
-# **Exercise 2.** The target's density by the chain rule, $\log p(x) = \log \mathcal N(x_2 \mid
-# 0, 4) + \log \mathcal N(x_1 \mid x_2^2/4, 1)$, for a batch `x` of shape (n, 2), with
-# `torch.distributions.Normal` (which takes the standard deviation, not the variance).
+# **Exercise 2.** The target's log-density by the chain rule, $p(x) = p(x_{\text{first}})\,
+# p(x_{\text{second}} \mid x_{\text{first}})$, in the order in which it is exactly
+# autoregressive: read the two factors off its definition above and write $\log p(x)$ for a batch
+# `x` of shape (n, 2), with `torch.distributions.Normal` (which takes the standard deviation, not
+# the variance).
 
 # %%
 target = get_target("banana")  # Figure 1's target
@@ -208,7 +210,7 @@ x = target.sample(1000)
 log_p = ...  # your answer: log p(x) by the chain rule, a tensor of shape (n,)
 check_chain_rule(log_p, x, target)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION maf.notebook_chain_rule
 # Normal(0, 2) for x2 (variance 4), then Normal(x2^2 / 4, 1) for x1 given x2; add the two

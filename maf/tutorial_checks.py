@@ -1,6 +1,8 @@
 """The checks of the MAF notebook's exercises (called by tutorial.py, tested by
 tests/test_notebook_checks.py with planted wrong answers). Not part of the paper's core."""
 
+import math
+
 import torch
 
 from common.nets import MADE
@@ -30,7 +32,15 @@ def check_reach(reach_of):
     for number, (name, made) in enumerate(mades.items()):
         masks = [m.mask for m in made.net if hasattr(m, "mask")]
         expected = _paths(masks)
-        reach = reach_of(masks)
+        try:
+            reach = reach_of(masks)
+        except RuntimeError as error:  # shapes that do not chain: a mask skipped or transposed
+            raise AssertionError(
+                f"{name}: reach_of(masks) failed with {type(error).__name__}: {error}. Its masks "
+                f"have shapes {[tuple(m.shape) for m in masks]}: a product of masks that does not "
+                "chain (one skipped, or taken in the wrong order) only works while the hidden "
+                "layers happen to have equal sizes"
+            ) from error
         if number == 0 and not tried(reach, "reach_of(masks)", "Exercise 1"):
             return None
         assert torch.is_tensor(reach) and reach.dtype == torch.bool, (
@@ -54,8 +64,32 @@ def check_chain_rule(log_p, x, target):
         f"log_p should have shape ({len(x)},), got {tuple(getattr(log_p, 'shape', ()))}"
     )
     error = (log_p - target.log_prob(x)).abs().max().item()
-    assert error < 1e-4, (
-        f"your chain-rule log p differs from the target's by up to {error:.3g} nats: expected "
-        "log N(x2 | 0, 4) + log N(x1 | x2^2 / 4, 1)"
-    )
+    if error >= 1e-4:
+        x1, x2 = x.double().unbind(-1)
+        off = log_p.double() - target.log_prob(x).double()  # each slip's offset, in closed form
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
+        usual = [  # the usual slips, named without the formula
+            (-math.log(2) + 3 * x2**2 / 32, "Normal takes a standard deviation, not a variance"),
+            (
+                x2**2 / 8 - x1**2 / 8 + ((x1 - x2**2 / 4) ** 2 - (x2 - x1**2 / 4) ** 2) / 2,
+                "the two variables are swapped: which one does the target draw first?",
+            ),
+            (
+                half_log_2pi + (x1 - x2**2 / 4) ** 2 / 2,
+                "only one factor: the chain rule multiplies two densities",
+            ),
+            (
+                half_log_2pi + math.log(2) + x2**2 / 8,
+                "only one factor: the chain rule multiplies two densities",
+            ),
+        ]
+        hint = next((why for v, why in usual if torch.allclose(off, v, rtol=1e-5, atol=1e-4)), None)
+        raise AssertionError(
+            f"your chain-rule log p differs from the target's by up to {error:.3g} nats: "
+            + (
+                hint
+                or "log p(x) is the log of the first variable's density plus the log of "
+                "the other's conditional density, read off the target's definition"
+            )
+        )
     print(f"Exercise 2: right: the chain rule (largest difference {error:.1e} nats)")

@@ -156,7 +156,7 @@ def with_tails(x, params):
 check_tails(with_tails, params, B)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def with_tails(x, params):
     # BEGIN SOLUTION nsf.notebook_tails
@@ -173,33 +173,25 @@ check_tails(with_tails, params, B)
 # %% [markdown]
 # ## The inverse: the root of a quadratic (App. A)
 #
-# Given $y$ in bin $k$ (found among the $y^k$), Eq. 4 with $g = y$ is a quadratic $a\xi^2 + b\xi + c
-# = 0$ with
-#
-# $$a = (y^{k+1} - y^k)(s^k - \delta^k) + (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
-#   b = (y^{k+1} - y^k)\delta^k - (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
-#   c = -s^k (y - y^k).$$
-#
-# Monotonicity means exactly one root lies in $[0, 1]$; the paper writes it as $\xi = 2c / (-b -
-# \sqrt{b^2 - 4ac})$, which avoids the cancellation of the textbook formula when $b > 0$. Two
-# details matter in floating point:
-#
-# * the discriminant is $> 0$ in exact arithmetic, but rounding can make it slightly negative: clamp
-#   it;
-# * when $b < 0$, the denominator $-b - \sqrt{b^2 - 4ac}$ is a difference of two nearly equal
-#   numbers (this
-#   happens near the top of a flat bin followed by a steep knot). The same root written
-#   $(-b + \sqrt{b^2 - 4ac}) / 2a$ has no cancellation there, and $a > 0$ whenever $b < 0$.
+# Given $y$ in bin $k$ (found among the $y^k$), set Eq. 4 equal to $y$, multiply both sides by its
+# denominator and collect the powers of $\xi$: a quadratic $a\xi^2 + b\xi + c = 0$, whose
+# coefficients are built from the bin's height $y^{k+1} - y^k$, its mean slope $s^k$, the knot
+# slopes $\delta^k, \delta^{k+1}$ and $y - y^k$. Monotonicity means exactly one root lies in $[0,
+# 1]$. The paper writes it with $c$ in the numerator (the textbook formula with its numerator
+# rationalised), which avoids the textbook formula's cancellation when $b > 0$. The discriminant
+# is $> 0$ in exact arithmetic, but rounding can make it slightly negative: clamp it.
 #
 # **Exercise 2.** Complete `paper_root_only(y, params)`: the inverse with the paper's form of the
-# root alone, $\xi = 2c / (-b - \sqrt{b^2 - 4ac})$, returned as a point $x^k + \xi w$ of the data
-# space. The check inverts 20,000 points of steep splines and asks $g(x) = y$ to $10^{-9}$; the cell
-# after it compares the accuracy with `rq_spline`'s, which switches formula on the sign of $b$.
+# root alone. Derive $a$, $b$, $c$ from Eq. 4 as above (check them on paper at $\xi = 0$, where
+# $y = y^k$ must give $c = 0$), pick the root that lies in $[0, 1]$, write it in the paper's form,
+# and return it as a point $x^k + \xi w$ of the data space ($w$ the bin's width). The check inverts
+# 20,000 points of steep splines and asks $g(x) = y$ to $10^{-9}$; the cell after it compares the
+# accuracy with `rq_spline`'s, which switches formula on the sign of $b$.
 
 
 # %% tags=["exercise"]
 def paper_root_only(y, params):
-    """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""
+    """Eq. 4 inverted with the paper's form of the root alone, at every point (for comparison)."""
     xk, yk, d = spline_knots(params, B)  # the same knots and slopes as rq_spline's
     kn = torch.stack([xk, yk], -2)  # (..., 2, K + 1)
     k = (y[..., None] >= kn[..., 1, 1:K]).sum(-1, keepdim=True)
@@ -212,7 +204,7 @@ def paper_root_only(y, params):
 check_quadratic(paper_root_only, B)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def paper_root_only(y, params):
     """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""
@@ -223,8 +215,9 @@ def paper_root_only(y, params):
     d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
     h, s = y1 - y0, (y1 - y0) / (x1 - x0)
     # BEGIN SOLUTION nsf.notebook_quadratic
-    # the coefficients a, b, c of the cell above (App. A), then xi = 2c / (-b - sqrt(b^2 -
-    # 4ac)) with the discriminant clamped at 0; return x0 + xi * (x1 - x0).
+    # Eq. 4 = y times its denominator, collected in xi (App. A): a xi^2 + b xi + c = 0 with the
+    # a, b, c below; then xi = 2c / (-b - sqrt(b^2 - 4ac)), the discriminant clamped at 0;
+    # return x0 + xi * (x1 - x0).
     a = h * (s - d0) + (y - y0) * (d0 + d1 - 2 * s)
     b = h * d0 - (y - y0) * (d0 + d1 - 2 * s)
     c = -s * (y - y0)
@@ -248,6 +241,17 @@ for name, x_back in (
     print(f"{name:<40} max |g(g^-1(y)) - y| = {(y_again - y_true).abs().max():.1e}")
 
 # %% [markdown]
+# The coefficients (App. A), with $w$ the bin's width:
+#
+# $$a = (y^{k+1} - y^k)(s^k - \delta^k) + (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
+#   b = (y^{k+1} - y^k)\delta^k - (y - y^k)(\delta^{k+1} + \delta^k - 2 s^k),\quad
+#   c = -s^k (y - y^k),$$
+#
+# and the paper's root $\xi = 2c / (-b - \sqrt{b^2 - 4ac})$. When $b < 0$ its denominator is a
+# difference of two nearly equal numbers (near the top of a flat bin followed by a steep knot);
+# the same root written $(-b + \sqrt{b^2 - 4ac}) / 2a$ has no cancellation there, and $a > 0$
+# whenever $b < 0$: `rq_spline` switches between the two forms on the sign of $b$.
+#
 # Both use the same knots and slopes; only the root formula differs. Measured here: the paper's form
 # alone is about 60 times less accurate in float64 (3e-13 against 5e-15) and about 70 times in
 # float32 (2e-4 against 3e-6). The soft bounds keep every bin and slope within a factor of about

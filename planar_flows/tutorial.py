@@ -137,7 +137,7 @@ u, psi = lemma_inputs()  # float64, seeded
 logdet_lemma = ...  # your answer: log|det(I + u psi^T)|, a 0-d tensor
 check_lemma(logdet_lemma, u, psi)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION planar_flows.notebook_lemma
 # det(I + u psi^T) = 1 + psi^T u (the matrix determinant lemma): one dot product, O(D).
@@ -186,7 +186,7 @@ plt.show()
 # (`torch.nn.functional.softplus` computes $\log(1 + e^x)$ without overflow.)
 
 # %%
-a = torch.linspace(-4, 4, 400)
+a = torch.linspace(-4, 4, 401)  # an odd count: the grid holds a = 0
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for wu in (-3.0, -1.0, 0.0, 2.0):
     m = -1 + torch.nn.functional.softplus(torch.tensor(wu))
@@ -203,9 +203,9 @@ ax.set_title("the raw map folds (dashed); the constrained one is increasing")
 plt.show()
 
 # %% [markdown]
-# **Exercise 2.** Where does the fold start? Write `min_slope(wu)`: the smallest slope $1 + (w^\top
-# u)\,\mathrm{sech}^2(a)$ of $a \mapsto a + (w^\top u) \tanh(a)$ over the grid `a` above. The map
-# is invertible exactly when it stays positive.
+# **Exercise 2.** Where does the fold start? Write `min_slope(wu)`: the smallest slope (the
+# derivative in $a$) of $a \mapsto a + (w^\top u) \tanh(a)$ over the grid `a` above, as a
+# float. The map is invertible exactly when that slope stays positive.
 
 
 # %% tags=["exercise"]
@@ -216,7 +216,7 @@ def min_slope(wu):
 check_min_slope(min_slope, a)
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def min_slope(wu):
     # BEGIN SOLUTION planar_flows.notebook_fold

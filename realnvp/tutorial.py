@@ -139,7 +139,7 @@ def autograd_logdet(f, x):
 check_autograd_logdet(autograd_logdet, one_point, x[0])
 
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 def autograd_logdet(f, x):
     # BEGIN SOLUTION realnvp.notebook_jacobian
@@ -315,14 +315,15 @@ plt.show()
 #
 # ### 8 x 8 digits
 #
-# 1797 scikit-learn digits with 17 grey levels, dequantised as $(k + u)/17$. Bits per dimension $=
-# \big(\mathrm{NLL} + 64 \log 17\big) / (64 \log 2)$ bounds the discrete code length; a uniform
-# model gives $\log_2 17 = 4.09$. The weights with the best validation NLL are kept.
+# 1797 scikit-learn digits with 17 grey levels, dequantised as $(k + u)/17$. Bits per dimension,
+# the NLL of the discrete levels $k$ in bits per pixel, bounds the code length; a uniform model
+# gives $\log_2 17 = 4.09$. The weights with the best validation NLL are kept.
 #
 # **Exercise 2.** Turn a test NLL in nats per image of 64 dequantised pixels in $[0, 1]$ into bits
-# per dimension. The density of $x = (k + u)/17$ is 17 times per pixel larger than the density of
-# $k + u$, whose NLL bounds the code length of the discrete $k$; divide by $64 \log 2$ for bits per
-# pixel.
+# per dimension. The ingredients: the flow models $x = (k + u)/17$, but the code length is bounded
+# by the NLL of $k + u$ (the change of variables between the two is a scaling of each of the 64
+# pixels); then nats per image become bits per pixel. Mind the sign of the correction: should
+# the NLL of $k + u$ be larger or smaller than that of $x$?
 
 # %%
 nll_nats = torch.tensor([-89.75, 0.0, -30.0])
@@ -331,7 +332,7 @@ nll_nats = torch.tensor([-89.75, 0.0, -30.0])
 my_bits = ...  # your answer: bits/dim of each NLL, a tensor of the shape of nll_nats
 check_bits_per_dim(my_bits, nll_nats)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION realnvp.notebook_bits_per_dim
 # add 64 log 17 (the change of variables from x in [0, 1] to k + u in [0, 17]), then divide by
@@ -427,7 +428,7 @@ print(f"log p(x): {tuple(log_p.shape)}, {log_p.dtype}, from {log_p.min():.1f} to
 my_iw_bits = ...  # your answer: a tensor (4,), -log P_K(k) of each digit in bits/dim
 check_importance_bits(my_iw_bits, log_p)
 
-# %% tags=["solution"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
 # BEGIN SOLUTION realnvp.notebook_importance
 # exp(log p) overflows float32 (log p > 88): log (1/K) sum_j exp(a_j) = logsumexp(a) - log K.
@@ -446,37 +447,39 @@ bits_one = [bits_per_dim(-v) for v in log_p[:, 0].tolist()]  # one u: what a tes
 bits_mean = [bits_per_dim(-v) for v in log_p.double().mean(1).tolist()]  # E_u[log p]: Jensen
 labels = data["test_labels"][:4].tolist()
 print(f"bits/dim of 4 test digits (K = {K:,}; a uniform model over 17 levels: {math.log2(17):.3f})")
-print("digit   one u   mean over u (bound)   K-sample estimate   gap (bound - estimate)")
+print("test digit   one u   mean over u (bound)   K-sample estimate   gap (bound - estimate)")
 for i, label in enumerate(labels):
     gap = bits_mean[i] - my_iw_bits[i].item()
     print(
-        f"  {label}    {bits_one[i]:6.3f}   {bits_mean[i]:6.3f}"
+        f"  #{i} ({label})    {bits_one[i]:6.3f}   {bits_mean[i]:6.3f}"
         f"                {my_iw_bits[i].item():6.3f}              {gap:6.3f}"
     )
 
 # %%
 ks = torch.unique(torch.logspace(0, math.log10(K), 30).long())
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = plt.subplots(figsize=(8.5, 4), layout="constrained")
 for i, label in enumerate(labels):
     lp = log_p[i].double()
     estimate = [bits_per_dim(-(torch.logsumexp(lp[:k], 0) - math.log(k)).item()) for k in ks]
-    (line,) = ax.plot(ks, estimate, label=f"digit {label}: K-sample estimate")
+    (line,) = ax.plot(ks, estimate, label=f"test digit #{i} (a {label}): K-sample estimate")
     ax.axhline(bits_mean[i], color=line.get_color(), ls="--", lw=1)
 ax.set_xscale("log")
 ax.set_xlabel("K, dequantisations per digit")
 ax.set_ylabel("-log P(k) estimate (bits/dim)")
 ax.set_title("The bound (dashed: mean over u) and the estimate with K draws")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: no curve hidden
 plt.show()
 
 # %% [markdown]
 # One draw ($K = 1$, the left end) lands anywhere around the mean bound, above or below it: $\log
 # p$ varies by a few nats from one $u$ to another. As $K$ grows each curve settles below its
-# dashed line, and the distance between them is the gap printed above: how much the Jensen bound
-# that training and bits/dim use overstates the code length of the integer digits. It is the
-# price of a density that is not flat over each cube (were $p$ constant on the cube, Jensen would
-# be an equality); a dequantisation learned instead of uniform is how Flow++ (Ho et al. 2019)
-# narrows it.
+# dashed line, and the distance between them is the gap printed above. The gap is only a lower
+# bound (on average) on how much the Jensen bound that training and bits/dim use overstates the
+# code length of the integer digits: the $K$-sample estimate is itself an upper bound on average
+# ($\mathbb E[-\log \hat P_K] \ge -\log P$, Jensen again, tightening as $K$ grows), so the
+# true overstatement is larger. It is the price of a density that is not flat over each cube
+# (were $p$ constant on the cube, Jensen would be an equality); a dequantisation learned instead
+# of uniform is how Flow++ (Ho et al. 2019) narrows it.
 
 # %% [markdown]
 # ## 7. The multi-scale architecture, drawn, and what each scale holds (Sec. 3.6)

@@ -66,10 +66,35 @@ def check_bits_per_dim(my_bits, nll_nats):
     assert my_bits is not None, "my_bits is not set: write it in the Exercise 2 cell above"
     expected = torch.tensor([bits_per_dim(v.item()) for v in nll_nats], dtype=torch.float64)
     mine = torch.as_tensor(my_bits, dtype=torch.float64)
-    assert mine.shape == expected.shape and torch.allclose(mine, expected, rtol=0, atol=1e-6), (
-        f"your bits/dim {mine.tolist()} differ from common.metrics.bits_per_dim's "
-        f"{expected.tolist()}: expected (NLL + 64 log 17) / (64 log 2)"
+    assert mine.shape == expected.shape, (
+        f"my_bits should have nll_nats's shape {tuple(nll_nats.shape)}, got {tuple(mine.shape)}"
     )
+    if not torch.allclose(mine, expected, rtol=0, atol=1e-6):
+        nll, log17, log2 = nll_nats.double(), math.log(17), math.log(2)
+        usual = [  # the usual slips, named without the formula
+            (
+                (nll - 64 * log17) / (64 * log2),
+                "the correction has the wrong sign: k + u is 17 "
+                "times wider per pixel than x, so its density is lower and its NLL higher",
+            ),
+            (
+                nll / (64 * log2),
+                "the dequantisation's scaling is missing: the code length is "
+                "bounded by the NLL of k + u, not of x in [0, 1]",
+            ),
+            ((nll + 64 * log17) / 64, "still in nats: a bit is log 2 nats"),
+            ((nll + 64 * log17) / log2, "per image, not per dimension: there are 64 pixels"),
+            ((nll + log17) / (64 * log2), "the scaling applies once per pixel, 64 times"),
+        ]
+        hint = next((why for v, why in usual if torch.allclose(mine, v, rtol=0, atol=1e-6)), None)
+        raise AssertionError(
+            f"your bits/dim {mine.tolist()} differ from common.metrics.bits_per_dim's: "
+            + (
+                hint
+                or "write the NLL of k + u from that of x, then convert nats per image to "
+                "bits per pixel"
+            )
+        )
     error = (mine - expected).abs().max().item()
     print(
         f"Exercise 2: right: NLLs of {nll_nats.tolist()} nats are "

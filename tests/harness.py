@@ -1,7 +1,8 @@
 """The Jacobian harness every transform layer and pre-built flow in the repository goes through.
 
 Each check runs in float64 on random, non-identity parameters (``perturb``), so a log-determinant
-that is off by a constant, a wrong sign or a missing term fails.
+that is off by a constant, a wrong sign or a missing term fails, and so does one with the right
+value and no gradient (computed with ``.item()`` or detached), which cannot train.
 """
 
 from fnmatch import fnmatch
@@ -23,7 +24,9 @@ def perturb(module, scale=0.5, seed=0):
 
 def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0, unreachable=()):
     """Invertibility both ways, ladj == slogdet of the autograd Jacobian both ways, ladj sums to 0,
-    gradients reach every parameter. ``layer`` is a Transform in float64 with perturbed parameters.
+    gradients reach every parameter, and ladj's own parameter gradient is right
+    (``check_ladj_gradient``: a detached ladj fails). ``layer`` is a Transform in float64 with
+    perturbed parameters.
 
     ``unreachable``: name patterns (``fnmatch``, e.g. ``"*made.net.0.weight"``) of the parameters
     that this input cannot reach by construction (one feature and no context leaves a conditioner
@@ -79,6 +82,46 @@ def check_transform(layer, features, context=0, batch=5, x=None, tol=TOL, seed=0
         assert not missing, f"no gradient reaches {missing}"
         leaked = sorted(reached & expected)
         assert not leaked, f"a gradient reaches {leaked}, declared unreachable"
+        check_ladj_gradient(layer, x[:2], None if c is None else c[:2])
+
+
+def check_ladj_gradient(layer, x, c, h=1e-6, seed=0):
+    """For each parameter and both directions, the derivative of sum(ladj) along a random direction
+    by autograd equals its central finite difference. The value of ladj is checked against slogdet
+    above, so this says that ladj's gradient is the log-det's gradient: a ladj computed with
+    ``.item()`` or ``.detach()`` has the right value and no gradient, and such a layer cannot
+    train. A parameter the log-det does not depend on (a shift, a volume-preserving layer) gets 0
+    both ways. (Differentiating autograd's slogdet instead would need second derivatives, which a
+    root finder's implicit gradient does not give exactly.)"""
+    gen = torch.Generator().manual_seed(seed)
+    buffers = {name: b.clone() for name, b in layer.named_buffers()}  # BatchNorm's running stats
+    for name, p in layer.named_parameters():
+        if not p.requires_grad:
+            continue
+        v = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        for direction, fn in (("forward", layer.forward), ("inverse", layer.inverse)):
+            ladj = fn(x, c)[1].sum()
+            (grad,) = (
+                torch.autograd.grad(ladj, p, allow_unused=True) if ladj.requires_grad else (None,)
+            )
+            by_autograd = 0.0 if grad is None else (grad * v).sum().item()
+            with torch.no_grad():
+                p.add_(h * v)
+                up = fn(x, c)[1].sum().item()
+                p.sub_(2 * h * v)
+                down = fn(x, c)[1].sum().item()
+                p.add_(h * v)
+            by_difference = (up - down) / (
+                2 * h
+            )  # error ~h^2 + eps |ladj| / h: 1e-4 relative is ample
+            assert abs(by_autograd - by_difference) <= 1e-4 * (1 + abs(by_difference)), (
+                f"{direction}: d sum(ladj) / d {name} is {by_autograd:.8g} by autograd but "
+                f"{by_difference:.8g} by finite differences: part of ladj carries no gradient "
+                "(.item(), .detach(), a new tensor?), so training cannot change the log-det"
+            )
+    with torch.no_grad():
+        for name, b in layer.named_buffers():
+            b.copy_(buffers[name])
 
 
 def check_flow_normalised(flow, lim=8.0, n=400, context=None, tol=1e-2):

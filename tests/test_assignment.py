@@ -564,7 +564,7 @@ def test_a_stubbed_notebook_exercise_is_written_in_its_unfolded_cell_and_others_
     folded = [(h, b) for h, b in ours if "kl_one_mode" in b and "tags=" in h]
     assert [h for h, _ in folded] == [
         '# %% tags=["exercise"]',
-        '# %% tags=["solution"] jupyter={"source_hidden": true}',
+        '# %% jupyter={"source_hidden": true} tags=["solution"]',  # jupytext's order
     ]
     assert folded[0] in theirs and "BEGIN SOLUTION" not in copy
     cells = json.loads((out / "iaf/tutorial.ipynb").read_text())["cells"]
