@@ -1,5 +1,5 @@
 """The notebooks' exercise checks (``<folder>/tutorial_checks.py``) reject plausible wrong
-answers and accept the reference (issue 27): for each checked exercise, the reference passes and
+answers and accept the reference: for each checked exercise, the reference passes and
 each planted wrong answer raises AssertionError, and ``...`` (not tried yet) returns None. Then
 the form of every tutorial's exercises (an exercise cell, then its folded solution) and the
 figures CI asks of each notebook. Not in the student copy (it holds the answers)."""
