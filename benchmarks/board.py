@@ -2,14 +2,18 @@
 
     python -m benchmarks.board                               # ours, zuko, nflows; seeds 0 1 2
     python -m benchmarks.board --models ours zuko --seeds 0  # some rows, one seed
-    python -m benchmarks.board --targets checker board_odd rings gauss8  # other targets (common.targets)
+    python -m benchmarks.board --targets board_odd rings     # other targets (common.targets)
     python -m benchmarks.board --report                      # the table from the results only
 
-The loop an outside user writes: ``torch.manual_seed(seed)``, build, Adam lr 1e-3, a fresh batch
-of 512 target samples each step, 1500 steps, then the test NLL on 100k fresh samples minus the
-exact entropy. NSF-AR 5 x 8 bins, MADE 2 x 64, B = 5 in every library (36,710 parameters each).
-Rows other than the three libraries each change one thing of ours (VARIANTS). Records go to
-benchmarks/results/board.json (kept, not re-run unless --fresh), the table to board.md.
+The board is common.targets' "checker": uniform on the 8 cells of a 4 x 4 board over [-2, 2]^2
+whose floor(x1) + floor(x2) is even, density 1/8 there, exact entropy log 8; "board_odd" is its
+mirror image (the other 8 cells). The loop is the one an outside user writes:
+``torch.manual_seed(seed)``, build, Adam lr 1e-3, a fresh batch of 512 target samples each step,
+1500 steps, then the test NLL on 100k fresh samples minus the exact entropy. NSF-AR 5 x 8 bins,
+MADE 2 x 64, B = 5 in every library (36,710 parameters each). Rows other than the three libraries
+each change one thing of ours (VARIANTS). Records go to benchmarks/results/board.json (kept, not
+re-run unless --fresh), the table to board.md and, for the committed results, into
+benchmarks/README.md between its markers.
 """
 
 import contextlib
@@ -29,10 +33,15 @@ from tools.cli import script_parser
 
 from .fit import SLOPE_SHIFT, nsf_output_scaled, nsf_started
 from .models import PeerFlow, _nflows, ours, zuko_flow
-from .report import fmt, load, save
+from .report import fmt, load, save, update_readme
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 HIDDEN = (64, 64)
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+README_BEGIN = (
+    "<!-- board table: written by python -m benchmarks.board --report from results/board.json -->"
+)
+README_END = "<!-- end of the board table -->"
 
 
 def plain_fit(flow, target, steps=1500, batch_size=512, lr=1e-3):
@@ -120,10 +129,26 @@ VARIANTS = {
     "ours, slopes exp (zuko's)": (lambda: ours("NSF-AR", 2), {"knots": "exp"}),
 }
 
+
+def zuko_bound(bound):
+    """zuko's NSF-AR (its exp slopes, its start) with the spline on [-bound, bound]."""
+    from functools import partial
+
+    import zuko
+    from zuko.transforms import MonotonicRQSTransform
+
+    spline = partial(MonotonicRQSTransform, bound=bound, slope=1e-3)
+    shapes = [(8,), (8,), (7,)]  # zuko.flows.NSF's, bins = 8
+    flow = zuko.flows.MAF(2, transforms=5, hidden_features=HIDDEN, univariate=spline, shapes=shapes)
+    return PeerFlow("zuko", flow)
+
+
+TASKS = ("checker", "board_odd", "rings", "gauss8")  # the table's order of columns
 MODELS = {
     "ours": lambda: ours("NSF-AR", 2),
     "zuko": lambda: PeerFlow("zuko", zuko_flow("NSF-AR", 2, HIDDEN)),
     "nflows": lambda: PeerFlow("nflows", _nflows("NSF-AR", 2, HIDDEN)),
+    "zuko, B = 3": lambda: zuko_bound(3.0),
 }
 
 
@@ -137,10 +162,16 @@ def main(argv=None):
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args(argv)
-    MODELS.update({k: v for k, (v, _) in VARIANTS.items()})
-    unknown = [m for m in args.models if m not in MODELS]
+    rows = {**MODELS, **{label: build for label, (build, _) in VARIANTS.items()}}
+    unknown = [m for m in args.models if m not in rows]
     if unknown:
-        parser.error(f"unknown models {unknown}; expected some of {list(MODELS)}")
+        parser.error(f"unknown models {unknown}; expected some of {list(rows)}")
+    for name in args.targets:
+        try:
+            target_named(name)
+        except ValueError as error:
+            parser.error(str(error))
+    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "board.json")
     results = load(path)
     torch.set_num_threads(1)
@@ -155,7 +186,7 @@ def main(argv=None):
                 results["records"] = [r for r in results["records"] if r not in old]
                 torch.manual_seed(seed)
                 with patched(VARIANTS.get(model, (None, {}))[1]):
-                    flow = MODELS[model]()
+                    flow = rows[model]()
                     record = dict(key, params=count_parameters(flow))
                     record["train_seconds"] = plain_fit(flow, target, args.steps)
                     record.update(nll_gap(flow, target, n=100_000))
@@ -167,14 +198,24 @@ def main(argv=None):
                     file=sys.stderr,
                     flush=True,
                 )
-    print(report(results))
+    table = report(results)
+    with open(os.path.join(args.out, "board.md"), "w") as f:
+        f.write(table + "\n")
+    if os.path.abspath(args.out) == RESULTS:  # the committed results: the README's table too
+        update_readme(table, README, README_BEGIN, README_END)
+    print(table)
 
 
 def report(results):
+    """A row per model (and number of steps where not 1500), a column per target: the gap test NLL
+    - entropy in nats, mean +- sd over the seeds run (n given where it is not 3)."""
     tasks, models = [], []
     for r in results["records"]:
         tasks += [r["task"]] if r["task"] not in tasks else []
         models += [(r["model"], r["steps"])] if (r["model"], r["steps"]) not in models else []
+    order = [*MODELS, *VARIANTS]  # the libraries first, then the variants of ours
+    models.sort(key=lambda row: (order.index(row[0]) if row[0] in order else len(order), row[1]))
+    tasks.sort(key=lambda t: TASKS.index(t) if t in TASKS else len(TASKS))
     lines = ["| model | params | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
     for model, steps in models:
         mine = [r for r in results["records"] if (r["model"], r["steps"]) == (model, steps)]
@@ -182,7 +223,8 @@ def report(results):
         for task in tasks:
             gaps = [r["gap"] for r in mine if r["task"] == task]
             cells.append(fmt(gaps) + (f" (n={len(gaps)})" if gaps and len(gaps) != 3 else ""))
-        lines.append(f"| {model} | {mine[0]['params']:,} | " + " | ".join(cells) + " |")
+        label = model + ("" if steps == 1500 else f", {steps} steps")
+        lines.append(f"| {label} | {mine[0]['params']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

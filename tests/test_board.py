@@ -3,20 +3,21 @@
 import json
 import math
 
+import pytest
 import torch
 
 import nsf.nsf as nsf_core
-from benchmarks.board import MODELS, VARIANTS, OddBoard, main, patched
+from benchmarks.board import MODELS, VARIANTS, OddBoard, main, patched, zuko_bound
 from benchmarks.models import available, parameters
 from common.targets import get_target
 
 
 def test_every_row_has_the_same_parameter_count():
-    rows = {**MODELS, **{k: v for k, (v, _) in VARIANTS.items()}}
+    rows = {**MODELS, **{label: build for label, (build, _) in VARIANTS.items()}}
     counts = {
-        name: parameters(build())
-        for name, build in rows.items()
-        if name in VARIANTS or available(name)
+        label: parameters(build())
+        for label, build in rows.items()
+        if available(label.split(",")[0])  # "zuko, B = 3" needs zuko
     }
     assert set(counts.values()) == {36_710}, counts
 
@@ -53,4 +54,23 @@ def test_it_runs_and_keeps_its_records(tmp_path, capsys):
     assert [r["model"] for r in records] == ["ours", "ours, B = 3"]
     assert all(math.isfinite(r["gap"]) and r["params"] == 36_710 for r in records)
     assert nsf_core.MIN_WIDTH == 1e-3  # no variant left its change behind
-    assert "| ours, B = 3 | 36,710 |" in capsys.readouterr().out
+    assert "| ours, B = 3, 2 steps | 36,710 |" in capsys.readouterr().out
+
+
+def test_unknown_rows_and_targets_are_refused_before_any_work(tmp_path):
+    for argv in (["--models", "ours, B = 4"], ["--targets", "chequer"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--out", str(tmp_path)])
+    assert not (tmp_path / "board.json").exists()
+
+
+@pytest.mark.skipif(not available("zuko"), reason="zuko is not installed")
+def test_zuko_with_another_bound_changes_only_the_bound():
+    x = torch.tensor([[2.9, 0.5], [3.1, -0.5], [-4.0, 1.0]])
+    torch.manual_seed(0)
+    default = MODELS["zuko"]()
+    torch.manual_seed(0)
+    assert torch.equal(zuko_bound(5.0).log_prob(x), default.log_prob(x))  # zuko's own B = 5
+    first = zuko_bound(3.0).module.transform.transforms[0]
+    y = first(None)(x)
+    assert torch.equal(y[1:, 0], x[1:, 0]) and y[0, 0] != x[0, 0]  # identity beyond 3 only
