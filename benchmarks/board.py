@@ -31,7 +31,7 @@ from common.targets import get_target
 from nsf import NSF
 from tools.cli import script_parser
 
-from .fit import SLOPE_SHIFT, nsf_output_scaled, nsf_started
+from .fit import DEFAULT_OUTPUT, SLOPE_SHIFT, nsf_output_scaled, nsf_started
 from .models import PeerFlow, _nflows, ours, zuko_flow
 from .report import fmt, load, save, update_readme
 
@@ -109,7 +109,7 @@ def _exp_knots(params, bound=5.0):
 # one change of ours each: (builder, the nsf.nsf globals to set while it trains and is scored)
 VARIANTS = {
     "ours, output layer at PyTorch's default": (
-        lambda: nsf_output_scaled(ours("NSF-AR", 2), 10),
+        lambda: nsf_output_scaled(ours("NSF-AR", 2), DEFAULT_OUTPUT),
         {},
     ),
     "ours, slopes 1 at the start (output x 0.1 kept)": (
