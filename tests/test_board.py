@@ -74,3 +74,13 @@ def test_zuko_with_another_bound_changes_only_the_bound():
     first = zuko_bound(3.0).module.transform.transforms[0]
     y = first(None)(x)
     assert torch.equal(y[1:, 0], x[1:, 0]) and y[0, 0] != x[0, 0]  # identity beyond 3 only
+
+
+def test_the_readme_table_is_the_results_files():
+    """benchmarks/README.md's board table is what ``--report`` makes of results/board.json."""
+    from benchmarks.board import README, README_BEGIN, README_END, RESULTS, report
+    from benchmarks.report import load, readme_tables
+
+    table = report(load(f"{RESULTS}/board.json"))
+    assert readme_tables(README, README_BEGIN, README_END) == table.strip()
+    assert "| ours | 36,710 |" in table and "| zuko | 36,710 |" in table
