@@ -521,15 +521,20 @@ print("log_prob == N(mu, e^s)  :", torch.allclose(flow.log_prob(x), gauss.log_pr
 # gradient to every parameter, and the log-determinant's gradient in `ladj`.
 
 
-# %% tags=["exercise"]
-class Bend(Transform):
-    """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""
+# %%
+class BendParameters(Transform):
+    """The five learned numbers of the bend layer; ``Bend`` below adds its two directions."""
 
     def __init__(self):
         super().__init__()
         self.s = torch.nn.Parameter(torch.ones(2))  # s1, s2: any sign, not zero
         self.t = torch.nn.Parameter(torch.zeros(2))  # t1, t2
         self.q = torch.nn.Parameter(torch.zeros(()))  # the parabola's curvature
+
+
+# %% tags=["exercise"]
+class Bend(BendParameters):
+    """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""
 
     def forward(self, x, context=None):
         return ...  # your answer: (z, ladj), z of shape (batch, 2), ladj of shape (batch,)
@@ -543,14 +548,8 @@ check_layer(Bend)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Our solution (folded: open it after you have tried).
-class Bend(Transform):
+class Bend(BendParameters):
     """z1 = s1 (x1 - q x2^2 - t1), z2 = s2 (x2 - t2): data -> noise."""
-
-    def __init__(self):
-        super().__init__()
-        self.s = torch.nn.Parameter(torch.ones(2))  # s1, s2: any sign, not zero
-        self.t = torch.nn.Parameter(torch.zeros(2))  # t1, t2
-        self.q = torch.nn.Parameter(torch.zeros(()))  # the parabola's curvature
 
     # BEGIN SOLUTION intro.notebook_layer
     # z2 depends on x2 alone and z1 on both: the Jacobian is triangular, its diagonal is s1, s2,

@@ -189,14 +189,22 @@ check_tails(with_tails, params, B)
 # accuracy with `rq_spline`'s, which switches formula on the sign of $b$.
 
 
-# %% tags=["exercise"]
-def paper_root_only(y, params):
-    """Eq. 4 inverted with the paper's form of the root alone, at every point (for comparison)."""
+# %%
+def bin_of(y, params):
+    """The bin that holds each y (found among the y^k): its knots x0, x1, y0, y1 and the slopes
+    d0, d1 at them, each of y's shape."""
     xk, yk, d = spline_knots(params, B)  # the same knots and slopes as rq_spline's
     kn = torch.stack([xk, yk], -2)  # (..., 2, K + 1)
     k = (y[..., None] >= kn[..., 1, 1:K]).sum(-1, keepdim=True)
     x0, x1, y0, y1 = (kn[..., i, :].gather(-1, k + j)[..., 0] for i in (0, 1) for j in (0, 1))
     d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
+    return x0, x1, y0, y1, d0, d1
+
+
+# %% tags=["exercise"]
+def paper_root_only(y, params):
+    """Eq. 4 inverted with the paper's form of the root alone, at every point (for comparison)."""
+    x0, x1, y0, y1, d0, d1 = bin_of(y, params)
     h, s = y1 - y0, (y1 - y0) / (x1 - x0)  # noqa: F841  (the bin's height and slope, for you)
     return ...  # your answer: x0 + xi (x1 - x0), a tensor of the shape of y
 
@@ -208,11 +216,7 @@ check_quadratic(paper_root_only, B)
 # Our solution (folded: open it after you have tried).
 def paper_root_only(y, params):
     """Eq. 4 inverted with 2c / (-b - sqrt(b^2 - 4ac)) alone, at every point (for comparison)."""
-    xk, yk, d = spline_knots(params, B)  # the same knots and slopes as rq_spline's
-    kn = torch.stack([xk, yk], -2)  # (..., 2, K + 1)
-    k = (y[..., None] >= kn[..., 1, 1:K]).sum(-1, keepdim=True)
-    x0, x1, y0, y1 = (kn[..., i, :].gather(-1, k + j)[..., 0] for i in (0, 1) for j in (0, 1))
-    d0, d1 = (d.gather(-1, k + j)[..., 0] for j in (0, 1))
+    x0, x1, y0, y1, d0, d1 = bin_of(y, params)
     h, s = y1 - y0, (y1 - y0) / (x1 - x0)
     # BEGIN SOLUTION nsf.notebook_quadratic
     # Eq. 4 = y times its denominator, collected in xi (App. A): a xi^2 + b xi + c = 0 with the
