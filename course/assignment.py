@@ -105,6 +105,7 @@ NOT_FOR_STUDENTS = (
     "tests/test_benchmarks.py",
     # tests of benchmarks/ alone (issue 26): the copy's suite must collect without benchmarks/
     "tests/test_fit.py",
+    "tests/test_board.py",
     "tests/test_notebook_checks.py",  # plants the notebook exercises' reference answers
 )
 __all__ = [
