@@ -65,6 +65,7 @@ MEMORY_LIMIT = 3072  # MiB of address space for one part (the reference peaks ne
 FEEDBACK_CHARS = 600  # what one failed test may say in the feedback
 GROUP_FEEDBACK_CHARS = 1500  # ... and one test group
 SANDBOX_UID = 64000  # as root: each part runs as a uid/gid from here up that no other grader holds
+SANDBOX_UIDS = range(SANDBOX_UID, SANDBOX_UID + 4096)
 # what a scratch tree copies from the instructor's repository
 TREE = ("common", "intro", *PAPERS, "tests", "course", "tools")
 TREE_FILES = ("pyproject.toml",)
@@ -152,7 +153,12 @@ def sandbox_available():
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _finished(pid):
+def uid_lock_path(uid):
+    """The lock file a grader holds while one of its parts runs as sandbox ``uid``."""
+    return Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock"
+
+
+def finished(pid):
     """True when ``pid`` is gone or a zombie (it runs nothing; it waits for its parent, or init, to
     reap it: the grader's own pytest child is reaped only after ``kill_user``)."""
     try:
@@ -162,7 +168,7 @@ def _finished(pid):
         return True
 
 
-def _uids(pid):
+def process_uids(pid):
     """The real, effective, saved and filesystem uids of ``pid`` (empty when it is gone). Read from
     ``/proc/<pid>/status``, not the owner of ``/proc/<pid>``: a process that makes itself
     non-dumpable shows as root's there."""
@@ -183,9 +189,9 @@ def kill_user(uid):
     for _ in range(100):
         pids = []
         for name in os.listdir("/proc"):
-            if name.isdigit() and uid in _uids(name):
+            if name.isdigit() and uid in process_uids(name):
                 pids.append(int(name))
-        pids = [pid for pid in pids if not _finished(pid)]
+        pids = [pid for pid in pids if not finished(pid)]
         if not pids:
             return found, True
         found = found or len(pids)
@@ -904,8 +910,8 @@ def claimed_uid():
     """A sandbox uid (from ``SANDBOX_UID`` up) that no other part, here or in another grader on this
     machine, holds: a lock file per uid, held while the part runs, since each part ends by killing
     every process of its uid."""
-    for uid in range(SANDBOX_UID, SANDBOX_UID + 4096):
-        lock = open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a")
+    for uid in SANDBOX_UIDS:
+        lock = open(uid_lock_path(uid), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -916,7 +922,7 @@ def claimed_uid():
         finally:
             lock.close()  # releases the lock
         return
-    raise RuntimeError(f"no free sandbox uid in {SANDBOX_UID}..{SANDBOX_UID + 4095}")
+    raise RuntimeError(f"no free sandbox uid in {SANDBOX_UIDS[0]}..{SANDBOX_UIDS[-1]}")
 
 
 def grade_parts(

@@ -105,15 +105,14 @@ def check_ladj_gradient(layer, x, c, h=1e-6, seed=0):
                 torch.autograd.grad(ladj, p, allow_unused=True) if ladj.requires_grad else (None,)
             )
             by_autograd = 0.0 if grad is None else (grad * v).sum().item()
+            kept = p.detach().clone()
             with torch.no_grad():
-                p.add_(h * v)
+                p.copy_(kept + h * v)
                 up = fn(x, c)[1].sum().item()
-                p.sub_(2 * h * v)
+                p.copy_(kept - h * v)
                 down = fn(x, c)[1].sum().item()
-                p.add_(h * v)
-            by_difference = (up - down) / (
-                2 * h
-            )  # error ~h^2 + eps |ladj| / h: 1e-4 relative is ample
+                p.copy_(kept)
+            by_difference = (up - down) / (2 * h)  # error ~ h^2 + eps |ladj| / h: 1e-4 is ample
             assert abs(by_autograd - by_difference) <= 1e-4 * (1 + abs(by_difference)), (
                 f"{direction}: d sum(ladj) / d {name} is {by_autograd:.8g} by autograd but "
                 f"{by_difference:.8g} by finite differences: part of ladj carries no gradient "

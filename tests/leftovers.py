@@ -8,14 +8,11 @@ check finding each kind and ending it.
 import fcntl
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-# the grader's sandbox uids (course/grade.py, SANDBOX_UID and claimed_uid): read here, not
-# imported, so that this check needs nothing from course/
-SANDBOX_UIDS = range(64000, 64000 + 4096)
+from course.grade import SANDBOX_UIDS, finished, process_uids, uid_lock_path
 
 
 def _children(pid):
@@ -26,33 +23,15 @@ def _children(pid):
             found += [int(p) for p in (task / "children").read_text().split()]
         except OSError:
             continue
-    return [p for p in found if _alive(p)]
-
-
-def _stat(pid):
-    """The fields of /proc/<pid>/stat after the command name (state first), or None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def _state(pid):
-    """The one-letter state of ``pid`` (R, S, Z, ...), or None when it is gone."""
-    fields = _stat(pid)
-    return fields[0] if fields else None
+    return [p for p in found if not finished(p)]
 
 
 def _started(pid):
     """When ``pid`` started, in clock ticks since boot (0 when it is gone)."""
-    fields = _stat(pid)
-    return int(fields[19]) if fields else 0
-
-
-def _alive(pid):
-    """True while ``pid`` runs (a zombie has finished: it only waits to be reaped)."""
-    return _state(pid) not in ("Z", "X", None)
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+    except OSError:
+        return 0
 
 
 def command_line(pid):
@@ -65,7 +44,7 @@ def command_line(pid):
 
 def _uid_held(uid):
     """True when a grader holds ``uid`` (its lock file is locked): its processes are that part's."""
-    path = Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock"
+    path = uid_lock_path(uid)
     if not path.exists():
         return False
     with open(path, "a") as lock:
@@ -85,12 +64,9 @@ def sandbox_processes(since=None):
         return {}
     since = _started(os.getpid()) if since is None else since
     found = {}
-    for name in os.listdir("/proc"):
-        try:
-            uid = os.stat(f"/proc/{name}").st_uid if name.isdigit() else None
-        except OSError:
-            continue
-        if uid in SANDBOX_UIDS and _alive(int(name)) and _started(int(name)) >= since:
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        uid = next((u for u in process_uids(name) if u in SANDBOX_UIDS), None)
+        if uid is not None and not finished(name) and _started(name) >= since:
             found[int(name)] = uid
     return {pid: uid for pid, uid in found.items() if not _uid_held(uid)}
 
@@ -129,5 +105,5 @@ def end_leftovers(pid=None, grace=2.0):
             except OSError:
                 pass
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(t) for t in targets):
+        while time.monotonic() < deadline and not all(finished(t) for t in targets):
             time.sleep(0.02)

@@ -24,6 +24,7 @@ from course.grade import (
     load_weights,
     reference_code,
     sandbox_available,
+    uid_lock_path,
     wrong_code,
 )
 from course.gradescope import bundle_files, try_bundle, write_bundle
@@ -231,13 +232,12 @@ def test_the_grader_counts_a_killed_process_waiting_to_be_reaped_as_gone():
     """A zombie of a sandbox uid runs nothing: kill_user must not spend its 100 rounds on it and
     call it a survivor (the grader reaps its own pytest child only after kill_user)."""
     import fcntl
-    import tempfile
     from pathlib import Path
 
     from course.grade import SANDBOX_UID, kill_user
 
     uid = SANDBOX_UID + 4095  # the last: a grader claims the lowest free uid
-    with open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a") as lock:
+    with open(uid_lock_path(uid), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         child = subprocess.Popen([sys.executable, "-c", "pass"], user=uid, group=uid, cwd="/")
         try:
@@ -258,15 +258,13 @@ def test_the_grader_kills_a_sandbox_process_that_made_itself_non_dumpable():
     """prctl(PR_SET_DUMPABLE, 0) makes /proc/<pid> root's on Linux (not under every sandboxing
     kernel); kill_user reads the process's uids from /proc/<pid>/status, so it still finds it."""
     import fcntl
-    import tempfile
-    from pathlib import Path
 
     from course.grade import SANDBOX_UID, kill_user
 
     hide = "import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print(1, flush=True)"
     hide += "; time.sleep(60)"
     uid = SANDBOX_UID + 4094
-    with open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a") as lock:
+    with open(uid_lock_path(uid), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         child = subprocess.Popen(
             [sys.executable, "-c", hide], user=uid, group=uid, cwd="/", stdout=subprocess.PIPE

@@ -5,14 +5,14 @@ import fcntl
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.leftovers import SANDBOX_UIDS, end_leftovers, leftovers, sandbox_processes
+from course.grade import SANDBOX_UIDS, uid_lock_path
+from tests.leftovers import end_leftovers, leftovers, sandbox_processes
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -55,7 +55,7 @@ def test_a_thread_that_is_not_a_daemon_is_named():
 def test_a_sandbox_uid_process_is_a_leftover_once_no_grader_holds_its_uid():
     # the last sandbox uid: a grader claims the lowest free one, so none reaches for this one
     uid = SANDBOX_UIDS[-1]
-    lock = open(Path(tempfile.gettempdir()) / f".course-grade-uid-{uid}.lock", "a")
+    lock = open(uid_lock_path(uid), "a")
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a grader holds the uid of a running part
     # a grandchild, in its own session: it is not a child of this process once its parent exits
     spawn = f"import subprocess, sys; subprocess.Popen({SLEEP!r}, start_new_session=True)"
